@@ -1,0 +1,285 @@
+//! The project config, `slipway.toml`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::toml_file::{read_toml, ConfigError};
+use crate::Recipe;
+
+/// The project config: where state, blobs and the public tree live, the signing key, gates and streams.
+/// Relative paths are resolved against the config file's directory, so a copied project works anywhere.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    /// Database, job state and work directories.
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Content-addressed artifact store; defaults to `<state-dir>/blobs`.
+    #[serde(default)]
+    pub blob_dir: Option<PathBuf>,
+    /// The public tree served to users.
+    #[serde(default = "default_publish_dir")]
+    pub publish_dir: PathBuf,
+    /// The URL the public tree is served at; artifact locations in stream metadata are made absolute with
+    /// it. Without it they are relative to the site root.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Prefix of event topics on the bus, such as `org.example.slipway`.
+    #[serde(default = "default_topic_prefix")]
+    pub topic_prefix: String,
+    /// The release signing key.
+    pub signing: SigningConfig,
+    /// Boot test settings.
+    #[serde(default)]
+    pub boottest: BootTestConfig,
+    /// Gates by name.
+    #[serde(default, rename = "gate")]
+    pub gates: BTreeMap<String, GateConfig>,
+    /// Release streams.
+    #[serde(rename = "stream")]
+    pub streams: Vec<StreamConfig>,
+    /// The directory of the config file; every relative path was resolved against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+    /// The config file itself.
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// The OpenPGP key that signs CHECKSUM files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SigningConfig {
+    /// The armored secret key file; `slipway keys init` creates it.
+    pub key: PathBuf,
+    /// The user id given to a key that `slipway keys init` creates.
+    #[serde(default = "default_user_id")]
+    pub user_id: String,
+}
+
+/// How boot tests run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BootTestConfig {
+    /// Guest memory in MiB.
+    #[serde(default = "default_memory")]
+    pub memory_mib: u32,
+    /// Guest CPUs.
+    #[serde(default = "default_cpus")]
+    pub cpus: u32,
+    /// Seconds a VM may run before it is killed and its results become ERROR.
+    #[serde(default = "default_deadline")]
+    pub deadline_secs: u64,
+    /// Virtual disk size in GiB for the boot, larger than the image so growing the root is exercised.
+    #[serde(default = "default_disk_gib")]
+    pub disk_gib: u32,
+}
+
+impl Default for BootTestConfig {
+    fn default() -> Self {
+        Self {
+            memory_mib: default_memory(),
+            cpus: default_cpus(),
+            deadline_secs: default_deadline(),
+            disk_gib: default_disk_gib(),
+        }
+    }
+}
+
+/// A gate: the testcases whose latest result must be PASSED.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct GateConfig {
+    /// Required testcases.
+    pub required: Vec<String>,
+}
+
+/// A release stream: a recipe and the gate its composes must pass.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct StreamConfig {
+    /// The stream's name, used in paths and URLs.
+    pub name: String,
+    /// The recipe file.
+    pub recipe: PathBuf,
+    /// The name of the gate in `[gate.<name>]`.
+    pub gate: String,
+    /// A one-line description for the website.
+    #[serde(default)]
+    pub description: String,
+}
+
+fn default_state_dir() -> PathBuf {
+    "state".into()
+}
+fn default_publish_dir() -> PathBuf {
+    "public".into()
+}
+fn default_topic_prefix() -> String {
+    "org.example.slipway".into()
+}
+fn default_user_id() -> String {
+    "slipway release signing key <releng@localhost>".into()
+}
+fn default_memory() -> u32 {
+    1024
+}
+fn default_cpus() -> u32 {
+    2
+}
+fn default_deadline() -> u64 {
+    600
+}
+fn default_disk_gib() -> u32 {
+    4
+}
+
+impl Config {
+    /// Reads, parses and validates a config file, resolving relative paths against its directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let (mut config, text): (Config, String) = read_toml(path)?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+        config.path = base.join(path.file_name().unwrap_or_default());
+        config.state_dir = base.join(&config.state_dir);
+        config.blob_dir = Some(match &config.blob_dir {
+            Some(dir) => base.join(dir),
+            None => config.state_dir.join("blobs"),
+        });
+        config.publish_dir = base.join(&config.publish_dir);
+        config.signing.key = base.join(&config.signing.key);
+        for stream in &mut config.streams {
+            stream.recipe = base.join(&stream.recipe);
+        }
+        config.base_dir = base;
+        config.validate(path, &text)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        if self.streams.is_empty() {
+            return Err(ConfigError::at_key(path, text, "name", "stream", "define at least one [[stream]]"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, stream) in self.streams.iter().enumerate() {
+            if stream.name.is_empty()
+                || !stream
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            {
+                return Err(ConfigError::at_key(
+                    path,
+                    text,
+                    "name",
+                    &format!("stream[{i}].name"),
+                    format!("{:?} is not a stream name: use letters, digits, '-', '_' and '.'", stream.name),
+                ));
+            }
+            if !seen.insert(&stream.name) {
+                return Err(ConfigError::at_key(
+                    path,
+                    text,
+                    "name",
+                    &format!("stream[{i}].name"),
+                    format!("stream {:?} is defined twice", stream.name),
+                ));
+            }
+            if !self.gates.contains_key(&stream.gate) {
+                let known: Vec<_> = self.gates.keys().cloned().collect();
+                return Err(ConfigError::at_key(
+                    path,
+                    text,
+                    "gate",
+                    &format!("stream[{i}].gate"),
+                    format!("no [gate.{}] is defined (known gates: {})", stream.gate, known.join(", ")),
+                ));
+            }
+        }
+        if let Some(url) = &self.base_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::at_key(
+                    path,
+                    text,
+                    "base-url",
+                    "base-url",
+                    "must start with http:// or https://",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The blob directory.
+    pub fn blob_dir(&self) -> PathBuf {
+        self.blob_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("blobs"))
+    }
+
+    /// The stream of a given name.
+    pub fn stream(&self, name: &str) -> Option<&StreamConfig> {
+        self.streams.iter().find(|s| s.name == name)
+    }
+
+    /// Loads the recipe of a stream.
+    pub fn recipe(&self, stream: &StreamConfig) -> Result<Recipe, ConfigError> {
+        Recipe::load(&stream.recipe)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+publish-dir = "site"
+
+[signing]
+key = "keys/signing.asc"
+
+[gate.default]
+required = ["boot.multi-user"]
+
+[[stream]]
+name = "cloud"
+recipe = "recipes/cloud.toml"
+gate = "default"
+"#;
+
+    #[test]
+    fn paths_are_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("slipway.toml");
+        std::fs::write(&path, GOOD).expect("write");
+        let config = Config::load(&path).expect("valid config");
+        assert_eq!(config.publish_dir, dir.path().join("site"));
+        assert_eq!(config.state_dir, dir.path().join("state"));
+        assert_eq!(config.blob_dir(), dir.path().join("state/blobs"));
+        assert_eq!(config.signing.key, dir.path().join("keys/signing.asc"));
+        assert_eq!(config.streams[0].recipe, dir.path().join("recipes/cloud.toml"));
+    }
+
+    #[test]
+    fn a_stream_naming_an_unknown_gate_is_refused_at_its_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("slipway.toml");
+        std::fs::write(&path, GOOD.replace("gate = \"default\"", "gate = \"strict\"")).expect("write");
+        let message = Config::load(&path).expect_err("must fail").to_string();
+        assert!(message.contains("slipway.toml:13:1: field `stream[0].gate`"), "{message}");
+    }
+
+    #[test]
+    fn a_missing_section_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("slipway.toml");
+        std::fs::write(&path, GOOD.replace("[signing]\nkey = \"keys/signing.asc\"\n", "")).expect("write");
+        let message = Config::load(&path).expect_err("must fail").to_string();
+        assert!(message.contains("signing"), "{message}");
+    }
+}

@@ -1,0 +1,54 @@
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+
+/// A SHA-256 digest in lower-case hex, the identity of every artifact and the unit of every checksum.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Sha256(String);
+
+impl Sha256 {
+    /// Parses 64 hex digits (either case); anything else is refused.
+    pub fn parse(hex_digits: &str) -> Result<Self, String> {
+        if hex_digits.len() == 64 && hex_digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            Ok(Self(hex_digits.to_ascii_lowercase()))
+        } else {
+            Err(format!("not a sha256 hex digest: {hex_digits:?}"))
+        }
+    }
+
+    /// Wraps the 32 raw bytes of a finished digest.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(hex::encode(bytes))
+    }
+
+    /// The digest as 64 lower-case hex digits.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Sha256 {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Sha256> for String {
+    fn from(value: Sha256) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for Sha256 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The SHA-256 of a byte string, for hashing small values such as normalized recipes.
+pub fn sha256_hex(bytes: &[u8]) -> Sha256 {
+    Sha256::from_bytes(sha2::Sha256::digest(bytes).into())
+}

@@ -1,0 +1,57 @@
+//! Events: immutable facts about state changes, appended in the same transaction as the change.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The unique id of an event; handlers remember the ids they have acted on.
+pub type EventId = Uuid;
+
+/// The position of an event in the store's log, increasing in commit order.
+pub type EventSeq = i64;
+
+/// An event as stored and carried on the bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unique id.
+    pub id: EventId,
+    /// Position in the log.
+    pub seq: EventSeq,
+    /// Topic without the deployment prefix, such as `compose.complete`.
+    pub topic: String,
+    /// When the change happened.
+    pub time: Timestamp,
+    /// The name of the body's JSON schema, such as `slipway.compose.complete.v1`.
+    pub schema: String,
+    /// The body.
+    pub body: serde_json::Value,
+}
+
+impl Event {
+    /// The schema name that goes with a topic.
+    pub fn schema_for(topic: &str) -> String {
+        format!("slipway.{topic}.v1")
+    }
+}
+
+/// The topics slipway emits.
+pub mod topics {
+    /// A compose was started.
+    pub const COMPOSE_STARTED: &str = "compose.started";
+    /// A compose finished building.
+    pub const COMPOSE_COMPLETE: &str = "compose.complete";
+    /// A compose failed to build.
+    pub const COMPOSE_FAILED: &str = "compose.failed";
+    /// One test result was recorded.
+    pub const TEST_RESULT: &str = "test.result";
+    /// A boot test of a compose finished and all its results are recorded.
+    pub const TEST_COMPLETE: &str = "test.complete";
+    /// A person marked a compose failed, or withdrew that.
+    pub const COMPOSE_VERDICT: &str = "compose.verdict";
+    /// The gate's decision on a compose in a stream changed.
+    pub const DECISION_CHANGED: &str = "decision.changed";
+    /// A release was chosen and given its version.
+    pub const RELEASE_CREATED: &str = "release.created";
+    /// A release's files and metadata are in the public tree.
+    pub const RELEASE_PUBLISHED: &str = "release.published";
+}

@@ -1,0 +1,36 @@
+//! The words of slipway, as types.
+//!
+//! Every other crate speaks in these values: a [`Recipe`] says what an image is, a [`Compose`] is one build of
+//! it with its [`Artifact`]s and [`Lock`], a [`TestResult`] is one outcome of booting it, a [`Decision`] is
+//! the gate's answer, a [`Release`] is a compose published in a stream, and an [`Event`] is an immutable fact
+//! about any of them. The crate also parses the project config and recipes, with errors that name the file,
+//! line, column and field.
+
+mod clock;
+mod compose;
+mod config;
+mod digest;
+mod event;
+mod gate;
+mod recipe;
+mod release;
+mod results;
+mod toml_file;
+
+pub use clock::{Clock, SystemClock};
+pub use compose::{
+    Artifact, ArtifactKind, Compose, ComposeId, ComposeState, InputHash, Lock, LockedPackage,
+};
+pub use config::{BootTestConfig, Config, GateConfig, SigningConfig, StreamConfig};
+pub use digest::{sha256_hex, Sha256};
+pub use event::{topics, Event, EventId, EventSeq};
+pub use gate::{Decision, Requirement, Unsatisfied, UnsatisfiedKind, Verdict};
+pub use recipe::{
+    DiskLayout, FileEntry, OutputFormat, PackageSource, Recipe, SystemSettings, Units,
+};
+pub use release::{Release, ReleaseState, Version, VersionError};
+pub use results::{Outcome, TestResult};
+pub use toml_file::{ConfigError, Location};
+
+/// The version of slipway's builder, part of every input hash: a new builder may produce different bytes.
+pub const BUILDER_VERSION: &str = concat!("slipway-", env!("CARGO_PKG_VERSION"));
