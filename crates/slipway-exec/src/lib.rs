@@ -3,6 +3,9 @@
 //! The runner logs the argv, keeps the tail of stderr for the error message, kills the child's whole process
 //! group when its deadline passes or when the caller gives up on it, and asks the kernel to kill the child if
 //! slipway itself dies (through util-linux's `setpriv --pdeathsig`), so no QEMU or mmdebstrap outlives us.
+//! As root, the child also runs as the first process of its own PID namespace (`unshare --pid
+//! --kill-child`): when it dies, the kernel kills everything it started, so even apt and dpkg under a killed
+//! mmdebstrap are gone, and mounts a tool made in its private mount namespace disappear with it.
 //! A missing tool is reported with the Debian package that provides it.
 
 use std::collections::VecDeque;
@@ -278,16 +281,7 @@ impl CommandRunner for SystemRunner {
         })?;
         tracing::debug!(command = %shown, "running");
 
-        // setpriv makes the kernel kill the child when this process dies, so a killed slipway leaves no
-        // VM or build behind. It ships in util-linux, which every Debian system has.
-        let mut child_command = match find_program("setpriv") {
-            Some(setpriv) => {
-                let mut c = tokio::process::Command::new(setpriv);
-                c.args(["--pdeathsig", "KILL", "--"]).arg(&program);
-                c
-            }
-            None => tokio::process::Command::new(&program),
-        };
+        let mut child_command = wrapped(&program);
         child_command
             .args(&command.args)
             .envs(command.env.iter().map(|(k, v)| (k, v)))
@@ -360,6 +354,41 @@ impl CommandRunner for SystemRunner {
             })
         }
     }
+}
+
+/// The command that starts `program` so that it cannot outlive us: setpriv makes the kernel kill it when
+/// this process dies, and as root unshare puts it at the root of a PID namespace, so its descendants die
+/// with it. Both ship in util-linux, which every Debian system has.
+fn wrapped(program: &Path) -> tokio::process::Command {
+    let mut prefix: Vec<std::ffi::OsString> = Vec::new();
+    if let Some(setpriv) = find_program("setpriv") {
+        prefix.push(setpriv.into());
+        prefix.extend(["--pdeathsig", "KILL", "--"].map(Into::into));
+    }
+    if is_root() {
+        if let Some(unshare) = find_program("unshare") {
+            prefix.push(unshare.into());
+            prefix.extend(
+                ["--pid", "--fork", "--kill-child=SIGKILL", "--mount-proc", "--"].map(Into::into),
+            );
+        }
+    }
+    prefix.push(program.into());
+    let mut command = tokio::process::Command::new(&prefix[0]);
+    command.args(&prefix[1..]);
+    command
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
 }
 
 /// Kills the child's process group when the run ends early (deadline, or the future being dropped), so
@@ -445,23 +474,78 @@ mod tests {
         assert!(err.to_string().contains("no-such-tool-xyz"));
     }
 
+    /// Command lines of running processes that are exactly `command` (zombies excluded: they have none).
+    fn processes_running(command: &str) -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.trim() == command)
+            .collect()
+    }
+
+    fn wait_until_gone(command: &str) -> Vec<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !processes_running(command).is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        processes_running(command)
+    }
+
     #[tokio::test]
     async fn the_deadline_kills_the_whole_process_group() {
-        let dir = std::env::temp_dir().join(format!("slipway-exec-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let marker = dir.join("grandchild.pid");
-        let script = format!("sleep 30 & echo $! > {}; wait", marker.display());
         let err = SystemRunner
-            .run(Command::new("sh").args(["-c", &script]).timeout(Duration::from_millis(500)))
+            .run(
+                Command::new("sh")
+                    .args(["-c", "sleep 302 & wait"])
+                    .timeout(Duration::from_millis(500)),
+            )
             .await
             .expect_err("must time out");
         assert!(matches!(err, ExecError::TimedOut { .. }), "{err}");
-        let pid = std::fs::read_to_string(&marker).expect("grandchild started");
-        // The grandchild was in the group and must be gone (or a zombie about to be reaped by init).
-        let alive = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
-            .map(|stat| !stat.contains(") Z "))
-            .unwrap_or(false);
-        assert!(!alive, "grandchild {pid} survived the deadline");
+        assert_eq!(wait_until_gone("sleep 302"), Vec::<String>::new());
+    }
+
+    /// Runs only as the child of `a_killed_parent_leaves_no_descendants`: starts a command with a
+    /// grandchild and waits, until the parent test kills this process.
+    #[tokio::test]
+    async fn child_mode_for_parent_death() {
+        let Ok(marker) = std::env::var("SLIPWAY_EXEC_PARENT_DEATH_MARKER") else {
+            return;
+        };
+        let script = format!("sleep 301 & echo $! > {marker}; wait");
+        let _ = SystemRunner.run(Command::new("sh").args(["-c", &script])).await;
+    }
+
+    #[test]
+    fn a_killed_parent_leaves_no_descendants() {
+        let dir = std::env::temp_dir().join(format!("slipway-exec-death-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let marker = dir.join("grandchild.pid");
+        let mut parent = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", "tests::child_mode_for_parent_death", "--nocapture"])
+            .env("SLIPWAY_EXEC_PARENT_DEATH_MARKER", &marker)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn parent");
+        let started = std::time::Instant::now();
+        let pid = loop {
+            if let Ok(pid) = std::fs::read_to_string(&marker) {
+                if !pid.trim().is_empty() {
+                    break pid.trim().to_string();
+                }
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "grandchild never started");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        parent.kill().expect("kill parent");
+        parent.wait().expect("reap parent");
+        // Inside a PID namespace the recorded pid means nothing out here, so look for the command line.
+        let survivors = wait_until_gone("sleep 301");
+        assert!(survivors.is_empty(), "grandchild {pid} outlived its killed parent: {survivors:?}");
         let _ = std::fs::remove_dir_all(dir);
     }
 }

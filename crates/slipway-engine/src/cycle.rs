@@ -1,0 +1,233 @@
+//! One full cycle for every stream: compose → test → gate → release → publish.
+
+use std::fs::File;
+use std::path::PathBuf;
+
+use serde::Serialize;
+use slipway_model::{ComposeState, Release};
+use slipway_store::NewJob;
+
+use crate::jobs::{ComposeJob, JobKind};
+use crate::{Engine, EngineError, EMBEDDED_WORKER_PREFIX};
+
+/// What a cycle did for one stream.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamOutcome {
+    /// The stream.
+    pub stream: String,
+    /// The compose built in this cycle, if one was started.
+    pub compose: Option<String>,
+    /// Its final state: complete, failed or running.
+    pub compose_state: Option<String>,
+    /// Why it failed, or why the gate said no.
+    pub problem: Option<String>,
+    /// The stream's newest published release after the cycle.
+    pub release: Option<Release>,
+    /// Whether that release was made in this cycle.
+    pub released_now: bool,
+}
+
+/// What a cycle did.
+#[derive(Debug, Clone, Serialize)]
+pub struct CycleReport {
+    /// Per stream.
+    pub streams: Vec<StreamOutcome>,
+    /// The public tree.
+    pub publish_dir: PathBuf,
+    /// The download page.
+    pub index_html: PathBuf,
+}
+
+impl CycleReport {
+    /// True when every stream ended with a good compose released.
+    pub fn all_good(&self) -> bool {
+        self.streams.iter().all(|s| s.problem.is_none())
+    }
+}
+
+impl Engine {
+    /// Runs one cycle for every stream and returns when all work it caused is done.
+    ///
+    /// Holds the state directory's lock for the whole cycle. Work left over by an earlier process that died
+    /// (leased jobs, unhandled events, running composes) is picked up first, so running again after a kill
+    /// finishes what was started instead of starting it twice.
+    pub async fn run_once(&self) -> Result<CycleReport, EngineError> {
+        let _lock = self.lock_state_dir()?;
+        self.preflight().await?;
+        let returned = self.store.release_leases(EMBEDDED_WORKER_PREFIX).await?;
+        if returned > 0 {
+            tracing::info!(returned, "took over jobs of an earlier process that stopped");
+        }
+
+        let mut started = Vec::new();
+        for stream in &self.config.streams {
+            let recipe = self.config.recipe(stream)?;
+            let now = self.now();
+            let unfinished = self
+                .store
+                .composes(Some(&stream.name), 20)
+                .await?
+                .into_iter()
+                .find(|c| c.state == ComposeState::Running);
+            let compose = match unfinished {
+                Some(compose) => {
+                    self.progress
+                        .step(&stream.name, &format!("resuming unfinished compose {}", compose.id));
+                    compose
+                }
+                None => {
+                    let compose = self
+                        .store
+                        .create_compose(&stream.name, &recipe.name, &recipe.hash(), now)
+                        .await?;
+                    self.progress
+                        .step(&stream.name, &format!("compose {} queued", compose.id));
+                    compose
+                }
+            };
+            self.store
+                .enqueue_job(
+                    &NewJob {
+                        kind: JobKind::Compose.name().into(),
+                        key: format!("compose:{}", compose.id),
+                        payload: serde_json::to_value(ComposeJob {
+                            compose: compose.id.clone(),
+                        })
+                        .unwrap_or_default(),
+                    },
+                    now,
+                )
+                .await?;
+            started.push((stream.name.clone(), compose.id));
+        }
+
+        // Releases chosen before a crash but never published get a fresh publish job.
+        for stream in &self.config.streams {
+            for release in self.store.releases(&stream.name).await? {
+                if release.state == slipway_model::ReleaseState::Pending {
+                    self.enqueue_publish(&release, true).await?;
+                }
+            }
+        }
+
+        self.drain().await?;
+
+        // A compose whose job was given up (it crashed the worker every time) must not stay "running"
+        // forever: that would block the stream's next cycle.
+        for (_, id) in &started {
+            if let Some(compose) = self.store.compose(id).await? {
+                if compose.state == ComposeState::Running {
+                    let failures = self.store.failed_jobs(50).await?;
+                    let last = failures
+                        .iter()
+                        .find(|(job, _)| job.key == format!("compose:{id}"))
+                        .map(|(_, e)| e.clone())
+                        .unwrap_or_else(|| "the compose job did not finish".into());
+                    self.store.fail_compose(id, &last, self.now()).await?;
+                    self.drain().await?;
+                }
+            }
+        }
+
+        let mut report = Vec::new();
+        for (stream, id) in started {
+            let compose = self.store.compose(&id).await?;
+            let decision = self.store.latest_decision(&id, &stream).await?;
+            let releases = self.store.releases(&stream).await?;
+            let release = releases
+                .iter()
+                .find(|r| r.state == slipway_model::ReleaseState::Published)
+                .cloned();
+            let released_now = release.as_ref().is_some_and(|r| r.compose == id);
+            let problem = match (&compose, &decision) {
+                (Some(c), _) if matches!(c.state, ComposeState::Failed { .. }) => {
+                    Some(match &c.state {
+                        ComposeState::Failed { reason } => format!("compose failed: {reason}"),
+                        _ => String::new(),
+                    })
+                }
+                (_, Some(d)) if !d.passed => Some(format!(
+                    "gate: {}{}",
+                    d.summary,
+                    d.unsatisfied
+                        .iter()
+                        .map(|u| format!("\n  - {}", u.detail))
+                        .collect::<String>()
+                )),
+                (_, None) => Some("no gate decision was reached".into()),
+                _ if !released_now => Some("the compose passed but was not published".into()),
+                _ => None,
+            };
+            report.push(StreamOutcome {
+                stream,
+                compose: Some(id.to_string()),
+                compose_state: compose.map(|c| c.state.name().to_string()),
+                problem,
+                release,
+                released_now,
+            });
+        }
+        let publish_dir = self.config.publish_dir.clone();
+        Ok(CycleReport {
+            streams: report,
+            index_html: publish_dir.join("index.html"),
+            publish_dir,
+        })
+    }
+
+    /// Handles events and runs jobs until neither is left.
+    pub(crate) async fn drain(&self) -> Result<(), EngineError> {
+        loop {
+            let handled = self.handle_pending_events().await?;
+            let ran = self.run_next_job().await?;
+            if handled == 0 && !ran {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Checks what a cycle needs before spending minutes on a compose: the tools and the signing key.
+    async fn preflight(&self) -> Result<(), EngineError> {
+        slipway_exec::require_programs(&[
+            "mmdebstrap",
+            "mkfs.ext4",
+            "mkfs.vfat",
+            "mcopy",
+            "qemu-img",
+            "qemu-system-x86_64",
+            "gpg",
+        ])?;
+        self.signer().await?;
+        Ok(())
+    }
+
+    /// Takes the state directory's lock, so two daemons never work on one project.
+    fn lock_state_dir(&self) -> Result<File, EngineError> {
+        let dir = &self.config.state_dir;
+        std::fs::create_dir_all(dir).map_err(|source| EngineError::Io {
+            action: "creating",
+            path: dir.clone(),
+            source,
+        })?;
+        let path = dir.join("run.lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| EngineError::Io {
+                action: "opening",
+                path: path.clone(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(EngineError::Busy(dir.clone())),
+            Err(std::fs::TryLockError::Error(source)) => Err(EngineError::Io {
+                action: "locking",
+                path,
+                source,
+            }),
+        }
+    }
+}

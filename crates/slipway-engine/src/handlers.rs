@@ -1,0 +1,143 @@
+//! Reactions to events. Each reaction is idempotent and keyed by the event's id: an event is marked
+//! handled only after its reaction is done, and a reaction repeated after a crash changes nothing (jobs have
+//! unique keys, decisions are recorded only when they change, a compose is released at most once).
+
+use serde_json::Value;
+use slipway_model::{topics, ComposeId, Event, Release, ReleaseState};
+use slipway_store::NewJob;
+
+use crate::jobs::{JobKind, PublishJob, TestJob};
+use crate::{Engine, EngineError, HANDLER};
+
+impl Engine {
+    /// Handles every event not handled yet; returns how many it handled.
+    pub(crate) async fn handle_pending_events(&self) -> Result<usize, EngineError> {
+        let mut after = 0;
+        let mut handled = 0;
+        loop {
+            let events = self.store.events_after(after, 500).await?;
+            let Some(last) = events.last() else {
+                return Ok(handled);
+            };
+            after = last.seq;
+            for event in events {
+                if self.store.is_handled(HANDLER, event.id).await? {
+                    continue;
+                }
+                self.react(&event).await?;
+                self.store.mark_handled(HANDLER, event.id, self.now()).await?;
+                handled += 1;
+            }
+        }
+    }
+
+    async fn react(&self, event: &Event) -> Result<(), EngineError> {
+        let compose = compose_of(&event.body);
+        match event.topic.as_str() {
+            topics::COMPOSE_COMPLETE => {
+                if let Some(compose) = compose {
+                    self.store
+                        .enqueue_job(
+                            &NewJob {
+                                kind: JobKind::Test.name().into(),
+                                key: format!("test:{compose}"),
+                                payload: serde_json::to_value(TestJob { compose }).unwrap_or_default(),
+                            },
+                            self.now(),
+                        )
+                        .await?;
+                }
+            }
+            topics::COMPOSE_FAILED | topics::TEST_COMPLETE | topics::COMPOSE_VERDICT => {
+                if let Some(compose) = compose {
+                    if let Some(found) = self.store.compose(&compose).await? {
+                        let decision = self.decide(&found.stream, &compose).await?;
+                        self.progress.step(
+                            &found.stream,
+                            &format!(
+                                "gate {} {compose}: {}",
+                                if decision.passed { "passed" } else { "failed" },
+                                decision.summary
+                            ),
+                        );
+                    }
+                }
+            }
+            topics::DECISION_CHANGED => {
+                let passed = event.body.pointer("/decision/passed").and_then(Value::as_bool);
+                let stream = event.body.pointer("/decision/stream").and_then(Value::as_str);
+                if let (Some(true), Some(stream)) = (passed, stream) {
+                    self.release_if_due(stream).await?;
+                }
+            }
+            topics::RELEASE_CREATED => {
+                let stream = event.body.get("stream").and_then(Value::as_str);
+                let version = event.body.get("version").and_then(Value::as_str);
+                if let (Some(stream), Some(version)) = (stream, version) {
+                    if let Some(release) = self
+                        .store
+                        .releases(stream)
+                        .await?
+                        .into_iter()
+                        .find(|r| r.version.to_string() == version)
+                    {
+                        if release.state == ReleaseState::Pending {
+                            self.enqueue_publish(&release, false).await?;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Releases the stream's newest passing compose if it is not released yet. In this version a stream
+    /// releases on every pass; cadences decide *when* in a later version, not *what*.
+    async fn release_if_due(&self, stream: &str) -> Result<(), EngineError> {
+        let mut candidates = Vec::new();
+        for compose in self.store.composes(Some(stream), 50).await? {
+            let decision = self.store.latest_decision(&compose.id, stream).await?;
+            candidates.push((compose, decision));
+        }
+        let releases = self.store.releases(stream).await?;
+        if let Some(id) = slipway_release::next_release(&candidates, &releases) {
+            let release = self.store.create_release(stream, id, self.now()).await?;
+            self.progress.step(
+                stream,
+                &format!("release {} of {} chosen", release.version, release.compose),
+            );
+        }
+        Ok(())
+    }
+
+    /// Queues the publish job of a release. `fresh` gives it a new key, for releases whose earlier publish
+    /// job was given up (a missing key, a full disk) and that a new cycle must retry.
+    pub(crate) async fn enqueue_publish(&self, release: &Release, fresh: bool) -> Result<(), EngineError> {
+        let mut key = format!("publish:{}:{}", release.stream, release.version);
+        if fresh {
+            key.push_str(&format!(":{}", uuid::Uuid::new_v4()));
+        }
+        self.store
+            .enqueue_job(
+                &NewJob {
+                    kind: JobKind::Publish.name().into(),
+                    key,
+                    payload: serde_json::to_value(PublishJob {
+                        stream: release.stream.clone(),
+                        version: release.version.to_string(),
+                    })
+                    .unwrap_or_default(),
+                },
+                self.now(),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+fn compose_of(body: &Value) -> Option<ComposeId> {
+    body.get("compose")
+        .and_then(|c| c.as_str().or_else(|| c.get("id").and_then(Value::as_str)))
+        .map(|s| ComposeId(s.to_string()))
+}

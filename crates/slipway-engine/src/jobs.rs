@@ -1,0 +1,402 @@
+//! Job execution: compose, boot test and publish. Each job reads what it needs from the store, calls one
+//! capability, and writes the outcome back.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use slipway_boottest::{BootTestRequest, BootTester};
+use slipway_compose::{ComposeRequest, Composer};
+use slipway_model::{
+    Artifact, ArtifactKind, ComposeId, ComposeState, Outcome, OutputFormat, ReleaseState, TestResult,
+};
+use slipway_publish::{GpgSigner, PublishFile, ReleaseInput, SiteInput, StreamInput};
+use slipway_store::{Job, JobOutcome};
+
+use crate::{Engine, EngineError, HEARTBEAT, LEASE, MAX_ATTEMPTS};
+
+/// The kinds of job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JobKind {
+    Compose,
+    Test,
+    Publish,
+}
+
+impl JobKind {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Compose => "compose",
+            Self::Test => "test",
+            Self::Publish => "publish",
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct ComposeJob {
+    pub(crate) compose: ComposeId,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct TestJob {
+    pub(crate) compose: ComposeId,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct PublishJob {
+    pub(crate) stream: String,
+    pub(crate) version: String,
+}
+
+impl Engine {
+    /// Claims and runs one job; false when none was runnable.
+    pub(crate) async fn run_next_job(&self) -> Result<bool, EngineError> {
+        let Some(job) = self
+            .store
+            .claim_job(&self.worker, LEASE, MAX_ATTEMPTS, self.now())
+            .await?
+        else {
+            return Ok(false);
+        };
+        let span = tracing::info_span!("job", id = job.id, kind = %job.kind, key = %job.key);
+        let _entered = span.enter();
+
+        // Keep the lease while the job runs, so a long compose is not taken over by another worker.
+        let heartbeat = {
+            let store = Arc::clone(&self.store);
+            let clock = Arc::clone(&self.clock);
+            let worker = self.worker.clone();
+            let id = job.id;
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(HEARTBEAT).await;
+                    match store.extend_lease(id, &worker, LEASE, clock.now()).await {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(err) => tracing::warn!("could not renew the lease of job {id}: {err}"),
+                    }
+                }
+            })
+        };
+        let outcome = self.execute(&job).await;
+        heartbeat.abort();
+
+        let outcome = match outcome {
+            Ok(()) => JobOutcome::Done,
+            Err(err) => {
+                let error = format!("{err}");
+                tracing::error!("job {} ({}) failed: {error}", job.id, job.key);
+                JobOutcome::Failed { error }
+            }
+        };
+        self.store
+            .finish_job(job.id, &self.worker, outcome, self.now())
+            .await?;
+        Ok(true)
+    }
+
+    async fn execute(&self, job: &Job) -> Result<(), EngineError> {
+        let bad_payload = || EngineError::NotFound(format!("job {} has a malformed payload", job.id));
+        match job.kind.as_str() {
+            "compose" => {
+                let payload: ComposeJob =
+                    serde_json::from_value(job.payload.clone()).map_err(|_| bad_payload())?;
+                self.compose_job(&payload.compose).await
+            }
+            "test" => {
+                let payload: TestJob =
+                    serde_json::from_value(job.payload.clone()).map_err(|_| bad_payload())?;
+                self.test_job(&payload.compose).await
+            }
+            "publish" => {
+                let payload: PublishJob =
+                    serde_json::from_value(job.payload.clone()).map_err(|_| bad_payload())?;
+                self.publish_job(&payload.stream).await
+            }
+            other => Err(EngineError::NotFound(format!("unknown job kind {other:?}"))),
+        }
+    }
+
+    fn work_dir(&self, name: &str) -> Result<PathBuf, EngineError> {
+        let dir = self.config.state_dir.join("work").join(name);
+        // Whatever an interrupted attempt left here is incomplete by definition.
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|source| EngineError::Io {
+                action: "clearing",
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        std::fs::create_dir_all(&dir).map_err(|source| EngineError::Io {
+            action: "creating",
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(dir)
+    }
+
+    async fn compose_job(&self, id: &ComposeId) -> Result<(), EngineError> {
+        let compose = self
+            .store
+            .compose(id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("no compose {id}")))?;
+        if compose.state != ComposeState::Running {
+            return Ok(());
+        }
+        let stream = self
+            .config
+            .stream(&compose.stream)
+            .ok_or_else(|| EngineError::NotFound(format!("stream {} is not configured", compose.stream)))?;
+        let recipe = self.config.recipe(stream)?;
+        let work_dir = self.work_dir(id.as_str())?;
+        // Same day, same inputs, same bytes: the epoch is the compose's UTC day, not the second it started.
+        let day = compose.created_at.as_second() - compose.created_at.as_second().rem_euclid(86_400);
+        let request = ComposeRequest {
+            recipe,
+            compose_id: id.clone(),
+            work_dir: work_dir.clone(),
+            source_date_epoch: day,
+            threads: self.threads,
+        };
+        let progress = Arc::clone(&self.progress);
+        let stream_name = compose.stream.clone();
+        let report = move |message: &str| progress.step(&stream_name, message);
+        self.progress.step(&compose.stream, &format!("composing {id}"));
+        let composer = Composer::new(Arc::clone(&self.runner));
+        match composer.compose(&request, &report).await {
+            Ok(output) => {
+                let mut artifacts = Vec::new();
+                for image in &output.images {
+                    self.store_blob(&image.path, &image.sha256)?;
+                    artifacts.push(Artifact {
+                        kind: ArtifactKind::Image(image.format),
+                        file_name: image.file_name.clone(),
+                        sha256: image.sha256.clone(),
+                        size: image.size,
+                    });
+                }
+                let timings: Vec<String> = output
+                    .timings
+                    .iter()
+                    .map(|t| format!("{} {:.1}s", t.step, t.seconds))
+                    .collect();
+                self.store
+                    .complete_compose(id, &output.input_hash, &output.lock, &artifacts, self.now())
+                    .await?;
+                self.progress.step(
+                    &compose.stream,
+                    &format!(
+                        "compose {id} complete: {} packages ({})",
+                        output.lock.packages.len(),
+                        timings.join(", ")
+                    ),
+                );
+            }
+            Err(err) => {
+                let reason = format!("{err}");
+                self.store.fail_compose(id, &reason, self.now()).await?;
+                self.progress
+                    .step(&compose.stream, &format!("compose {id} FAILED: {reason}"));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&work_dir);
+        Ok(())
+    }
+
+    fn store_blob(&self, path: &Path, digest: &slipway_model::Sha256) -> Result<PathBuf, EngineError> {
+        self.blobs
+            .put_file(path, digest)
+            .map_err(|source| EngineError::Io {
+                action: "storing artifact",
+                path: path.to_path_buf(),
+                source,
+            })
+    }
+
+    async fn test_job(&self, id: &ComposeId) -> Result<(), EngineError> {
+        let compose = self
+            .store
+            .compose(id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("no compose {id}")))?;
+        let now = self.now();
+        let image = compose.artifact(ArtifactKind::Image(OutputFormat::Qcow2)).cloned();
+        let (Some(image), Some(lock)) = (image, compose.lock.clone()) else {
+            // Nothing bootable: the battery's results are errors, and the gate fails closed on them.
+            let results = slipway_boottest::DEFAULT_BATTERY
+                .iter()
+                .map(|testcase| TestResult {
+                    compose: id.clone(),
+                    testcase: testcase.to_string(),
+                    outcome: Outcome::Error,
+                    artifact: String::new(),
+                    note: "the compose has no qcow2 artifact to boot; add \"qcow2\" to the recipe's outputs"
+                        .into(),
+                    log: None,
+                    submitted_at: now,
+                })
+                .collect::<Vec<_>>();
+            self.store.record_test_run(id, &results, now).await?;
+            return Ok(());
+        };
+        let work_dir = self.work_dir(&format!("test-{id}"))?;
+        let accel = slipway_boottest::probe_kvm(self.runner.as_ref(), &work_dir).await;
+        let settings = &self.config.boottest;
+        let request = BootTestRequest {
+            compose: id.clone(),
+            image: self.blobs.path(&image.sha256),
+            lock,
+            work_dir: work_dir.clone(),
+            memory_mib: settings.memory_mib,
+            cpus: settings.cpus,
+            deadline: Duration::from_secs(settings.deadline_secs),
+            disk_gib: settings.disk_gib,
+            accel,
+        };
+        self.progress
+            .step(&compose.stream, &format!("boot testing {} under {accel}", image.file_name));
+        let tester = BootTester::new(Arc::clone(&self.runner));
+        let report = match tester.run(&request).await {
+            Ok(report) => report,
+            Err(err) => {
+                let _ = std::fs::remove_dir_all(&work_dir);
+                return Err(EngineError::NotFound(format!("boot test of {id} could not start: {err}")));
+            }
+        };
+
+        let mut log_digest = None;
+        if report.serial_log.exists() {
+            let (digest, size) = slipway_compose::formats::sha256_file(&report.serial_log).map_err(
+                |source| EngineError::Io {
+                    action: "reading",
+                    path: report.serial_log.clone(),
+                    source,
+                },
+            )?;
+            self.store_blob(&report.serial_log, &digest)?;
+            self.store
+                .add_artifact(
+                    id,
+                    &Artifact {
+                        kind: ArtifactKind::SerialLog,
+                        file_name: format!("{id}.serial.log"),
+                        sha256: digest.clone(),
+                        size,
+                    },
+                )
+                .await?;
+            log_digest = Some(digest);
+        }
+        let now = self.now();
+        let results: Vec<TestResult> = report
+            .cases
+            .iter()
+            .map(|case| TestResult {
+                compose: id.clone(),
+                testcase: case.testcase.clone(),
+                outcome: case.outcome,
+                artifact: image.file_name.clone(),
+                note: case.note.clone(),
+                log: log_digest.clone(),
+                submitted_at: now,
+            })
+            .collect();
+        let passed = results.iter().filter(|r| r.outcome == Outcome::Passed).count();
+        self.store.record_test_run(id, &results, now).await?;
+        self.progress.step(
+            &compose.stream,
+            &format!(
+                "boot test of {id}: {passed}/{} passed in {:.0}s",
+                results.len(),
+                report.seconds
+            ),
+        );
+        let _ = std::fs::remove_dir_all(&work_dir);
+        Ok(())
+    }
+
+    /// Loads the signing key named in the config.
+    pub(crate) async fn signer(&self) -> Result<GpgSigner, EngineError> {
+        Ok(GpgSigner::load(Arc::clone(&self.runner), &self.config.signing.key).await?)
+    }
+
+    /// Writes the whole public tree from the store's releases, then marks pending releases published.
+    async fn publish_job(&self, stream_name: &str) -> Result<(), EngineError> {
+        let signer = self.signer().await?;
+        let now = self.now();
+        let mut streams = Vec::new();
+        let mut to_mark = Vec::new();
+        for stream in &self.config.streams {
+            let recipe = self.config.recipe(stream)?;
+            let mut releases = Vec::new();
+            for release in self.store.releases(&stream.name).await? {
+                let Some(compose) = self.store.compose(&release.compose).await? else {
+                    continue;
+                };
+                let files = compose
+                    .artifacts
+                    .iter()
+                    .filter(|a| matches!(a.kind, ArtifactKind::Image(_)))
+                    .map(|a| PublishFile {
+                        kind: a.kind,
+                        file_name: a.file_name.clone(),
+                        sha256: a.sha256.clone(),
+                        size: a.size,
+                        source: self.blobs.path(&a.sha256),
+                    })
+                    .collect();
+                releases.push(ReleaseInput { release, files });
+            }
+            // The tree shows releases as they will be once this publish lands: the pending ones published,
+            // the previously published one superseded.
+            if releases.iter().any(|r| r.release.state == ReleaseState::Pending) {
+                let mut newest_seen = false;
+                for input in &mut releases {
+                    match input.release.state {
+                        ReleaseState::Pending if !newest_seen => {
+                            to_mark.push((stream.name.clone(), input.release.version.clone()));
+                            input.release.state = ReleaseState::Published;
+                            input.release.published_at = Some(now);
+                            newest_seen = true;
+                        }
+                        ReleaseState::Pending | ReleaseState::Published => {
+                            if input.release.state == ReleaseState::Pending {
+                                to_mark.push((stream.name.clone(), input.release.version.clone()));
+                            }
+                            input.release.state = ReleaseState::Superseded;
+                            input.release.published_at.get_or_insert(now);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            streams.push(StreamInput {
+                name: stream.name.clone(),
+                description: stream.description.clone(),
+                architecture: recipe.architecture.clone(),
+                releases,
+            });
+        }
+        let input = SiteInput {
+            publish_dir: self.config.publish_dir.clone(),
+            base_url: self.config.base_url.clone(),
+            title: "slipway images".into(),
+            streams,
+            generated_at: now,
+        };
+        self.progress.step(stream_name, "publishing");
+        let summary = slipway_publish::publish(&input, &signer).await?;
+        // Oldest first, so the store's supersession follows the same order as the tree.
+        for (stream, version) in to_mark.iter().rev() {
+            self.store.mark_release_published(stream, version, now).await?;
+            self.progress.step(
+                stream,
+                &format!("release {version} published at {}", summary.publish_dir.display()),
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,229 @@
+//! The release engineering brain.
+//!
+//! The engine is the only part of slipway that moves data between the [`Store`] and the capabilities
+//! (compose, boot test, gate, release, publish). It works from events: each state change in the store
+//! appends an event in the same transaction, and the engine reacts to the events it has not handled yet by
+//! deciding, releasing and enqueuing jobs. Jobs (compose, test, publish) are leased from the store and run
+//! by workers; in the embedded default those workers are tasks of this process.
+//!
+//! Because reactions are keyed by event id and jobs by a unique key, a process killed at any point is
+//! recovered by running again: leases of the dead process are returned, unhandled events are handled, and
+//! nothing is done twice.
+
+mod blobs;
+mod cycle;
+mod handlers;
+mod jobs;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use slipway_exec::{CommandRunner, SystemRunner};
+use slipway_model::{Clock, ComposeId, Config, Decision, SystemClock, Verdict};
+use slipway_store::{SqliteStore, Store, StoreError};
+
+pub use blobs::BlobStore;
+pub use cycle::{CycleReport, StreamOutcome};
+
+/// How long a worker holds a job before another may take it over; renewed while the job runs.
+const LEASE: Duration = Duration::from_secs(600);
+/// How often a running job renews its lease.
+const HEARTBEAT: Duration = Duration::from_secs(60);
+/// How many times a job is claimed before it is given up.
+const MAX_ATTEMPTS: u32 = 3;
+/// The name under which the engine records the events it handled.
+const HANDLER: &str = "engine";
+/// Workers of the embedded daemon are named with this prefix; whoever holds the state directory's lock
+/// knows that any lease held under it belongs to a dead process.
+const EMBEDDED_WORKER_PREFIX: &str = "embedded@";
+
+/// Errors of the engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A config or recipe file is wrong.
+    #[error(transparent)]
+    Config(#[from] slipway_model::ConfigError),
+    /// A local file operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Another `slipway run` holds the state directory.
+    #[error("another slipway process is running on {0} (its lock file is held); wait for it or stop it")]
+    Busy(PathBuf),
+    /// A compose, stream or release named by the caller does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// Signing or publishing failed.
+    #[error(transparent)]
+    Publish(#[from] slipway_publish::PublishError),
+    /// The signing key could not be loaded.
+    #[error(transparent)]
+    Sign(#[from] slipway_publish::SignError),
+    /// A required system tool is missing.
+    #[error(transparent)]
+    Exec(#[from] slipway_exec::ExecError),
+}
+
+/// Where the engine reports progress on long work, so the CLI can show it.
+pub trait Progress: Send + Sync {
+    /// Something happened in a stream (a step started or ended).
+    fn step(&self, stream: &str, message: &str);
+}
+
+/// A progress sink that only logs.
+#[derive(Debug, Default)]
+pub struct LogProgress;
+
+impl Progress for LogProgress {
+    fn step(&self, stream: &str, message: &str) {
+        tracing::info!(stream, "{message}");
+    }
+}
+
+/// The engine over one project: its config, store, blob store and effects.
+pub struct Engine {
+    config: Config,
+    store: Arc<dyn Store>,
+    blobs: BlobStore,
+    clock: Arc<dyn Clock>,
+    runner: Arc<dyn CommandRunner>,
+    progress: Arc<dyn Progress>,
+    worker: String,
+    threads: usize,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("config", &self.config.path)
+            .field("worker", &self.worker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Opens the project's embedded store (`<state-dir>/slipway.db`) and blob store.
+    pub async fn open(config: Config, progress: Arc<dyn Progress>) -> Result<Self, EngineError> {
+        let db = config.state_dir.join("slipway.db");
+        let store = SqliteStore::open(&db)?;
+        Ok(Self::with_parts(
+            config,
+            Arc::new(store),
+            Arc::new(SystemClock),
+            Arc::new(SystemRunner),
+            progress,
+        ))
+    }
+
+    /// An engine from explicit parts, for tests and for other store implementations.
+    pub fn with_parts(
+        config: Config,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        runner: Arc<dyn CommandRunner>,
+        progress: Arc<dyn Progress>,
+    ) -> Self {
+        let blobs = BlobStore::new(config.blob_dir());
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        let worker = format!("{EMBEDDED_WORKER_PREFIX}{host}:{}", std::process::id());
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            config,
+            store,
+            blobs,
+            clock,
+            runner,
+            progress,
+            worker,
+            threads,
+        }
+    }
+
+    /// The store, for read commands.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The blob store.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Records a person's verdict on a compose (veto, or withdrawal of a veto) and re-decides the compose
+    /// at once, so `status` shows the effect without waiting for the next run.
+    pub async fn set_verdict(
+        &self,
+        compose: &ComposeId,
+        failed: bool,
+        author: &str,
+        reason: &str,
+    ) -> Result<Decision, EngineError> {
+        let found = self
+            .store
+            .compose(compose)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("no compose {compose}; see `slipway status`")))?;
+        self.store
+            .add_verdict(&Verdict {
+                compose: compose.clone(),
+                failed,
+                author: author.to_string(),
+                reason: reason.to_string(),
+                created_at: self.now(),
+            })
+            .await?;
+        self.decide(&found.stream, compose).await
+    }
+
+    /// Decides on a compose in a stream from what the store knows now, and records the decision (an event
+    /// is appended only when it changed).
+    pub async fn decide(&self, stream: &str, compose: &ComposeId) -> Result<Decision, EngineError> {
+        let now = self.now();
+        let found = self
+            .store
+            .compose(compose)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("no compose {compose}")))?;
+        let decision = match self.config.stream(stream).and_then(|s| self.config.gates.get(&s.gate)) {
+            Some(policy) => {
+                let results = self.store.latest_results(compose, now).await?;
+                let verdicts = self.store.verdicts(compose).await?;
+                slipway_gate::decide(stream, policy, &found, &results, &verdicts)
+            }
+            // A stream that left the config has no policy; deciding "no" is the closed failure.
+            None => Decision {
+                compose: compose.clone(),
+                stream: stream.to_string(),
+                passed: false,
+                summary: format!("stream {stream} is not in the config"),
+                unsatisfied: vec![],
+                results_used: vec![],
+            },
+        };
+        self.store.record_decision(&decision, now).await?;
+        Ok(decision)
+    }
+}

@@ -1,0 +1,114 @@
+//! Release policy: which compose a stream releases next.
+//!
+//! The rule is the one the Fedora two-week plan asks for: release the newest compose whose gate decision
+//! passes. Never go backwards (a compose older than the stream's newest release is not a candidate) and
+//! never release the same compose twice.
+
+use slipway_model::{Compose, ComposeId, ComposeState, Decision, Release, ReleaseState};
+
+/// The compose `stream` should release now, if any.
+///
+/// `candidates` are the stream's composes with their latest decision in this stream (`None` when
+/// undecided), in any order; `releases` are the stream's releases. Composes are ordered by creation time,
+/// then by id, which is the order they were started in.
+pub fn next_release<'a>(
+    candidates: &'a [(Compose, Option<Decision>)],
+    releases: &[Release],
+) -> Option<&'a ComposeId> {
+    let newest_released = releases
+        .iter()
+        .filter(|r| r.state != ReleaseState::Revoked)
+        .filter_map(|r| candidates.iter().find(|(c, _)| c.id == r.compose))
+        .map(|(c, _)| (c.created_at, &c.id))
+        .max();
+
+    candidates
+        .iter()
+        .filter(|(compose, decision)| {
+            compose.state == ComposeState::Complete && decision.as_ref().is_some_and(|d| d.passed)
+        })
+        .map(|(compose, _)| (compose.created_at, &compose.id))
+        .max()
+        .filter(|newest| newest_released.as_ref().is_none_or(|released| newest > released))
+        .filter(|(_, id)| !releases.iter().any(|r| &r.compose == *id))
+        .map(|(_, id)| id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::Timestamp;
+    use slipway_model::{sha256_hex, Version};
+
+    fn compose(id: &str, second: i64, state: ComposeState) -> Compose {
+        Compose {
+            id: ComposeId(id.into()),
+            stream: "cloud".into(),
+            recipe: "cloud".into(),
+            recipe_hash: sha256_hex(b"r"),
+            input_hash: None,
+            state,
+            created_at: Timestamp::from_second(second).expect("valid"),
+            finished_at: None,
+            artifacts: vec![],
+            lock: None,
+        }
+    }
+
+    fn decision(id: &str, passed: bool) -> Option<Decision> {
+        Some(Decision {
+            compose: ComposeId(id.into()),
+            stream: "cloud".into(),
+            passed,
+            summary: String::new(),
+            unsatisfied: vec![],
+            results_used: vec![],
+        })
+    }
+
+    fn release(id: &str, state: ReleaseState) -> Release {
+        Release {
+            stream: "cloud".into(),
+            version: "20261121.0".parse::<Version>().expect("valid"),
+            compose: ComposeId(id.into()),
+            state,
+            created_at: Timestamp::UNIX_EPOCH,
+            published_at: None,
+        }
+    }
+
+    #[test]
+    fn releases_the_newest_passing_compose() {
+        let candidates = vec![
+            (compose("c.0", 1, ComposeState::Complete), decision("c.0", true)),
+            (compose("c.1", 2, ComposeState::Complete), decision("c.1", true)),
+            (compose("c.2", 3, ComposeState::Complete), decision("c.2", false)),
+            (compose("c.3", 4, ComposeState::Running), None),
+        ];
+        assert_eq!(next_release(&candidates, &[]).map(|c| c.as_str()), Some("c.1"));
+    }
+
+    #[test]
+    fn never_releases_a_compose_twice_or_goes_backwards() {
+        let candidates = vec![
+            (compose("c.0", 1, ComposeState::Complete), decision("c.0", true)),
+            (compose("c.1", 2, ComposeState::Complete), decision("c.1", true)),
+        ];
+        let released = [release("c.1", ReleaseState::Published)];
+        assert_eq!(next_release(&candidates, &released), None);
+        let released = [release("c.0", ReleaseState::Published)];
+        assert_eq!(next_release(&candidates, &released).map(|c| c.as_str()), Some("c.1"));
+    }
+
+    #[test]
+    fn nothing_without_a_positive_decision() {
+        let candidates = vec![
+            (compose("c.0", 1, ComposeState::Complete), None),
+            (
+                compose("c.1", 2, ComposeState::Failed { reason: "x".into() }),
+                decision("c.1", true),
+            ),
+        ];
+        assert_eq!(next_release(&candidates, &[]), None);
+    }
+}

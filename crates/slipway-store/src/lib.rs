@@ -1,0 +1,245 @@
+//! The one place SQL lives.
+//!
+//! [`Store`] is the trait every other part of slipway talks to; [`SqliteStore`] is the embedded
+//! implementation (SQLite in WAL mode). Every state change is one transaction that also appends the
+//! [`Event`] describing it (the transactional outbox), so a process that dies between two steps loses
+//! nothing: on restart the engine reads the events it has not handled yet. Jobs are leased, so work held by
+//! a dead worker is handed out again.
+//!
+//! The SQL is kept to what PostgreSQL also speaks, so a second implementation can follow.
+
+mod sqlite;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use slipway_model::{
+    Artifact, Compose, ComposeId, Decision, Event, EventId, EventSeq, InputHash, Lock, Release,
+    Sha256, TestResult, Verdict, Version,
+};
+
+pub use sqlite::SqliteStore;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("database error: {0}")]
+    Database(String),
+    /// A row the caller named does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The change is not allowed in the current state; the message says why.
+    #[error("{0}")]
+    Conflict(String),
+    /// A stored value could not be decoded; the database was changed by something else or is corrupt.
+    #[error("corrupt value in {table}.{column}: {message}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// The column.
+        column: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// Result of store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Work for a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// The job's row id.
+    pub id: i64,
+    /// What kind of work: `compose`, `test`, `publish`.
+    pub kind: String,
+    /// A unique key: enqueuing a job whose key exists does nothing, which makes event handlers idempotent.
+    pub key: String,
+    /// The job's parameters.
+    pub payload: serde_json::Value,
+    /// How many times it has been claimed.
+    pub attempts: u32,
+}
+
+/// A job to add to the queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewJob {
+    /// What kind of work.
+    pub kind: String,
+    /// The unique key.
+    pub key: String,
+    /// The parameters.
+    pub payload: serde_json::Value,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobOutcome {
+    /// Done; never run again.
+    Done,
+    /// The worker could not do it; it is retried until `max_attempts` claims, then left failed.
+    Failed {
+        /// Why.
+        error: String,
+    },
+}
+
+/// The persistent state of slipway. All methods are transactions.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    // ----- composes -----
+
+    /// Starts a compose for `stream` from `recipe`: allocates the id `<recipe>-<YYYYMMDD>.<n>` (the next
+    /// free `n` for that recipe and UTC day), stores it as running, and appends `compose.started`.
+    async fn create_compose(
+        &self,
+        stream: &str,
+        recipe: &str,
+        recipe_hash: &Sha256,
+        at: Timestamp,
+    ) -> StoreResult<Compose>;
+
+    /// Records a finished build: input hash, lock and image artifacts; appends `compose.complete`.
+    /// Fails with `Conflict` unless the compose is running.
+    async fn complete_compose(
+        &self,
+        id: &ComposeId,
+        input_hash: &InputHash,
+        lock: &Lock,
+        artifacts: &[Artifact],
+        at: Timestamp,
+    ) -> StoreResult<()>;
+
+    /// Records a failed build with its reason; appends `compose.failed`. Fails with `Conflict` unless the
+    /// compose is running.
+    async fn fail_compose(&self, id: &ComposeId, reason: &str, at: Timestamp) -> StoreResult<()>;
+
+    /// One compose with its artifacts and lock.
+    async fn compose(&self, id: &ComposeId) -> StoreResult<Option<Compose>>;
+
+    /// Composes, newest first, of one stream or of all.
+    async fn composes(&self, stream: Option<&str>, limit: usize) -> StoreResult<Vec<Compose>>;
+
+    /// Adds an artifact made after the build, such as a boot test's serial log.
+    async fn add_artifact(&self, id: &ComposeId, artifact: &Artifact) -> StoreResult<()>;
+
+    // ----- test results -----
+
+    /// Records the results of one boot test run of a compose: appends one `test.result` event per result
+    /// and then one `test.complete`.
+    async fn record_test_run(
+        &self,
+        compose: &ComposeId,
+        results: &[TestResult],
+        at: Timestamp,
+    ) -> StoreResult<()>;
+
+    /// The latest result of each testcase of a compose, as of `at` (results submitted later are ignored).
+    async fn latest_results(
+        &self,
+        compose: &ComposeId,
+        at: Timestamp,
+    ) -> StoreResult<Vec<TestResult>>;
+
+    // ----- verdicts and decisions -----
+
+    /// Records a person's verdict on a compose; appends `compose.verdict`. `NotFound` if no such compose.
+    async fn add_verdict(&self, verdict: &Verdict) -> StoreResult<()>;
+
+    /// Every verdict on a compose, oldest first.
+    async fn verdicts(&self, compose: &ComposeId) -> StoreResult<Vec<Verdict>>;
+
+    /// Stores a decision if it differs (by [`Decision::same_answer`]) from the latest one for the same
+    /// compose and stream, appending `decision.changed` with the new and the previous decision. Returns
+    /// whether it changed.
+    async fn record_decision(&self, decision: &Decision, at: Timestamp) -> StoreResult<bool>;
+
+    /// The latest decision for a compose in a stream.
+    async fn latest_decision(
+        &self,
+        compose: &ComposeId,
+        stream: &str,
+    ) -> StoreResult<Option<Decision>>;
+
+    // ----- releases -----
+
+    /// Creates the release of `compose` in `stream` with the next version of the UTC day of `at`, in state
+    /// pending, and appends `release.created`. If the compose is already released in the stream, returns
+    /// that release unchanged: a compose is never released twice in one stream.
+    async fn create_release(
+        &self,
+        stream: &str,
+        compose: &ComposeId,
+        at: Timestamp,
+    ) -> StoreResult<Release>;
+
+    /// Marks a release published once its files are in the public tree; the stream's previously
+    /// published release becomes superseded. Appends `release.published`. Doing it again is a no-op.
+    async fn mark_release_published(
+        &self,
+        stream: &str,
+        version: &Version,
+        at: Timestamp,
+    ) -> StoreResult<()>;
+
+    /// Every release of a stream, newest first.
+    async fn releases(&self, stream: &str) -> StoreResult<Vec<Release>>;
+
+    // ----- events -----
+
+    /// Events with a sequence number greater than `after`, oldest first, at most `limit`.
+    async fn events_after(&self, after: EventSeq, limit: usize) -> StoreResult<Vec<Event>>;
+
+    /// Whether `handler` has already acted on an event.
+    async fn is_handled(&self, handler: &str, event: EventId) -> StoreResult<bool>;
+
+    /// Remembers that `handler` acted on an event.
+    async fn mark_handled(&self, handler: &str, event: EventId, at: Timestamp) -> StoreResult<()>;
+
+    // ----- jobs -----
+
+    /// Adds a job unless one with the same key exists. Returns whether it was added.
+    async fn enqueue_job(&self, job: &NewJob, at: Timestamp) -> StoreResult<bool>;
+
+    /// Claims the oldest runnable job (queued, or leased with an expired lease) for `worker`, holding it for
+    /// `lease`. Jobs that have been claimed `max_attempts` times are not handed out again.
+    async fn claim_job(
+        &self,
+        worker: &str,
+        lease: Duration,
+        max_attempts: u32,
+        at: Timestamp,
+    ) -> StoreResult<Option<Job>>;
+
+    /// Extends a lease; false if the worker no longer holds the job.
+    async fn extend_lease(
+        &self,
+        job: i64,
+        worker: &str,
+        lease: Duration,
+        at: Timestamp,
+    ) -> StoreResult<bool>;
+
+    /// Ends a job held by `worker`.
+    async fn finish_job(
+        &self,
+        job: i64,
+        worker: &str,
+        outcome: JobOutcome,
+        at: Timestamp,
+    ) -> StoreResult<()>;
+
+    /// Returns every job leased by a worker whose name starts with `prefix` to the queue: used at start-up
+    /// by the embedded daemon, which holds the state directory's lock and so knows such workers are dead.
+    async fn release_leases(&self, worker_prefix: &str) -> StoreResult<usize>;
+
+    /// The number of jobs that are queued or leased (not done, not failed for good).
+    async fn open_jobs(&self) -> StoreResult<usize>;
+
+    /// Jobs that failed for good, with their last error, newest first.
+    async fn failed_jobs(&self, limit: usize) -> StoreResult<Vec<(Job, String)>>;
+}

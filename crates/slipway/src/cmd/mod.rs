@@ -1,0 +1,9 @@
+//! One module per subcommand, each with its own `Args` and `run`.
+
+pub mod compose;
+pub mod decision;
+pub mod events;
+pub mod keys;
+pub mod run;
+pub mod status;
+pub mod verdict;

@@ -1,0 +1,91 @@
+//! `slipway status`: streams, latest composes with their decisions, releases.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use serde::Serialize;
+use slipway_engine::LogProgress;
+use slipway_model::{Compose, Decision, Release};
+
+use crate::output::{open_engine, print_json};
+
+/// Show every stream with its latest composes, their gate decisions, and its releases.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// How many composes to show per stream.
+    #[arg(long, default_value_t = 5)]
+    composes: usize,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct StreamStatus {
+    stream: String,
+    recipe: String,
+    composes: Vec<ComposeStatus>,
+    releases: Vec<Release>,
+}
+
+#[derive(Serialize)]
+struct ComposeStatus {
+    compose: Compose,
+    decision: Option<Decision>,
+}
+
+pub async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let engine = open_engine(config, Arc::new(LogProgress)).await?;
+    let store = engine.store();
+    let mut streams = Vec::new();
+    for stream in &engine.config().streams {
+        let mut composes = Vec::new();
+        for compose in store.composes(Some(&stream.name), args.composes).await? {
+            let decision = store.latest_decision(&compose.id, &stream.name).await?;
+            composes.push(ComposeStatus { compose, decision });
+        }
+        streams.push(StreamStatus {
+            stream: stream.name.clone(),
+            recipe: stream.recipe.display().to_string(),
+            composes,
+            releases: store.releases(&stream.name).await?,
+        });
+    }
+    if args.json {
+        print_json(&streams)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for stream in &streams {
+        println!("stream {} (recipe {})", stream.stream, stream.recipe);
+        match stream.releases.first() {
+            Some(latest) => println!(
+                "  latest release: {} ({}) from {}",
+                latest.version,
+                latest.state.as_str(),
+                latest.compose
+            ),
+            None => println!("  no release yet"),
+        }
+        if stream.composes.is_empty() {
+            println!("  no composes yet");
+        }
+        for entry in &stream.composes {
+            let gate = match &entry.decision {
+                Some(d) if d.passed => "gate PASSED".to_string(),
+                Some(d) => format!("gate FAILED: {}", d.summary),
+                None => "gate undecided".to_string(),
+            };
+            println!(
+                "  compose {}  {:<8}  {}  {gate}",
+                entry.compose.id,
+                entry.compose.state.name(),
+                entry.compose.created_at.strftime("%Y-%m-%d %H:%M"),
+            );
+        }
+        for release in stream.releases.iter().skip(1).take(5) {
+            println!("  release {} ({}) from {}", release.version, release.state.as_str(), release.compose);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

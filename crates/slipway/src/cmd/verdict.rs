@@ -1,0 +1,44 @@
+//! `slipway mark-failed` and `slipway unmark-failed`: a person's word on a compose.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use slipway_engine::LogProgress;
+use slipway_model::ComposeId;
+
+use crate::output::open_engine;
+
+/// Give a verdict on a compose.
+#[derive(Debug, clap::Args)]
+pub struct MarkArgs {
+    /// The compose id, such as bookworm-cloud-20261121.0.
+    compose: String,
+    /// Why; kept with the verdict and shown in decisions.
+    #[arg(long)]
+    reason: String,
+    /// Who says so; defaults to $SUDO_USER, $USER or "unknown".
+    #[arg(long)]
+    author: Option<String>,
+}
+
+pub async fn run(config: &Path, args: MarkArgs, failed: bool) -> anyhow::Result<ExitCode> {
+    if args.reason.trim().is_empty() {
+        anyhow::bail!("--reason must say why");
+    }
+    let author = args
+        .author
+        .or_else(|| std::env::var("SUDO_USER").ok())
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into());
+    let engine = open_engine(config, Arc::new(LogProgress)).await?;
+    let id = ComposeId(args.compose);
+    let decision = engine.set_verdict(&id, failed, &author, &args.reason).await?;
+    println!(
+        "{} {} by {author}; gate now {}",
+        id,
+        if failed { "marked failed" } else { "veto withdrawn" },
+        if decision.passed { "PASSED" } else { "FAILED" }
+    );
+    Ok(ExitCode::SUCCESS)
+}

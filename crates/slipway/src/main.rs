@@ -1,0 +1,88 @@
+//! The `slipway` command: parses arguments, loads the config, and calls the engine.
+//!
+//! Exit codes: 0 success; 1 error (the message says what and where); 2 bad usage; 3 `run --once` finished
+//! but some stream produced no good compose (failed build or failed gate).
+
+mod cmd;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Continuous delivery for operating-system images.
+///
+/// slipway composes images from recipes, boots and tests every image, gates it on the results, releases
+/// it under a date version, signs it and publishes it with stream metadata and a download page.
+#[derive(Debug, Parser)]
+#[command(name = "slipway", version, propagate_version = true)]
+struct Cli {
+    /// The project config. Relative paths inside it are relative to its directory.
+    #[arg(long, short, global = true, env = "SLIPWAY_CONFIG", default_value = "slipway.toml")]
+    config: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the pipeline: compose → test → gate → release → publish for every stream.
+    Run(cmd::run::Args),
+    /// Show streams, their latest composes with decisions, and releases.
+    Status(cmd::status::Args),
+    /// Show the event log.
+    Events(cmd::events::Args),
+    /// Inspect composes.
+    #[command(subcommand)]
+    Compose(cmd::compose::Command),
+    /// Show the gate's decision on a compose.
+    Decision(cmd::decision::Args),
+    /// Veto a compose: it will not be released even if its tests pass.
+    MarkFailed(cmd::verdict::MarkArgs),
+    /// Withdraw a veto given with mark-failed.
+    UnmarkFailed(cmd::verdict::MarkArgs),
+    /// Manage the release signing key.
+    #[command(subcommand)]
+    Keys(cmd::keys::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLIPWAY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = cli.config;
+    match cli.command {
+        Command::Run(args) => cmd::run::run(&config, args).await,
+        Command::Status(args) => cmd::status::run(&config, args).await,
+        Command::Events(args) => cmd::events::run(&config, args).await,
+        Command::Compose(command) => cmd::compose::run(&config, command).await,
+        Command::Decision(args) => cmd::decision::run(&config, args).await,
+        Command::MarkFailed(args) => cmd::verdict::run(&config, args, true).await,
+        Command::UnmarkFailed(args) => cmd::verdict::run(&config, args, false).await,
+        Command::Keys(command) => cmd::keys::run(&config, command).await,
+    }
+}

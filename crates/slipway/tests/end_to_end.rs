@@ -1,0 +1,209 @@
+//! The whole loop, for real: the example project builds Debian 12 from the Debian mirror, boots it under
+//! UEFI, tests it, releases it, signs it and publishes it; the published tree is then checked the way a user
+//! would check it (gpgv, sha256, coreos-stream-metadata). On the way, the run is killed in the middle of the
+//! compose and started again, which must finish the same compose and release it exactly once.
+//!
+//! Needs root, the tools from `scripts/install-deps` and the Debian mirror.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn slipway(project: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .arg("--config")
+        .arg(project.join("slipway.toml"))
+        .args(args)
+        .output()
+        .expect("slipway runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Copies the example project (config and recipes only) into a fresh directory.
+fn example_project(dir: &Path) -> PathBuf {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/debian-cloud");
+    let project = dir.join("project");
+    std::fs::create_dir_all(project.join("recipes")).expect("mkdir");
+    std::fs::copy(example.join("slipway.toml"), project.join("slipway.toml")).expect("copy config");
+    for entry in std::fs::read_dir(example.join("recipes")).expect("recipes") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), project.join("recipes").join(entry.file_name())).expect("copy recipe");
+    }
+    project
+}
+
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("proc").flatten() {
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(needle) && !cmdline.contains("end_to_end") {
+                found.push(format!("{}: {cmdline}", entry.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn sha256_of(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .expect("digest")
+        .to_string()
+}
+
+#[test]
+fn builds_boots_releases_and_publishes_the_example_image() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let project = example_project(dir.path());
+    let publish = project.join("public");
+
+    // Without a key nothing runs, and nothing is published.
+    let no_key = slipway(&project, &["run", "--once"]);
+    assert_eq!(no_key.status.code(), Some(1), "{}", text(&no_key));
+    assert!(text(&no_key).contains("keys init"), "{}", text(&no_key));
+    assert!(!publish.exists(), "a failed run must not publish");
+
+    let init = slipway(&project, &["keys", "init"]);
+    assert!(init.status.success(), "{}", text(&init));
+
+    // Kill the first run in the middle of its compose.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .arg("--config")
+        .arg(project.join("slipway.toml"))
+        .args(["run", "--once"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start run");
+    let state = project.join("state");
+    let started = Instant::now();
+    while processes_mentioning(&state.display().to_string()).iter().all(|p| !p.contains("mmdebstrap")) {
+        assert!(started.elapsed() < Duration::from_secs(120), "mmdebstrap never started");
+        assert!(child.try_wait().expect("wait").is_none(), "run ended before composing");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+    // The kernel kills the children with their parent; give it a moment to reap them.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !processes_mentioning(&state.display().to_string()).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(processes_mentioning(&state.display().to_string()), Vec::<String>::new());
+    let status = slipway(&project, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status json");
+    let interrupted = status[0]["composes"][0]["compose"]["id"]
+        .as_str()
+        .expect("the killed run left its compose")
+        .to_string();
+    assert_eq!(status[0]["composes"][0]["compose"]["state"], "running");
+
+    // Run again: it resumes the same compose and takes it all the way.
+    let run = slipway(&project, &["run", "--once"]);
+    assert!(run.status.success(), "{}", text(&run));
+    let out = text(&run);
+    assert!(out.contains(&format!("resuming unfinished compose {interrupted}")), "{out}");
+    assert!(out.contains("site: "), "{out}");
+
+    let status = slipway(&project, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status json");
+    let releases = status[0]["releases"].as_array().expect("releases");
+    assert_eq!(releases.len(), 1, "exactly one release: {releases:?}");
+    assert_eq!(releases[0]["compose"], interrupted.as_str());
+    assert_eq!(releases[0]["state"], "published");
+    let version = releases[0]["version"].as_str().expect("version").to_string();
+    assert_eq!(status[0]["composes"].as_array().expect("composes").len(), 1);
+    assert_eq!(status[0]["composes"][0]["decision"]["passed"], true);
+
+    // The stream metadata is what Fedora CoreOS tooling reads.
+    let stream_json = std::fs::read_to_string(publish.join("streams/bookworm-cloud.json")).expect("stream json");
+    let stream: coreos_stream_metadata::Stream = serde_json::from_str(&stream_json).expect("coreos stream shape");
+    let arch = stream.architectures.get("x86_64").expect("x86_64");
+    let qemu = arch.artifacts.get("qemu").expect("qemu platform");
+    assert_eq!(qemu.release, version);
+    let qcow2 = &qemu.formats.get("qcow2").expect("qcow2 format")["disk"];
+    let metal = &arch.artifacts.get("metal").expect("metal platform").formats.get("raw.xz").expect("raw.xz")["disk"];
+    for artifact in [qcow2, metal] {
+        let relative = artifact
+            .location
+            .strip_prefix("http://localhost:8000/")
+            .expect("location under base-url");
+        let file = publish.join(relative);
+        assert_eq!(sha256_of(&file), artifact.sha256, "{}", file.display());
+        assert!(artifact.signature.as_deref().is_some_and(|s| s.ends_with(".sig")));
+    }
+
+    // The CHECKSUM verifies with Debian's gpgv against the published key, and its sums match the files.
+    let release_dir = publish.join("bookworm-cloud").join(&version);
+    let keyring = dir.path().join("release-key.gpg");
+    let dearmor = Command::new("gpg")
+        .args(["--batch", "--yes", "--dearmor", "--output"])
+        .arg(&keyring)
+        .arg(publish.join("keys/release-key.asc"))
+        .output()
+        .expect("gpg --dearmor");
+    assert!(dearmor.status.success(), "{}", text(&dearmor));
+    let gpgv = Command::new("gpgv")
+        .arg("--keyring")
+        .arg(&keyring)
+        .arg(release_dir.join("CHECKSUM"))
+        .output()
+        .expect("gpgv");
+    assert!(gpgv.status.success(), "{}", text(&gpgv));
+    let sums = Command::new("sha256sum")
+        .args(["--check", "--strict", "CHECKSUM"])
+        .current_dir(&release_dir)
+        .output()
+        .expect("sha256sum");
+    let sums_text = text(&sums);
+    assert!(sums_text.contains(".qcow2: OK") && sums_text.contains(".raw.xz: OK"), "{sums_text}");
+
+    // The releases index and the download page list the release.
+    let index = json(&publish.join("releases/bookworm-cloud.json"));
+    assert!(index.to_string().contains(&version), "{index}");
+    let html = std::fs::read_to_string(publish.join("index.html")).expect("index.html");
+    assert!(html.contains(&version) && html.contains(&qcow2.sha256), "download page lacks the release");
+
+    // The raw.xz is a real xz stream and the qcow2 a consistent qcow2 (the formats' own tools say so).
+    let xz = Command::new("xz").arg("--test").arg(release_dir.join(format!("{interrupted}.raw.xz"))).output().expect("xz");
+    assert!(xz.status.success(), "{}", text(&xz));
+    let check = Command::new("qemu-img").arg("check").arg(release_dir.join(format!("{interrupted}.qcow2"))).output().expect("qemu-img");
+    assert!(check.status.success(), "{}", text(&check));
+
+    // Events tell the story, in order.
+    let events = slipway(&project, &["events", "--json", "--last", "1000"]);
+    let topics: Vec<String> = String::from_utf8_lossy(&events.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("event json")["topic"].as_str().unwrap_or("").to_string())
+        .collect();
+    let position = |topic: &str| topics.iter().position(|t| t == topic).unwrap_or_else(|| panic!("no {topic} in {topics:?}"));
+    assert!(position("compose.started") < position("compose.complete"));
+    assert!(position("compose.complete") < position("test.result"));
+    assert!(position("test.complete") < position("decision.changed"));
+    assert!(position("decision.changed") < position("release.created"));
+    assert!(position("release.created") < position("release.published"));
+
+    // A person can veto the released compose; the gate then fails it.
+    let veto = slipway(&project, &["mark-failed", &interrupted, "--reason", "bad kernel", "--author", "tester"]);
+    assert!(veto.status.success(), "{}", text(&veto));
+    let decision = slipway(&project, &["decision", &interrupted, "--json"]);
+    assert_eq!(decision.status.code(), Some(3), "{}", text(&decision));
+    assert!(text(&decision).contains("marked failed by tester: bad kernel"));
+}
