@@ -53,6 +53,11 @@ impl Engine {
     /// finishes what was started instead of starting it twice.
     pub async fn run_once(&self) -> Result<CycleReport, EngineError> {
         let _lock = self.lock_state_dir()?;
+        // Mistakes in recipes are the cheapest to find and fix, so they are reported before anything else.
+        let mut recipes = Vec::new();
+        for stream in &self.config.streams {
+            recipes.push(self.config.recipe(stream)?);
+        }
         self.preflight().await?;
         let returned = self.store.release_leases(EMBEDDED_WORKER_PREFIX).await?;
         if returned > 0 {
@@ -60,8 +65,7 @@ impl Engine {
         }
 
         let mut started = Vec::new();
-        for stream in &self.config.streams {
-            let recipe = self.config.recipe(stream)?;
+        for (stream, recipe) in self.config.streams.iter().zip(&recipes) {
             let now = self.now();
             let unfinished = self
                 .store

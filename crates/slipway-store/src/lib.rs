@@ -104,7 +104,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<Compose>;
 
     /// Records a finished build: input hash, lock and image artifacts; appends `compose.complete`.
-    /// Fails with `Conflict` unless the compose is running.
+    /// Fails with `Conflict` unless the compose is running, `NotFound` if there is no such compose.
     async fn complete_compose(
         &self,
         id: &ComposeId,
@@ -124,13 +124,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Composes, newest first, of one stream or of all.
     async fn composes(&self, stream: Option<&str>, limit: usize) -> StoreResult<Vec<Compose>>;
 
-    /// Adds an artifact made after the build, such as a boot test's serial log.
+    /// Adds an artifact made after the build, such as a boot test's serial log. Adding the same artifact
+    /// again is a no-op (so a retried worker does no harm); a different file under a name already used by
+    /// the compose is a `Conflict`. Appends no event.
     async fn add_artifact(&self, id: &ComposeId, artifact: &Artifact) -> StoreResult<()>;
 
     // ----- test results -----
 
     /// Records the results of one boot test run of a compose: appends one `test.result` event per result
-    /// and then one `test.complete`.
+    /// and then one `test.complete`. `NotFound` if there is no such compose; `Conflict` (and nothing
+    /// recorded) if a result names another compose.
     async fn record_test_run(
         &self,
         compose: &ComposeId,
@@ -155,7 +158,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Stores a decision if it differs (by [`Decision::same_answer`]) from the latest one for the same
     /// compose and stream, appending `decision.changed` with the new and the previous decision. Returns
-    /// whether it changed.
+    /// whether it changed. `NotFound` if there is no such compose.
     async fn record_decision(&self, decision: &Decision, at: Timestamp) -> StoreResult<bool>;
 
     /// The latest decision for a compose in a stream.
@@ -169,7 +172,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Creates the release of `compose` in `stream` with the next version of the UTC day of `at`, in state
     /// pending, and appends `release.created`. If the compose is already released in the stream, returns
-    /// that release unchanged: a compose is never released twice in one stream.
+    /// that release unchanged: a compose is never released twice in one stream. Otherwise `NotFound` if
+    /// there is no such compose and `Conflict` unless it is complete.
     async fn create_release(
         &self,
         stream: &str,
@@ -179,6 +183,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Marks a release published once its files are in the public tree; the stream's previously
     /// published release becomes superseded. Appends `release.published`. Doing it again is a no-op.
+    /// `NotFound` if there is no such release; `Conflict` if it was revoked.
     async fn mark_release_published(
         &self,
         stream: &str,
@@ -224,7 +229,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         at: Timestamp,
     ) -> StoreResult<bool>;
 
-    /// Ends a job held by `worker`.
+    /// Ends a job held by `worker`. `Conflict` if the worker does not hold it (any more), `NotFound` if there
+    /// is no such job.
     async fn finish_job(
         &self,
         job: i64,

@@ -40,7 +40,10 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     for event in &all[skip..] {
         print_event(event, args.json)?;
     }
-    while args.follow {
+    if !args.follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = tokio::signal::ctrl_c() => break,

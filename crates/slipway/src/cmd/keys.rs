@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context;
 use slipway_exec::SystemRunner;
 use slipway_publish::{GpgSigner, Signer};
 
@@ -35,6 +36,10 @@ pub async fn run(config: &Path, command: Command) -> anyhow::Result<ExitCode> {
                 let signer = GpgSigner::load(runner, key).await?;
                 println!("key {} exists: {}", key.display(), signer.fingerprint());
                 return Ok(ExitCode::SUCCESS);
+            }
+            if let Some(dir) = key.parent() {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating the key directory {}", dir.display()))?;
             }
             let signer = GpgSigner::generate(runner, key, &config.signing.user_id).await?;
             println!("created {} with fingerprint {}", key.display(), signer.fingerprint());

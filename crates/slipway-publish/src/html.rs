@@ -1,0 +1,199 @@
+//! `index.html`: one self-contained download page (inline CSS, no scripts, nothing fetched from elsewhere).
+
+use std::fmt::Write as _;
+
+use jiff::Timestamp;
+
+use crate::metadata::{release_dir, rfc3339};
+use crate::site::{ReleaseInput, StreamInput};
+
+/// One stream as the page shows it.
+pub(crate) struct StreamView<'a> {
+    pub stream: &'a StreamInput,
+    /// The release the stream points at, if any.
+    pub latest: Option<&'a ReleaseInput>,
+    /// How many releases the stream has in all, revoked ones included.
+    pub total: usize,
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A byte count for people: `512 B`, `1.5 KiB`, `2.0 GiB`.
+pub(crate) fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+const STYLE: &str = "
+:root { color-scheme: light dark; --fg: #1d232b; --muted: #5b6573; --line: #d8dde3; --accent: #0b5cad; --bg: #ffffff; --code: #f3f5f7; }
+@media (prefers-color-scheme: dark) { :root { --fg: #e4e8ed; --muted: #9aa4b1; --line: #38414c; --accent: #6cb0ff; --bg: #15191e; --code: #20262d; } }
+* { box-sizing: border-box; }
+body { margin: 0; background: var(--bg); color: var(--fg); font: 16px/1.5 system-ui, -apple-system, 'Segoe UI', sans-serif; }
+header, main, footer { max-width: 64rem; margin: 0 auto; padding: 0 1.25rem; }
+header { padding-top: 2rem; border-bottom: 1px solid var(--line); }
+h1 { margin: 0 0 .25rem; font-size: 1.9rem; }
+h2 { margin: 2rem 0 .25rem; font-size: 1.4rem; }
+a { color: var(--accent); }
+.muted { color: var(--muted); }
+.meta { color: var(--muted); margin: .25rem 0 .75rem; }
+table { width: 100%; border-collapse: collapse; margin: .5rem 0; }
+th, td { text-align: left; padding: .45rem .5rem; border-bottom: 1px solid var(--line); vertical-align: top; }
+th { font-size: .85rem; text-transform: uppercase; letter-spacing: .04em; color: var(--muted); }
+td.size { white-space: nowrap; }
+code, pre { font-family: ui-monospace, 'SFMono-Regular', Menlo, Consolas, monospace; font-size: .85rem; }
+td code { word-break: break-all; }
+pre { background: var(--code); padding: .75rem 1rem; overflow-x: auto; border-radius: 6px; }
+.links a { margin-right: 1rem; }
+.empty { padding: .75rem 1rem; border: 1px dashed var(--line); border-radius: 6px; color: var(--muted); }
+footer { padding: 2rem 1.25rem; color: var(--muted); font-size: .85rem; }
+";
+
+/// Renders the page.
+pub(crate) fn index_html(
+    title: &str,
+    generated_at: Timestamp,
+    fingerprint: &str,
+    streams: &[StreamView<'_>],
+) -> String {
+    let mut page = String::new();
+    let title = escape(title);
+    let fpr = escape(fingerprint);
+    let generated = escape(&rfc3339(generated_at));
+    // `write!` into a String cannot fail; the results are ignored on purpose.
+    let _ = write!(
+        page,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+<title>{title}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
+<header>\n<h1>{title}</h1>\n<p class=\"muted\">Updated {generated}</p>\n</header>\n<main>\n"
+    );
+    if streams.is_empty() {
+        page.push_str("<p class=\"empty\">No streams are published here yet.</p>\n");
+    }
+    for view in streams {
+        render_stream(&mut page, view);
+    }
+    let _ = write!(
+        page,
+        "<section id=\"verify\">\n<h2>Verifying a download</h2>\n\
+<p>Every release is signed with the OpenPGP key <code>{fpr}</code> \
+(<a href=\"keys/release-key.asc\">release-key.asc</a>). Each release directory has a <code>CHECKSUM</code> \
+file (SHA-256 sums, clearsigned) and a detached signature <code>.sig</code> beside each image.</p>\n\
+<p>Check the signature on <code>CHECKSUM</code>, then the files you downloaded against it:</p>\n\
+<pre>gpg --dearmor &lt; release-key.asc &gt; release-key.gpg\n\
+gpgv --keyring ./release-key.gpg CHECKSUM\n\
+sha256sum --ignore-missing -c CHECKSUM</pre>\n\
+<p>Or check one image against its own signature:</p>\n\
+<pre>gpgv --keyring ./release-key.gpg IMAGE.sig IMAGE</pre>\n\
+<p class=\"muted\">Compare the key's fingerprint with one you obtained another way before you trust it.</p>\n\
+</section>\n</main>\n<footer>Generated by slipway at {generated}.</footer>\n</body>\n</html>\n"
+    );
+    page
+}
+
+fn render_stream(page: &mut String, view: &StreamView<'_>) {
+    let stream = view.stream;
+    let name = escape(&stream.name);
+    let _ = write!(page, "<section id=\"stream-{name}\">\n<h2>{name}</h2>\n");
+    if !stream.description.trim().is_empty() {
+        let _ = writeln!(page, "<p>{}</p>", escape(&stream.description));
+    }
+    let stream_json = format!("streams/{}.json", stream.name);
+    let releases_json = format!("releases/{}.json", stream.name);
+    let Some(latest) = view.latest else {
+        let line = if view.total == 0 {
+            "No release yet."
+        } else {
+            "No release is available right now: every release of this stream has been revoked."
+        };
+        let _ = write!(
+            page,
+            "<p class=\"empty\">{line}</p>\n<p class=\"links\"><a href=\"{}\">Stream metadata (JSON)</a>\
+<a href=\"{}\">All releases (JSON)</a></p>\n</section>\n",
+            escape(&stream_json),
+            escape(&releases_json)
+        );
+        return;
+    };
+    let dir = release_dir(&stream.name, latest);
+    let release = &latest.release;
+    let when = release.published_at.unwrap_or(release.created_at);
+    let _ = write!(
+        page,
+        "<p class=\"meta\">Release <strong>{}</strong> · {} · published {} · compose <code>{}</code></p>\n\
+<table>\n<thead><tr><th>File</th><th>Size</th><th>SHA-256</th><th>Signature</th></tr></thead>\n<tbody>\n",
+        escape(&release.version.to_string()),
+        escape(&stream.architecture),
+        escape(&when.strftime("%Y-%m-%d").to_string()),
+        escape(release.compose.as_str()),
+    );
+    for file in &latest.files {
+        let href = escape(&format!("{dir}/{}", file.file_name));
+        let _ = writeln!(
+            page,
+            "<tr><td><a href=\"{href}\">{}</a></td><td class=\"size\">{}</td><td><code>{}</code></td>\
+<td><a href=\"{href}.sig\">signature</a></td></tr>",
+            escape(&file.file_name),
+            escape(&human_size(file.size)),
+            escape(file.sha256.as_str()),
+        );
+    }
+    let _ = write!(
+        page,
+        "</tbody>\n</table>\n<p class=\"links\"><a href=\"{}\">CHECKSUM</a><a href=\"{}\">Stream metadata (JSON)</a>\
+<a href=\"{}\">All releases (JSON)</a><a href=\"keys/release-key.asc\">Signing key</a></p>\n",
+        escape(&format!("{dir}/CHECKSUM")),
+        escape(&stream_json),
+        escape(&releases_json),
+    );
+    if view.total > 1 {
+        let older = view.total - 1;
+        let _ = writeln!(
+            page,
+            "<p class=\"muted\">{older} other release{} listed in <a href=\"{}\">the releases index</a>.</p>",
+            if older == 1 { " is" } else { "s are" },
+            escape(&releases_json)
+        );
+    }
+    page.push_str("</section>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_and_sizes() {
+        assert_eq!(
+            escape("<a href=\"x\">&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;"
+        );
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(3 * 1024 * 1024 * 1024), "3.0 GiB");
+    }
+}

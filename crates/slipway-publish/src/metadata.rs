@@ -1,0 +1,248 @@
+//! The JSON documents of the public tree: stream metadata in Fedora CoreOS's shape and the releases index.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::Serialize;
+use slipway_model::{ArtifactKind, OutputFormat, ReleaseState};
+
+use crate::site::{ReleaseInput, StreamInput};
+
+/// The architecture name CoreOS stream metadata uses (RPM/GNU names) for a Debian architecture name.
+/// Names that are the same in both, and ones this table does not know, pass through unchanged.
+pub(crate) fn coreos_arch(debian: &str) -> &str {
+    match debian {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        "ppc64el" => "ppc64le",
+        "i386" => "i686",
+        "armhf" => "armv7hl",
+        other => other,
+    }
+}
+
+/// The CoreOS platform and format names an image kind is listed under. Only images appear in stream
+/// metadata; logs and locks do not.
+pub(crate) fn platform_for(kind: ArtifactKind) -> Option<(&'static str, &'static str)> {
+    match kind {
+        // qcow2 is what QEMU/libvirt users download; CoreOS calls that platform `qemu`.
+        ArtifactKind::Image(OutputFormat::Qcow2) => Some(("qemu", "qcow2")),
+        // A raw disk written to a real machine's disk is CoreOS's `metal`.
+        ArtifactKind::Image(OutputFormat::RawXz) => Some(("metal", "raw.xz")),
+        _ => None,
+    }
+}
+
+/// Where a file of the tree is reached: an absolute URL under `base_url`, or a path relative to the site root.
+pub(crate) fn location(base_url: Option<&str>, rel: &str) -> String {
+    match base_url {
+        Some(base) => format!("{}/{rel}", base.trim_end_matches('/')),
+        None => rel.to_string(),
+    }
+}
+
+/// A timestamp as RFC 3339 in UTC, to the second, as CoreOS metadata writes it.
+pub(crate) fn rfc3339(at: Timestamp) -> String {
+    at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// The directory of a release relative to the site root.
+pub(crate) fn release_dir(stream: &str, release: &ReleaseInput) -> String {
+    format!("{stream}/{}", release.release.version)
+}
+
+/// Whether a release is served: its directory is in the tree. Revoked releases are withdrawn.
+pub(crate) fn is_served(state: ReleaseState) -> bool {
+    !matches!(state, ReleaseState::Revoked)
+}
+
+/// Whether a release can be the one a stream points at. Pending means "being published by this very run".
+pub(crate) fn is_live(state: ReleaseState) -> bool {
+    matches!(state, ReleaseState::Published | ReleaseState::Pending)
+}
+
+#[derive(Serialize)]
+struct StreamDoc<'a> {
+    stream: &'a str,
+    metadata: StreamMetadata,
+    architectures: BTreeMap<&'a str, ArchDoc>,
+}
+
+#[derive(Serialize)]
+struct StreamMetadata {
+    #[serde(rename = "last-modified")]
+    last_modified: String,
+}
+
+#[derive(Serialize)]
+struct ArchDoc {
+    artifacts: BTreeMap<&'static str, PlatformDoc>,
+}
+
+#[derive(Serialize)]
+struct PlatformDoc {
+    release: String,
+    formats: BTreeMap<&'static str, BTreeMap<&'static str, DiskDoc>>,
+}
+
+#[derive(Serialize)]
+struct DiskDoc {
+    location: String,
+    signature: String,
+    sha256: String,
+}
+
+/// `streams/<stream>.json`: the stream's newest live release, in the shape `coreos-stream-metadata` reads.
+pub(crate) fn stream_json(
+    stream: &StreamInput,
+    latest: Option<&ReleaseInput>,
+    base_url: Option<&str>,
+    generated_at: Timestamp,
+) -> serde_json::Result<Vec<u8>> {
+    let mut architectures = BTreeMap::new();
+    if let Some(latest) = latest {
+        let dir = release_dir(&stream.name, latest);
+        let version = latest.release.version.to_string();
+        let mut artifacts: BTreeMap<&'static str, PlatformDoc> = BTreeMap::new();
+        for file in &latest.files {
+            let Some((platform, format)) = platform_for(file.kind) else {
+                continue;
+            };
+            let rel = format!("{dir}/{}", file.file_name);
+            let disk = DiskDoc {
+                location: location(base_url, &rel),
+                signature: location(base_url, &format!("{rel}.sig")),
+                sha256: file.sha256.to_string(),
+            };
+            artifacts
+                .entry(platform)
+                .or_insert_with(|| PlatformDoc {
+                    release: version.clone(),
+                    formats: BTreeMap::new(),
+                })
+                .formats
+                .insert(format, BTreeMap::from([("disk", disk)]));
+        }
+        architectures.insert(coreos_arch(&stream.architecture), ArchDoc { artifacts });
+    }
+    let doc = StreamDoc {
+        stream: &stream.name,
+        metadata: StreamMetadata {
+            last_modified: rfc3339(generated_at),
+        },
+        architectures,
+    };
+    pretty(&doc)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct ReleasesDoc<'a> {
+    stream: &'a str,
+    architecture: &'a str,
+    generated_at: String,
+    releases: Vec<ReleaseDoc<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct ReleaseDoc<'a> {
+    version: String,
+    compose: &'a str,
+    state: &'static str,
+    created_at: String,
+    published_at: Option<String>,
+    /// The release's directory; absent once it is revoked and withdrawn.
+    location: Option<String>,
+    checksum: Option<String>,
+    files: Vec<FileDoc<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct FileDoc<'a> {
+    name: &'a str,
+    kind: String,
+    size: u64,
+    sha256: &'a str,
+    location: Option<String>,
+    signature: Option<String>,
+}
+
+/// `releases/<stream>.json`: every release given, newest first, with its state and files.
+pub(crate) fn releases_json(
+    stream: &StreamInput,
+    releases: &[&ReleaseInput],
+    base_url: Option<&str>,
+    generated_at: Timestamp,
+) -> serde_json::Result<Vec<u8>> {
+    let releases = releases
+        .iter()
+        .map(|r| {
+            let served = is_served(r.release.state);
+            let dir = release_dir(&stream.name, r);
+            let at = |rel: String| served.then(|| location(base_url, &rel));
+            // A pending release becomes published by the very switch that makes this file readable, so no
+            // reader can ever see it pending.
+            let (state, published_at) = match r.release.state {
+                ReleaseState::Pending => (
+                    ReleaseState::Published,
+                    Some(r.release.published_at.unwrap_or(generated_at)),
+                ),
+                state => (state, r.release.published_at),
+            };
+            ReleaseDoc {
+                version: r.release.version.to_string(),
+                compose: r.release.compose.as_str(),
+                state: state.as_str(),
+                created_at: rfc3339(r.release.created_at),
+                published_at: published_at.map(rfc3339),
+                location: at(format!("{dir}/")),
+                checksum: at(format!("{dir}/CHECKSUM")),
+                files: r
+                    .files
+                    .iter()
+                    .map(|f| FileDoc {
+                        name: &f.file_name,
+                        kind: f.kind.name(),
+                        size: f.size,
+                        sha256: f.sha256.as_str(),
+                        location: at(format!("{dir}/{}", f.file_name)),
+                        signature: at(format!("{dir}/{}.sig", f.file_name)),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    pretty(&ReleasesDoc {
+        stream: &stream.name,
+        architecture: &stream.architecture,
+        generated_at: rfc3339(generated_at),
+        releases,
+    })
+}
+
+fn pretty<T: Serialize>(doc: &T) -> serde_json::Result<Vec<u8>> {
+    let mut out = serde_json::to_vec_pretty(doc)?;
+    out.push(b'\n');
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_architectures_and_locations() {
+        assert_eq!(coreos_arch("amd64"), "x86_64");
+        assert_eq!(coreos_arch("arm64"), "aarch64");
+        assert_eq!(coreos_arch("s390x"), "s390x");
+        assert_eq!(location(None, "s/1/f"), "s/1/f");
+        assert_eq!(
+            location(Some("https://example.org/pub/"), "s/1/f"),
+            "https://example.org/pub/s/1/f"
+        );
+        let at: Timestamp = "2026-11-21T10:11:12.5Z".parse().expect("timestamp");
+        assert_eq!(rfc3339(at), "2026-11-21T10:11:12Z");
+    }
+}

@@ -1,0 +1,523 @@
+//! Publishing a synthetic site with a real gpg key and checking it the way a user would: gpgv, sha256sum and
+//! coreos-stream-metadata.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use common::*;
+use slipway_exec::Command;
+use slipway_model::{sha256_hex, ReleaseState};
+use slipway_publish::{publish, GpgSigner, PublishError, SignError, Signer, StreamInput};
+
+fn link_target(public: &Path) -> PathBuf {
+    std::fs::read_link(public).expect("public path is a link")
+}
+
+#[tokio::test]
+async fn a_published_site_verifies_with_gpgv_sha256sum_and_coreos_metadata() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let signer = new_signer(tmp.path()).await;
+    let blobs = tmp.path().join("blobs");
+    let public = tmp.path().join("www").join("public");
+    let newest = release(&blobs, "20261121.0", ReleaseState::Published, 7);
+    let older = release(&blobs, "20261107.0", ReleaseState::Superseded, 0);
+    let input = site(&public, vec![newest.clone(), older.clone()]);
+
+    let summary = publish(&input, &signer).await.expect("publish");
+    assert_eq!(summary.generation, 1);
+    assert_eq!(summary.index_html, public.join("index.html"));
+    assert_eq!(link_target(&public), PathBuf::from(".public.generations/1"));
+    assert!(summary.files_written >= 2 * 5 + 5, "{summary:?}");
+
+    // The key, under its fingerprint and its well-known name.
+    let key = std::fs::read_to_string(public.join("keys/release-key.asc")).expect("key");
+    assert!(key.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----"));
+    let by_fpr = std::fs::read_to_string(public.join(format!("keys/{}.asc", signer.fingerprint())))
+        .expect("key by fingerprint");
+    assert_eq!(key, by_fpr);
+    assert_eq!(key, signer.public_key_armored());
+
+    let ring = keyring(&public, tmp.path()).await;
+    for r in [&newest, &older] {
+        let dir = public.join(STREAM).join(r.release.version.to_string());
+        let checksum = dir.join("CHECKSUM");
+        let text = std::fs::read_to_string(&checksum).expect("CHECKSUM");
+        assert!(
+            text.starts_with("-----BEGIN PGP SIGNED MESSAGE-----"),
+            "{text}"
+        );
+        gpgv(&ring, &[&checksum])
+            .await
+            .expect("CHECKSUM signature verifies");
+        for f in &r.files {
+            let path = dir.join(&f.file_name);
+            let line = format!("{}  {}\n", f.sha256, f.file_name);
+            assert!(text.contains(&line), "{line} in {text}");
+            let bytes = std::fs::read(&path).expect("image");
+            assert_eq!(sha256_hex(&bytes), f.sha256);
+            let sig = dir.join(format!("{}.sig", f.file_name));
+            let sig_bytes = std::fs::read(&sig).expect("sig");
+            assert!(!sig_bytes.starts_with(b"-----"), "the .sig is binary");
+            gpgv(&ring, &[&sig, &path]).await.expect(".sig verifies");
+        }
+        // What the download page tells users to run works on the clearsigned file as it is.
+        sha256sum_check(&dir).await;
+    }
+
+    // A tampered copy must not verify: the check above is a real check.
+    let forged = tmp.path().join("CHECKSUM.forged");
+    let good =
+        std::fs::read_to_string(public.join(STREAM).join("20261121.0/CHECKSUM")).expect("read");
+    std::fs::write(
+        &forged,
+        good.replacen(&newest.files[0].sha256.to_string(), &"0".repeat(64), 1),
+    )
+    .expect("write");
+    assert!(gpgv(&ring, &[&forged]).await.is_err());
+
+    // Stream metadata, read by the crate Fedora CoreOS's tools use.
+    let json = std::fs::read(public.join(format!("streams/{STREAM}.json"))).expect("stream json");
+    let stream: coreos_stream_metadata::Stream =
+        serde_json::from_slice(&json).expect("coreos stream");
+    assert_eq!(stream.stream, STREAM);
+    let qcow2 = stream
+        .query_disk("x86_64", "qemu", "qcow2")
+        .expect("qemu qcow2");
+    let want = &newest.files[0];
+    assert_eq!(qcow2.sha256, want.sha256.as_str());
+    assert_eq!(
+        qcow2.location,
+        format!("{BASE_URL}/{STREAM}/20261121.0/{}", want.file_name)
+    );
+    assert_eq!(
+        qcow2.signature.as_deref(),
+        Some(format!("{}.sig", qcow2.location).as_str())
+    );
+    assert!(qcow2.uncompressed_sha256.is_none());
+    let metal = stream
+        .query_disk("x86_64", "metal", "raw.xz")
+        .expect("metal raw.xz");
+    assert_eq!(metal.sha256, newest.files[1].sha256.as_str());
+    let value: serde_json::Value = serde_json::from_slice(&json).expect("json");
+    assert_eq!(
+        value["architectures"]["x86_64"]["artifacts"]["qemu"]["release"],
+        "20261121.0"
+    );
+    assert_eq!(value["metadata"]["last-modified"], "2026-11-21T13:14:15Z");
+
+    // The releases index: both, newest first.
+    let releases: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(public.join(format!("releases/{STREAM}.json"))).expect("releases json"),
+    )
+    .expect("json");
+    let list = releases["releases"].as_array().expect("array");
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["version"], "20261121.0");
+    assert_eq!(list[0]["state"], "published");
+    assert_eq!(list[0]["compose"], "bookworm-cloud-20261121.0");
+    assert_eq!(list[1]["version"], "20261107.0");
+    assert_eq!(list[1]["state"], "superseded");
+    assert_eq!(list[0]["files"][0]["name"], want.file_name.as_str());
+    assert_eq!(list[0]["files"][0]["size"], want.size);
+    assert_eq!(list[0]["files"][0]["sha256"], want.sha256.as_str());
+    assert_eq!(
+        list[0]["files"][0]["location"],
+        format!("{BASE_URL}/{STREAM}/20261121.0/{}", want.file_name)
+    );
+
+    // The page.
+    let page = std::fs::read_to_string(public.join("index.html")).expect("index.html");
+    assert!(page.contains("20261121.0"));
+    assert!(page.contains(want.sha256.as_str()));
+    assert!(page.contains(&format!("href=\"{STREAM}/20261121.0/{}\"", want.file_name)));
+    assert!(page.contains(&format!(
+        "href=\"{STREAM}/20261121.0/{}.sig\"",
+        want.file_name
+    )));
+    assert!(page.contains(&format!("href=\"{STREAM}/20261121.0/CHECKSUM\"")));
+    assert!(page.contains(&format!("href=\"streams/{STREAM}.json\"")));
+    assert!(page.contains(&format!("href=\"releases/{STREAM}.json\"")));
+    assert!(page.contains("href=\"keys/release-key.asc\""));
+    assert!(page.contains("1007 B"), "qcow2 size");
+    assert!(page.contains("KiB"), "raw size");
+    assert!(page.contains("gpgv --keyring ./release-key.gpg CHECKSUM"));
+    assert!(page.contains("sha256sum"));
+    assert!(page.contains("Example &lt;Images&gt; &amp; more"));
+    assert!(page.contains("&quot;every two weeks&quot;"));
+    assert!(!page.contains("<script"));
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "no external resources"
+    );
+}
+
+async fn sha256sum_check(dir: &Path) {
+    runner()
+        .run(
+            Command::new("sha256sum")
+                .args(["--ignore-missing", "-c", "CHECKSUM"])
+                .current_dir(dir),
+        )
+        .await
+        .expect("sha256sum -c CHECKSUM passes");
+}
+
+/// Wraps a signer and, whenever the publish signs something (mid-build), records what readers of the public
+/// path see at that moment.
+#[derive(Debug)]
+struct Watching<'a> {
+    inner: &'a GpgSigner,
+    public: PathBuf,
+    seen: Mutex<Vec<(PathBuf, Vec<u8>)>>,
+}
+
+impl Watching<'_> {
+    fn look(&self) {
+        let target = std::fs::read_link(&self.public).expect("link");
+        let stream =
+            std::fs::read(self.public.join(format!("streams/{STREAM}.json"))).expect("stream");
+        self.seen.lock().expect("lock").push((target, stream));
+    }
+}
+
+#[async_trait]
+impl Signer for Watching<'_> {
+    async fn clearsign(&self, text: &[u8]) -> Result<Vec<u8>, SignError> {
+        self.look();
+        self.inner.clearsign(text).await
+    }
+    async fn detach_sign(&self, file: &Path, out: &Path) -> Result<(), SignError> {
+        self.look();
+        self.inner.detach_sign(file, out).await
+    }
+    fn public_key_armored(&self) -> &str {
+        self.inner.public_key_armored()
+    }
+    fn fingerprint(&self) -> &str {
+        self.inner.fingerprint()
+    }
+}
+
+#[tokio::test]
+async fn republishing_reuses_release_directories_and_switches_generations_atomically() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let signer = new_signer(tmp.path()).await;
+    let blobs = tmp.path().join("blobs");
+    let public = tmp.path().join("public");
+    let r1 = release(&blobs, "20261107.0", ReleaseState::Published, 0);
+    publish(&site(&public, vec![r1.clone()]), &signer)
+        .await
+        .expect("first publish");
+    let gen1 = tmp.path().join(".public.generations/1");
+    let gen1_before = snapshot(&gen1);
+    let old_dir = gen1.join(STREAM).join("20261107.0");
+    let meta = |p: PathBuf| std::fs::metadata(p).expect("metadata");
+    let sig = format!("{}.sig", r1.files[0].file_name);
+    let sig1 = meta(old_dir.join(&sig));
+    let sum1 = meta(old_dir.join("CHECKSUM"));
+    let stream1 = std::fs::read(public.join(format!("streams/{STREAM}.json"))).expect("stream");
+
+    // Let mtimes tick so a rewrite would show.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let mut r1_superseded = r1.clone();
+    r1_superseded.release.state = ReleaseState::Superseded;
+    let r2 = release(&blobs, "20261121.0", ReleaseState::Pending, 3);
+    let watching = Watching {
+        inner: &signer,
+        public: public.clone(),
+        seen: Mutex::new(Vec::new()),
+    };
+    let summary = publish(&site(&public, vec![r2.clone(), r1_superseded]), &watching)
+        .await
+        .expect("second publish");
+    assert_eq!(summary.generation, 2);
+    assert_eq!(link_target(&public), PathBuf::from(".public.generations/2"));
+
+    // Until the switch, readers saw generation 1, whole and unchanged.
+    let seen = watching.seen.into_inner().expect("lock");
+    assert_eq!(
+        seen.len(),
+        3,
+        "two .sig and one CHECKSUM for the new release only"
+    );
+    for (target, stream) in &seen {
+        assert_eq!(target, &PathBuf::from(".public.generations/1"));
+        assert_eq!(stream, &stream1);
+    }
+    // Generation 1 is kept for readers still inside it, byte for byte.
+    assert_eq!(snapshot(&gen1), gen1_before);
+
+    // The old release directory was carried over, not re-signed: same inodes, same mtimes.
+    let new_dir = public.join(STREAM).join("20261107.0");
+    let sig2 = meta(new_dir.join(&sig));
+    let sum2 = meta(new_dir.join("CHECKSUM"));
+    assert_eq!(
+        (sig2.ino(), sig2.mtime_nsec(), sig2.mtime()),
+        (sig1.ino(), sig1.mtime_nsec(), sig1.mtime())
+    );
+    assert_eq!((sum2.ino(), sum2.mtime()), (sum1.ino(), sum1.mtime()));
+    assert_eq!(
+        meta(new_dir.join(&r1.files[0].file_name)).ino(),
+        meta(old_dir.join(&r1.files[0].file_name)).ino()
+    );
+
+    // The stream now points at the new release; the pending one shows as published.
+    let json = std::fs::read(public.join(format!("streams/{STREAM}.json"))).expect("stream");
+    let stream: coreos_stream_metadata::Stream =
+        serde_json::from_slice(&json).expect("coreos stream");
+    let qcow2 = stream.query_disk("x86_64", "qemu", "qcow2").expect("qcow2");
+    assert_eq!(qcow2.sha256, r2.files[0].sha256.as_str());
+    let releases: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(public.join(format!("releases/{STREAM}.json"))).expect("releases"),
+    )
+    .expect("json");
+    assert_eq!(releases["releases"][0]["state"], "published");
+    assert_eq!(
+        releases["releases"][0]["published-at"],
+        "2026-11-21T13:14:15Z"
+    );
+
+    // A third publish keeps generation 2 and deletes generation 1.
+    let r3 = release(&blobs, "20261205.0", ReleaseState::Published, 9);
+    let mut r2_superseded = r2.clone();
+    r2_superseded.release.state = ReleaseState::Superseded;
+    let mut r1_superseded = r1.clone();
+    r1_superseded.release.state = ReleaseState::Superseded;
+    publish(
+        &site(&public, vec![r3, r2_superseded, r1_superseded]),
+        &signer,
+    )
+    .await
+    .expect("third publish");
+    assert_eq!(link_target(&public), PathBuf::from(".public.generations/3"));
+    let mut gens: Vec<String> = std::fs::read_dir(tmp.path().join(".public.generations"))
+        .expect("generations")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    gens.sort();
+    assert_eq!(gens, ["2", "3"]);
+    assert!(!tmp.path().join(".public.tmp-link").exists());
+}
+
+#[tokio::test]
+async fn a_published_release_cannot_change_its_files() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let signer = new_signer(tmp.path()).await;
+    let blobs = tmp.path().join("blobs");
+    let public = tmp.path().join("public");
+    let r1 = release(&blobs, "20261107.0", ReleaseState::Published, 0);
+    publish(&site(&public, vec![r1.clone()]), &signer)
+        .await
+        .expect("publish");
+    let before = snapshot(&public);
+    let mut changed = r1.clone();
+    changed.files[0] = blob(
+        &blobs,
+        r1.files[0].kind,
+        &r1.files[0].file_name,
+        b"other bytes",
+    );
+    let err = publish(&site(&public, vec![changed]), &signer)
+        .await
+        .expect_err("a published release is immutable");
+    assert!(matches!(err, PublishError::Immutable { .. }), "{err}");
+    assert!(err.to_string().contains("another sha256"), "{err}");
+    assert_eq!(snapshot(&public), before);
+}
+
+#[tokio::test]
+async fn a_missing_source_file_fails_and_leaves_the_tree_untouched() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let signer = new_signer(tmp.path()).await;
+    let blobs = tmp.path().join("blobs");
+    let public = tmp.path().join("public");
+    let r1 = release(&blobs, "20261107.0", ReleaseState::Published, 0);
+    publish(&site(&public, vec![r1.clone()]), &signer)
+        .await
+        .expect("publish");
+    let before = snapshot(&public);
+
+    let mut r2 = release(&blobs, "20261121.0", ReleaseState::Pending, 1);
+    std::fs::remove_file(&r2.files[1].source).expect("remove blob");
+    r2.files[1].source = blobs.join("gone");
+    let err = publish(&site(&public, vec![r2.clone(), r1.clone()]), &signer)
+        .await
+        .expect_err("missing source");
+    assert!(matches!(err, PublishError::MissingSource { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(&r2.files[1].file_name) && text.contains("gone"),
+        "{text}"
+    );
+
+    assert_eq!(link_target(&public), PathBuf::from(".public.generations/1"));
+    assert_eq!(snapshot(&public), before);
+    let entries: Vec<String> = std::fs::read_dir(tmp.path().join(".public.generations"))
+        .expect("generations")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(entries, ["1"], "the failed build left nothing behind");
+
+    // A source whose bytes differ from the release's sha256 is refused too.
+    let r2 = release(&blobs, "20261121.0", ReleaseState::Pending, 1);
+    std::fs::write(&r2.files[0].source, vec![b'x'; r2.files[0].size as usize]).expect("corrupt");
+    let err = publish(&site(&public, vec![r2, r1]), &signer)
+        .await
+        .expect_err("corrupt source");
+    assert!(matches!(err, PublishError::SourceMismatch { .. }), "{err}");
+    assert_eq!(snapshot(&public), before);
+}
+
+/// A signer whose key is broken.
+#[derive(Debug)]
+struct Broken;
+
+#[async_trait]
+impl Signer for Broken {
+    async fn clearsign(&self, _text: &[u8]) -> Result<Vec<u8>, SignError> {
+        Err(SignError::KeyFile {
+            path: "/nowhere/key".into(),
+            reason: "broken on purpose".into(),
+        })
+    }
+    async fn detach_sign(&self, _file: &Path, _out: &Path) -> Result<(), SignError> {
+        Err(SignError::KeyFile {
+            path: "/nowhere/key".into(),
+            reason: "broken on purpose".into(),
+        })
+    }
+    fn public_key_armored(&self) -> &str {
+        "-----BEGIN PGP PUBLIC KEY BLOCK-----\n"
+    }
+    fn fingerprint(&self) -> &str {
+        "0000000000000000000000000000000000000000"
+    }
+}
+
+#[tokio::test]
+async fn a_signing_failure_publishes_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let signer = new_signer(tmp.path()).await;
+    let blobs = tmp.path().join("blobs");
+    let public = tmp.path().join("public");
+    let r1 = release(&blobs, "20261107.0", ReleaseState::Published, 0);
+    publish(&site(&public, vec![r1.clone()]), &signer)
+        .await
+        .expect("publish");
+    let before = snapshot(&public);
+    let r2 = release(&blobs, "20261121.0", ReleaseState::Pending, 1);
+    let err = publish(&site(&public, vec![r2, r1]), &Broken)
+        .await
+        .expect_err("broken key");
+    assert!(matches!(err, PublishError::Sign { .. }), "{err}");
+    assert!(err.to_string().contains("nothing was published"), "{err}");
+    assert_eq!(snapshot(&public), before);
+    assert_eq!(link_target(&public), PathBuf::from(".public.generations/1"));
+}
+
+#[tokio::test]
+async fn revoked_releases_never_reach_the_stream_and_empty_streams_say_so() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let signer = new_signer(tmp.path()).await;
+    let blobs = tmp.path().join("blobs");
+    let public = tmp.path().join("public");
+    let revoked = release(&blobs, "20261121.0", ReleaseState::Revoked, 1);
+    let good = release(&blobs, "20261107.0", ReleaseState::Published, 0);
+    let mut input = site(&public, vec![revoked.clone(), good.clone()]);
+    input.base_url = None;
+    input.streams.push(StreamInput {
+        name: "trixie-cloud".into(),
+        description: "Debian 13".into(),
+        architecture: "arm64".into(),
+        releases: Vec::new(),
+    });
+    publish(&input, &signer).await.expect("publish");
+
+    let json = std::fs::read(public.join(format!("streams/{STREAM}.json"))).expect("stream");
+    let stream: coreos_stream_metadata::Stream = serde_json::from_slice(&json).expect("coreos");
+    let qcow2 = stream.query_disk("x86_64", "qemu", "qcow2").expect("qcow2");
+    assert_eq!(qcow2.sha256, good.files[0].sha256.as_str());
+    assert_eq!(
+        qcow2.location,
+        format!("{STREAM}/20261107.0/{}", good.files[0].file_name),
+        "relative without a base URL"
+    );
+    let text = String::from_utf8(json).expect("utf-8");
+    assert!(
+        !text.contains("20261121.0"),
+        "revoked release in stream: {text}"
+    );
+    for f in &revoked.files {
+        assert!(!text.contains(f.sha256.as_str()));
+    }
+    // Withdrawn from the tree, still listed in the index as revoked.
+    assert!(!public.join(STREAM).join("20261121.0").exists());
+    let releases: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(public.join(format!("releases/{STREAM}.json"))).expect("releases"),
+    )
+    .expect("json");
+    assert_eq!(releases["releases"][0]["version"], "20261121.0");
+    assert_eq!(releases["releases"][0]["state"], "revoked");
+    assert!(releases["releases"][0]["location"].is_null());
+
+    // The empty stream: valid metadata with no architectures, and a clear line on the page.
+    let empty: coreos_stream_metadata::Stream = serde_json::from_slice(
+        &std::fs::read(public.join("streams/trixie-cloud.json")).expect("empty stream"),
+    )
+    .expect("coreos");
+    assert!(empty.architectures.is_empty());
+    let page = std::fs::read_to_string(public.join("index.html")).expect("page");
+    assert!(page.contains("No release yet."));
+    assert!(page.contains("20261107.0"));
+
+    // With only a revoked release nothing is live.
+    let mut only_revoked = site(&public, vec![revoked]);
+    only_revoked.streams[0].releases.truncate(1);
+    publish(&only_revoked, &signer).await.expect("publish");
+    let stream: coreos_stream_metadata::Stream = serde_json::from_slice(
+        &std::fs::read(public.join(format!("streams/{STREAM}.json"))).expect("stream"),
+    )
+    .expect("coreos");
+    assert!(stream.architectures.is_empty());
+}
+
+#[tokio::test]
+async fn the_first_publish_takes_over_only_an_empty_directory() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let signer = new_signer(tmp.path()).await;
+    let blobs = tmp.path().join("blobs");
+    let r1 = release(&blobs, "20261107.0", ReleaseState::Published, 0);
+
+    let occupied = tmp.path().join("occupied");
+    std::fs::create_dir(&occupied).expect("dir");
+    std::fs::write(occupied.join("precious.txt"), "keep me").expect("file");
+    let err = publish(&site(&occupied, vec![r1.clone()]), &signer)
+        .await
+        .expect_err("non-empty directory");
+    assert!(matches!(err, PublishError::Occupied { .. }), "{err}");
+    assert!(err.to_string().contains("occupied"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(occupied.join("precious.txt")).expect("kept"),
+        "keep me"
+    );
+    assert!(!tmp.path().join(".occupied.generations").exists());
+
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).expect("dir");
+    publish(&site(&empty, vec![r1.clone()]), &signer)
+        .await
+        .expect("takes over");
+    assert_eq!(link_target(&empty), PathBuf::from(".empty.generations/1"));
+    assert!(empty.join("index.html").is_file());
+
+    let elsewhere = tmp.path().join("elsewhere");
+    std::os::unix::fs::symlink(tmp.path(), &elsewhere).expect("link");
+    let err = publish(&site(&elsewhere, vec![r1]), &signer)
+        .await
+        .expect_err("foreign link");
+    assert!(matches!(err, PublishError::Occupied { .. }), "{err}");
+}

@@ -1,0 +1,1486 @@
+//! The embedded [`Store`]: one SQLite file in WAL mode.
+//!
+//! One connection sits behind a mutex and every call runs on tokio's blocking pool, so SQLite's blocking
+//! I/O never stalls the async workers. Every change is one `BEGIN IMMEDIATE` transaction that also
+//! appends its events to the `events` table: taking the write lock up front means a transaction that reads
+//! before it writes (allocating the next compose number, claiming a job) never fails half-way on a lock
+//! upgrade, and two processes on the same file serialize instead of racing.
+//!
+//! Conventions a caller may rely on:
+//!
+//! - Timestamps are stored as RFC 3339 UTC text with six fractional digits and are truncated to
+//!   microseconds; every value the store returns (and every timestamp in an event body) is the truncated
+//!   one.
+//! - Event sequence numbers increase in commit order, because writers are serialized.
+//! - Event bodies (JSON):
+//!   - `compose.started`: `{compose, stream, recipe, recipe_hash, created_at}`
+//!   - `compose.complete`: `{compose, stream, recipe, recipe_hash, input_hash, lock_hash, artifacts,
+//!     finished_at}` (artifacts as [`Artifact`] serializes them; the lock itself is read from the store)
+//!   - `compose.failed`: `{compose, stream, recipe, reason, finished_at}`
+//!   - `test.result`: the [`TestResult`]
+//!   - `test.complete`: `{compose, stream, results}` (`results`: how many were recorded in the run)
+//!   - `compose.verdict`: the [`Verdict`]
+//!   - `decision.changed`: `{decision, previous}` ([`Decision`]s; `previous` is null for the first one)
+//!   - `release.created`: the [`Release`] (`stream`, `version`, `compose`, `state`, ...)
+//!   - `release.published`: the [`Release`] after the change, plus `superseded`: the versions it
+//!     superseded
+//! - Jobs: see [`SqliteStore`]'s documentation.
+
+mod codec;
+mod migrations;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
+use serde_json::json;
+use slipway_model::{
+    topics, Artifact, Compose, ComposeId, ComposeState, Decision, Event, EventId, EventSeq,
+    InputHash, Lock, Outcome, Release, ReleaseState, Sha256, TestResult, Verdict, Version,
+};
+use uuid::Uuid;
+
+use self::codec::{
+    corrupt, day, kind_text, lease_end, normalize, parse_json, parse_kind, parse_opt_ts, parse_sha,
+    parse_ts, sql_limit, to_json, to_json_value, to_u32, to_u64, ts,
+};
+use crate::{Job, JobOutcome, NewJob, Store, StoreError, StoreResult};
+
+/// How long a call waits for another process's write lock before giving up. Write transactions are short,
+/// so waiting long only happens when something is wrong; failing fast would turn contention into errors.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The embedded [`Store`]: SQLite in WAL mode.
+///
+/// Cloning is cheap and shares the connection.
+///
+/// # Jobs
+///
+/// A job is `queued`, `leased`, `done` or `failed`. [`Store::claim_job`] hands out the oldest job (by
+/// insertion) that is queued, or leased with a lease that has run out, and has been claimed fewer than
+/// `max_attempts` times; it counts the claim and remembers `max_attempts` on the job. Ending a job with
+/// [`JobOutcome::Failed`] puts it back in the queue with its error, or marks it `failed` for good when the
+/// claims remembered are used up. A job whose last allowed lease runs out is marked `failed` by the next
+/// `claim_job` (its `last_error` then names the worker whose lease expired), and
+/// [`Store::release_leases`] marks it `failed` at once. [`Store::failed_jobs`] lists the jobs in state
+/// `failed`; [`Store::open_jobs`] counts `queued` and `leased`. Only the worker holding a job (state
+/// `leased` under its name, even after the lease ran out, as long as nobody else claimed it) may extend or
+/// finish it; anyone else gets `false` or [`StoreError::Conflict`].
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Adds the failing operation to rusqlite's errors.
+pub(crate) trait Db<T> {
+    fn db(self, op: &str) -> StoreResult<T>;
+}
+
+impl<T> Db<T> for rusqlite::Result<T> {
+    fn db(self, op: &str) -> StoreResult<T> {
+        self.map_err(|e| StoreError::Database(format!("{op}: {e}")))
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its directory if needed) the database at `path` and brings its schema up to
+    /// date. Blocks; call it at start-up or from `spawn_blocking`.
+    ///
+    /// Fails if the database was written by a newer slipway (a newer schema version).
+    pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Database(format!("creating directory {}: {e}", parent.display()))
+            })?;
+        }
+        let op = format!("opening {}", path.display());
+        let conn = Connection::open(path).db(&op)?;
+        conn.busy_timeout(BUSY_TIMEOUT).db(&op)?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .db(&op)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Database(format!(
+                "{op}: the database refused WAL mode (journal mode is {mode:?}); is it on a network \
+                 file system?"
+            )));
+        }
+        Self::setup(conn, Some(path.to_path_buf()), &op)
+    }
+
+    /// A private database in memory, gone when the last clone is dropped. For tests.
+    pub fn open_in_memory() -> StoreResult<SqliteStore> {
+        let op = "opening an in-memory database";
+        let conn = Connection::open_in_memory().db(op)?;
+        Self::setup(conn, None, op)
+    }
+
+    fn setup(mut conn: Connection, path: Option<PathBuf>, op: &str) -> StoreResult<SqliteStore> {
+        // FULL rather than NORMAL: in WAL mode NORMAL may lose the last commits on power loss. Our commits
+        // come before effects outside the database that cannot be taken back (a version published to
+        // mirrors, an announcement), so a commit must be durable before we act on it. slipway writes a few
+        // rows per build, so the extra fsync per commit costs nothing that matters.
+        conn.pragma_update(None, "synchronous", "FULL").db(op)?;
+        conn.pragma_update(None, "foreign_keys", "ON").db(op)?;
+        migrations::migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        })
+    }
+
+    /// The database file, or `None` for an in-memory database.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The schema version of the database (the number of migrations applied).
+    pub async fn schema_version(&self) -> StoreResult<i64> {
+        self.read("reading the schema version", |tx| {
+            migrations::schema_version(tx)
+        })
+        .await
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn with_conn<T, F>(&self, op: &'static str, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().map_err(|_| {
+                StoreError::Database(format!(
+                    "{op}: the connection is unusable since an earlier operation panicked"
+                ))
+            })?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("{op}: {e}")))?
+    }
+
+    /// Runs `f` in a read transaction, so reads spanning several queries see one snapshot.
+    async fn read<T, F>(&self, op: &'static str, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        self.with_conn(op, move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Deferred)
+                .db(op)?;
+            let out = f(&tx)?;
+            tx.commit().db(op)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Runs `f` in a write transaction, committed only if `f` succeeds.
+    async fn write<T, F>(&self, op: &'static str, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+    {
+        self.with_conn(op, move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .db(op)?;
+            let out = f(&tx)?;
+            tx.commit().db(op)?;
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// Appends one event to the outbox.
+fn append_event(
+    tx: &Transaction<'_>,
+    op: &str,
+    topic: &str,
+    at: Timestamp,
+    body: serde_json::Value,
+) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO events (id, topic, time, schema, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            Uuid::new_v4().to_string(),
+            topic,
+            ts(at),
+            Event::schema_for(topic),
+            to_json(op, &body)?,
+        ],
+    )
+    .db(op)?;
+    Ok(())
+}
+
+// ----- composes -----
+
+const COMPOSE_COLUMNS: &str = "id, stream, recipe, recipe_hash, input_hash, state, reason, \
+                               created_at, finished_at, lock_json";
+
+/// A `composes` row as stored.
+struct ComposeRow {
+    id: String,
+    stream: String,
+    recipe: String,
+    recipe_hash: String,
+    input_hash: Option<String>,
+    state: String,
+    reason: Option<String>,
+    created_at: String,
+    finished_at: Option<String>,
+    lock_json: Option<String>,
+}
+
+impl ComposeRow {
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            stream: row.get(1)?,
+            recipe: row.get(2)?,
+            recipe_hash: row.get(3)?,
+            input_hash: row.get(4)?,
+            state: row.get(5)?,
+            reason: row.get(6)?,
+            created_at: row.get(7)?,
+            finished_at: row.get(8)?,
+            lock_json: row.get(9)?,
+        })
+    }
+
+    fn decode(self, artifacts: Vec<Artifact>) -> StoreResult<Compose> {
+        const T: &str = "composes";
+        let state = match self.state.as_str() {
+            "running" => ComposeState::Running,
+            "complete" => ComposeState::Complete,
+            "failed" => ComposeState::Failed {
+                reason: self.reason.unwrap_or_default(),
+            },
+            other => return Err(corrupt(T, "state", format!("unknown state {other:?}"))),
+        };
+        Ok(Compose {
+            id: ComposeId(self.id),
+            stream: self.stream,
+            recipe: self.recipe,
+            recipe_hash: parse_sha(T, "recipe_hash", &self.recipe_hash)?,
+            input_hash: self
+                .input_hash
+                .map(|h| parse_sha(T, "input_hash", &h).map(InputHash))
+                .transpose()?,
+            state,
+            created_at: parse_ts(T, "created_at", &self.created_at)?,
+            finished_at: parse_opt_ts(T, "finished_at", self.finished_at)?,
+            artifacts,
+            lock: self
+                .lock_json
+                .map(|l| parse_json::<Lock>(T, "lock_json", &l))
+                .transpose()?,
+        })
+    }
+}
+
+fn load_artifacts(conn: &Connection, op: &str, id: &str) -> StoreResult<Vec<Artifact>> {
+    const T: &str = "artifacts";
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT kind, file_name, sha256, size FROM artifacts WHERE compose_id = ?1 \
+             ORDER BY position",
+        )
+        .db(op)?;
+    let rows = stmt
+        .query_map(params![id], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, i64>(3)?,
+            ))
+        })
+        .db(op)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .db(op)?;
+    rows.into_iter()
+        .map(|(kind, file_name, sha256, size)| {
+            Ok(Artifact {
+                kind: parse_kind(&kind)?,
+                file_name,
+                sha256: parse_sha(T, "sha256", &sha256)?,
+                size: to_u64(T, "size", size)?,
+            })
+        })
+        .collect()
+}
+
+fn load_compose(conn: &Connection, op: &str, id: &str) -> StoreResult<Option<Compose>> {
+    let row = conn
+        .query_row(
+            &format!("SELECT {COMPOSE_COLUMNS} FROM composes WHERE id = ?1"),
+            params![id],
+            ComposeRow::from_row,
+        )
+        .optional()
+        .db(op)?;
+    match row {
+        None => Ok(None),
+        Some(row) => {
+            let artifacts = load_artifacts(conn, op, &row.id)?;
+            row.decode(artifacts).map(Some)
+        }
+    }
+}
+
+/// The state and stream of a compose; `NotFound` if there is no such compose.
+fn compose_state(conn: &Connection, op: &str, id: &str) -> StoreResult<(String, String)> {
+    conn.query_row(
+        "SELECT state, stream FROM composes WHERE id = ?1",
+        params![id],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+    .optional()
+    .db(op)?
+    .ok_or_else(|| StoreError::NotFound(format!("compose {id}")))
+}
+
+/// Adds an artifact after the compose's others. Adding the same file again with the same content is a
+/// no-op, so a retried worker does no harm; a different file under a taken name is a conflict.
+fn insert_artifact(
+    tx: &Transaction<'_>,
+    op: &str,
+    compose: &str,
+    artifact: &Artifact,
+) -> StoreResult<()> {
+    let size = i64::try_from(artifact.size)
+        .map_err(|_| StoreError::Conflict(format!("artifact size {} too large", artifact.size)))?;
+    let kind = kind_text(artifact.kind);
+    let existing = tx
+        .query_row(
+            "SELECT kind, sha256, size FROM artifacts WHERE compose_id = ?1 AND file_name = ?2",
+            params![compose, artifact.file_name],
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
+            },
+        )
+        .optional()
+        .db(op)?;
+    if let Some((old_kind, old_sha, old_size)) = existing {
+        if old_kind == kind && old_sha == artifact.sha256.as_str() && old_size == size {
+            return Ok(());
+        }
+        return Err(StoreError::Conflict(format!(
+            "compose {compose} already has a different artifact named {}",
+            artifact.file_name
+        )));
+    }
+    tx.execute(
+        "INSERT INTO artifacts (compose_id, position, kind, file_name, sha256, size) \
+         SELECT ?1, COALESCE(MAX(position) + 1, 0), ?2, ?3, ?4, ?5 \
+         FROM artifacts WHERE compose_id = ?1",
+        params![
+            compose,
+            kind,
+            artifact.file_name,
+            artifact.sha256.as_str(),
+            size
+        ],
+    )
+    .db(op)?;
+    Ok(())
+}
+
+/// Refuses a change to a compose that has finished.
+fn require_running(id: &str, state: &str) -> StoreResult<()> {
+    if state == "running" {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!(
+            "compose {id} is {state}, not running"
+        )))
+    }
+}
+
+// ----- results, verdicts, decisions -----
+
+struct ResultRow {
+    compose: String,
+    testcase: String,
+    outcome: String,
+    artifact: String,
+    note: String,
+    log: Option<String>,
+    submitted_at: String,
+}
+
+impl ResultRow {
+    fn decode(self) -> StoreResult<TestResult> {
+        const T: &str = "test_results";
+        Ok(TestResult {
+            compose: ComposeId(self.compose),
+            testcase: self.testcase,
+            outcome: self
+                .outcome
+                .parse::<Outcome>()
+                .map_err(|e| corrupt(T, "outcome", e))?,
+            artifact: self.artifact,
+            note: self.note,
+            log: self
+                .log
+                .map(|l| parse_sha(T, "log_sha256", &l))
+                .transpose()?,
+            submitted_at: parse_ts(T, "submitted_at", &self.submitted_at)?,
+        })
+    }
+}
+
+fn latest_decision_in(
+    conn: &Connection,
+    op: &str,
+    compose: &str,
+    stream: &str,
+) -> StoreResult<Option<Decision>> {
+    // The newest row by insertion: decisions are made one after another, and the caller's clock (possibly
+    // virtual) need not be monotonic.
+    let body: Option<String> = conn
+        .query_row(
+            "SELECT body FROM decisions WHERE compose_id = ?1 AND stream = ?2 \
+             ORDER BY id DESC LIMIT 1",
+            params![compose, stream],
+            |row| row.get(0),
+        )
+        .optional()
+        .db(op)?;
+    body.map(|b| parse_json("decisions", "body", &b))
+        .transpose()
+}
+
+// ----- releases -----
+
+const RELEASE_COLUMNS: &str = "stream, version, compose_id, state, created_at, published_at";
+
+struct ReleaseRow {
+    stream: String,
+    version: String,
+    compose: String,
+    state: String,
+    created_at: String,
+    published_at: Option<String>,
+}
+
+impl ReleaseRow {
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            stream: row.get(0)?,
+            version: row.get(1)?,
+            compose: row.get(2)?,
+            state: row.get(3)?,
+            created_at: row.get(4)?,
+            published_at: row.get(5)?,
+        })
+    }
+
+    fn decode(self) -> StoreResult<Release> {
+        const T: &str = "releases";
+        Ok(Release {
+            stream: self.stream,
+            version: self
+                .version
+                .parse::<Version>()
+                .map_err(|e| corrupt(T, "version", e))?,
+            compose: ComposeId(self.compose),
+            state: self
+                .state
+                .parse::<ReleaseState>()
+                .map_err(|e| corrupt(T, "state", e))?,
+            created_at: parse_ts(T, "created_at", &self.created_at)?,
+            published_at: parse_opt_ts(T, "published_at", self.published_at)?,
+        })
+    }
+}
+
+// ----- jobs -----
+
+const JOB_COLUMNS: &str = "id, kind, key, payload, attempts";
+
+struct JobRow {
+    id: i64,
+    kind: String,
+    key: String,
+    payload: String,
+    attempts: i64,
+}
+
+impl JobRow {
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            kind: row.get(1)?,
+            key: row.get(2)?,
+            payload: row.get(3)?,
+            attempts: row.get(4)?,
+        })
+    }
+
+    fn decode(self) -> StoreResult<Job> {
+        Ok(Job {
+            id: self.id,
+            kind: self.kind,
+            key: self.key,
+            payload: parse_json("jobs", "payload", &self.payload)?,
+            attempts: to_u32("jobs", "attempts", self.attempts)?,
+        })
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_compose(
+        &self,
+        stream: &str,
+        recipe: &str,
+        recipe_hash: &Sha256,
+        at: Timestamp,
+    ) -> StoreResult<Compose> {
+        const OP: &str = "create_compose";
+        let (stream, recipe, recipe_hash) =
+            (stream.to_owned(), recipe.to_owned(), recipe_hash.clone());
+        let at = normalize(at);
+        self.write(OP, move |tx| {
+            let day = day(at);
+            let n: i64 = tx
+                .query_row(
+                    "SELECT COALESCE(MAX(n) + 1, 0) FROM composes WHERE recipe = ?1 AND day = ?2",
+                    params![recipe, day],
+                    |row| row.get(0),
+                )
+                .db(OP)?;
+            let id = ComposeId::new(&recipe, at, to_u32("composes", "n", n)?);
+            tx.execute(
+                "INSERT INTO composes (id, stream, recipe, day, n, recipe_hash, state, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7)",
+                params![
+                    id.as_str(),
+                    stream,
+                    recipe,
+                    day,
+                    n,
+                    recipe_hash.as_str(),
+                    ts(at)
+                ],
+            )
+            .db(OP)?;
+            append_event(
+                tx,
+                OP,
+                topics::COMPOSE_STARTED,
+                at,
+                json!({
+                    "compose": id,
+                    "stream": stream,
+                    "recipe": recipe,
+                    "recipe_hash": recipe_hash,
+                    "created_at": at,
+                }),
+            )?;
+            Ok(Compose {
+                id,
+                stream,
+                recipe,
+                recipe_hash,
+                input_hash: None,
+                state: ComposeState::Running,
+                created_at: at,
+                finished_at: None,
+                artifacts: Vec::new(),
+                lock: None,
+            })
+        })
+        .await
+    }
+
+    async fn complete_compose(
+        &self,
+        id: &ComposeId,
+        input_hash: &InputHash,
+        lock: &Lock,
+        artifacts: &[Artifact],
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        const OP: &str = "complete_compose";
+        let (id, input_hash, lock, artifacts) = (
+            id.clone(),
+            input_hash.clone(),
+            lock.clone(),
+            artifacts.to_vec(),
+        );
+        let at = normalize(at);
+        self.write(OP, move |tx| {
+            let (state, stream) = compose_state(tx, OP, id.as_str())?;
+            require_running(id.as_str(), &state)?;
+            tx.execute(
+                "UPDATE composes SET state = 'complete', input_hash = ?2, lock_json = ?3, \
+                 finished_at = ?4 WHERE id = ?1",
+                params![
+                    id.as_str(),
+                    input_hash.0.as_str(),
+                    to_json(OP, &lock)?,
+                    ts(at)
+                ],
+            )
+            .db(OP)?;
+            for artifact in &artifacts {
+                insert_artifact(tx, OP, id.as_str(), artifact)?;
+            }
+            let compose = load_compose(tx, OP, id.as_str())?
+                .ok_or_else(|| StoreError::NotFound(format!("compose {id}")))?;
+            append_event(
+                tx,
+                OP,
+                topics::COMPOSE_COMPLETE,
+                at,
+                json!({
+                    "compose": id,
+                    "stream": stream,
+                    "recipe": compose.recipe,
+                    "recipe_hash": compose.recipe_hash,
+                    "input_hash": input_hash,
+                    "lock_hash": lock.hash(),
+                    "artifacts": compose.artifacts,
+                    "finished_at": at,
+                }),
+            )
+        })
+        .await
+    }
+
+    async fn fail_compose(&self, id: &ComposeId, reason: &str, at: Timestamp) -> StoreResult<()> {
+        const OP: &str = "fail_compose";
+        let (id, reason) = (id.clone(), reason.to_owned());
+        let at = normalize(at);
+        self.write(OP, move |tx| {
+            let (state, stream) = compose_state(tx, OP, id.as_str())?;
+            require_running(id.as_str(), &state)?;
+            let recipe: String = tx
+                .query_row(
+                    "SELECT recipe FROM composes WHERE id = ?1",
+                    params![id.as_str()],
+                    |row| row.get(0),
+                )
+                .db(OP)?;
+            tx.execute(
+                "UPDATE composes SET state = 'failed', reason = ?2, finished_at = ?3 WHERE id = ?1",
+                params![id.as_str(), reason, ts(at)],
+            )
+            .db(OP)?;
+            append_event(
+                tx,
+                OP,
+                topics::COMPOSE_FAILED,
+                at,
+                json!({
+                    "compose": id,
+                    "stream": stream,
+                    "recipe": recipe,
+                    "reason": reason,
+                    "finished_at": at,
+                }),
+            )
+        })
+        .await
+    }
+
+    async fn compose(&self, id: &ComposeId) -> StoreResult<Option<Compose>> {
+        const OP: &str = "compose";
+        let id = id.clone();
+        self.read(OP, move |tx| load_compose(tx, OP, id.as_str()))
+            .await
+    }
+
+    async fn composes(&self, stream: Option<&str>, limit: usize) -> StoreResult<Vec<Compose>> {
+        const OP: &str = "composes";
+        let stream = stream.map(str::to_owned);
+        self.read(OP, move |tx| {
+            // `n` breaks ties between composes started in the same microsecond; comparing ids as text would
+            // put `.10` before `.9`.
+            let rows = match &stream {
+                Some(stream) => {
+                    let mut stmt = tx
+                        .prepare_cached(&format!(
+                            "SELECT {COMPOSE_COLUMNS} FROM composes WHERE stream = ?1 \
+                             ORDER BY created_at DESC, n DESC, id DESC LIMIT ?2"
+                        ))
+                        .db(OP)?;
+                    let rows = stmt
+                        .query_map(params![stream, sql_limit(limit)], ComposeRow::from_row)
+                        .db(OP)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                        .db(OP)?;
+                    rows
+                }
+                None => {
+                    let mut stmt = tx
+                        .prepare_cached(&format!(
+                            "SELECT {COMPOSE_COLUMNS} FROM composes \
+                             ORDER BY created_at DESC, n DESC, id DESC LIMIT ?1"
+                        ))
+                        .db(OP)?;
+                    let rows = stmt
+                        .query_map(params![sql_limit(limit)], ComposeRow::from_row)
+                        .db(OP)?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                        .db(OP)?;
+                    rows
+                }
+            };
+            rows.into_iter()
+                .map(|row| {
+                    let artifacts = load_artifacts(tx, OP, &row.id)?;
+                    row.decode(artifacts)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn add_artifact(&self, id: &ComposeId, artifact: &Artifact) -> StoreResult<()> {
+        const OP: &str = "add_artifact";
+        let (id, artifact) = (id.clone(), artifact.clone());
+        self.write(OP, move |tx| {
+            compose_state(tx, OP, id.as_str())?;
+            insert_artifact(tx, OP, id.as_str(), &artifact)
+        })
+        .await
+    }
+
+    async fn record_test_run(
+        &self,
+        compose: &ComposeId,
+        results: &[TestResult],
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        const OP: &str = "record_test_run";
+        let compose = compose.clone();
+        let results: Vec<TestResult> = results
+            .iter()
+            .map(|r| TestResult {
+                submitted_at: normalize(r.submitted_at),
+                ..r.clone()
+            })
+            .collect();
+        let at = normalize(at);
+        self.write(OP, move |tx| {
+            let (_, stream) = compose_state(tx, OP, compose.as_str())?;
+            for result in &results {
+                if result.compose != compose {
+                    return Err(StoreError::Conflict(format!(
+                        "a result for compose {} cannot be recorded in a test run of {compose}",
+                        result.compose
+                    )));
+                }
+                tx.execute(
+                    "INSERT INTO test_results \
+                     (compose_id, testcase, outcome, artifact, note, log_sha256, submitted_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        compose.as_str(),
+                        result.testcase,
+                        result.outcome.as_str(),
+                        result.artifact,
+                        result.note,
+                        result.log.as_ref().map(Sha256::as_str),
+                        ts(result.submitted_at),
+                    ],
+                )
+                .db(OP)?;
+                append_event(tx, OP, topics::TEST_RESULT, at, to_json_value(OP, result)?)?;
+            }
+            append_event(
+                tx,
+                OP,
+                topics::TEST_COMPLETE,
+                at,
+                json!({
+                    "compose": compose,
+                    "stream": stream,
+                    "results": results.len(),
+                }),
+            )
+        })
+        .await
+    }
+
+    async fn latest_results(
+        &self,
+        compose: &ComposeId,
+        at: Timestamp,
+    ) -> StoreResult<Vec<TestResult>> {
+        const OP: &str = "latest_results";
+        let compose = compose.clone();
+        self.read(OP, move |tx| {
+            // A result is the latest of its testcase if no other result of that testcase, also submitted by
+            // `at`, is newer; equal times are ordered by insertion.
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT r.compose_id, r.testcase, r.outcome, r.artifact, r.note, r.log_sha256, \
+                            r.submitted_at \
+                     FROM test_results r \
+                     WHERE r.compose_id = ?1 AND r.submitted_at <= ?2 \
+                       AND NOT EXISTS ( \
+                           SELECT 1 FROM test_results n \
+                           WHERE n.compose_id = r.compose_id AND n.testcase = r.testcase \
+                             AND n.submitted_at <= ?2 \
+                             AND (n.submitted_at > r.submitted_at \
+                                  OR (n.submitted_at = r.submitted_at AND n.id > r.id))) \
+                     ORDER BY r.testcase",
+                )
+                .db(OP)?;
+            let rows = stmt
+                .query_map(params![compose.as_str(), ts(at)], |row| {
+                    Ok(ResultRow {
+                        compose: row.get(0)?,
+                        testcase: row.get(1)?,
+                        outcome: row.get(2)?,
+                        artifact: row.get(3)?,
+                        note: row.get(4)?,
+                        log: row.get(5)?,
+                        submitted_at: row.get(6)?,
+                    })
+                })
+                .db(OP)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db(OP)?;
+            rows.into_iter().map(ResultRow::decode).collect()
+        })
+        .await
+    }
+
+    async fn add_verdict(&self, verdict: &Verdict) -> StoreResult<()> {
+        const OP: &str = "add_verdict";
+        let verdict = Verdict {
+            created_at: normalize(verdict.created_at),
+            ..verdict.clone()
+        };
+        self.write(OP, move |tx| {
+            compose_state(tx, OP, verdict.compose.as_str())?;
+            tx.execute(
+                "INSERT INTO verdicts (compose_id, failed, author, reason, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    verdict.compose.as_str(),
+                    verdict.failed,
+                    verdict.author,
+                    verdict.reason,
+                    ts(verdict.created_at),
+                ],
+            )
+            .db(OP)?;
+            append_event(
+                tx,
+                OP,
+                topics::COMPOSE_VERDICT,
+                verdict.created_at,
+                to_json_value(OP, &verdict)?,
+            )
+        })
+        .await
+    }
+
+    async fn verdicts(&self, compose: &ComposeId) -> StoreResult<Vec<Verdict>> {
+        const OP: &str = "verdicts";
+        let compose = compose.clone();
+        self.read(OP, move |tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT failed, author, reason, created_at FROM verdicts \
+                     WHERE compose_id = ?1 ORDER BY created_at, id",
+                )
+                .db(OP)?;
+            let rows = stmt
+                .query_map(params![compose.as_str()], |row| {
+                    Ok((
+                        row.get::<_, bool>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, String>(3)?,
+                    ))
+                })
+                .db(OP)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db(OP)?;
+            rows.into_iter()
+                .map(|(failed, author, reason, created_at)| {
+                    Ok(Verdict {
+                        compose: compose.clone(),
+                        failed,
+                        author,
+                        reason,
+                        created_at: parse_ts("verdicts", "created_at", &created_at)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn record_decision(&self, decision: &Decision, at: Timestamp) -> StoreResult<bool> {
+        const OP: &str = "record_decision";
+        let decision = decision.clone();
+        let at = normalize(at);
+        self.write(OP, move |tx| {
+            compose_state(tx, OP, decision.compose.as_str())?;
+            let previous = latest_decision_in(tx, OP, decision.compose.as_str(), &decision.stream)?;
+            if previous.as_ref().is_some_and(|p| p.same_answer(&decision)) {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO decisions (compose_id, stream, passed, body, decided_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    decision.compose.as_str(),
+                    decision.stream,
+                    decision.passed,
+                    to_json(OP, &decision)?,
+                    ts(at),
+                ],
+            )
+            .db(OP)?;
+            append_event(
+                tx,
+                OP,
+                topics::DECISION_CHANGED,
+                at,
+                json!({ "decision": decision, "previous": previous }),
+            )?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn latest_decision(
+        &self,
+        compose: &ComposeId,
+        stream: &str,
+    ) -> StoreResult<Option<Decision>> {
+        const OP: &str = "latest_decision";
+        let (compose, stream) = (compose.clone(), stream.to_owned());
+        self.read(OP, move |tx| {
+            latest_decision_in(tx, OP, compose.as_str(), &stream)
+        })
+        .await
+    }
+
+    async fn create_release(
+        &self,
+        stream: &str,
+        compose: &ComposeId,
+        at: Timestamp,
+    ) -> StoreResult<Release> {
+        const OP: &str = "create_release";
+        let (stream, compose) = (stream.to_owned(), compose.clone());
+        let at = normalize(at);
+        self.write(OP, move |tx| {
+            let existing = tx
+                .query_row(
+                    &format!(
+                        "SELECT {RELEASE_COLUMNS} FROM releases WHERE stream = ?1 AND compose_id = ?2"
+                    ),
+                    params![stream, compose.as_str()],
+                    ReleaseRow::from_row,
+                )
+                .optional()
+                .db(OP)?;
+            if let Some(row) = existing {
+                return row.decode();
+            }
+            let (state, _) = compose_state(tx, OP, compose.as_str())?;
+            if state != "complete" {
+                return Err(StoreError::Conflict(format!(
+                    "compose {compose} is {state}; only a complete compose can be released"
+                )));
+            }
+            let day = day(at);
+            let n: i64 = tx
+                .query_row(
+                    "SELECT COALESCE(MAX(n) + 1, 0) FROM releases WHERE stream = ?1 AND day = ?2",
+                    params![stream, day],
+                    |row| row.get(0),
+                )
+                .db(OP)?;
+            let release = Release {
+                stream,
+                version: Version::new(at, to_u32("releases", "n", n)?),
+                compose,
+                state: ReleaseState::Pending,
+                created_at: at,
+                published_at: None,
+            };
+            tx.execute(
+                "INSERT INTO releases (stream, version, day, n, compose_id, state, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    release.stream,
+                    release.version.to_string(),
+                    day,
+                    n,
+                    release.compose.as_str(),
+                    release.state.as_str(),
+                    ts(at),
+                ],
+            )
+            .db(OP)?;
+            append_event(
+                tx,
+                OP,
+                topics::RELEASE_CREATED,
+                at,
+                to_json_value(OP, &release)?,
+            )?;
+            Ok(release)
+        })
+        .await
+    }
+
+    async fn mark_release_published(
+        &self,
+        stream: &str,
+        version: &Version,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        const OP: &str = "mark_release_published";
+        let (stream, version) = (stream.to_owned(), version.clone());
+        let at = normalize(at);
+        self.write(OP, move |tx| {
+            let release = tx
+                .query_row(
+                    &format!(
+                        "SELECT {RELEASE_COLUMNS} FROM releases WHERE stream = ?1 AND version = ?2"
+                    ),
+                    params![stream, version.to_string()],
+                    ReleaseRow::from_row,
+                )
+                .optional()
+                .db(OP)?
+                .ok_or_else(|| StoreError::NotFound(format!("release {version} of {stream}")))?
+                .decode()?;
+            match release.state {
+                ReleaseState::Pending => {}
+                // Superseded releases were published before; publishing again changes nothing.
+                ReleaseState::Published | ReleaseState::Superseded => return Ok(()),
+                ReleaseState::Revoked => {
+                    return Err(StoreError::Conflict(format!(
+                        "release {version} of {stream} is revoked and cannot be published"
+                    )))
+                }
+            }
+            let published: Vec<String> = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT version FROM releases WHERE stream = ?1 AND state = 'published'",
+                    )
+                    .db(OP)?;
+                let rows = stmt
+                    .query_map(params![stream], |row| row.get(0))
+                    .db(OP)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .db(OP)?;
+                rows
+            };
+            // Publishing normally goes in version order, but should an older release finish publishing
+            // after a newer one, the newer one stays the stream's current release.
+            let mut superseded = Vec::new();
+            let mut newer_exists = false;
+            for other in published {
+                let other_version: Version = other
+                    .parse()
+                    .map_err(|e| corrupt("releases", "version", e))?;
+                if other_version < version {
+                    superseded.push(other_version);
+                } else {
+                    newer_exists = true;
+                }
+            }
+            for old in &superseded {
+                tx.execute(
+                    "UPDATE releases SET state = 'superseded' WHERE stream = ?1 AND version = ?2",
+                    params![stream, old.to_string()],
+                )
+                .db(OP)?;
+            }
+            let state = if newer_exists {
+                ReleaseState::Superseded
+            } else {
+                ReleaseState::Published
+            };
+            tx.execute(
+                "UPDATE releases SET state = ?3, published_at = COALESCE(published_at, ?4) \
+                 WHERE stream = ?1 AND version = ?2",
+                params![stream, version.to_string(), state.as_str(), ts(at)],
+            )
+            .db(OP)?;
+            let release = Release {
+                state,
+                published_at: Some(release.published_at.unwrap_or(at)),
+                ..release
+            };
+            let mut body = to_json_value(OP, &release)?;
+            if let Some(object) = body.as_object_mut() {
+                object.insert("superseded".into(), to_json_value(OP, &superseded)?);
+            }
+            append_event(tx, OP, topics::RELEASE_PUBLISHED, at, body)
+        })
+        .await
+    }
+
+    async fn releases(&self, stream: &str) -> StoreResult<Vec<Release>> {
+        const OP: &str = "releases";
+        let stream = stream.to_owned();
+        self.read(OP, move |tx| {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {RELEASE_COLUMNS} FROM releases WHERE stream = ?1 \
+                     ORDER BY day DESC, n DESC"
+                ))
+                .db(OP)?;
+            let rows = stmt
+                .query_map(params![stream], ReleaseRow::from_row)
+                .db(OP)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db(OP)?;
+            rows.into_iter().map(ReleaseRow::decode).collect()
+        })
+        .await
+    }
+
+    async fn events_after(&self, after: EventSeq, limit: usize) -> StoreResult<Vec<Event>> {
+        const OP: &str = "events_after";
+        self.read(OP, move |tx| {
+            const T: &str = "events";
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT seq, id, topic, time, schema, body FROM events WHERE seq > ?1 \
+                     ORDER BY seq LIMIT ?2",
+                )
+                .db(OP)?;
+            let rows = stmt
+                .query_map(params![after, sql_limit(limit)], |row| {
+                    Ok((
+                        row.get::<_, i64>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, String>(3)?,
+                        row.get::<_, String>(4)?,
+                        row.get::<_, String>(5)?,
+                    ))
+                })
+                .db(OP)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db(OP)?;
+            rows.into_iter()
+                .map(|(seq, id, topic, time, schema, body)| {
+                    Ok(Event {
+                        id: Uuid::parse_str(&id).map_err(|e| corrupt(T, "id", e))?,
+                        seq,
+                        topic,
+                        time: parse_ts(T, "time", &time)?,
+                        schema,
+                        body: parse_json(T, "body", &body)?,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn is_handled(&self, handler: &str, event: EventId) -> StoreResult<bool> {
+        const OP: &str = "is_handled";
+        let handler = handler.to_owned();
+        self.read(OP, move |tx| {
+            tx.query_row(
+                "SELECT 1 FROM handled_events WHERE handler = ?1 AND event_id = ?2",
+                params![handler, event.to_string()],
+                |_| Ok(()),
+            )
+            .optional()
+            .db(OP)
+            .map(|found| found.is_some())
+        })
+        .await
+    }
+
+    async fn mark_handled(&self, handler: &str, event: EventId, at: Timestamp) -> StoreResult<()> {
+        const OP: &str = "mark_handled";
+        let handler = handler.to_owned();
+        self.write(OP, move |tx| {
+            tx.execute(
+                "INSERT INTO handled_events (handler, event_id, handled_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (handler, event_id) DO NOTHING",
+                params![handler, event.to_string(), ts(at)],
+            )
+            .db(OP)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn enqueue_job(&self, job: &NewJob, at: Timestamp) -> StoreResult<bool> {
+        const OP: &str = "enqueue_job";
+        let job = job.clone();
+        self.write(OP, move |tx| {
+            let added = tx
+                .execute(
+                    "INSERT INTO jobs (kind, key, payload, state, attempts, created_at, updated_at) \
+                     VALUES (?1, ?2, ?3, 'queued', 0, ?4, ?4) ON CONFLICT (key) DO NOTHING",
+                    params![job.kind, job.key, to_json(OP, &job.payload)?, ts(at)],
+                )
+                .db(OP)?;
+            Ok(added == 1)
+        })
+        .await
+    }
+
+    async fn claim_job(
+        &self,
+        worker: &str,
+        lease: Duration,
+        max_attempts: u32,
+        at: Timestamp,
+    ) -> StoreResult<Option<Job>> {
+        const OP: &str = "claim_job";
+        let worker = worker.to_owned();
+        let now = ts(at);
+        let until = ts(lease_end(at, lease)?);
+        let max = i64::from(max_attempts);
+        self.write(OP, move |tx| {
+            // Jobs out of claims are retired here, so they stop counting as open.
+            tx.execute(
+                "UPDATE jobs SET state = 'failed', \
+                     last_error = CASE WHEN state = 'leased' \
+                         THEN 'lease of worker ' || COALESCE(worker, '?') || ' expired' \
+                         ELSE COALESCE(last_error, 'out of attempts') END, \
+                     lease_until = NULL, updated_at = ?2 \
+                 WHERE attempts >= ?1 \
+                   AND (state = 'queued' OR (state = 'leased' AND lease_until <= ?2))",
+                params![max, now],
+            )
+            .db(OP)?;
+            let candidate = tx
+                .query_row(
+                    &format!(
+                        "SELECT {JOB_COLUMNS} FROM jobs \
+                         WHERE attempts < ?1 \
+                           AND (state = 'queued' OR (state = 'leased' AND lease_until <= ?2)) \
+                         ORDER BY id LIMIT 1"
+                    ),
+                    params![max, now],
+                    JobRow::from_row,
+                )
+                .optional()
+                .db(OP)?;
+            let Some(row) = candidate else {
+                return Ok(None);
+            };
+            tx.execute(
+                "UPDATE jobs SET state = 'leased', worker = ?2, lease_until = ?3, \
+                     attempts = attempts + 1, max_attempts = ?4, updated_at = ?5 \
+                 WHERE id = ?1",
+                params![row.id, worker, until, max, now],
+            )
+            .db(OP)?;
+            let job = JobRow {
+                attempts: row.attempts + 1,
+                ..row
+            };
+            job.decode().map(Some)
+        })
+        .await
+    }
+
+    async fn extend_lease(
+        &self,
+        job: i64,
+        worker: &str,
+        lease: Duration,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        const OP: &str = "extend_lease";
+        let worker = worker.to_owned();
+        let until = ts(lease_end(at, lease)?);
+        let now = ts(at);
+        self.write(OP, move |tx| {
+            let changed = tx
+                .execute(
+                    "UPDATE jobs SET lease_until = ?3, updated_at = ?4 \
+                     WHERE id = ?1 AND state = 'leased' AND worker = ?2",
+                    params![job, worker, until, now],
+                )
+                .db(OP)?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn finish_job(
+        &self,
+        job: i64,
+        worker: &str,
+        outcome: JobOutcome,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        const OP: &str = "finish_job";
+        let worker = worker.to_owned();
+        let now = ts(at);
+        self.write(OP, move |tx| {
+            let (state, holder, attempts, max_attempts) = tx
+                .query_row(
+                    "SELECT state, worker, attempts, max_attempts FROM jobs WHERE id = ?1",
+                    params![job],
+                    |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, Option<String>>(1)?,
+                            row.get::<_, i64>(2)?,
+                            row.get::<_, Option<i64>>(3)?,
+                        ))
+                    },
+                )
+                .optional()
+                .db(OP)?
+                .ok_or_else(|| StoreError::NotFound(format!("job {job}")))?;
+            if state != "leased" || holder.as_deref() != Some(worker.as_str()) {
+                return Err(StoreError::Conflict(format!(
+                    "job {job} is not held by {worker} (it is {state}{})",
+                    holder
+                        .map(|h| format!(", last held by {h}"))
+                        .unwrap_or_default()
+                )));
+            }
+            match outcome {
+                JobOutcome::Done => tx.execute(
+                    "UPDATE jobs SET state = 'done', lease_until = NULL, updated_at = ?2 \
+                     WHERE id = ?1",
+                    params![job, now],
+                ),
+                JobOutcome::Failed { error } => {
+                    // A leased job always has `max_attempts`; without one, retrying could go on forever.
+                    let exhausted = match max_attempts {
+                        Some(max) => attempts >= max,
+                        None => true,
+                    };
+                    let (next, worker) = if exhausted {
+                        ("failed", Some(worker))
+                    } else {
+                        ("queued", None)
+                    };
+                    tx.execute(
+                        "UPDATE jobs SET state = ?2, worker = ?3, lease_until = NULL, \
+                             last_error = ?4, updated_at = ?5 \
+                         WHERE id = ?1",
+                        params![job, next, worker, error, now],
+                    )
+                }
+            }
+            .db(OP)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release_leases(&self, worker_prefix: &str) -> StoreResult<usize> {
+        const OP: &str = "release_leases";
+        let prefix = worker_prefix.to_owned();
+        self.write(OP, move |tx| {
+            // Matched here rather than with LIKE, whose wildcards a worker name could contain.
+            let leased: Vec<(i64, String, i64, Option<i64>)> = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT id, worker, attempts, max_attempts FROM jobs \
+                         WHERE state = 'leased' AND worker IS NOT NULL",
+                    )
+                    .db(OP)?;
+                let rows = stmt
+                    .query_map([], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    })
+                    .db(OP)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .db(OP)?;
+                rows
+            };
+            let mut released = 0;
+            for (id, worker, attempts, max_attempts) in leased {
+                if !worker.starts_with(&prefix) {
+                    continue;
+                }
+                let exhausted = max_attempts.is_some_and(|max| attempts >= max);
+                let next = if exhausted { "failed" } else { "queued" };
+                // `updated_at` is left alone: this call has no clock, and the engine's may be virtual.
+                tx.execute(
+                    "UPDATE jobs SET state = ?2, worker = NULL, lease_until = NULL, last_error = ?3 \
+                     WHERE id = ?1",
+                    params![id, next, format!("worker {worker} stopped while holding the job")],
+                )
+                .db(OP)?;
+                released += 1;
+            }
+            Ok(released)
+        })
+        .await
+    }
+
+    async fn open_jobs(&self) -> StoreResult<usize> {
+        const OP: &str = "open_jobs";
+        self.read(OP, move |tx| {
+            let count: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'leased')",
+                    [],
+                    |row| row.get(0),
+                )
+                .db(OP)?;
+            usize::try_from(count).map_err(|_| corrupt("jobs", "state", "negative count"))
+        })
+        .await
+    }
+
+    async fn failed_jobs(&self, limit: usize) -> StoreResult<Vec<(Job, String)>> {
+        const OP: &str = "failed_jobs";
+        self.read(OP, move |tx| {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {JOB_COLUMNS}, last_error FROM jobs WHERE state = 'failed' \
+                     ORDER BY updated_at DESC, id DESC LIMIT ?1"
+                ))
+                .db(OP)?;
+            let rows = stmt
+                .query_map(params![sql_limit(limit)], |row| {
+                    Ok((JobRow::from_row(row)?, row.get::<_, Option<String>>(5)?))
+                })
+                .db(OP)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db(OP)?;
+            rows.into_iter()
+                .map(|(job, error)| Ok((job.decode()?, error.unwrap_or_default())))
+                .collect()
+        })
+        .await
+    }
+}

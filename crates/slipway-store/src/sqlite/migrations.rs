@@ -1,0 +1,190 @@
+//! The schema, as an ordered list of scripts.
+//!
+//! Script `i` (0-based) brings the schema to version `i + 1`; `schema_migrations` records the versions
+//! applied. Each script runs in its own transaction together with its `schema_migrations` row, so a crash
+//! leaves the schema at a whole version. Scripts are append-only: never edit one that has shipped, add a
+//! new one. The DDL sticks to types and constraints PostgreSQL also accepts (`TEXT`, `BIGINT`, `BOOLEAN`,
+//! `INTEGER PRIMARY KEY`, which a PostgreSQL port spells `BIGINT GENERATED ALWAYS AS IDENTITY`).
+
+use jiff::Timestamp;
+use rusqlite::{params, Connection, TransactionBehavior};
+
+use super::codec::ts;
+use super::Db;
+use crate::{StoreError, StoreResult};
+
+/// Version 1: everything slipway stores.
+const V1: &str = r#"
+CREATE TABLE composes (
+    id          TEXT PRIMARY KEY,
+    stream      TEXT NOT NULL,
+    recipe      TEXT NOT NULL,
+    day         TEXT NOT NULL,
+    n           BIGINT NOT NULL,
+    recipe_hash TEXT NOT NULL,
+    input_hash  TEXT,
+    state       TEXT NOT NULL CHECK (state IN ('running', 'complete', 'failed')),
+    reason      TEXT,
+    created_at  TEXT NOT NULL,
+    finished_at TEXT,
+    lock_json   TEXT,
+    UNIQUE (recipe, day, n)
+);
+CREATE INDEX composes_by_stream ON composes (stream, created_at);
+CREATE INDEX composes_by_time ON composes (created_at);
+
+CREATE TABLE artifacts (
+    compose_id TEXT NOT NULL REFERENCES composes (id),
+    position   BIGINT NOT NULL,
+    kind       TEXT NOT NULL,
+    file_name  TEXT NOT NULL,
+    sha256     TEXT NOT NULL,
+    size       BIGINT NOT NULL,
+    PRIMARY KEY (compose_id, file_name),
+    UNIQUE (compose_id, position)
+);
+
+CREATE TABLE test_results (
+    id           INTEGER PRIMARY KEY,
+    compose_id   TEXT NOT NULL REFERENCES composes (id),
+    testcase     TEXT NOT NULL,
+    outcome      TEXT NOT NULL,
+    artifact     TEXT NOT NULL,
+    note         TEXT NOT NULL,
+    log_sha256   TEXT,
+    submitted_at TEXT NOT NULL
+);
+CREATE INDEX test_results_by_case ON test_results (compose_id, testcase, submitted_at);
+
+CREATE TABLE verdicts (
+    id         INTEGER PRIMARY KEY,
+    compose_id TEXT NOT NULL REFERENCES composes (id),
+    failed     BOOLEAN NOT NULL,
+    author     TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX verdicts_by_compose ON verdicts (compose_id, created_at);
+
+CREATE TABLE decisions (
+    id         INTEGER PRIMARY KEY,
+    compose_id TEXT NOT NULL REFERENCES composes (id),
+    stream     TEXT NOT NULL,
+    passed     BOOLEAN NOT NULL,
+    body       TEXT NOT NULL,
+    decided_at TEXT NOT NULL
+);
+CREATE INDEX decisions_by_compose ON decisions (compose_id, stream, id);
+
+CREATE TABLE releases (
+    stream       TEXT NOT NULL,
+    version      TEXT NOT NULL,
+    day          TEXT NOT NULL,
+    n            BIGINT NOT NULL,
+    compose_id   TEXT NOT NULL REFERENCES composes (id),
+    state        TEXT NOT NULL
+                 CHECK (state IN ('pending', 'published', 'superseded', 'revoked')),
+    created_at   TEXT NOT NULL,
+    published_at TEXT,
+    PRIMARY KEY (stream, version),
+    UNIQUE (stream, day, n),
+    UNIQUE (stream, compose_id)
+);
+
+CREATE TABLE events (
+    seq    INTEGER PRIMARY KEY,
+    id     TEXT NOT NULL UNIQUE,
+    topic  TEXT NOT NULL,
+    time   TEXT NOT NULL,
+    schema TEXT NOT NULL,
+    body   TEXT NOT NULL
+);
+
+CREATE TABLE handled_events (
+    handler    TEXT NOT NULL,
+    event_id   TEXT NOT NULL,
+    handled_at TEXT NOT NULL,
+    PRIMARY KEY (handler, event_id)
+);
+
+CREATE TABLE jobs (
+    id           INTEGER PRIMARY KEY,
+    kind         TEXT NOT NULL,
+    key          TEXT NOT NULL UNIQUE,
+    payload      TEXT NOT NULL,
+    state        TEXT NOT NULL CHECK (state IN ('queued', 'leased', 'done', 'failed')),
+    worker       TEXT,
+    lease_until  TEXT,
+    attempts     BIGINT NOT NULL DEFAULT 0,
+    max_attempts BIGINT,
+    last_error   TEXT,
+    created_at   TEXT NOT NULL,
+    updated_at   TEXT NOT NULL
+);
+CREATE INDEX jobs_by_state ON jobs (state, id);
+"#;
+
+/// The scripts in order.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this build writes.
+pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+fn current_version(conn: &Connection) -> StoreResult<i64> {
+    conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |row| row.get(0),
+    )
+    .db("reading the schema version")
+}
+
+fn refuse_newer(version: i64) -> StoreResult<()> {
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Database(format!(
+            "the database has schema version {version}, newer than the {SCHEMA_VERSION} this slipway \
+             knows; run a newer slipway or restore a backup"
+        )));
+    }
+    Ok(())
+}
+
+/// Brings the schema up to [`SCHEMA_VERSION`].
+pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    const OP: &str = "migrating the schema";
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    BIGINT PRIMARY KEY,
+             applied_at TEXT NOT NULL
+         )",
+    )
+    .db(OP)?;
+    refuse_newer(current_version(conn)?)?;
+    for (index, script) in MIGRATIONS.iter().enumerate() {
+        let version = index as i64 + 1;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .db(OP)?;
+        // Read again under the write lock: another process may have migrated since the check above.
+        let current = current_version(&tx)?;
+        refuse_newer(current)?;
+        if current >= version {
+            continue;
+        }
+        tx.execute_batch(script)
+            .db(&format!("{OP} to version {version}"))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            params![version, ts(Timestamp::now())],
+        )
+        .db(OP)?;
+        tx.commit().db(OP)?;
+        tracing::info!(version, "applied schema migration");
+    }
+    Ok(())
+}
+
+/// The version recorded in the database.
+pub(super) fn schema_version(conn: &Connection) -> StoreResult<i64> {
+    current_version(conn)
+}

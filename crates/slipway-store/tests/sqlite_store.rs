@@ -1,0 +1,1086 @@
+//! The SQLite store against the `Store` contract.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
+use slipway_model::{
+    sha256_hex, topics, Artifact, ArtifactKind, ComposeId, ComposeState, Decision, Event,
+    InputHash, Lock, LockedPackage, Outcome, OutputFormat, ReleaseState, TestResult, Unsatisfied,
+    UnsatisfiedKind, Verdict, Version,
+};
+use slipway_store::{JobOutcome, NewJob, SqliteStore, Store, StoreError};
+
+fn t(text: &str) -> Timestamp {
+    text.parse().expect("timestamp")
+}
+
+fn store() -> SqliteStore {
+    SqliteStore::open_in_memory().expect("in-memory store")
+}
+
+fn image(name: &str, content: &[u8]) -> Artifact {
+    Artifact {
+        kind: ArtifactKind::Image(OutputFormat::Qcow2),
+        file_name: name.to_string(),
+        sha256: sha256_hex(content),
+        size: content.len() as u64,
+    }
+}
+
+fn lock() -> Lock {
+    Lock::new(vec![LockedPackage {
+        name: "bash".into(),
+        version: "5.2".into(),
+        architecture: "amd64".into(),
+        sha256: None,
+    }])
+}
+
+fn input_hash() -> InputHash {
+    InputHash::compute(&sha256_hex(b"recipe"), Some(&lock().hash()), "test")
+}
+
+async fn all_events(store: &SqliteStore) -> Vec<Event> {
+    store.events_after(0, usize::MAX).await.expect("events")
+}
+
+async fn topics_after(store: &SqliteStore, after: i64) -> Vec<String> {
+    store
+        .events_after(after, usize::MAX)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.topic)
+        .collect()
+}
+
+async fn last_seq(store: &SqliteStore) -> i64 {
+    all_events(store).await.last().map_or(0, |e| e.seq)
+}
+
+/// A complete compose of `recipe` in stream `s`.
+async fn complete(store: &SqliteStore, recipe: &str, at: Timestamp) -> ComposeId {
+    let c = store
+        .create_compose("s", recipe, &sha256_hex(recipe.as_bytes()), at)
+        .await
+        .expect("create");
+    store
+        .complete_compose(&c.id, &input_hash(), &lock(), &[], at)
+        .await
+        .expect("complete");
+    c.id
+}
+
+fn result(compose: &ComposeId, testcase: &str, outcome: Outcome, at: Timestamp) -> TestResult {
+    TestResult {
+        compose: compose.clone(),
+        testcase: testcase.into(),
+        outcome,
+        artifact: "x.qcow2".into(),
+        note: String::new(),
+        log: None,
+        submitted_at: at,
+    }
+}
+
+fn decision(compose: &ComposeId, passed: bool, summary: &str) -> Decision {
+    Decision {
+        compose: compose.clone(),
+        stream: "s".into(),
+        passed,
+        summary: summary.into(),
+        unsatisfied: if passed {
+            Vec::new()
+        } else {
+            vec![Unsatisfied {
+                subject: "boot".into(),
+                kind: UnsatisfiedKind::Missing,
+                detail: "no result".into(),
+            }]
+        },
+        results_used: Vec::new(),
+    }
+}
+
+fn job(key: &str) -> NewJob {
+    NewJob {
+        kind: "test".into(),
+        key: key.into(),
+        payload: json!({ "key": key }),
+    }
+}
+
+// ----- composes -----
+
+#[tokio::test]
+async fn compose_ids_count_up_per_recipe_and_utc_day() {
+    let s = store();
+    let day1 = t("2026-11-21T10:00:00Z");
+    let mut ids = Vec::new();
+    for (recipe, at) in [
+        ("cloud", day1),
+        ("cloud", day1),
+        ("cloud", t("2026-11-21T23:59:59Z")),
+        ("vm", day1),
+        ("cloud", t("2026-11-22T00:00:00Z")),
+    ] {
+        let c = s
+            .create_compose("stream", recipe, &sha256_hex(b"r"), at)
+            .await
+            .expect("create");
+        assert_eq!(c.state, ComposeState::Running);
+        ids.push(c.id.0);
+    }
+    assert_eq!(
+        ids,
+        [
+            "cloud-20261121.0",
+            "cloud-20261121.1",
+            "cloud-20261121.2",
+            "vm-20261121.0",
+            "cloud-20261122.0"
+        ]
+    );
+    let events = all_events(&s).await;
+    assert_eq!(events.len(), 5);
+    assert!(events
+        .iter()
+        .all(|e| e.topic == topics::COMPOSE_STARTED && e.schema == "slipway.compose.started.v1"));
+    assert_eq!(events[3].body["compose"], "vm-20261121.0");
+    assert_eq!(events[3].body["stream"], "stream");
+    assert_eq!(events[3].body["recipe"], "vm");
+    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+}
+
+#[tokio::test]
+async fn completing_a_compose_stores_lock_artifacts_and_announces_them() {
+    let s = store();
+    let at = t("2026-11-21T10:00:00.123456789Z");
+    let created = s
+        .create_compose("bookworm-cloud", "cloud", &sha256_hex(b"r"), at)
+        .await
+        .expect("create");
+    // Timestamps are kept to the microsecond, and what `create_compose` returns is what a read returns.
+    assert_eq!(
+        s.compose(&created.id).await.expect("read"),
+        Some(created.clone())
+    );
+
+    let artifacts = [image("b.qcow2", b"b"), image("a.qcow2", b"a")];
+    let done = t("2026-11-21T11:00:00Z");
+    s.complete_compose(&created.id, &input_hash(), &lock(), &artifacts, done)
+        .await
+        .expect("complete");
+    let c = s.compose(&created.id).await.expect("read").expect("exists");
+    assert_eq!(c.state, ComposeState::Complete);
+    assert_eq!(c.input_hash, Some(input_hash()));
+    assert_eq!(c.lock, Some(lock()));
+    assert_eq!(c.finished_at, Some(done));
+    assert_eq!(c.artifacts, artifacts, "artifacts keep the order given");
+
+    let events = all_events(&s).await;
+    let complete = &events[1];
+    assert_eq!(complete.topic, topics::COMPOSE_COMPLETE);
+    assert_eq!(complete.time, done);
+    assert_eq!(complete.body["compose"], created.id.as_str());
+    assert_eq!(complete.body["stream"], "bookworm-cloud");
+    assert_eq!(complete.body["recipe"], "cloud");
+    assert_eq!(complete.body["input_hash"], input_hash().0.as_str());
+    let announced: Vec<Artifact> =
+        serde_json::from_value(complete.body["artifacts"].clone()).expect("artifacts");
+    assert_eq!(announced, artifacts);
+
+    // Artifacts made later are appended; adding the same one again does nothing.
+    let log = Artifact {
+        kind: ArtifactKind::SerialLog,
+        file_name: "serial.log".into(),
+        sha256: sha256_hex(b"log"),
+        size: 3,
+    };
+    s.add_artifact(&c.id, &log).await.expect("add");
+    s.add_artifact(&c.id, &log).await.expect("add again");
+    let other = Artifact {
+        sha256: sha256_hex(b"other"),
+        ..log.clone()
+    };
+    assert!(matches!(
+        s.add_artifact(&c.id, &other).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let c = s.compose(&created.id).await.expect("read").expect("exists");
+    assert_eq!(c.artifacts.len(), 3);
+    assert_eq!(c.artifact(ArtifactKind::SerialLog), Some(&log));
+    assert!(matches!(
+        s.add_artifact(&ComposeId("nope-20261121.0".into()), &log)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(all_events(&s).await.len(), 2, "artifacts emit nothing");
+}
+
+#[tokio::test]
+async fn only_running_composes_can_complete_or_fail() {
+    let s = store();
+    let at = t("2026-11-21T10:00:00Z");
+    let c = s
+        .create_compose("s", "cloud", &sha256_hex(b"r"), at)
+        .await
+        .expect("create");
+    s.fail_compose(&c.id, "mmdebstrap exited 1: no space left", at)
+        .await
+        .expect("fail");
+    let failed = s.compose(&c.id).await.expect("read").expect("exists");
+    assert_eq!(
+        failed.state,
+        ComposeState::Failed {
+            reason: "mmdebstrap exited 1: no space left".into()
+        }
+    );
+    assert_eq!(failed.finished_at, Some(at));
+    let seq = last_seq(&s).await;
+
+    let completed = s
+        .complete_compose(&c.id, &input_hash(), &lock(), &[image("a", b"a")], at)
+        .await;
+    assert!(
+        matches!(&completed, Err(StoreError::Conflict(m)) if m.contains("failed")),
+        "{completed:?}"
+    );
+    assert!(matches!(
+        s.fail_compose(&c.id, "again", at).await,
+        Err(StoreError::Conflict(_))
+    ));
+    // Nothing of the refused changes is left behind.
+    assert_eq!(s.compose(&c.id).await.expect("read"), Some(failed));
+    assert!(topics_after(&s, seq).await.is_empty());
+
+    let missing = ComposeId("cloud-19990101.0".into());
+    assert!(matches!(
+        s.complete_compose(&missing, &input_hash(), &lock(), &[], at)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(s.compose(&missing).await.expect("read"), None);
+
+    let events = all_events(&s).await;
+    assert_eq!(events[1].topic, topics::COMPOSE_FAILED);
+    assert_eq!(
+        events[1].body["reason"],
+        "mmdebstrap exited 1: no space left"
+    );
+
+    // And a complete compose cannot fail afterwards.
+    let done = complete(&s, "vm", at).await;
+    assert!(matches!(
+        s.fail_compose(&done, "late", at).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+#[tokio::test]
+async fn composes_are_listed_newest_first() {
+    let s = store();
+    let at = t("2026-11-21T10:00:00Z");
+    for (stream, minutes) in [("a", 0), ("b", 1), ("a", 2), ("a", 2)] {
+        s.create_compose(
+            stream,
+            "cloud",
+            &sha256_hex(b"r"),
+            at + SignedDuration::from_mins(minutes),
+        )
+        .await
+        .expect("create");
+    }
+    let ids = |v: Vec<slipway_model::Compose>| v.into_iter().map(|c| c.id.0).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.composes(None, 10).await.expect("list")),
+        [
+            "cloud-20261121.3",
+            "cloud-20261121.2",
+            "cloud-20261121.1",
+            "cloud-20261121.0"
+        ]
+    );
+    assert_eq!(
+        ids(s.composes(Some("a"), 2).await.expect("list")),
+        ["cloud-20261121.3", "cloud-20261121.2"]
+    );
+    assert!(s.composes(Some("c"), 10).await.expect("list").is_empty());
+}
+
+// ----- test results -----
+
+#[tokio::test]
+async fn test_runs_are_recorded_and_the_latest_result_per_testcase_wins() {
+    let s = store();
+    let at = t("2026-11-21T10:00:00Z");
+    let c = complete(&s, "cloud", at).await;
+    let seq = last_seq(&s).await;
+    let first = [
+        result(
+            &c,
+            "boot.multi-user",
+            Outcome::Failed,
+            t("2026-11-21T11:00:00Z"),
+        ),
+        result(&c, "boot.ssh", Outcome::Passed, t("2026-11-21T11:00:00Z")),
+    ];
+    s.record_test_run(&c, &first, t("2026-11-21T11:00:01Z"))
+        .await
+        .expect("record");
+    let events = s.events_after(seq, 10).await.expect("events");
+    assert_eq!(
+        events.iter().map(|e| e.topic.as_str()).collect::<Vec<_>>(),
+        [
+            topics::TEST_RESULT,
+            topics::TEST_RESULT,
+            topics::TEST_COMPLETE
+        ]
+    );
+    let announced: TestResult = serde_json::from_value(events[0].body.clone()).expect("result");
+    assert_eq!(announced, first[0]);
+    assert_eq!(events[2].body["compose"], c.as_str());
+    assert_eq!(events[2].body["results"], 2);
+
+    let rerun = [result(
+        &c,
+        "boot.multi-user",
+        Outcome::Passed,
+        t("2026-11-21T12:00:00Z"),
+    )];
+    s.record_test_run(&c, &rerun, t("2026-11-21T12:00:00Z"))
+        .await
+        .expect("record");
+
+    let latest = s
+        .latest_results(&c, t("2026-11-21T13:00:00Z"))
+        .await
+        .expect("latest");
+    assert_eq!(latest, vec![rerun[0].clone(), first[1].clone()]);
+    // As of before the re-run, the failure was the latest.
+    let before = s
+        .latest_results(&c, t("2026-11-21T11:30:00Z"))
+        .await
+        .expect("latest");
+    assert_eq!(before, first.to_vec());
+    // Results submitted exactly at `at` count.
+    let exactly = s
+        .latest_results(&c, t("2026-11-21T12:00:00Z"))
+        .await
+        .expect("latest");
+    assert_eq!(exactly[0].outcome, Outcome::Passed);
+    assert!(s
+        .latest_results(&c, t("2026-11-21T10:59:59Z"))
+        .await
+        .expect("latest")
+        .is_empty());
+
+    // Two results of one testcase at the same instant: the one recorded later wins.
+    let same_time = t("2026-11-21T14:00:00Z");
+    s.record_test_run(
+        &c,
+        &[
+            result(&c, "boot.ssh", Outcome::Error, same_time),
+            result(&c, "boot.ssh", Outcome::Passed, same_time),
+        ],
+        same_time,
+    )
+    .await
+    .expect("record");
+    let latest = s.latest_results(&c, same_time).await.expect("latest");
+    assert_eq!(latest[1].outcome, Outcome::Passed);
+}
+
+#[tokio::test]
+async fn test_results_must_belong_to_the_compose_of_the_run() {
+    let s = store();
+    let at = t("2026-11-21T10:00:00Z");
+    let a = complete(&s, "cloud", at).await;
+    let b = complete(&s, "vm", at).await;
+    let seq = last_seq(&s).await;
+    let mixed = [
+        result(&a, "boot", Outcome::Passed, at),
+        result(&b, "boot", Outcome::Passed, at),
+    ];
+    assert!(matches!(
+        s.record_test_run(&a, &mixed, at).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(s.latest_results(&a, at).await.expect("latest").is_empty());
+    assert!(topics_after(&s, seq).await.is_empty());
+    let missing = ComposeId("x-20261121.0".into());
+    assert!(matches!(
+        s.record_test_run(&missing, &[], at).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+// ----- verdicts and decisions -----
+
+#[tokio::test]
+async fn verdicts_are_kept_oldest_first() {
+    let s = store();
+    let at = t("2026-11-21T10:00:00Z");
+    let c = complete(&s, "cloud", at).await;
+    let veto = Verdict {
+        compose: c.clone(),
+        failed: true,
+        author: "alice".into(),
+        reason: "broken networking".into(),
+        created_at: t("2026-11-21T12:00:00Z"),
+    };
+    let withdraw = Verdict {
+        failed: false,
+        reason: "fixed upstream".into(),
+        created_at: t("2026-11-21T13:00:00Z"),
+        ..veto.clone()
+    };
+    s.add_verdict(&withdraw).await.expect("verdict");
+    s.add_verdict(&veto).await.expect("verdict");
+    assert_eq!(
+        s.verdicts(&c).await.expect("verdicts"),
+        vec![veto.clone(), withdraw.clone()]
+    );
+    let events = all_events(&s).await;
+    let last = events.last().expect("event");
+    assert_eq!(last.topic, topics::COMPOSE_VERDICT);
+    assert_eq!(
+        serde_json::from_value::<Verdict>(last.body.clone()).expect("verdict"),
+        veto
+    );
+    let missing = Verdict {
+        compose: ComposeId("x-20261121.0".into()),
+        ..veto
+    };
+    assert!(matches!(
+        s.add_verdict(&missing).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(s
+        .verdicts(&missing.compose)
+        .await
+        .expect("verdicts")
+        .is_empty());
+}
+
+#[tokio::test]
+async fn decisions_are_recorded_only_when_the_answer_changes() {
+    let s = store();
+    let at = t("2026-11-21T10:00:00Z");
+    let c = complete(&s, "cloud", at).await;
+    assert_eq!(s.latest_decision(&c, "s").await.expect("latest"), None);
+    let seq = last_seq(&s).await;
+
+    let failing = decision(&c, false, "boot: no result");
+    assert!(s.record_decision(&failing, at).await.expect("record"));
+    // Same answer in other words: nothing to announce.
+    let reworded = decision(&c, false, "still waiting for boot");
+    assert!(!s.record_decision(&reworded, at).await.expect("record"));
+    assert_eq!(
+        s.latest_decision(&c, "s").await.expect("latest"),
+        Some(failing.clone())
+    );
+    let passing = decision(&c, true, "all passed");
+    assert!(s.record_decision(&passing, at).await.expect("record"));
+    assert_eq!(
+        s.latest_decision(&c, "s").await.expect("latest"),
+        Some(passing.clone())
+    );
+
+    let events = s.events_after(seq, 10).await.expect("events");
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| e.topic == topics::DECISION_CHANGED));
+    assert_eq!(
+        events[0].body,
+        json!({ "decision": failing, "previous": null })
+    );
+    assert_eq!(
+        events[1].body,
+        json!({ "decision": passing, "previous": failing })
+    );
+
+    // Streams decide independently.
+    let other_stream = Decision {
+        stream: "other".into(),
+        ..passing.clone()
+    };
+    assert!(s.record_decision(&other_stream, at).await.expect("record"));
+    assert_eq!(
+        s.latest_decision(&c, "s").await.expect("latest"),
+        Some(passing)
+    );
+    let missing = decision(&ComposeId("x-20261121.0".into()), true, "");
+    assert!(matches!(
+        s.record_decision(&missing, at).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+// ----- releases -----
+
+#[tokio::test]
+async fn releases_get_day_versions_once_per_compose_and_supersede_on_publish() {
+    let s = store();
+    let day = t("2026-11-21T10:00:00Z");
+    let a = complete(&s, "cloud", day).await;
+    let b = complete(&s, "cloud", day).await;
+    let c = complete(&s, "cloud", day).await;
+    let seq = last_seq(&s).await;
+
+    let ra = s.create_release("s", &a, day).await.expect("release");
+    assert_eq!(ra.version.to_string(), "20261121.0");
+    assert_eq!(ra.state, ReleaseState::Pending);
+    assert_eq!(ra.compose, a);
+    let again = s
+        .create_release("s", &a, day + SignedDuration::from_hours(1))
+        .await
+        .expect("release");
+    assert_eq!(again, ra, "a compose is released once per stream");
+    let rb = s
+        .create_release("s", &b, t("2026-11-21T18:00:00Z"))
+        .await
+        .expect("release");
+    assert_eq!(rb.version.to_string(), "20261121.1");
+    let rc = s
+        .create_release("s", &c, t("2026-11-22T00:00:01Z"))
+        .await
+        .expect("release");
+    assert_eq!(rc.version.to_string(), "20261122.0");
+    // Another stream counts on its own and may release the same compose.
+    let other = s.create_release("other", &a, day).await.expect("release");
+    assert_eq!(other.version.to_string(), "20261121.0");
+
+    let events = s.events_after(seq, 10).await.expect("events");
+    assert_eq!(events.len(), 4, "the repeated create emits nothing");
+    assert!(events.iter().all(|e| e.topic == topics::RELEASE_CREATED));
+    assert_eq!(events[0].body["stream"], "s");
+    assert_eq!(events[0].body["version"], "20261121.0");
+    assert_eq!(events[0].body["compose"], a.as_str());
+
+    let published_at = t("2026-11-22T01:00:00Z");
+    let seq = last_seq(&s).await;
+    s.mark_release_published("s", &ra.version, published_at)
+        .await
+        .expect("publish");
+    s.mark_release_published("s", &ra.version, t("2026-11-23T00:00:00Z"))
+        .await
+        .expect("publish again");
+    let events = s.events_after(seq, 10).await.expect("events");
+    assert_eq!(events.len(), 1, "publishing again emits nothing");
+    assert_eq!(events[0].topic, topics::RELEASE_PUBLISHED);
+    assert_eq!(events[0].body["version"], "20261121.0");
+    assert_eq!(events[0].body["compose"], a.as_str());
+    assert_eq!(events[0].body["state"], "published");
+    assert_eq!(events[0].body["superseded"], json!([]));
+
+    s.mark_release_published("s", &rb.version, published_at)
+        .await
+        .expect("publish");
+    let events = s.events_after(seq, 10).await.expect("events");
+    assert_eq!(events[1].body["superseded"], json!(["20261121.0"]));
+
+    let releases = s.releases("s").await.expect("releases");
+    assert_eq!(
+        releases
+            .iter()
+            .map(|r| (r.version.to_string(), r.state))
+            .collect::<Vec<_>>(),
+        [
+            ("20261122.0".to_string(), ReleaseState::Pending),
+            ("20261121.1".to_string(), ReleaseState::Published),
+            ("20261121.0".to_string(), ReleaseState::Superseded),
+        ]
+    );
+    assert_eq!(releases[1].published_at, Some(published_at));
+    assert_eq!(releases[2].published_at, Some(published_at));
+    assert_eq!(releases[0].published_at, None);
+    // The other stream was not touched.
+    assert_eq!(
+        s.releases("other").await.expect("releases")[0].state,
+        ReleaseState::Pending
+    );
+
+    // Republishing a superseded release changes nothing.
+    s.mark_release_published("s", &ra.version, published_at)
+        .await
+        .expect("publish");
+    assert_eq!(s.releases("s").await.expect("releases"), releases);
+
+    let missing: Version = "20261231.0".parse().expect("version");
+    assert!(matches!(
+        s.mark_release_published("s", &missing, published_at).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn release_versions_sort_by_number_not_text() {
+    let s = store();
+    let day = t("2026-11-21T10:00:00Z");
+    for _ in 0..11 {
+        let c = complete(&s, "cloud", day).await;
+        s.create_release("s", &c, day).await.expect("release");
+    }
+    let versions: Vec<String> = s
+        .releases("s")
+        .await
+        .expect("releases")
+        .into_iter()
+        .map(|r| r.version.to_string())
+        .collect();
+    assert_eq!(versions[0], "20261121.10");
+    assert_eq!(versions[1], "20261121.9");
+    assert_eq!(versions[10], "20261121.0");
+}
+
+#[tokio::test]
+async fn only_complete_composes_are_released() {
+    let s = store();
+    let at = t("2026-11-21T10:00:00Z");
+    let running = s
+        .create_compose("s", "cloud", &sha256_hex(b"r"), at)
+        .await
+        .expect("create");
+    assert!(matches!(
+        s.create_release("s", &running.id, at).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.create_release("s", &ComposeId("x-20261121.0".into()), at)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(s.releases("s").await.expect("releases").is_empty());
+}
+
+// ----- events -----
+
+#[tokio::test]
+async fn events_page_in_order_and_handlers_are_remembered() {
+    let s = store();
+    let at = t("2026-11-21T10:00:00Z");
+    for _ in 0..5 {
+        s.create_compose("s", "cloud", &sha256_hex(b"r"), at)
+            .await
+            .expect("create");
+    }
+    let first = s.events_after(0, 2).await.expect("events");
+    assert_eq!(first.len(), 2);
+    let rest = s.events_after(first[1].seq, 10).await.expect("events");
+    assert_eq!(rest.len(), 3);
+    assert!(rest[0].seq > first[1].seq);
+    let ids: HashSet<_> = first.iter().chain(&rest).map(|e| e.id).collect();
+    assert_eq!(ids.len(), 5);
+    assert!(s
+        .events_after(rest[2].seq, 10)
+        .await
+        .expect("events")
+        .is_empty());
+
+    let event = first[0].id;
+    assert!(!s.is_handled("engine", event).await.expect("handled"));
+    s.mark_handled("engine", event, at).await.expect("mark");
+    s.mark_handled("engine", event, at)
+        .await
+        .expect("mark again");
+    assert!(s.is_handled("engine", event).await.expect("handled"));
+    assert!(!s.is_handled("bus", event).await.expect("handled"));
+    assert!(!s.is_handled("engine", first[1].id).await.expect("handled"));
+}
+
+// ----- jobs -----
+
+const LEASE: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn jobs_are_enqueued_once_per_key_and_claimed_oldest_first() {
+    let s = store();
+    let at = t("2026-11-21T10:00:00Z");
+    assert!(s.enqueue_job(&job("a"), at).await.expect("enqueue"));
+    assert!(s.enqueue_job(&job("b"), at).await.expect("enqueue"));
+    assert!(!s.enqueue_job(&job("a"), at).await.expect("enqueue again"));
+    assert_eq!(s.open_jobs().await.expect("open"), 2);
+
+    let a = s
+        .claim_job("w1", LEASE, 3, at)
+        .await
+        .expect("claim")
+        .expect("a job");
+    assert_eq!((a.key.as_str(), a.attempts), ("a", 1));
+    assert_eq!(a.payload, json!({ "key": "a" }));
+    let b = s
+        .claim_job("w2", LEASE, 3, at)
+        .await
+        .expect("claim")
+        .expect("a job");
+    assert_eq!(b.key, "b");
+    assert_eq!(s.claim_job("w3", LEASE, 3, at).await.expect("claim"), None);
+    assert_eq!(s.open_jobs().await.expect("open"), 2);
+
+    s.finish_job(a.id, "w1", JobOutcome::Done, at)
+        .await
+        .expect("finish");
+    assert_eq!(s.open_jobs().await.expect("open"), 1);
+    // Done is final: the key stays taken and the job is not handed out again.
+    assert!(!s.enqueue_job(&job("a"), at).await.expect("enqueue again"));
+    assert!(matches!(
+        s.finish_job(a.id, "w1", JobOutcome::Done, at).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.finish_job(b.id, "w1", JobOutcome::Done, at).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.finish_job(999, "w1", JobOutcome::Done, at).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn expired_leases_are_claimed_again_and_the_old_holder_loses_the_job() {
+    let s = store();
+    let at = t("2026-11-21T10:00:00Z");
+    s.enqueue_job(&job("a"), at).await.expect("enqueue");
+    let first = s
+        .claim_job("w1", LEASE, 3, at)
+        .await
+        .expect("claim")
+        .expect("job");
+
+    let within = at + SignedDuration::from_secs(30);
+    assert!(s
+        .extend_lease(first.id, "w1", LEASE, within)
+        .await
+        .expect("extend"));
+    assert!(!s
+        .extend_lease(first.id, "w2", LEASE, within)
+        .await
+        .expect("extend"));
+    // The lease now runs to 10:01:30.
+    let before_expiry = at + SignedDuration::from_secs(89);
+    assert_eq!(
+        s.claim_job("w2", LEASE, 3, before_expiry)
+            .await
+            .expect("claim"),
+        None
+    );
+    let expired = at + SignedDuration::from_secs(90);
+    let second = s
+        .claim_job("w2", LEASE, 3, expired)
+        .await
+        .expect("claim")
+        .expect("job");
+    assert_eq!((second.id, second.attempts), (first.id, 2));
+
+    assert!(!s
+        .extend_lease(first.id, "w1", LEASE, expired)
+        .await
+        .expect("extend"));
+    assert!(matches!(
+        s.finish_job(first.id, "w1", JobOutcome::Done, expired)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.finish_job(second.id, "w2", JobOutcome::Done, expired)
+        .await
+        .expect("finish");
+    assert_eq!(s.open_jobs().await.expect("open"), 0);
+}
+
+#[tokio::test]
+async fn failed_jobs_are_retried_until_attempts_run_out() {
+    let s = store();
+    let at = t("2026-11-21T10:00:00Z");
+    s.enqueue_job(&job("flaky"), at).await.expect("enqueue");
+    for attempt in 1..=3u32 {
+        let j = s
+            .claim_job("w", LEASE, 3, at)
+            .await
+            .expect("claim")
+            .expect("job");
+        assert_eq!(j.attempts, attempt);
+        assert!(s.failed_jobs(10).await.expect("failed").is_empty());
+        s.finish_job(
+            j.id,
+            "w",
+            JobOutcome::Failed {
+                error: format!("attempt {attempt} failed"),
+            },
+            at,
+        )
+        .await
+        .expect("finish");
+    }
+    assert_eq!(s.claim_job("w", LEASE, 3, at).await.expect("claim"), None);
+    assert_eq!(s.open_jobs().await.expect("open"), 0);
+    let failed = s.failed_jobs(10).await.expect("failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0.key, "flaky");
+    assert_eq!(failed[0].0.attempts, 3);
+    assert_eq!(failed[0].1, "attempt 3 failed");
+}
+
+#[tokio::test]
+async fn a_job_whose_last_lease_expires_fails_for_good() {
+    let s = store();
+    let at = t("2026-11-21T10:00:00Z");
+    s.enqueue_job(&job("hangs"), at).await.expect("enqueue");
+    s.enqueue_job(&job("fine"), at).await.expect("enqueue");
+    let hung = s
+        .claim_job("w1", LEASE, 1, at)
+        .await
+        .expect("claim")
+        .expect("job");
+    assert_eq!(hung.key, "hangs");
+
+    let later = at + SignedDuration::from_mins(5);
+    let next = s
+        .claim_job("w2", LEASE, 1, later)
+        .await
+        .expect("claim")
+        .expect("job");
+    assert_eq!(next.key, "fine", "the exhausted job is not handed out");
+    let failed = s.failed_jobs(10).await.expect("failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0.id, hung.id);
+    assert!(failed[0].1.contains("w1"), "{}", failed[0].1);
+    assert_eq!(s.open_jobs().await.expect("open"), 1);
+    assert!(matches!(
+        s.finish_job(hung.id, "w1", JobOutcome::Done, later).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+#[tokio::test]
+async fn leases_of_dead_workers_are_released_by_prefix() {
+    let s = store();
+    let at = t("2026-11-21T10:00:00Z");
+    for key in ["a", "b", "c", "d"] {
+        s.enqueue_job(&job(key), at).await.expect("enqueue");
+    }
+    let a = s.claim_job("local-1", LEASE, 3, at).await.expect("claim");
+    let b = s.claim_job("local-2", LEASE, 3, at).await.expect("claim");
+    let c = s.claim_job("remote-1", LEASE, 3, at).await.expect("claim");
+    let d = s
+        .claim_job("local-3", LEASE, 1, at)
+        .await
+        .expect("claim")
+        .expect("job");
+    let (a, b, c) = (a.expect("job"), b.expect("job"), c.expect("job"));
+
+    assert_eq!(s.release_leases("local-").await.expect("release"), 3);
+    assert_eq!(s.release_leases("local-").await.expect("release"), 0);
+    // Released jobs are claimable at once, without waiting for their leases to run out.
+    let mut again = Vec::new();
+    while let Some(j) = s.claim_job("local-9", LEASE, 3, at).await.expect("claim") {
+        again.push((j.id, j.attempts));
+    }
+    assert_eq!(again, [(a.id, 2), (b.id, 2)]);
+    // `d` had its only attempt and fails for good; the remote worker keeps `c`.
+    let failed = s.failed_jobs(10).await.expect("failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].0.id, d.id);
+    s.finish_job(c.id, "remote-1", JobOutcome::Done, at)
+        .await
+        .expect("finish");
+    assert_eq!(s.open_jobs().await.expect("open"), 2);
+}
+
+#[tokio::test]
+async fn concurrent_claims_never_share_a_job() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state.db");
+    // Two stores on one file stand in for two processes: each has its own connection.
+    let stores = [
+        SqliteStore::open(&path).expect("open"),
+        SqliteStore::open(&path).expect("open"),
+    ];
+    let at = t("2026-11-21T10:00:00Z");
+    for i in 0..40 {
+        stores[0]
+            .enqueue_job(&job(&format!("job-{i}")), at)
+            .await
+            .expect("enqueue");
+    }
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let s = stores[w % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            let worker = format!("w{w}");
+            let mut got = Vec::new();
+            while let Some(j) = s.claim_job(&worker, LEASE, 3, at).await.expect("claim") {
+                got.push(j.id);
+                s.finish_job(j.id, &worker, JobOutcome::Done, at)
+                    .await
+                    .expect("finish");
+            }
+            got
+        }));
+    }
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    for task in tasks {
+        for id in task.await.expect("task") {
+            total += 1;
+            assert!(seen.insert(id), "job {id} was handed out twice");
+        }
+    }
+    assert_eq!(total, 40);
+    assert_eq!(stores[1].open_jobs().await.expect("open"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_claims_on_one_store_never_share_a_job() {
+    let s = store();
+    let at = t("2026-11-21T10:00:00Z");
+    for i in 0..20 {
+        s.enqueue_job(&job(&format!("job-{i}")), at)
+            .await
+            .expect("enqueue");
+    }
+    let claim_all = |s: SqliteStore, worker: &'static str| async move {
+        let mut got = Vec::new();
+        while let Some(j) = s.claim_job(worker, LEASE, 3, at).await.expect("claim") {
+            got.push(j.id);
+        }
+        got
+    };
+    let (a, b) = tokio::join!(
+        tokio::spawn(claim_all(s.clone(), "a")),
+        tokio::spawn(claim_all(s.clone(), "b"))
+    );
+    let (a, b) = (a.expect("task"), b.expect("task"));
+    let all: HashSet<_> = a.iter().chain(&b).collect();
+    assert_eq!(all.len(), 20);
+    assert_eq!(a.len() + b.len(), 20);
+}
+
+// ----- durability -----
+
+#[tokio::test]
+async fn a_reopened_store_keeps_everything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("nested/state/slipway.db");
+    let at = t("2026-11-21T10:00:00Z");
+    let (compose, events, job_id) = {
+        let s = SqliteStore::open(&path).expect("open");
+        assert_eq!(s.path(), Some(path.as_path()));
+        let c = complete(&s, "cloud", at).await;
+        s.record_test_run(&c, &[result(&c, "boot", Outcome::Passed, at)], at)
+            .await
+            .expect("record");
+        s.record_decision(&decision(&c, true, "ok"), at)
+            .await
+            .expect("decide");
+        let r = s.create_release("s", &c, at).await.expect("release");
+        s.mark_release_published("s", &r.version, at)
+            .await
+            .expect("publish");
+        s.enqueue_job(&job("a"), at).await.expect("enqueue");
+        let j = s
+            .claim_job("local-1", LEASE, 3, at)
+            .await
+            .expect("claim")
+            .expect("job");
+        let events = all_events(&s).await;
+        s.mark_handled("engine", events[0].id, at)
+            .await
+            .expect("mark");
+        let compose = s.compose(&c).await.expect("read").expect("exists");
+        (compose, events, j.id)
+        // Dropped without any shutdown step, as a killed process would leave it.
+    };
+
+    let s = SqliteStore::open(&path).expect("reopen");
+    assert_eq!(s.schema_version().await.expect("version"), 1);
+    assert_eq!(
+        s.compose(&compose.id).await.expect("read"),
+        Some(compose.clone())
+    );
+    assert_eq!(all_events(&s).await, events);
+    assert!(s.is_handled("engine", events[0].id).await.expect("handled"));
+    assert_eq!(
+        s.latest_results(&compose.id, at)
+            .await
+            .expect("latest")
+            .len(),
+        1
+    );
+    assert!(s
+        .latest_decision(&compose.id, "s")
+        .await
+        .expect("decision")
+        .is_some_and(|d| d.passed));
+    assert_eq!(
+        s.releases("s").await.expect("releases")[0].state,
+        ReleaseState::Published
+    );
+    // The dead process's lease is handed back at start-up.
+    assert_eq!(s.release_leases("local-").await.expect("release"), 1);
+    let j = s
+        .claim_job("local-2", LEASE, 3, at)
+        .await
+        .expect("claim")
+        .expect("job");
+    assert_eq!((j.id, j.attempts), (job_id, 2));
+    // New ids continue after the old ones.
+    let next = s
+        .create_compose("s", "cloud", &sha256_hex(b"r"), at)
+        .await
+        .expect("create");
+    assert_eq!(next.id.as_str(), "cloud-20261121.1");
+    assert!(all_events(&s).await.last().expect("event").seq > events.last().expect("event").seq);
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_slipway_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state.db");
+    drop(SqliteStore::open(&path).expect("open"));
+    {
+        let conn = rusqlite::Connection::open(&path).expect("raw open");
+        conn.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (99, 'x')",
+            [],
+        )
+        .expect("insert");
+    }
+    let err = SqliteStore::open(&path).expect_err("newer schema");
+    assert!(
+        matches!(&err, StoreError::Database(m) if m.contains("99")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_older_release_published_late_does_not_displace_the_newer_one() {
+    let s = store();
+    let day = t("2026-11-21T10:00:00Z");
+    let a = complete(&s, "cloud", day).await;
+    let b = complete(&s, "cloud", day).await;
+    let ra = s.create_release("s", &a, day).await.expect("release");
+    let rb = s.create_release("s", &b, day).await.expect("release");
+    s.mark_release_published("s", &rb.version, day)
+        .await
+        .expect("publish");
+    s.mark_release_published("s", &ra.version, day)
+        .await
+        .expect("publish");
+    let states: Vec<_> = s
+        .releases("s")
+        .await
+        .expect("releases")
+        .into_iter()
+        .map(|r| (r.version, r.state, r.published_at.is_some()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (rb.version, ReleaseState::Published, true),
+            (ra.version, ReleaseState::Superseded, true),
+        ]
+    );
+}
