@@ -243,7 +243,10 @@ impl Engine {
             return Ok(());
         };
         let work_dir = self.work_dir(&format!("test-{id}"))?;
-        let accel = slipway_boottest::probe_kvm(self.runner.as_ref(), &work_dir).await;
+        let accel = *self
+            .accel
+            .get_or_init(|| slipway_boottest::probe_kvm(self.runner.as_ref(), &work_dir))
+            .await;
         let settings = &self.config.boottest;
         let request = BootTestRequest {
             compose: id.clone(),

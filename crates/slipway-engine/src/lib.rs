@@ -102,6 +102,9 @@ pub struct Engine {
     progress: Arc<dyn Progress>,
     worker: String,
     threads: usize,
+    /// The accelerator boot tests use, probed once per process: a probe on a host whose KVM hangs costs
+    /// its whole timeout.
+    accel: tokio::sync::OnceCell<slipway_boottest::Accel>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -150,6 +153,7 @@ impl Engine {
             progress,
             worker,
             threads,
+            accel: tokio::sync::OnceCell::new(),
         }
     }
 

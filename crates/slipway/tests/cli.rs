@@ -130,3 +130,35 @@ fn a_garbage_key_stops_the_run_before_any_work() {
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
     assert_eq!(status[0]["composes"], serde_json::json!([]), "no compose was started");
 }
+
+#[test]
+fn a_package_that_does_not_exist_fails_the_compose_and_releases_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let project = project(dir.path());
+    let recipe = project.join("recipes/bookworm-cloud.toml");
+    let text = std::fs::read_to_string(&recipe).expect("read");
+    std::fs::write(&recipe, text.replace("  \"fdisk\",\n", "  \"fdisk\",\n  \"no-such-package-slipway\",\n"))
+        .expect("write");
+    let init = slipway(&project, &["keys", "init"]);
+    assert!(init.status.success(), "{}", stderr(&init));
+
+    let out = slipway(&project, &["run", "--once"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("no new release"), "{stdout}");
+
+    let status = slipway(&project, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
+    let compose = &status[0]["composes"][0];
+    assert_eq!(compose["compose"]["state"], "failed");
+    let reason = compose["compose"]["reason"].as_str().expect("reason");
+    assert!(reason.contains("no-such-package-slipway"), "{reason}");
+    assert!(reason.contains("Unable to locate package"), "the installer's stderr tail: {reason}");
+    assert_eq!(compose["decision"]["passed"], false);
+    assert_eq!(status[0]["releases"], serde_json::json!([]));
+    assert!(!project.join("public").exists(), "nothing may be published");
+    // The failed build left no scratch space behind.
+    let work = project.join("state/work");
+    let leftovers: Vec<_> = std::fs::read_dir(&work).map(|d| d.flatten().collect()).unwrap_or_default();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -1,0 +1,218 @@
+//! The QEMU command line and the files around one VM.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use slipway_exec::Command;
+
+use crate::Accel;
+
+/// The UEFI firmware code, read-only and shared.
+pub(crate) const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+/// The template of the firmware's variable store; each VM gets its own writable copy.
+pub(crate) const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// The CPU model under KVM: the host's, without the IA32_ARCH_CAPABILITIES MSR. Under nested KVM (a VM
+/// host such as Firecracker) QEMU 7.2 aborts setting that MSR with plain `-cpu host` ("failed to set MSR
+/// 0x10a"); without it the guest merely assumes it needs all speculation mitigations. The KVM probe uses
+/// the same model, so a probe that passes means this boots.
+pub(crate) const KVM_CPU: &str = "host,arch-capabilities=off";
+
+/// The files of one boot test inside its work directory.
+#[derive(Debug, Clone)]
+pub(crate) struct VmFiles {
+    pub overlay: PathBuf,
+    pub vars: PathBuf,
+    pub seed: PathBuf,
+    pub serial_log: PathBuf,
+    pub results: PathBuf,
+}
+
+impl VmFiles {
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            overlay: dir.join("overlay.qcow2"),
+            vars: dir.join("OVMF_VARS.fd"),
+            seed: dir.join("seed.img"),
+            serial_log: dir.join("serial.log"),
+            results: dir.join("results.jsonl"),
+        }
+    }
+}
+
+/// `key=<path>` for a QEMU option, with commas doubled as QEMU's option syntax requires.
+pub(crate) fn path_option(prefix: &str, path: &Path) -> OsString {
+    let mut out = OsString::from(prefix);
+    out.push(path.to_string_lossy().replace(',', ",,"));
+    out
+}
+
+/// The VM that boots the image: q35 with UEFI, the overlay and the seed on virtio, user networking, the
+/// console on the first serial port and the results channel on the second.
+pub(crate) fn qemu_command(files: &VmFiles, accel: Accel, memory_mib: u32, cpus: u32) -> Command {
+    let (accel_option, cpu) = match accel {
+        Accel::Kvm => ("kvm", KVM_CPU),
+        // thread=multi: one host thread per guest CPU, so 2 vCPUs use both cores.
+        Accel::Tcg => ("tcg,thread=multi", "max"),
+    };
+    Command::new("qemu-system-x86_64")
+        .args(["-machine", "q35", "-accel", accel_option, "-cpu", cpu])
+        .args(["-m", &memory_mib.max(256).to_string()])
+        .args(["-smp", &cpus.max(1).to_string()])
+        .args(["-nodefaults", "-no-user-config", "-display", "none"])
+        // A guest that reboots (panic=N, a failed boot) stops the VM instead of looping until the deadline.
+        .arg("-no-reboot")
+        .arg("-drive")
+        .arg(path_option(
+            "if=pflash,format=raw,unit=0,readonly=on,file=",
+            Path::new(OVMF_CODE),
+        ))
+        .arg("-drive")
+        .arg(path_option(
+            "if=pflash,format=raw,unit=1,file=",
+            &files.vars,
+        ))
+        // The overlay is thrown away after the run, so there is nothing for the host to flush.
+        .arg("-drive")
+        .arg(path_option(
+            "if=virtio,format=qcow2,cache=unsafe,discard=unmap,file=",
+            &files.overlay,
+        ))
+        .arg("-drive")
+        .arg(path_option(
+            "if=virtio,format=raw,readonly=on,file=",
+            &files.seed,
+        ))
+        .args(["-netdev", "user,id=net0"])
+        // No iPXE option ROM: the image boots from its disk, and loading iPXE costs seconds under TCG.
+        .args(["-device", "virtio-net-pci,netdev=net0,romfile="])
+        // Entropy from the host, so nothing in early boot waits for the guest's pool to fill.
+        .args(["-device", "virtio-rng-pci"])
+        .arg("-chardev")
+        .arg(path_option("file,id=console,path=", &files.serial_log))
+        .args(["-serial", "chardev:console"])
+        .arg("-chardev")
+        .arg(path_option("file,id=results,path=", &files.results))
+        .args(["-serial", "chardev:results"])
+        .discard_stdout()
+}
+
+/// The last `lines` readable lines of the serial log, for notes: escape sequences and control characters
+/// (firmware menus draw with them) removed, empty lines dropped.
+pub(crate) async fn serial_tail(path: &Path, lines: usize) -> String {
+    const TAIL_BYTES: u64 = 64 * 1024;
+    let bytes = match read_tail(path, TAIL_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(err) => return format!("(no serial log: {err})"),
+    };
+    let text = strip_terminal_codes(&String::from_utf8_lossy(&bytes));
+    let kept: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect();
+    if kept.is_empty() {
+        return "(the serial console stayed silent)".to_string();
+    }
+    kept[kept.len().saturating_sub(lines)..].join(" | ")
+}
+
+async fn read_tail(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut file = tokio::fs::File::open(path).await?;
+    let len = file.metadata().await?.len();
+    file.seek(std::io::SeekFrom::Start(len.saturating_sub(max)))
+        .await?;
+    let mut out = Vec::new();
+    file.take(max).read_to_end(&mut out).await?;
+    Ok(out)
+}
+
+/// Removes ANSI/VT100 escape sequences and control characters other than newline; a carriage return
+/// becomes a newline, since firmware redraws lines with it.
+pub(crate) fn strip_terminal_codes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => match chars.peek() {
+                // CSI: parameters and intermediates up to a final byte in @..~.
+                Some('[') => {
+                    chars.next();
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                // Character set designation: ESC ( B and friends.
+                Some('(' | ')' | '*' | '+') => {
+                    chars.next();
+                    chars.next();
+                }
+                // Two-character sequences such as ESC c or ESC 7.
+                Some(_) => {
+                    chars.next();
+                }
+                None => {}
+            },
+            '\r' | '\n' => out.push('\n'),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_codes_are_removed() {
+        assert_eq!(
+            strip_terminal_codes("\u{1b}[2J\u{1b}[01;01HBdsDxe: failed\r\n\u{1b}(Bok\u{7}\u{0}"),
+            "BdsDxe: failed\n\nok"
+        );
+    }
+
+    #[test]
+    fn commas_in_paths_are_doubled() {
+        assert_eq!(
+            path_option("file=", Path::new("/a,b/c")),
+            OsString::from("file=/a,,b/c")
+        );
+    }
+
+    #[test]
+    fn the_command_names_both_serial_ports_and_the_accelerator() {
+        let files = VmFiles::in_dir(Path::new("/w"));
+        let shown = qemu_command(&files, Accel::Tcg, 1024, 2).display();
+        assert!(
+            shown.contains("-accel tcg,thread=multi -cpu max"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("file,id=console,path=/w/serial.log"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("file,id=results,path=/w/results.jsonl"),
+            "{shown}"
+        );
+        let shown = qemu_command(&files, Accel::Kvm, 1024, 2).display();
+        assert!(
+            shown.contains("-accel kvm -cpu host,arch-capabilities=off"),
+            "{shown}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_serial_tail_keeps_the_last_readable_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("serial.log");
+        assert!(serial_tail(&path, 3).await.starts_with("(no serial log"));
+        std::fs::write(&path, "one\r\n\u{1b}[0mtwo\n\nthree\nfour\n").expect("write");
+        assert_eq!(serial_tail(&path, 3).await, "two | three | four");
+    }
+}

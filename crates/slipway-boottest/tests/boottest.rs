@@ -1,0 +1,456 @@
+//! Boot tests against real QEMU (the KVM probe, a VM that overruns its deadline, and a real image when
+//! `SLIPWAY_TEST_IMAGE` is set) and against a scripted runner standing in for QEMU.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use slipway_boottest::{
+    probe_kvm, Accel, BootTestError, BootTestRequest, BootTester, DEFAULT_BATTERY, PROBE_TIMEOUT,
+};
+use slipway_exec::{Command, CommandRunner, ExecError, Output, SystemRunner};
+use slipway_model::{ComposeId, Lock, LockedPackage, Outcome};
+
+/// One VM at a time: the machines these tests run on are shared.
+static VM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn have_qemu() -> bool {
+    match slipway_exec::require_programs(&["qemu-system-x86_64", "qemu-img", "mkfs.vfat", "mcopy"])
+    {
+        Ok(()) => true,
+        Err(err) => {
+            eprintln!("skipped: {err}");
+            false
+        }
+    }
+}
+
+/// Processes (other than zombies) whose command line mentions `dir`: a QEMU left behind would.
+fn processes_mentioning(dir: &Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    let me = std::process::id().to_string();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.chars().all(|c| c.is_ascii_digit()) || pid == me {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(&needle) {
+            found.push(format!("{pid}: {cmdline}"));
+        }
+    }
+    found
+}
+
+/// Waits briefly for killed processes to be gone, then returns whatever is left.
+async fn leftovers(dir: &Path) -> Vec<String> {
+    for _ in 0..20 {
+        if processes_mentioning(dir).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    processes_mentioning(dir)
+}
+
+async fn empty_qcow2(path: &Path, size: &str) {
+    SystemRunner
+        .run(
+            Command::new("qemu-img")
+                .args(["create", "-q", "-f", "qcow2"])
+                .arg(path)
+                .arg(size),
+        )
+        .await
+        .expect("qemu-img create");
+}
+
+fn request(image: PathBuf, work_dir: PathBuf, accel: Accel, deadline: Duration) -> BootTestRequest {
+    BootTestRequest {
+        compose: ComposeId("test-20261121.0".into()),
+        image,
+        lock: Lock::new(vec![LockedPackage {
+            name: "bash".into(),
+            version: "5.2.15-2+b7".into(),
+            architecture: "amd64".into(),
+            sha256: None,
+        }]),
+        work_dir,
+        memory_mib: 1024,
+        cpus: 2,
+        deadline,
+        disk_gib: 2,
+        accel,
+    }
+}
+
+#[tokio::test]
+async fn the_kvm_probe_answers_within_its_timeout() {
+    if !have_qemu() {
+        return;
+    }
+    let _vm = VM.lock().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let started = Instant::now();
+    let accel = probe_kvm(&SystemRunner, dir.path()).await;
+    let took = started.elapsed();
+    eprintln!("probe_kvm: {accel} in {took:.2?}");
+    assert!(
+        took < PROBE_TIMEOUT + Duration::from_secs(5),
+        "took {took:?}"
+    );
+    assert!(leftovers(dir.path()).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_vm_that_never_powers_off_is_killed_at_its_deadline() {
+    if !have_qemu() {
+        return;
+    }
+    let _vm = VM.lock().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path().join("work");
+    // An empty disk: OVMF finds nothing to boot and sits in its shell forever.
+    let image = dir.path().join("empty.qcow2");
+    empty_qcow2(&image, "64M").await;
+    let before = std::fs::read(&image).expect("image");
+    let accel = probe_kvm(&SystemRunner, dir.path()).await;
+
+    let tester = BootTester::new(Arc::new(SystemRunner));
+    let started = Instant::now();
+    let report = tester
+        .run(&request(
+            image.clone(),
+            work.clone(),
+            accel,
+            Duration::from_secs(15),
+        ))
+        .await
+        .expect("a hung VM is a report, not an error");
+    let took = started.elapsed();
+    eprintln!("{report:#?}\ntook {took:.2?}");
+
+    assert!(took < Duration::from_secs(40), "took {took:?}");
+    assert_eq!(report.cases.len(), DEFAULT_BATTERY.len());
+    for case in &report.cases {
+        assert_eq!(case.outcome, Outcome::Error, "{case:?}");
+        assert!(
+            case.note.starts_with("deadline of 15s passed"),
+            "{}",
+            case.note
+        );
+    }
+    assert_eq!(report.accel, accel);
+    assert!(report.serial_log.starts_with(&work));
+    assert!(report.serial_log.exists());
+    assert!(!work.join("overlay.qcow2").exists(), "overlay left behind");
+    assert_eq!(
+        std::fs::read(&image).expect("image"),
+        before,
+        "the artifact was written"
+    );
+    let left = leftovers(&work).await;
+    assert!(left.is_empty(), "processes left behind: {left:#?}");
+}
+
+/// Stands in for QEMU: everything else runs for real.
+#[derive(Debug)]
+struct ScriptedQemu {
+    behaviour: Behaviour,
+    dropped: Arc<AtomicBool>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Behaviour {
+    /// Reports the whole battery as passed, then never exits (a slow shutdown).
+    PassAndHang,
+    /// Exits cleanly without reporting anything (a guest that powered off early).
+    ExitSilently,
+}
+
+/// Sets its flag when dropped: tells the test that the run future was abandoned.
+struct DropFlag(Arc<AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+fn option_value<'a>(shown: &'a str, prefix: &str) -> &'a str {
+    let start = shown.find(prefix).expect("option present") + prefix.len();
+    shown[start..].split_whitespace().next().expect("value")
+}
+
+#[async_trait]
+impl CommandRunner for ScriptedQemu {
+    async fn run(&self, command: Command) -> Result<Output, ExecError> {
+        if command.program() != "qemu-system-x86_64" {
+            return SystemRunner.run(command).await;
+        }
+        let shown = command.display();
+        let results = PathBuf::from(option_value(&shown, "file,id=results,path="));
+        match self.behaviour {
+            Behaviour::PassAndHang => {
+                let meta = std::fs::read_to_string(results.with_file_name("seed/meta-data"))
+                    .expect("meta-data");
+                let hostname = meta
+                    .lines()
+                    .find_map(|l| l.strip_prefix("local-hostname: "))
+                    .expect("hostname")
+                    .trim_matches('"')
+                    .to_string();
+                let packages = SystemRunner
+                    .run(
+                        Command::new("base64")
+                            .arg("-w0")
+                            .stdin("bash\t5.2.15-2+b7\tamd64\n"),
+                    )
+                    .await?
+                    .stdout_text();
+                let mut text = String::from("boot noise\r\n");
+                for testcase in [
+                    "boot.multi-user",
+                    "cloud-init.finished",
+                    "sshd.active",
+                    "systemd.no-failed-units",
+                ] {
+                    text.push_str(&format!(
+                        "{{\"testcase\":\"{testcase}\",\"outcome\":\"PASSED\",\"note\":\"fine\"}}\r\n"
+                    ));
+                }
+                text.push_str(&format!(
+                    "{{\"fact\":\"hostname\",\"value\":\"{hostname}\"}}\r\n"
+                ));
+                text.push_str(&format!(
+                    "{{\"fact\":\"dpkg-query\",\"b64\":\"{packages}\"}}\r\n"
+                ));
+                text.push_str("{\"done\":true}\r\n");
+                std::fs::write(&results, text).expect("results");
+                let _flag = DropFlag(self.dropped.clone());
+                std::future::pending::<()>().await;
+                unreachable!("pending never completes")
+            }
+            Behaviour::ExitSilently => Ok(Output {
+                status: std::process::ExitStatus::from_raw(0),
+                stdout: Vec::new(),
+                stderr_tail: String::new(),
+            }),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_done_guest_that_does_not_power_off_is_stopped() {
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("image.qcow2");
+    empty_qcow2(&image, "64M").await;
+    let dropped = Arc::new(AtomicBool::new(false));
+    let tester = BootTester::new(Arc::new(ScriptedQemu {
+        behaviour: Behaviour::PassAndHang,
+        dropped: dropped.clone(),
+    }));
+    let started = Instant::now();
+    let report = tester
+        .run(&request(
+            image,
+            dir.path().join("work"),
+            Accel::Tcg,
+            Duration::from_secs(600),
+        ))
+        .await
+        .expect("report");
+    let took = started.elapsed();
+    assert!(
+        report.cases.iter().all(|c| c.outcome == Outcome::Passed),
+        "{report:#?}"
+    );
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the VM run was not abandoned"
+    );
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert!(report.seconds < 5.0, "{}", report.seconds);
+}
+
+#[tokio::test]
+async fn a_guest_that_stops_early_gives_errors_naming_why() {
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("image.qcow2");
+    empty_qcow2(&image, "64M").await;
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).expect("work");
+    let tester = BootTester::new(Arc::new(ScriptedQemu {
+        behaviour: Behaviour::ExitSilently,
+        dropped: Arc::new(AtomicBool::new(false)),
+    }));
+    let report = tester
+        .run(&request(image, work, Accel::Tcg, Duration::from_secs(600)))
+        .await
+        .expect("report");
+    for case in &report.cases {
+        assert_eq!(case.outcome, Outcome::Error, "{case:?}");
+        assert!(
+            case.note
+                .starts_with("the VM stopped before the battery finished"),
+            "{}",
+            case.note
+        );
+    }
+}
+
+#[tokio::test]
+async fn setup_problems_are_errors() {
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tester = BootTester::new(Arc::new(SystemRunner));
+    let missing = tester
+        .run(&request(
+            dir.path().join("nope.qcow2"),
+            dir.path().join("w1"),
+            Accel::Tcg,
+            Duration::from_secs(5),
+        ))
+        .await
+        .expect_err("missing image");
+    assert!(matches!(missing, BootTestError::Image { .. }), "{missing}");
+    assert!(missing.to_string().contains("nope.qcow2"), "{missing}");
+
+    let raw = dir.path().join("raw.img");
+    std::fs::write(&raw, vec![0u8; 1 << 20]).expect("raw");
+    let not_qcow2 = tester
+        .run(&request(
+            raw,
+            dir.path().join("w2"),
+            Accel::Tcg,
+            Duration::from_secs(5),
+        ))
+        .await
+        .expect_err("raw image");
+    assert!(
+        matches!(not_qcow2, BootTestError::NotQcow2 { .. }),
+        "{not_qcow2}"
+    );
+}
+
+/// Reads a lock file: the serialized [`Lock`], or a bare list of packages.
+fn read_lock(path: &Path) -> Lock {
+    let text = std::fs::read_to_string(path).expect("lock file");
+    serde_json::from_str::<Lock>(&text)
+        .or_else(|_| serde_json::from_str::<Vec<LockedPackage>>(&text).map(Lock::new))
+        .expect("lock JSON")
+}
+
+/// Boots a real image. Set `SLIPWAY_TEST_IMAGE` (a qcow2) and `SLIPWAY_TEST_LOCK` (its lock JSON);
+/// optionally `SLIPWAY_TEST_ACCEL=kvm|tcg` (default: probe), `SLIPWAY_TEST_DEADLINE_SECS` (default 600),
+/// `SLIPWAY_TEST_BOOT_TIMING=1` to have the guest report `systemd-analyze` output, and
+/// `SLIPWAY_TEST_KEEP=1` to keep the work directory with its serial log.
+#[tokio::test]
+async fn a_real_image_passes_the_battery() {
+    let Some(image) = std::env::var_os("SLIPWAY_TEST_IMAGE") else {
+        eprintln!("skipped: set SLIPWAY_TEST_IMAGE (and SLIPWAY_TEST_LOCK) to boot a real image");
+        return;
+    };
+    if !have_qemu() {
+        return;
+    }
+    let lock_path =
+        std::env::var_os("SLIPWAY_TEST_LOCK").expect("SLIPWAY_TEST_LOCK must be set too");
+    let lock = read_lock(Path::new(&lock_path));
+    let _vm = VM.lock().await;
+    let dir = tempfile::Builder::new()
+        .prefix("slipway-boottest-")
+        .tempdir()
+        .expect("tempdir");
+    let accel = match std::env::var("SLIPWAY_TEST_ACCEL").as_deref() {
+        Ok("kvm") => Accel::Kvm,
+        Ok("tcg") => Accel::Tcg,
+        _ => probe_kvm(&SystemRunner, dir.path()).await,
+    };
+    let work = dir.path().join("work");
+    let deadline = std::env::var("SLIPWAY_TEST_DEADLINE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    let mut req = request(
+        image.into(),
+        work.clone(),
+        accel,
+        Duration::from_secs(deadline),
+    );
+    req.lock = lock;
+    req.disk_gib = 4;
+
+    let started = Instant::now();
+    let timing = std::env::var_os("SLIPWAY_TEST_BOOT_TIMING").is_some();
+    let report = BootTester::new(Arc::new(SystemRunner))
+        .with_boot_timing(timing)
+        .run(&req)
+        .await
+        .expect("boot test runs");
+    let took = started.elapsed();
+    for case in &report.cases {
+        eprintln!("{:<26} {:<7} {}", case.testcase, case.outcome, case.note);
+    }
+    eprintln!(
+        "accel {}: {:.1}s to done, {:.1}s wall",
+        report.accel,
+        report.seconds,
+        took.as_secs_f64()
+    );
+    print_boot_timing(&work.join("results.jsonl")).await;
+    let left = leftovers(&work).await;
+    if std::env::var_os("SLIPWAY_TEST_KEEP").is_some() {
+        eprintln!("kept {}", dir.keep().display());
+    }
+    assert!(left.is_empty(), "processes left behind: {left:#?}");
+    assert!(
+        report.cases.iter().all(|c| c.outcome == Outcome::Passed),
+        "serial log: {}",
+        report.serial_log.display()
+    );
+}
+
+/// Shows the guest's own account of where boot time went.
+async fn print_boot_timing(results: &Path) {
+    let Ok(text) = std::fs::read_to_string(results) else {
+        return;
+    };
+    for line in text.lines() {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(line.trim()) else {
+            continue;
+        };
+        if value["fact"] == "boot-timing" {
+            if let Some(b64) = value["b64"].as_str() {
+                if let Ok(out) = SystemRunner
+                    .run(Command::new("base64").arg("-d").stdin(b64))
+                    .await
+                {
+                    eprintln!("guest boot timing:\n{}", out.stdout_text());
+                }
+            }
+        } else if let Some(uptime) = value.get("uptime") {
+            let what = ["event", "testcase", "fact", "done"]
+                .iter()
+                .find_map(|k| value.get(*k))
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            eprintln!("guest uptime {uptime}: {what}");
+        }
+    }
+}
