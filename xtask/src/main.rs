@@ -30,7 +30,9 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-async fn timed<T>(future: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<(T, f64)> {
+async fn timed<T>(
+    future: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<(T, f64)> {
     let start = Instant::now();
     let value = future.await?;
     Ok((value, start.elapsed().as_secs_f64()))
@@ -77,7 +79,11 @@ async fn bench() -> anyhow::Result<()> {
     let tester = BootTester::new(Arc::clone(&runner));
     let mut boots = Vec::new();
     let kvm = slipway_boottest::probe_kvm(runner.as_ref(), &scratch).await;
-    let accels: Vec<Accel> = if kvm == Accel::Kvm { vec![Accel::Tcg, Accel::Kvm] } else { vec![Accel::Tcg] };
+    let accels: Vec<Accel> = if kvm == Accel::Kvm {
+        vec![Accel::Tcg, Accel::Kvm]
+    } else {
+        vec![Accel::Tcg]
+    };
     for accel in accels {
         eprintln!("boot test under {accel} …");
         let work_dir = scratch.join(format!("boot-{accel}"));
@@ -95,7 +101,11 @@ async fn bench() -> anyhow::Result<()> {
                 accel,
             })
             .await?;
-        let passed = report.cases.iter().filter(|c| c.outcome == slipway_model::Outcome::Passed).count();
+        let passed = report
+            .cases
+            .iter()
+            .filter(|c| c.outcome == slipway_model::Outcome::Passed)
+            .count();
         boots.push((accel, report.seconds, passed, report.cases.len()));
     }
 
@@ -112,24 +122,45 @@ async fn bench() -> anyhow::Result<()> {
         .arg(&recipe.suite)
         .arg(&tree);
     for source in &recipe.sources {
-        mmdebstrap = mmdebstrap.arg(format!("deb {} {} {}", source.url, source.suite, source.components.join(" ")));
+        mmdebstrap = mmdebstrap.arg(format!(
+            "deb {} {} {}",
+            source.url,
+            source.suite,
+            source.components.join(" ")
+        ));
     }
     let (_, base_rootfs) = timed(async { Ok(runner.run(mmdebstrap).await?) }).await?;
     let raw = base.join("root.img");
     let size_mib = directory_mib(&tree)? * 12 / 10 + u64::from(recipe.disk.headroom_mib);
     let (_, base_mkfs) = timed(async {
         Ok(runner
-            .run(Command::new("mkfs.ext4").args(["-q", "-d"]).arg(&tree).arg(&raw).arg(format!("{size_mib}M")))
+            .run(
+                Command::new("mkfs.ext4")
+                    .args(["-q", "-d"])
+                    .arg(&tree)
+                    .arg(&raw)
+                    .arg(format!("{size_mib}M")),
+            )
             .await?)
     })
     .await?;
     let (_, base_qcow2) = timed(async {
         Ok(runner
-            .run(Command::new("qemu-img").args(["convert", "-c", "-O", "qcow2"]).arg(&raw).arg(base.join("root.qcow2")))
+            .run(
+                Command::new("qemu-img")
+                    .args(["convert", "-c", "-O", "qcow2"])
+                    .arg(&raw)
+                    .arg(base.join("root.qcow2")),
+            )
             .await?)
     })
     .await?;
-    let (_, base_xz) = timed(async { Ok(runner.run(Command::new("xz").args(["-T1", "-6", "-k"]).arg(&raw)).await?) }).await?;
+    let (_, base_xz) = timed(async {
+        Ok(runner
+            .run(Command::new("xz").args(["-T1", "-6", "-k"]).arg(&raw))
+            .await?)
+    })
+    .await?;
     let baseline_total = base_rootfs + base_mkfs + base_qcow2 + base_xz;
 
     // slipway's writers on the very same raw file.
@@ -138,30 +169,64 @@ async fn bench() -> anyhow::Result<()> {
     let ours_qcow2_out = base.join("ours.qcow2");
     let (ours_xz, ours_xz_secs) = timed(async {
         let (raw, out) = (raw_for_ours.clone(), ours_xz_out.clone());
-        Ok(tokio::task::spawn_blocking(move || slipway_compose::formats::raw_xz::write_raw_xz(&raw, &out, threads)).await??)
+        Ok(tokio::task::spawn_blocking(move || {
+            slipway_compose::formats::raw_xz::write_raw_xz(&raw, &out, threads)
+        })
+        .await??)
     })
     .await?;
     let (ours_qcow2, ours_qcow2_secs) = timed(async {
         let (raw, out) = (raw_for_ours.clone(), ours_qcow2_out.clone());
-        Ok(tokio::task::spawn_blocking(move || slipway_compose::formats::qcow2::write_qcow2(&raw, &out, threads)).await??)
+        Ok(tokio::task::spawn_blocking(move || {
+            slipway_compose::formats::qcow2::write_qcow2(&raw, &out, threads)
+        })
+        .await??)
     })
     .await?;
     let base_xz_size = std::fs::metadata(base.join("root.img.xz"))?.len();
     let base_qcow2_size = std::fs::metadata(base.join("root.qcow2"))?.len();
 
-    let step = |name: &str| output.timings.iter().find(|t| t.step == name).map_or(0.0, |t| t.seconds);
+    let step = |name: &str| {
+        output
+            .timings
+            .iter()
+            .find(|t| t.step == name)
+            .map_or(0.0, |t| t.seconds)
+    };
     let mut doc = String::new();
     doc.push_str("# Benchmarks\n\n");
     doc.push_str("Measured by `cargo xtask bench` (needs root and the Debian mirror). Every figure is from one run on this\n");
     doc.push_str("project's CI machine kind (2 cores, 24 GiB, Debian 12); the baseline runs in the same command, so the\n");
     doc.push_str("ratios compare like with like even when absolute times move with the mirror and the machine.\n\n");
-    doc.push_str(&format!("Run on {} for `examples/debian-cloud` ({} packages).\n\n", jiff::Timestamp::now().strftime("%Y-%m-%d"), output.lock.packages.len()));
-    doc.push_str("## Compose\n\n| step | slipway (s) | naive baseline (s) |\n| --- | ---: | ---: |\n");
-    doc.push_str(&format!("| root filesystem (mmdebstrap) | {:.1} | {:.1} |\n", step("rootfs"), base_rootfs));
+    doc.push_str(&format!(
+        "Run on {} for `examples/debian-cloud` ({} packages).\n\n",
+        jiff::Timestamp::now().strftime("%Y-%m-%d"),
+        output.lock.packages.len()
+    ));
+    doc.push_str(
+        "## Compose\n\n| step | slipway (s) | naive baseline (s) |\n| --- | ---: | ---: |\n",
+    );
+    doc.push_str(&format!(
+        "| root filesystem (mmdebstrap) | {:.1} | {:.1} |\n",
+        step("rootfs"),
+        base_rootfs
+    ));
     doc.push_str(&format!("| customize | {:.1} | — |\n", step("customize")));
-    doc.push_str(&format!("| assemble disk (GPT, ESP, ext4) | {:.1} | {:.1} (`mkfs.ext4 -d`) |\n", step("assemble"), base_mkfs));
-    doc.push_str(&format!("| qcow2 | {:.1} | {:.1} (`qemu-img convert -c`) |\n", step("qcow2"), base_qcow2));
-    doc.push_str(&format!("| raw.xz | {:.1} | {:.1} (`xz -T1 -6`) |\n", step("raw.xz"), base_xz));
+    doc.push_str(&format!(
+        "| assemble disk (GPT, ESP, ext4) | {:.1} | {:.1} (`mkfs.ext4 -d`) |\n",
+        step("assemble"),
+        base_mkfs
+    ));
+    doc.push_str(&format!(
+        "| qcow2 | {:.1} | {:.1} (`qemu-img convert -c`) |\n",
+        step("qcow2"),
+        base_qcow2
+    ));
+    doc.push_str(&format!(
+        "| raw.xz | {:.1} | {:.1} (`xz -T1 -6`) |\n",
+        step("raw.xz"),
+        base_xz
+    ));
     doc.push_str(&format!(
         "| **total (wall)** | **{compose_total:.1}** | **{baseline_total:.1}** |\n\nslipway writes the two formats at the same time, so its total is less than the sum of its steps.\n**Compose ratio: {:.2}× the baseline's time** (goal ≤ 0.5×).\n\n",
         compose_total / baseline_total
@@ -194,7 +259,15 @@ async fn bench() -> anyhow::Result<()> {
 }
 
 fn directory_mib(dir: &Path) -> anyhow::Result<u64> {
-    let out = std::process::Command::new("du").args(["-s", "-m", "--apparent-size"]).arg(dir).output()?;
+    let out = std::process::Command::new("du")
+        .args(["-s", "-m", "--apparent-size"])
+        .arg(dir)
+        .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text.split_whitespace().next().unwrap_or("0").parse().unwrap_or(0))
+    Ok(text
+        .split_whitespace()
+        .next()
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0))
 }

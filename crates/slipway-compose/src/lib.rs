@@ -11,10 +11,10 @@
 //! [`Composer::compose`] runs them in order and returns the files with their digests; the engine moves the
 //! files into the blob store.
 
+mod composer;
 pub mod customize;
 pub mod disk;
 pub mod formats;
 pub mod rootfs;
-mod composer;
 
 pub use composer::{BuiltImage, ComposeError, ComposeOutput, ComposeRequest, Composer, StepTiming};

@@ -61,7 +61,10 @@ impl Engine {
         self.preflight().await?;
         let returned = self.store.release_leases(EMBEDDED_WORKER_PREFIX).await?;
         if returned > 0 {
-            tracing::info!(returned, "took over jobs of an earlier process that stopped");
+            tracing::info!(
+                returned,
+                "took over jobs of an earlier process that stopped"
+            );
         }
 
         let mut started = Vec::new();
@@ -75,8 +78,10 @@ impl Engine {
                 .find(|c| c.state == ComposeState::Running);
             let compose = match unfinished {
                 Some(compose) => {
-                    self.progress
-                        .step(&stream.name, &format!("resuming unfinished compose {}", compose.id));
+                    self.progress.step(
+                        &stream.name,
+                        &format!("resuming unfinished compose {}", compose.id),
+                    );
                     compose
                 }
                 None => {

@@ -25,7 +25,9 @@ impl Engine {
                     continue;
                 }
                 self.react(&event).await?;
-                self.store.mark_handled(HANDLER, event.id, self.now()).await?;
+                self.store
+                    .mark_handled(HANDLER, event.id, self.now())
+                    .await?;
                 handled += 1;
             }
         }
@@ -41,7 +43,8 @@ impl Engine {
                             &NewJob {
                                 kind: JobKind::Test.name().into(),
                                 key: format!("test:{compose}"),
-                                payload: serde_json::to_value(TestJob { compose }).unwrap_or_default(),
+                                payload: serde_json::to_value(TestJob { compose })
+                                    .unwrap_or_default(),
                             },
                             self.now(),
                         )
@@ -64,8 +67,14 @@ impl Engine {
                 }
             }
             topics::DECISION_CHANGED => {
-                let passed = event.body.pointer("/decision/passed").and_then(Value::as_bool);
-                let stream = event.body.pointer("/decision/stream").and_then(Value::as_str);
+                let passed = event
+                    .body
+                    .pointer("/decision/passed")
+                    .and_then(Value::as_bool);
+                let stream = event
+                    .body
+                    .pointer("/decision/stream")
+                    .and_then(Value::as_str);
                 if let (Some(true), Some(stream)) = (passed, stream) {
                     self.release_if_due(stream).await?;
                 }
@@ -113,7 +122,11 @@ impl Engine {
 
     /// Queues the publish job of a release. `fresh` gives it a new key, for releases whose earlier publish
     /// job was given up (a missing key, a full disk) and that a new cycle must retry.
-    pub(crate) async fn enqueue_publish(&self, release: &Release, fresh: bool) -> Result<(), EngineError> {
+    pub(crate) async fn enqueue_publish(
+        &self,
+        release: &Release,
+        fresh: bool,
+    ) -> Result<(), EngineError> {
         let mut key = format!("publish:{}:{}", release.stream, release.version);
         if fresh {
             key.push_str(&format!(":{}", uuid::Uuid::new_v4()));

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use slipway_boottest::{BootTestRequest, BootTester};
 use slipway_compose::{ComposeRequest, Composer};
 use slipway_model::{
-    Artifact, ArtifactKind, ComposeId, ComposeState, Outcome, OutputFormat, ReleaseState, TestResult,
+    Artifact, ArtifactKind, ComposeId, ComposeState, Outcome, OutputFormat, ReleaseState,
+    TestResult,
 };
 use slipway_publish::{GpgSigner, PublishFile, ReleaseInput, SiteInput, StreamInput};
 use slipway_store::{Job, JobOutcome};
@@ -98,7 +99,8 @@ impl Engine {
     }
 
     async fn execute(&self, job: &Job) -> Result<(), EngineError> {
-        let bad_payload = || EngineError::NotFound(format!("job {} has a malformed payload", job.id));
+        let bad_payload =
+            || EngineError::NotFound(format!("job {} has a malformed payload", job.id));
         match job.kind.as_str() {
             "compose" => {
                 let payload: ComposeJob =
@@ -146,14 +148,14 @@ impl Engine {
         if compose.state != ComposeState::Running {
             return Ok(());
         }
-        let stream = self
-            .config
-            .stream(&compose.stream)
-            .ok_or_else(|| EngineError::NotFound(format!("stream {} is not configured", compose.stream)))?;
+        let stream = self.config.stream(&compose.stream).ok_or_else(|| {
+            EngineError::NotFound(format!("stream {} is not configured", compose.stream))
+        })?;
         let recipe = self.config.recipe(stream)?;
         let work_dir = self.work_dir(id.as_str())?;
         // Same day, same inputs, same bytes: the epoch is the compose's UTC day, not the second it started.
-        let day = compose.created_at.as_second() - compose.created_at.as_second().rem_euclid(86_400);
+        let day =
+            compose.created_at.as_second() - compose.created_at.as_second().rem_euclid(86_400);
         let request = ComposeRequest {
             recipe,
             compose_id: id.clone(),
@@ -164,7 +166,8 @@ impl Engine {
         let progress = Arc::clone(&self.progress);
         let stream_name = compose.stream.clone();
         let report = move |message: &str| progress.step(&stream_name, message);
-        self.progress.step(&compose.stream, &format!("composing {id}"));
+        self.progress
+            .step(&compose.stream, &format!("composing {id}"));
         let composer = Composer::new(Arc::clone(&self.runner));
         match composer.compose(&request, &report).await {
             Ok(output) => {
@@ -206,7 +209,11 @@ impl Engine {
         Ok(())
     }
 
-    fn store_blob(&self, path: &Path, digest: &slipway_model::Sha256) -> Result<PathBuf, EngineError> {
+    fn store_blob(
+        &self,
+        path: &Path,
+        digest: &slipway_model::Sha256,
+    ) -> Result<PathBuf, EngineError> {
         self.blobs
             .put_file(path, digest)
             .map_err(|source| EngineError::Io {
@@ -223,7 +230,9 @@ impl Engine {
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("no compose {id}")))?;
         let now = self.now();
-        let image = compose.artifact(ArtifactKind::Image(OutputFormat::Qcow2)).cloned();
+        let image = compose
+            .artifact(ArtifactKind::Image(OutputFormat::Qcow2))
+            .cloned();
         let (Some(image), Some(lock)) = (image, compose.lock.clone()) else {
             // Nothing bootable: the battery's results are errors, and the gate fails closed on them.
             let results = slipway_boottest::DEFAULT_BATTERY
@@ -259,26 +268,29 @@ impl Engine {
             disk_gib: settings.disk_gib,
             accel,
         };
-        self.progress
-            .step(&compose.stream, &format!("boot testing {} under {accel}", image.file_name));
+        self.progress.step(
+            &compose.stream,
+            &format!("boot testing {} under {accel}", image.file_name),
+        );
         let tester = BootTester::new(Arc::clone(&self.runner));
         let report = match tester.run(&request).await {
             Ok(report) => report,
             Err(err) => {
                 let _ = std::fs::remove_dir_all(&work_dir);
-                return Err(EngineError::NotFound(format!("boot test of {id} could not start: {err}")));
+                return Err(EngineError::NotFound(format!(
+                    "boot test of {id} could not start: {err}"
+                )));
             }
         };
 
         let mut log_digest = None;
         if report.serial_log.exists() {
-            let (digest, size) = slipway_compose::formats::sha256_file(&report.serial_log).map_err(
-                |source| EngineError::Io {
+            let (digest, size) = slipway_compose::formats::sha256_file(&report.serial_log)
+                .map_err(|source| EngineError::Io {
                     action: "reading",
                     path: report.serial_log.clone(),
                     source,
-                },
-            )?;
+                })?;
             self.store_blob(&report.serial_log, &digest)?;
             self.store
                 .add_artifact(
@@ -307,7 +319,10 @@ impl Engine {
                 submitted_at: now,
             })
             .collect();
-        let passed = results.iter().filter(|r| r.outcome == Outcome::Passed).count();
+        let passed = results
+            .iter()
+            .filter(|r| r.outcome == Outcome::Passed)
+            .count();
         self.store.record_test_run(id, &results, now).await?;
         self.progress.step(
             &compose.stream,
@@ -355,7 +370,10 @@ impl Engine {
             }
             // The tree shows releases as they will be once this publish lands: the pending ones published,
             // the previously published one superseded.
-            if releases.iter().any(|r| r.release.state == ReleaseState::Pending) {
+            if releases
+                .iter()
+                .any(|r| r.release.state == ReleaseState::Pending)
+            {
                 let mut newest_seen = false;
                 for input in &mut releases {
                     match input.release.state {
@@ -394,10 +412,15 @@ impl Engine {
         let summary = slipway_publish::publish(&input, &signer).await?;
         // Oldest first, so the store's supersession follows the same order as the tree.
         for (stream, version) in to_mark.iter().rev() {
-            self.store.mark_release_published(stream, version, now).await?;
+            self.store
+                .mark_release_published(stream, version, now)
+                .await?;
             self.progress.step(
                 stream,
-                &format!("release {version} published at {}", summary.publish_dir.display()),
+                &format!(
+                    "release {version} published at {}",
+                    summary.publish_dir.display()
+                ),
             );
         }
         Ok(())

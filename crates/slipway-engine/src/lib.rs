@@ -60,7 +60,9 @@ pub enum EngineError {
         source: std::io::Error,
     },
     /// Another `slipway run` holds the state directory.
-    #[error("another slipway process is running on {0} (its lock file is held); wait for it or stop it")]
+    #[error(
+        "another slipway process is running on {0} (its lock file is held); wait for it or stop it"
+    )]
     Busy(PathBuf),
     /// A compose, stream or release named by the caller does not exist.
     #[error("{0}")]
@@ -185,11 +187,9 @@ impl Engine {
         author: &str,
         reason: &str,
     ) -> Result<Decision, EngineError> {
-        let found = self
-            .store
-            .compose(compose)
-            .await?
-            .ok_or_else(|| EngineError::NotFound(format!("no compose {compose}; see `slipway status`")))?;
+        let found = self.store.compose(compose).await?.ok_or_else(|| {
+            EngineError::NotFound(format!("no compose {compose}; see `slipway status`"))
+        })?;
         self.store
             .add_verdict(&Verdict {
                 compose: compose.clone(),
@@ -211,7 +211,11 @@ impl Engine {
             .compose(compose)
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("no compose {compose}")))?;
-        let decision = match self.config.stream(stream).and_then(|s| self.config.gates.get(&s.gate)) {
+        let decision = match self
+            .config
+            .stream(stream)
+            .and_then(|s| self.config.gates.get(&s.gate))
+        {
             Some(policy) => {
                 let results = self.store.latest_results(compose, now).await?;
                 let verdicts = self.store.verdicts(compose).await?;

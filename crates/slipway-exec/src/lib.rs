@@ -179,7 +179,9 @@ impl ExecError {
     /// The stderr tail, if the error has one.
     pub fn stderr_tail(&self) -> Option<&str> {
         match self {
-            Self::Failed { stderr_tail, .. } | Self::TimedOut { stderr_tail, .. } => Some(stderr_tail),
+            Self::Failed { stderr_tail, .. } | Self::TimedOut { stderr_tail, .. } => {
+                Some(stderr_tail)
+            }
             _ => None,
         }
     }
@@ -369,7 +371,14 @@ fn wrapped(program: &Path) -> tokio::process::Command {
         if let Some(unshare) = find_program("unshare") {
             prefix.push(unshare.into());
             prefix.extend(
-                ["--pid", "--fork", "--kill-child=SIGKILL", "--mount-proc", "--"].map(Into::into),
+                [
+                    "--pid",
+                    "--fork",
+                    "--kill-child=SIGKILL",
+                    "--mount-proc",
+                    "--",
+                ]
+                .map(Into::into),
             );
         }
     }
@@ -516,7 +525,9 @@ mod tests {
             return;
         };
         let script = format!("sleep 301 & echo $! > {marker}; wait");
-        let _ = SystemRunner.run(Command::new("sh").args(["-c", &script])).await;
+        let _ = SystemRunner
+            .run(Command::new("sh").args(["-c", &script]))
+            .await;
     }
 
     #[test]
@@ -525,7 +536,11 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         let marker = dir.join("grandchild.pid");
         let mut parent = std::process::Command::new(std::env::current_exe().expect("test binary"))
-            .args(["--exact", "tests::child_mode_for_parent_death", "--nocapture"])
+            .args([
+                "--exact",
+                "tests::child_mode_for_parent_death",
+                "--nocapture",
+            ])
             .env("SLIPWAY_EXEC_PARENT_DEATH_MARKER", &marker)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -538,14 +553,20 @@ mod tests {
                     break pid.trim().to_string();
                 }
             }
-            assert!(started.elapsed() < Duration::from_secs(20), "grandchild never started");
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "grandchild never started"
+            );
             std::thread::sleep(Duration::from_millis(50));
         };
         parent.kill().expect("kill parent");
         parent.wait().expect("reap parent");
         // Inside a PID namespace the recorded pid means nothing out here, so look for the command line.
         let survivors = wait_until_gone("sleep 301");
-        assert!(survivors.is_empty(), "grandchild {pid} outlived its killed parent: {survivors:?}");
+        assert!(
+            survivors.is_empty(),
+            "grandchild {pid} outlived its killed parent: {survivors:?}"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

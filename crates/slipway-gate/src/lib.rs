@@ -103,7 +103,10 @@ pub fn decide(
 }
 
 fn first_line(text: &str) -> &str {
-    text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim()
+    text.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
 }
 
 #[cfg(test)]
@@ -157,8 +160,17 @@ mod tests {
 
     #[test]
     fn passes_only_when_every_required_testcase_passed() {
-        let results = [result("boot", Outcome::Passed, 1), result("ssh", Outcome::Passed, 1)];
-        let decision = decide("cloud", &policy(), &compose(ComposeState::Complete), &results, &[]);
+        let results = [
+            result("boot", Outcome::Passed, 1),
+            result("ssh", Outcome::Passed, 1),
+        ];
+        let decision = decide(
+            "cloud",
+            &policy(),
+            &compose(ComposeState::Complete),
+            &results,
+            &[],
+        );
         assert!(decision.passed, "{decision:?}");
         assert!(decision.unsatisfied.is_empty());
         assert_eq!(decision.results_used.len(), 2);
@@ -167,7 +179,13 @@ mod tests {
     #[test]
     fn a_missing_result_fails_closed() {
         let results = [result("boot", Outcome::Passed, 1)];
-        let decision = decide("cloud", &policy(), &compose(ComposeState::Complete), &results, &[]);
+        let decision = decide(
+            "cloud",
+            &policy(),
+            &compose(ComposeState::Complete),
+            &results,
+            &[],
+        );
         assert!(!decision.passed);
         assert_eq!(decision.unsatisfied[0].kind, UnsatisfiedKind::Missing);
         assert_eq!(decision.unsatisfied[0].subject, "ssh");
@@ -183,10 +201,22 @@ mod tests {
             Outcome::NeedsInspection,
             Outcome::Skipped,
         ] {
-            let results = [result("boot", Outcome::Passed, 1), result("ssh", outcome, 1)];
-            let decision = decide("cloud", &policy(), &compose(ComposeState::Complete), &results, &[]);
+            let results = [
+                result("boot", Outcome::Passed, 1),
+                result("ssh", outcome, 1),
+            ];
+            let decision = decide(
+                "cloud",
+                &policy(),
+                &compose(ComposeState::Complete),
+                &results,
+                &[],
+            );
             assert!(!decision.passed, "{outcome} must not pass");
-            assert_eq!(decision.unsatisfied[0].kind, UnsatisfiedKind::NotPassed(outcome));
+            assert_eq!(
+                decision.unsatisfied[0].kind,
+                UnsatisfiedKind::NotPassed(outcome)
+            );
         }
     }
 
@@ -197,33 +227,59 @@ mod tests {
             result("ssh", Outcome::Failed, 1),
             result("ssh", Outcome::Passed, 2),
         ];
-        let decision = decide("cloud", &policy(), &compose(ComposeState::Complete), &results, &[]);
+        let decision = decide(
+            "cloud",
+            &policy(),
+            &compose(ComposeState::Complete),
+            &results,
+            &[],
+        );
         assert!(decision.passed, "{decision:?}");
     }
 
     #[test]
     fn a_veto_fails_a_passing_compose_and_withdrawing_it_restores_it() {
-        let results = [result("boot", Outcome::Passed, 1), result("ssh", Outcome::Passed, 1)];
+        let results = [
+            result("boot", Outcome::Passed, 1),
+            result("ssh", Outcome::Passed, 1),
+        ];
         let done = compose(ComposeState::Complete);
         let vetoed = decide("cloud", &policy(), &done, &results, &[verdict(true)]);
         assert!(!vetoed.passed);
         assert_eq!(vetoed.unsatisfied[0].kind, UnsatisfiedKind::Vetoed);
         assert!(vetoed.unsatisfied[0].detail.contains("alice"));
-        let restored = decide("cloud", &policy(), &done, &results, &[verdict(true), verdict(false)]);
+        let restored = decide(
+            "cloud",
+            &policy(),
+            &done,
+            &results,
+            &[verdict(true), verdict(false)],
+        );
         assert!(restored.passed);
     }
 
     #[test]
     fn a_failed_or_unfinished_compose_never_passes() {
-        let results = [result("boot", Outcome::Passed, 1), result("ssh", Outcome::Passed, 1)];
+        let results = [
+            result("boot", Outcome::Passed, 1),
+            result("ssh", Outcome::Passed, 1),
+        ];
         let failed = compose(ComposeState::Failed {
             reason: "\nE: Unable to locate package nope".into(),
         });
         let decision = decide("cloud", &policy(), &failed, &results, &[]);
         assert!(!decision.passed);
         assert_eq!(decision.unsatisfied[0].kind, UnsatisfiedKind::ComposeFailed);
-        assert!(decision.unsatisfied[0].detail.contains("Unable to locate package nope"));
-        let running = decide("cloud", &policy(), &compose(ComposeState::Running), &results, &[]);
+        assert!(decision.unsatisfied[0]
+            .detail
+            .contains("Unable to locate package nope"));
+        let running = decide(
+            "cloud",
+            &policy(),
+            &compose(ComposeState::Running),
+            &results,
+            &[],
+        );
         assert!(!running.passed);
     }
 }

@@ -222,8 +222,11 @@ impl Lock {
         let key = |p: &LockedPackage| (p.name.clone(), p.architecture.clone());
         let expected: std::collections::BTreeMap<_, _> =
             self.packages.iter().map(|p| (key(p), &p.version)).collect();
-        let found: std::collections::BTreeMap<_, _> =
-            actual.packages.iter().map(|p| (key(p), &p.version)).collect();
+        let found: std::collections::BTreeMap<_, _> = actual
+            .packages
+            .iter()
+            .map(|p| (key(p), &p.version))
+            .collect();
         let mut out = Vec::new();
         for ((name, arch), version) in &expected {
             match found.get(&(name.clone(), arch.clone())) {

@@ -163,7 +163,13 @@ impl Config {
 
     fn validate(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
         if self.streams.is_empty() {
-            return Err(ConfigError::at_key(path, text, "name", "stream", "define at least one [[stream]]"));
+            return Err(ConfigError::at_key(
+                path,
+                text,
+                "name",
+                "stream",
+                "define at least one [[stream]]",
+            ));
         }
         let mut seen = std::collections::BTreeSet::new();
         for (i, stream) in self.streams.iter().enumerate() {
@@ -178,7 +184,10 @@ impl Config {
                     text,
                     "name",
                     &format!("stream[{i}].name"),
-                    format!("{:?} is not a stream name: use letters, digits, '-', '_' and '.'", stream.name),
+                    format!(
+                        "{:?} is not a stream name: use letters, digits, '-', '_' and '.'",
+                        stream.name
+                    ),
                 ));
             }
             if !seen.insert(&stream.name) {
@@ -197,7 +206,11 @@ impl Config {
                     text,
                     "gate",
                     &format!("stream[{i}].gate"),
-                    format!("no [gate.{}] is defined (known gates: {})", stream.gate, known.join(", ")),
+                    format!(
+                        "no [gate.{}] is defined (known gates: {})",
+                        stream.gate,
+                        known.join(", ")
+                    ),
                 ));
             }
         }
@@ -262,23 +275,37 @@ gate = "default"
         assert_eq!(config.state_dir, dir.path().join("state"));
         assert_eq!(config.blob_dir(), dir.path().join("state/blobs"));
         assert_eq!(config.signing.key, dir.path().join("keys/signing.asc"));
-        assert_eq!(config.streams[0].recipe, dir.path().join("recipes/cloud.toml"));
+        assert_eq!(
+            config.streams[0].recipe,
+            dir.path().join("recipes/cloud.toml")
+        );
     }
 
     #[test]
     fn a_stream_naming_an_unknown_gate_is_refused_at_its_line() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("slipway.toml");
-        std::fs::write(&path, GOOD.replace("gate = \"default\"", "gate = \"strict\"")).expect("write");
+        std::fs::write(
+            &path,
+            GOOD.replace("gate = \"default\"", "gate = \"strict\""),
+        )
+        .expect("write");
         let message = Config::load(&path).expect_err("must fail").to_string();
-        assert!(message.contains("slipway.toml:13:1: field `stream[0].gate`"), "{message}");
+        assert!(
+            message.contains("slipway.toml:13:1: field `stream[0].gate`"),
+            "{message}"
+        );
     }
 
     #[test]
     fn a_missing_section_is_named() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("slipway.toml");
-        std::fs::write(&path, GOOD.replace("[signing]\nkey = \"keys/signing.asc\"\n", "")).expect("write");
+        std::fs::write(
+            &path,
+            GOOD.replace("[signing]\nkey = \"keys/signing.asc\"\n", ""),
+        )
+        .expect("write");
         let message = Config::load(&path).expect_err("must fail").to_string();
         assert!(message.contains("signing"), "{message}");
     }

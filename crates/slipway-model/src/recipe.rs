@@ -291,11 +291,16 @@ impl Recipe {
             );
         }
         if self.sources.is_empty() {
-            return err("suite", "source", "at least one [[source]] is needed".into());
+            return err(
+                "suite",
+                "source",
+                "at least one [[source]] is needed".into(),
+            );
         }
         for (i, source) in self.sources.iter().enumerate() {
             let is_file = source.url.starts_with("file:");
-            if !(is_file || source.url.starts_with("http://") || source.url.starts_with("https://")) {
+            if !(is_file || source.url.starts_with("http://") || source.url.starts_with("https://"))
+            {
                 return err(
                     "url",
                     &format!("source[{i}].url"),
@@ -343,11 +348,18 @@ impl Recipe {
             return err(
                 "timezone",
                 "system.timezone",
-                format!("{:?} is not a tz database name such as UTC or Europe/Berlin", self.system.timezone),
+                format!(
+                    "{:?} is not a tz database name such as UTC or Europe/Berlin",
+                    self.system.timezone
+                ),
             );
         }
         if self.system.locale.is_empty() || self.system.locale.contains(char::is_whitespace) {
-            return err("locale", "system.locale", "give a locale such as C.UTF-8".into());
+            return err(
+                "locale",
+                "system.locale",
+                "give a locale such as C.UTF-8".into(),
+            );
         }
         if !is_c_locale(&self.system.locale) && !self.packages.iter().any(|p| p == "locales") {
             return err(
@@ -359,7 +371,12 @@ impl Recipe {
                 ),
             );
         }
-        if self.system.kernel_cmdline.split_whitespace().any(|a| a.starts_with("root=")) {
+        if self
+            .system
+            .kernel_cmdline
+            .split_whitespace()
+            .any(|a| a.starts_with("root="))
+        {
             return err(
                 "kernel-cmdline",
                 "system.kernel-cmdline",
@@ -382,7 +399,10 @@ impl Recipe {
                 );
             }
         }
-        for (list, key) in [(&self.units.enable, "enable"), (&self.units.disable, "disable")] {
+        for (list, key) in [
+            (&self.units.enable, "enable"),
+            (&self.units.disable, "disable"),
+        ] {
             for (i, unit) in list.iter().enumerate() {
                 if !is_unit_name(unit) {
                     return err(
@@ -394,7 +414,11 @@ impl Recipe {
             }
         }
         if self.outputs.is_empty() {
-            return err("outputs", "outputs", "list at least one output format".into());
+            return err(
+                "outputs",
+                "outputs",
+                "list at least one output format".into(),
+            );
         }
         if !is_fs_label(&self.disk.root_label) {
             return err(
@@ -472,15 +496,27 @@ fn is_timezone(name: &str) -> bool {
         && name.split('/').all(|part| {
             !part.is_empty()
                 && part != ".."
-                && part.chars().all(|c| c.is_ascii_alphanumeric() || "_+-".contains(c))
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_+-".contains(c))
         })
 }
 
 fn is_unit_name(name: &str) -> bool {
     const SUFFIXES: [&str; 9] = [
-        ".service", ".socket", ".timer", ".target", ".mount", ".path", ".slice", ".automount", ".swap",
+        ".service",
+        ".socket",
+        ".timer",
+        ".target",
+        ".mount",
+        ".path",
+        ".slice",
+        ".automount",
+        ".swap",
     ];
-    SUFFIXES.iter().any(|s| name.ends_with(s) && name.len() > s.len())
+    SUFFIXES
+        .iter()
+        .any(|s| name.ends_with(s) && name.len() > s.len())
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || ":-_.@\\".contains(c))
@@ -488,7 +524,9 @@ fn is_unit_name(name: &str) -> bool {
 
 fn is_fs_label(label: &str) -> bool {
     (1..=16).contains(&label.len())
-        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 #[cfg(test)]
@@ -525,8 +563,14 @@ content = "hello\n"
         let dir = tempfile::tempdir().expect("tempdir");
         let recipe = Recipe::load(&write(dir.path(), "cloud.toml", GOOD)).expect("valid recipe");
         assert_eq!(recipe.name, "cloud");
-        assert_eq!(recipe.outputs, vec![OutputFormat::Qcow2, OutputFormat::RawXz]);
-        assert_eq!(recipe.full_kernel_cmdline(), "root=LABEL=root ro console=ttyS0");
+        assert_eq!(
+            recipe.outputs,
+            vec![OutputFormat::Qcow2, OutputFormat::RawXz]
+        );
+        assert_eq!(
+            recipe.full_kernel_cmdline(),
+            "root=LABEL=root ro console=ttyS0"
+        );
         assert_eq!(recipe.files[0].mode_bits(), 0o644);
     }
 
@@ -558,7 +602,10 @@ content = "hello\n"
         let message = Recipe::load(&write(dir.path(), "r.toml", &text))
             .expect_err("must fail")
             .to_string();
-        assert!(message.contains("r.toml:12:1: field `system.hostname`"), "{message}");
+        assert!(
+            message.contains("r.toml:12:1: field `system.hostname`"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -579,8 +626,8 @@ content = "hello\n"
         let one = Recipe::load(&write(a.path(), "r.toml", GOOD)).expect("valid");
         let same = Recipe::load(&write(b.path(), "r.toml", GOOD)).expect("valid");
         assert_eq!(one.hash(), same.hash());
-        let other = Recipe::load(&write(b.path(), "r.toml", &GOOD.replace("hello", "bye")))
-            .expect("valid");
+        let other =
+            Recipe::load(&write(b.path(), "r.toml", &GOOD.replace("hello", "bye"))).expect("valid");
         assert_ne!(one.hash(), other.hash());
     }
 }

@@ -102,7 +102,13 @@ impl ConfigError {
 
     /// An error about a field whose position is found by searching for its key in the text: used for
     /// checks that run after parsing, when serde no longer has a span.
-    pub fn at_key(path: &Path, text: &str, key: &str, field: &str, message: impl Into<String>) -> Self {
+    pub fn at_key(
+        path: &Path,
+        text: &str,
+        key: &str,
+        field: &str,
+        message: impl Into<String>,
+    ) -> Self {
         // A field such as `stream[2].gate` is most likely the third assignment of `gate` in the file.
         let occurrence = field
             .split_once('[')
@@ -155,7 +161,9 @@ pub fn parse_toml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, Con
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let field = err.path().to_string();
         let inner = err.into_inner();
-        let location = inner.span().map(|span| Location::of_offset(text, span.start));
+        let location = inner
+            .span()
+            .map(|span| Location::of_offset(text, span.start));
         ConfigError::Invalid {
             path: path.to_path_buf(),
             location,
@@ -178,16 +186,31 @@ mod tests {
     #[test]
     fn offsets_map_to_one_based_lines_and_columns() {
         let text = "a = 1\nbb = 2\n";
-        assert_eq!(Location::of_offset(text, 0), Location { line: 1, column: 1 });
-        assert_eq!(Location::of_offset(text, 6), Location { line: 2, column: 1 });
-        assert_eq!(Location::of_offset(text, 8), Location { line: 2, column: 3 });
+        assert_eq!(
+            Location::of_offset(text, 0),
+            Location { line: 1, column: 1 }
+        );
+        assert_eq!(
+            Location::of_offset(text, 6),
+            Location { line: 2, column: 1 }
+        );
+        assert_eq!(
+            Location::of_offset(text, 8),
+            Location { line: 2, column: 3 }
+        );
     }
 
     #[test]
     fn finds_the_line_that_assigns_a_key() {
         let text = "# hostname = no\n[system]\n  hostname = \"x\"\n";
-        assert_eq!(find_key(text, "hostname", 0), Some(Location { line: 3, column: 3 }));
+        assert_eq!(
+            find_key(text, "hostname", 0),
+            Some(Location { line: 3, column: 3 })
+        );
         let text = "[[s]]\nname = 1\n[[s]]\nname = 2\n";
-        assert_eq!(find_key(text, "name", 1), Some(Location { line: 4, column: 1 }));
+        assert_eq!(
+            find_key(text, "name", 1),
+            Some(Location { line: 4, column: 1 })
+        );
     }
 }

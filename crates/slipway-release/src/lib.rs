@@ -29,7 +29,11 @@ pub fn next_release<'a>(
         })
         .map(|(compose, _)| (compose.created_at, &compose.id))
         .max()
-        .filter(|newest| newest_released.as_ref().is_none_or(|released| newest > released))
+        .filter(|newest| {
+            newest_released
+                .as_ref()
+                .is_none_or(|released| newest > released)
+        })
         .filter(|(_, id)| !releases.iter().any(|r| &r.compose == *id))
         .map(|(_, id)| id)
 }
@@ -80,24 +84,45 @@ mod tests {
     #[test]
     fn releases_the_newest_passing_compose() {
         let candidates = vec![
-            (compose("c.0", 1, ComposeState::Complete), decision("c.0", true)),
-            (compose("c.1", 2, ComposeState::Complete), decision("c.1", true)),
-            (compose("c.2", 3, ComposeState::Complete), decision("c.2", false)),
+            (
+                compose("c.0", 1, ComposeState::Complete),
+                decision("c.0", true),
+            ),
+            (
+                compose("c.1", 2, ComposeState::Complete),
+                decision("c.1", true),
+            ),
+            (
+                compose("c.2", 3, ComposeState::Complete),
+                decision("c.2", false),
+            ),
             (compose("c.3", 4, ComposeState::Running), None),
         ];
-        assert_eq!(next_release(&candidates, &[]).map(|c| c.as_str()), Some("c.1"));
+        assert_eq!(
+            next_release(&candidates, &[]).map(|c| c.as_str()),
+            Some("c.1")
+        );
     }
 
     #[test]
     fn never_releases_a_compose_twice_or_goes_backwards() {
         let candidates = vec![
-            (compose("c.0", 1, ComposeState::Complete), decision("c.0", true)),
-            (compose("c.1", 2, ComposeState::Complete), decision("c.1", true)),
+            (
+                compose("c.0", 1, ComposeState::Complete),
+                decision("c.0", true),
+            ),
+            (
+                compose("c.1", 2, ComposeState::Complete),
+                decision("c.1", true),
+            ),
         ];
         let released = [release("c.1", ReleaseState::Published)];
         assert_eq!(next_release(&candidates, &released), None);
         let released = [release("c.0", ReleaseState::Published)];
-        assert_eq!(next_release(&candidates, &released).map(|c| c.as_str()), Some("c.1"));
+        assert_eq!(
+            next_release(&candidates, &released).map(|c| c.as_str()),
+            Some("c.1")
+        );
     }
 
     #[test]

@@ -19,7 +19,13 @@ use clap::{Parser, Subcommand};
 #[command(name = "slipway", version, propagate_version = true)]
 struct Cli {
     /// The project config. Relative paths inside it are relative to its directory.
-    #[arg(long, short, global = true, env = "SLIPWAY_CONFIG", default_value = "slipway.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "SLIPWAY_CONFIG",
+        default_value = "slipway.toml"
+    )]
     config: PathBuf,
 
     #[command(subcommand)]
@@ -57,7 +63,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");

@@ -21,7 +21,10 @@ pub fn load_config(path: &Path) -> anyhow::Result<Config> {
 }
 
 /// Opens the engine of the project at `config_path`.
-pub async fn open_engine(config_path: &Path, progress: Arc<dyn Progress>) -> anyhow::Result<Engine> {
+pub async fn open_engine(
+    config_path: &Path,
+    progress: Arc<dyn Progress>,
+) -> anyhow::Result<Engine> {
     let config = load_config(config_path)?;
     Engine::open(config, progress)
         .await

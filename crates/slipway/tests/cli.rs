@@ -47,7 +47,9 @@ fn a_broken_recipe_names_file_line_column_and_field() {
         .expect("timezone line")
         + 1;
     assert!(
-        message.contains(&format!("bookworm-cloud.toml:{line}:12: field `system.timezone`")),
+        message.contains(&format!(
+            "bookworm-cloud.toml:{line}:12: field `system.timezone`"
+        )),
         "{message}"
     );
 }
@@ -58,7 +60,11 @@ fn a_broken_config_is_reported_at_its_place() {
     let project = project(dir.path());
     let config = project.join("slipway.toml");
     let text = std::fs::read_to_string(&config).expect("read");
-    std::fs::write(&config, text.replace("gate = \"default\"", "gate = \"strict\"")).expect("write");
+    std::fs::write(
+        &config,
+        text.replace("gate = \"default\"", "gate = \"strict\""),
+    )
+    .expect("write");
     let out = slipway(&project, &["status"]);
     assert_eq!(out.status.code(), Some(1));
     let message = stderr(&out);
@@ -90,12 +96,26 @@ fn status_of_a_new_project_lists_its_streams() {
 fn verdicts_on_unknown_composes_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let project = project(dir.path());
-    let out = slipway(&project, &["mark-failed", "nope-20260101.0", "--reason", "x"]);
+    let out = slipway(
+        &project,
+        &["mark-failed", "nope-20260101.0", "--reason", "x"],
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no compose nope-20260101.0"), "{}", stderr(&out));
-    let out = slipway(&project, &["mark-failed", "nope-20260101.0", "--reason", " "]);
+    assert!(
+        stderr(&out).contains("no compose nope-20260101.0"),
+        "{}",
+        stderr(&out)
+    );
+    let out = slipway(
+        &project,
+        &["mark-failed", "nope-20260101.0", "--reason", " "],
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("--reason must say why"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--reason must say why"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -107,7 +127,11 @@ fn keys_init_creates_a_key_once() {
     let key = project.join("keys/release-signing-key.asc");
     let first = std::fs::read(&key).expect("key written");
     let again = slipway(&project, &["keys", "init"]);
-    assert_eq!(again.status.code(), Some(1), "a second init must not replace the key");
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "a second init must not replace the key"
+    );
     assert_eq!(std::fs::read(&key).expect("key"), first);
     let if_missing = slipway(&project, &["keys", "init", "--if-missing"]);
     assert!(if_missing.status.success(), "{}", stderr(&if_missing));
@@ -124,11 +148,19 @@ fn a_garbage_key_stops_the_run_before_any_work() {
     std::fs::write(project.join("keys/release-signing-key.asc"), "not a key").expect("write");
     let out = slipway(&project, &["run", "--once"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("release-signing-key.asc"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("release-signing-key.asc"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!project.join("public").exists(), "nothing may be published");
     let status = slipway(&project, &["status", "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
-    assert_eq!(status[0]["composes"], serde_json::json!([]), "no compose was started");
+    assert_eq!(
+        status[0]["composes"],
+        serde_json::json!([]),
+        "no compose was started"
+    );
 }
 
 #[test]
@@ -137,8 +169,14 @@ fn a_package_that_does_not_exist_fails_the_compose_and_releases_nothing() {
     let project = project(dir.path());
     let recipe = project.join("recipes/bookworm-cloud.toml");
     let text = std::fs::read_to_string(&recipe).expect("read");
-    std::fs::write(&recipe, text.replace("  \"fdisk\",\n", "  \"fdisk\",\n  \"no-such-package-slipway\",\n"))
-        .expect("write");
+    std::fs::write(
+        &recipe,
+        text.replace(
+            "  \"fdisk\",\n",
+            "  \"fdisk\",\n  \"no-such-package-slipway\",\n",
+        ),
+    )
+    .expect("write");
     let init = slipway(&project, &["keys", "init"]);
     assert!(init.status.success(), "{}", stderr(&init));
 
@@ -153,12 +191,17 @@ fn a_package_that_does_not_exist_fails_the_compose_and_releases_nothing() {
     assert_eq!(compose["compose"]["state"], "failed");
     let reason = compose["compose"]["reason"].as_str().expect("reason");
     assert!(reason.contains("no-such-package-slipway"), "{reason}");
-    assert!(reason.contains("Unable to locate package"), "the installer's stderr tail: {reason}");
+    assert!(
+        reason.contains("Unable to locate package"),
+        "the installer's stderr tail: {reason}"
+    );
     assert_eq!(compose["decision"]["passed"], false);
     assert_eq!(status[0]["releases"], serde_json::json!([]));
     assert!(!project.join("public").exists(), "nothing may be published");
     // The failed build left no scratch space behind.
     let work = project.join("state/work");
-    let leftovers: Vec<_> = std::fs::read_dir(&work).map(|d| d.flatten().collect()).unwrap_or_default();
+    let leftovers: Vec<_> = std::fs::read_dir(&work)
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }

@@ -35,7 +35,11 @@ fn example_project(dir: &Path) -> PathBuf {
     std::fs::copy(example.join("slipway.toml"), project.join("slipway.toml")).expect("copy config");
     for entry in std::fs::read_dir(example.join("recipes")).expect("recipes") {
         let entry = entry.expect("entry");
-        std::fs::copy(entry.path(), project.join("recipes").join(entry.file_name())).expect("copy recipe");
+        std::fs::copy(
+            entry.path(),
+            project.join("recipes").join(entry.file_name()),
+        )
+        .expect("copy recipe");
     }
     project
 }
@@ -46,7 +50,10 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
         if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
             if cmdline.contains(needle) && !cmdline.contains("end_to_end") {
-                found.push(format!("{}: {cmdline}", entry.file_name().to_string_lossy()));
+                found.push(format!(
+                    "{}: {cmdline}",
+                    entry.file_name().to_string_lossy()
+                ));
             }
         }
     }
@@ -59,7 +66,10 @@ fn json(path: &Path) -> serde_json::Value {
 }
 
 fn sha256_of(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum");
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .next()
@@ -93,9 +103,18 @@ fn builds_boots_releases_and_publishes_the_example_image() {
         .expect("start run");
     let state = project.join("state");
     let started = Instant::now();
-    while processes_mentioning(&state.display().to_string()).iter().all(|p| !p.contains("mmdebstrap")) {
-        assert!(started.elapsed() < Duration::from_secs(120), "mmdebstrap never started");
-        assert!(child.try_wait().expect("wait").is_none(), "run ended before composing");
+    while processes_mentioning(&state.display().to_string())
+        .iter()
+        .all(|p| !p.contains("mmdebstrap"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "mmdebstrap never started"
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "run ended before composing"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_secs(5));
@@ -103,10 +122,15 @@ fn builds_boots_releases_and_publishes_the_example_image() {
     child.wait().expect("reap");
     // The kernel kills the children with their parent; give it a moment to reap them.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !processes_mentioning(&state.display().to_string()).is_empty() && Instant::now() < deadline {
+    while !processes_mentioning(&state.display().to_string()).is_empty()
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(processes_mentioning(&state.display().to_string()), Vec::<String>::new());
+    assert_eq!(
+        processes_mentioning(&state.display().to_string()),
+        Vec::<String>::new()
+    );
     let status = slipway(&project, &["status", "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status json");
     let interrupted = status[0]["composes"][0]["compose"]["id"]
@@ -119,7 +143,10 @@ fn builds_boots_releases_and_publishes_the_example_image() {
     let run = slipway(&project, &["run", "--once"]);
     assert!(run.status.success(), "{}", text(&run));
     let out = text(&run);
-    assert!(out.contains(&format!("resuming unfinished compose {interrupted}")), "{out}");
+    assert!(
+        out.contains(&format!("resuming unfinished compose {interrupted}")),
+        "{out}"
+    );
     assert!(out.contains("site: "), "{out}");
 
     let status = slipway(&project, &["status", "--json"]);
@@ -128,19 +155,33 @@ fn builds_boots_releases_and_publishes_the_example_image() {
     assert_eq!(releases.len(), 1, "exactly one release: {releases:?}");
     assert_eq!(releases[0]["compose"], interrupted.as_str());
     assert_eq!(releases[0]["state"], "published");
-    let version = releases[0]["version"].as_str().expect("version").to_string();
+    let version = releases[0]["version"]
+        .as_str()
+        .expect("version")
+        .to_string();
     assert_eq!(status[0]["composes"].as_array().expect("composes").len(), 1);
     assert_eq!(status[0]["composes"][0]["decision"]["passed"], true);
 
     // The stream metadata is what Fedora CoreOS tooling reads.
-    let stream_json = std::fs::read_to_string(publish.join("streams/bookworm-cloud.json")).expect("stream json");
-    let stream: coreos_stream_metadata::Stream = serde_json::from_str(&stream_json).expect("coreos stream shape");
+    let stream_json =
+        std::fs::read_to_string(publish.join("streams/bookworm-cloud.json")).expect("stream json");
+    let stream: coreos_stream_metadata::Stream =
+        serde_json::from_str(&stream_json).expect("coreos stream shape");
     let arch = stream.architectures.get("x86_64").expect("x86_64");
     let qemu = arch.artifacts.get("qemu").expect("qemu platform");
     let raw: serde_json::Value = serde_json::from_str(&stream_json).expect("json");
-    assert_eq!(raw["architectures"]["x86_64"]["artifacts"]["qemu"]["release"], version.as_str());
+    assert_eq!(
+        raw["architectures"]["x86_64"]["artifacts"]["qemu"]["release"],
+        version.as_str()
+    );
     let qcow2 = &qemu.formats.get("qcow2").expect("qcow2 format")["disk"];
-    let metal = &arch.artifacts.get("metal").expect("metal platform").formats.get("raw.xz").expect("raw.xz")["disk"];
+    let metal = &arch
+        .artifacts
+        .get("metal")
+        .expect("metal platform")
+        .formats
+        .get("raw.xz")
+        .expect("raw.xz")["disk"];
     for artifact in [qcow2, metal] {
         let relative = artifact
             .location
@@ -148,7 +189,10 @@ fn builds_boots_releases_and_publishes_the_example_image() {
             .expect("location under base-url");
         let file = publish.join(relative);
         assert_eq!(sha256_of(&file), artifact.sha256, "{}", file.display());
-        assert!(artifact.signature.as_deref().is_some_and(|s| s.ends_with(".sig")));
+        assert!(artifact
+            .signature
+            .as_deref()
+            .is_some_and(|s| s.ends_with(".sig")));
     }
 
     // The CHECKSUM verifies with Debian's gpgv against the published key, and its sums match the files.
@@ -174,27 +218,51 @@ fn builds_boots_releases_and_publishes_the_example_image() {
         .output()
         .expect("sha256sum");
     let sums_text = text(&sums);
-    assert!(sums_text.contains(".qcow2: OK") && sums_text.contains(".raw.xz: OK"), "{sums_text}");
+    assert!(
+        sums_text.contains(".qcow2: OK") && sums_text.contains(".raw.xz: OK"),
+        "{sums_text}"
+    );
 
     // The releases index and the download page list the release.
     let index = json(&publish.join("releases/bookworm-cloud.json"));
     assert!(index.to_string().contains(&version), "{index}");
     let html = std::fs::read_to_string(publish.join("index.html")).expect("index.html");
-    assert!(html.contains(&version) && html.contains(&qcow2.sha256), "download page lacks the release");
+    assert!(
+        html.contains(&version) && html.contains(&qcow2.sha256),
+        "download page lacks the release"
+    );
 
     // The raw.xz is a real xz stream and the qcow2 a consistent qcow2 (the formats' own tools say so).
-    let xz = Command::new("xz").arg("--test").arg(release_dir.join(format!("{interrupted}.raw.xz"))).output().expect("xz");
+    let xz = Command::new("xz")
+        .arg("--test")
+        .arg(release_dir.join(format!("{interrupted}.raw.xz")))
+        .output()
+        .expect("xz");
     assert!(xz.status.success(), "{}", text(&xz));
-    let check = Command::new("qemu-img").arg("check").arg(release_dir.join(format!("{interrupted}.qcow2"))).output().expect("qemu-img");
+    let check = Command::new("qemu-img")
+        .arg("check")
+        .arg(release_dir.join(format!("{interrupted}.qcow2")))
+        .output()
+        .expect("qemu-img");
     assert!(check.status.success(), "{}", text(&check));
 
     // Events tell the story, in order.
     let events = slipway(&project, &["events", "--json", "--last", "1000"]);
     let topics: Vec<String> = String::from_utf8_lossy(&events.stdout)
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("event json")["topic"].as_str().unwrap_or("").to_string())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("event json")["topic"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
         .collect();
-    let position = |topic: &str| topics.iter().position(|t| t == topic).unwrap_or_else(|| panic!("no {topic} in {topics:?}"));
+    let position = |topic: &str| {
+        topics
+            .iter()
+            .position(|t| t == topic)
+            .unwrap_or_else(|| panic!("no {topic} in {topics:?}"))
+    };
     assert!(position("compose.started") < position("compose.complete"));
     assert!(position("compose.complete") < position("test.result"));
     assert!(position("test.complete") < position("decision.changed"));
@@ -202,7 +270,17 @@ fn builds_boots_releases_and_publishes_the_example_image() {
     assert!(position("release.created") < position("release.published"));
 
     // A person can veto the released compose; the gate then fails it.
-    let veto = slipway(&project, &["mark-failed", &interrupted, "--reason", "bad kernel", "--author", "tester"]);
+    let veto = slipway(
+        &project,
+        &[
+            "mark-failed",
+            &interrupted,
+            "--reason",
+            "bad kernel",
+            "--author",
+            "tester",
+        ],
+    );
     assert!(veto.status.success(), "{}", text(&veto));
     let decision = slipway(&project, &["decision", &interrupted, "--json"]);
     assert_eq!(decision.status.code(), Some(3), "{}", text(&decision));

@@ -39,7 +39,11 @@ pub async fn run(config: &Path, command: Command) -> anyhow::Result<ExitCode> {
     let engine = open_engine(config, Arc::new(LogProgress)).await?;
     let store = engine.store();
     match command {
-        Command::List { stream, limit, json } => {
+        Command::List {
+            stream,
+            limit,
+            json,
+        } => {
             let composes = store.composes(stream.as_deref(), limit).await?;
             if json {
                 print_json(&composes)?;
@@ -66,7 +70,12 @@ pub async fn run(config: &Path, command: Command) -> anyhow::Result<ExitCode> {
                 print_json(&serde_json::json!({ "compose": found, "results": results }))?;
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("compose {}  ({} in stream {})", found.id, found.state.name(), found.stream);
+            println!(
+                "compose {}  ({} in stream {})",
+                found.id,
+                found.state.name(),
+                found.stream
+            );
             if let ComposeState::Failed { reason } = &found.state {
                 println!("reason:\n{reason}");
             }
@@ -75,13 +84,24 @@ pub async fn run(config: &Path, command: Command) -> anyhow::Result<ExitCode> {
                 println!("input hash  {hash}");
             }
             for a in &found.artifacts {
-                println!("artifact {:<10} {}  {} bytes  sha256:{}", a.kind.name(), a.file_name, a.size, a.sha256);
+                println!(
+                    "artifact {:<10} {}  {} bytes  sha256:{}",
+                    a.kind.name(),
+                    a.file_name,
+                    a.size,
+                    a.sha256
+                );
             }
             if let Some(lock) = &found.lock {
                 println!("lock: {} packages", lock.packages.len());
             }
             for r in results {
-                println!("result {:<26} {:<8} {}", r.testcase, r.outcome.as_str(), r.note.lines().next().unwrap_or(""));
+                println!(
+                    "result {:<26} {:<8} {}",
+                    r.testcase,
+                    r.outcome.as_str(),
+                    r.note.lines().next().unwrap_or("")
+                );
             }
         }
     }

@@ -52,5 +52,9 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
             println!("  {testcase}: {outcome}");
         }
     }
-    Ok(if decision.passed { ExitCode::SUCCESS } else { ExitCode::from(3) })
+    Ok(if decision.passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }

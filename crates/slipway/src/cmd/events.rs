@@ -64,9 +64,10 @@ fn print_event(event: &slipway_model::Event, json: bool) -> anyhow::Result<()> {
             .iter()
             .filter_map(|key| {
                 let value = event.body.get(key)?;
-                let text = value.as_str().map(str::to_string).or_else(|| {
-                    value.get("id").and_then(|v| v.as_str()).map(str::to_string)
-                })?;
+                let text = value
+                    .as_str()
+                    .map(str::to_string)
+                    .or_else(|| value.get("id").and_then(|v| v.as_str()).map(str::to_string))?;
                 Some(format!("{key}={text}"))
             })
             .collect::<Vec<_>>()

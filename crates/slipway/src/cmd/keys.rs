@@ -42,7 +42,11 @@ pub async fn run(config: &Path, command: Command) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("creating the key directory {}", dir.display()))?;
             }
             let signer = GpgSigner::generate(runner, key, &config.signing.user_id).await?;
-            println!("created {} with fingerprint {}", key.display(), signer.fingerprint());
+            println!(
+                "created {} with fingerprint {}",
+                key.display(),
+                signer.fingerprint()
+            );
         }
         Command::Show => {
             let signer = GpgSigner::load(runner, key).await?;

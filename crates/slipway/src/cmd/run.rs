@@ -26,8 +26,13 @@ pub struct Args {
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as 24h, 90m or 30s"))?;
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 24h, 90m or 30s"))?;
     let seconds = match unit {
         "s" => n,
         "m" => n * 60,
@@ -57,7 +62,10 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
                     (release, Some(problem)) => {
                         println!("{}: no new release: {problem}", stream.stream);
                         if let Some(release) = release {
-                            println!("  current release stays {} (compose {})", release.version, release.compose);
+                            println!(
+                                "  current release stays {} (compose {})",
+                                release.version, release.compose
+                            );
                         }
                     }
                     (None, None) => println!("{}: nothing released", stream.stream),

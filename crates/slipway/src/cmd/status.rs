@@ -84,7 +84,12 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
             );
         }
         for release in stream.releases.iter().skip(1).take(5) {
-            println!("  release {} ({}) from {}", release.version, release.state.as_str(), release.compose);
+            println!(
+                "  release {} ({}) from {}",
+                release.version,
+                release.state.as_str(),
+                release.compose
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

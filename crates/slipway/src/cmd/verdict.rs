@@ -33,11 +33,17 @@ pub async fn run(config: &Path, args: MarkArgs, failed: bool) -> anyhow::Result<
         .unwrap_or_else(|| "unknown".into());
     let engine = open_engine(config, Arc::new(LogProgress)).await?;
     let id = ComposeId(args.compose);
-    let decision = engine.set_verdict(&id, failed, &author, &args.reason).await?;
+    let decision = engine
+        .set_verdict(&id, failed, &author, &args.reason)
+        .await?;
     println!(
         "{} {} by {author}; gate now {}",
         id,
-        if failed { "marked failed" } else { "veto withdrawn" },
+        if failed {
+            "marked failed"
+        } else {
+            "veto withdrawn"
+        },
         if decision.passed { "PASSED" } else { "FAILED" }
     );
     Ok(ExitCode::SUCCESS)
