@@ -323,7 +323,10 @@ async fn make_esp(
     let start_sector = (plan.esp_offset / SECTOR).to_string();
     runner
         .run(
+            // --invariant pins the time stamps mkfs.vfat would take from the clock (it ignores
+            // SOURCE_DATE_EPOCH); the volume id given after it still applies.
             Command::new("mkfs.vfat")
+                .arg("--invariant")
                 .args(["-F", "32", "-s"])
                 .arg(fat_sectors_per_cluster(plan.esp_size).to_string())
                 .args(["-n", ESP_LABEL, "-i"])
@@ -337,9 +340,12 @@ async fn make_esp(
         .await
         .map_err(exec("formatting the EFI system partition"))?;
     let image = format!("{}@@{}", req.out.display(), plan.esp_offset);
+    // Without -m, mtools stamps every file and directory with SOURCE_DATE_EPOCH instead of the build's
+    // clock, so the ESP is byte-for-byte the same for the same inputs.
     let mut copy = Command::new("mcopy")
-        .args(["-s", "-m", "-i", &image])
-        .env("MTOOLS_SKIP_CHECK", "1");
+        .args(["-s", "-i", &image])
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .env("SOURCE_DATE_EPOCH", req.source_date_epoch.to_string());
     let entries = std::fs::read_dir(req.esp_dir).map_err(io_err("reading", req.esp_dir))?;
     let mut any = false;
     for entry in entries {
