@@ -34,7 +34,7 @@ pub struct ComposeRequest {
     pub work_dir: PathBuf,
     /// The timestamp builds are pinned to (`SOURCE_DATE_EPOCH`).
     pub source_date_epoch: i64,
-    /// CPU threads the output formats may use together.
+    /// CPU threads each output format may use; formats are written at the same time.
     pub threads: usize,
 }
 
@@ -227,31 +227,17 @@ fn file_name(id: &ComposeId, format: OutputFormat) -> String {
     format!("{id}.{}", format.extension())
 }
 
-/// Splits the thread budget between the formats. xz is far slower per byte than qcow2's zlib, so it gets
-/// the larger share; every writer gets at least one thread.
-fn split_threads(threads: usize, formats: &[OutputFormat]) -> Vec<usize> {
-    let threads = threads.max(1);
-    let has_xz = formats.contains(&OutputFormat::RawXz);
-    let has_qcow2 = formats.contains(&OutputFormat::Qcow2);
-    let qcow2_share = (threads / 3).max(1);
-    formats
-        .iter()
-        .map(|format| match (format, has_xz && has_qcow2) {
-            (_, false) => threads,
-            (OutputFormat::Qcow2, true) => qcow2_share,
-            (OutputFormat::RawXz, true) => threads.saturating_sub(qcow2_share).max(1),
-        })
-        .collect()
-}
-
 async fn write_formats(
     request: &ComposeRequest,
     raw: &Path,
     formats: &[OutputFormat],
 ) -> Result<Vec<(OutputFormat, WrittenFile, f64)>, ComposeError> {
-    let shares = split_threads(request.threads, formats);
+    // Every writer gets every thread. Splitting the cores between formats leaves the slow one (xz) with a
+    // fraction of the machine for its whole run after the fast one (qcow2, seconds) has finished;
+    // oversubscribing for those seconds costs far less.
+    let threads = request.threads.max(1);
     let mut tasks = Vec::new();
-    for (&format, threads) in formats.iter().zip(shares) {
+    for &format in formats {
         let raw = raw.to_path_buf();
         let out = request
             .work_dir
@@ -359,15 +345,6 @@ impl Scratch {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn threads_are_split_between_formats() {
-        let both = [OutputFormat::Qcow2, OutputFormat::RawXz];
-        assert_eq!(split_threads(2, &both), vec![1, 1]);
-        assert_eq!(split_threads(6, &both), vec![2, 4]);
-        assert_eq!(split_threads(0, &both), vec![1, 1]);
-        assert_eq!(split_threads(4, &[OutputFormat::RawXz]), vec![4]);
-    }
 
     #[test]
     fn files_are_named_after_the_compose() {

@@ -12,7 +12,8 @@ use crate::{Engine, EngineError, HANDLER};
 impl Engine {
     /// Handles every event not handled yet; returns how many it handled.
     pub(crate) async fn handle_pending_events(&self) -> Result<usize, EngineError> {
-        let mut after = 0;
+        use std::sync::atomic::Ordering;
+        let mut after = self.handled_through.load(Ordering::Acquire);
         let mut handled = 0;
         loop {
             let events = self.store.events_after(after, 500).await?;
@@ -21,19 +22,21 @@ impl Engine {
             };
             after = last.seq;
             for event in events {
-                if self.store.is_handled(HANDLER, event.id).await? {
-                    continue;
+                // The mark, not the cursor, is what guarantees once-only: the cursor only saves reading
+                // again the events this process has already seen handled.
+                if !self.store.is_handled(HANDLER, event.id).await? {
+                    self.react(&event).await?;
+                    self.store
+                        .mark_handled(HANDLER, event.id, self.now())
+                        .await?;
+                    handled += 1;
                 }
-                self.react(&event).await?;
-                self.store
-                    .mark_handled(HANDLER, event.id, self.now())
-                    .await?;
-                handled += 1;
+                self.handled_through.store(event.seq, Ordering::Release);
             }
         }
     }
 
-    async fn react(&self, event: &Event) -> Result<(), EngineError> {
+    pub(crate) async fn react(&self, event: &Event) -> Result<(), EngineError> {
         let compose = compose_of(&event.body);
         match event.topic.as_str() {
             topics::COMPOSE_COMPLETE => {

@@ -14,6 +14,8 @@ mod blobs;
 mod cycle;
 mod handlers;
 mod jobs;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -107,6 +109,9 @@ pub struct Engine {
     /// The accelerator boot tests use, probed once per process: a probe on a host whose KVM hangs costs
     /// its whole timeout.
     accel: tokio::sync::OnceCell<slipway_boottest::Accel>,
+    /// Every event up to this sequence number is handled; later passes start after it instead of reading
+    /// the whole log again.
+    handled_through: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -122,7 +127,9 @@ impl Engine {
     /// Opens the project's embedded store (`<state-dir>/slipway.db`) and blob store.
     pub async fn open(config: Config, progress: Arc<dyn Progress>) -> Result<Self, EngineError> {
         let db = config.state_dir.join("slipway.db");
-        let store = SqliteStore::open(&db)?;
+        let store = tokio::task::spawn_blocking(move || SqliteStore::open(&db))
+            .await
+            .map_err(|err| StoreError::Database(format!("opening the database: {err}")))??;
         Ok(Self::with_parts(
             config,
             Arc::new(store),
@@ -156,6 +163,7 @@ impl Engine {
             worker,
             threads,
             accel: tokio::sync::OnceCell::new(),
+            handled_through: std::sync::atomic::AtomicI64::new(0),
         }
     }
 

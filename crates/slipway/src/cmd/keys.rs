@@ -23,7 +23,11 @@ pub enum Command {
         if_missing: bool,
     },
     /// Show the key's fingerprint and public key.
-    Show,
+    Show {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(config: &Path, command: Command) -> anyhow::Result<ExitCode> {
@@ -48,10 +52,18 @@ pub async fn run(config: &Path, command: Command) -> anyhow::Result<ExitCode> {
                 signer.fingerprint()
             );
         }
-        Command::Show => {
+        Command::Show { json } => {
             let signer = GpgSigner::load(runner, key).await?;
-            println!("fingerprint {}", signer.fingerprint());
-            print!("{}", signer.public_key_armored());
+            if json {
+                crate::output::print_json(&serde_json::json!({
+                    "key-file": key,
+                    "fingerprint": signer.fingerprint(),
+                    "public-key": signer.public_key_armored(),
+                }))?;
+            } else {
+                println!("fingerprint {}", signer.fingerprint());
+                print!("{}", signer.public_key_armored());
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

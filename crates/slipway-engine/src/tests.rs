@@ -1,0 +1,241 @@
+//! The engine's reactions against a real store, without building or booting anything: events in, jobs,
+//! decisions and releases out, each exactly once.
+
+use std::sync::Arc;
+
+use slipway_exec::SystemRunner;
+use slipway_model::{
+    sha256_hex, Artifact, ArtifactKind, Clock, Compose, Config, InputHash, Lock, Outcome,
+    OutputFormat, ReleaseState, SystemClock, TestResult,
+};
+use slipway_store::{SqliteStore, Store};
+
+use crate::{Engine, LogProgress};
+
+const CONFIG: &str = r#"
+[signing]
+key = "keys/k.asc"
+
+[gate.default]
+required = ["boot.multi-user", "sshd.active"]
+
+[[stream]]
+name = "cloud"
+recipe = "cloud.toml"
+gate = "default"
+"#;
+
+const RECIPE: &str = r#"
+distribution = "debian"
+suite = "bookworm"
+packages = ["systemd"]
+outputs = ["qcow2"]
+
+[[source]]
+url = "http://deb.debian.org/debian"
+suite = "bookworm"
+
+[system]
+hostname = "debian"
+"#;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    engine: Engine,
+    store: Arc<dyn Store>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("slipway.toml"), CONFIG).expect("config");
+    std::fs::write(dir.path().join("cloud.toml"), RECIPE).expect("recipe");
+    let config = Config::load(&dir.path().join("slipway.toml")).expect("valid config");
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().expect("store"));
+    let engine = Engine::with_parts(
+        config,
+        Arc::clone(&store),
+        Arc::new(SystemClock),
+        Arc::new(SystemRunner),
+        Arc::new(LogProgress),
+    );
+    Fixture {
+        _dir: dir,
+        engine,
+        store,
+    }
+}
+
+async fn built_compose(store: &dyn Store) -> Compose {
+    let now = SystemClock.now();
+    let compose = store
+        .create_compose("cloud", "cloud", &sha256_hex(b"recipe"), now)
+        .await
+        .expect("create");
+    let image = Artifact {
+        kind: ArtifactKind::Image(OutputFormat::Qcow2),
+        file_name: format!("{}.qcow2", compose.id),
+        sha256: sha256_hex(b"image"),
+        size: 5,
+    };
+    store
+        .complete_compose(
+            &compose.id,
+            &InputHash(sha256_hex(b"inputs")),
+            &Lock::default(),
+            &[image],
+            now,
+        )
+        .await
+        .expect("complete");
+    compose
+}
+
+async fn pass_tests(store: &dyn Store, compose: &Compose, outcome: Outcome) {
+    let now = SystemClock.now();
+    let results: Vec<TestResult> = ["boot.multi-user", "sshd.active"]
+        .iter()
+        .map(|testcase| TestResult {
+            compose: compose.id.clone(),
+            testcase: testcase.to_string(),
+            outcome,
+            artifact: format!("{}.qcow2", compose.id),
+            note: String::new(),
+            log: None,
+            submitted_at: now,
+        })
+        .collect();
+    store
+        .record_test_run(&compose.id, &results, now)
+        .await
+        .expect("results");
+}
+
+#[tokio::test]
+async fn a_complete_compose_gets_exactly_one_test_job() {
+    let f = fixture();
+    let compose = built_compose(f.store.as_ref()).await;
+    assert!(f.engine.handle_pending_events().await.expect("handle") >= 2);
+    // Handling again finds nothing new.
+    assert_eq!(
+        f.engine
+            .handle_pending_events()
+            .await
+            .expect("handle again"),
+        0
+    );
+    let job = f
+        .store
+        .claim_job(
+            "w",
+            std::time::Duration::from_secs(60),
+            3,
+            SystemClock.now(),
+        )
+        .await
+        .expect("claim")
+        .expect("a test job");
+    assert_eq!(job.kind, "test");
+    assert_eq!(job.key, format!("test:{}", compose.id));
+    assert_eq!(f.store.open_jobs().await.expect("count"), 1, "one job only");
+}
+
+#[tokio::test]
+async fn passing_results_release_the_compose_once() {
+    let f = fixture();
+    let compose = built_compose(f.store.as_ref()).await;
+    pass_tests(f.store.as_ref(), &compose, Outcome::Passed).await;
+    f.engine.handle_pending_events().await.expect("handle");
+
+    let decision = f
+        .store
+        .latest_decision(&compose.id, "cloud")
+        .await
+        .expect("decision")
+        .expect("decided");
+    assert!(decision.passed, "{decision:?}");
+    let releases = f.store.releases("cloud").await.expect("releases");
+    assert_eq!(releases.len(), 1);
+    assert_eq!(releases[0].compose, compose.id);
+    assert_eq!(releases[0].state, ReleaseState::Pending);
+    let jobs = f.store.open_jobs().await.expect("jobs");
+    assert_eq!(jobs, 2, "the test job and one publish job");
+
+    // Reacting to every event again, as after a crash before the handled marks were written, changes
+    // nothing: no second release, no second publish job.
+    let mut after = 0;
+    loop {
+        let events = f.store.events_after(after, 100).await.expect("events");
+        let Some(last) = events.last() else { break };
+        after = last.seq;
+        for event in events {
+            f.engine.react(&event).await.expect("react again");
+        }
+    }
+    assert_eq!(f.store.releases("cloud").await.expect("releases").len(), 1);
+    assert_eq!(f.store.open_jobs().await.expect("jobs"), 2);
+}
+
+#[tokio::test]
+async fn failing_or_vetoed_composes_are_not_released() {
+    let f = fixture();
+    let failing = built_compose(f.store.as_ref()).await;
+    pass_tests(f.store.as_ref(), &failing, Outcome::Error).await;
+    f.engine.handle_pending_events().await.expect("handle");
+    let decision = f
+        .store
+        .latest_decision(&failing.id, "cloud")
+        .await
+        .expect("decision")
+        .expect("decided");
+    assert!(!decision.passed);
+    assert!(f
+        .store
+        .releases("cloud")
+        .await
+        .expect("releases")
+        .is_empty());
+
+    let vetoed = built_compose(f.store.as_ref()).await;
+    f.engine
+        .set_verdict(&vetoed.id, true, "alice", "kernel regression")
+        .await
+        .expect("veto");
+    pass_tests(f.store.as_ref(), &vetoed, Outcome::Passed).await;
+    f.engine.handle_pending_events().await.expect("handle");
+    let decision = f
+        .store
+        .latest_decision(&vetoed.id, "cloud")
+        .await
+        .expect("decision")
+        .expect("decided");
+    assert!(!decision.passed, "a veto outweighs passing tests");
+    assert!(f
+        .store
+        .releases("cloud")
+        .await
+        .expect("releases")
+        .is_empty());
+
+    // Withdrawing the veto re-decides at once, and the next pass over events releases it.
+    let decision = f
+        .engine
+        .set_verdict(&vetoed.id, false, "alice", "false alarm")
+        .await
+        .expect("withdraw");
+    assert!(decision.passed);
+    f.engine.handle_pending_events().await.expect("handle");
+    let releases = f.store.releases("cloud").await.expect("releases");
+    assert_eq!(releases.len(), 1);
+    assert_eq!(releases[0].compose, vetoed.id);
+}
+
+#[tokio::test]
+async fn a_verdict_on_an_unknown_compose_is_refused() {
+    let f = fixture();
+    let err = f
+        .engine
+        .set_verdict(&slipway_model::ComposeId("nope".into()), true, "a", "b")
+        .await
+        .expect_err("unknown compose");
+    assert!(err.to_string().contains("no compose nope"), "{err}");
+}
