@@ -285,11 +285,13 @@ impl Engine {
 
         let mut log_digest = None;
         if report.serial_log.exists() {
-            let (digest, size) = slipway_compose::formats::sha256_file(&report.serial_log)
-                .map_err(|source| EngineError::Io {
-                    action: "reading",
-                    path: report.serial_log.clone(),
-                    source,
+            let (digest, size) =
+                slipway_model::sha256_file(&report.serial_log).map_err(|source| {
+                    EngineError::Io {
+                        action: "reading",
+                        path: report.serial_log.clone(),
+                        source,
+                    }
                 })?;
             self.store_blob(&report.serial_log, &digest)?;
             self.store

@@ -48,6 +48,24 @@ impl fmt::Display for Sha256 {
     }
 }
 
+/// The sha256 and size of a file, read in large blocks.
+pub fn sha256_file(path: &std::path::Path) -> std::io::Result<(Sha256, u64)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((Sha256::from_bytes(hasher.finalize().into()), size))
+}
+
 /// The SHA-256 of a byte string, for hashing small values such as normalized recipes.
 pub fn sha256_hex(bytes: &[u8]) -> Sha256 {
     Sha256::from_bytes(sha2::Sha256::digest(bytes).into())

@@ -22,7 +22,7 @@ pub use compose::{
     Artifact, ArtifactKind, Compose, ComposeId, ComposeState, InputHash, Lock, LockedPackage,
 };
 pub use config::{BootTestConfig, Config, GateConfig, SigningConfig, StreamConfig};
-pub use digest::{sha256_hex, Sha256};
+pub use digest::{sha256_file, sha256_hex, Sha256};
 pub use event::{topics, Event, EventId, EventSeq};
 pub use gate::{Decision, Requirement, Unsatisfied, UnsatisfiedKind, Verdict};
 pub use recipe::{

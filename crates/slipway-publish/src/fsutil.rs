@@ -1,10 +1,9 @@
 //! Small synchronous file helpers, called from `spawn_blocking`.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::Path;
 
-use sha2::Digest as _;
 use slipway_model::Sha256;
 
 /// How a file got to its place.
@@ -66,19 +65,8 @@ pub(crate) fn sync_tree_dirs(root: &Path) -> io::Result<()> {
 
 /// The size and SHA-256 of a file's content.
 pub(crate) fn hash_file(path: &Path) -> io::Result<(u64, Sha256)> {
-    let mut file = File::open(path)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((size, Sha256::from_bytes(hasher.finalize().into())))
+    let (sum, size) = slipway_model::sha256_file(path)?;
+    Ok((size, sum))
 }
 
 #[cfg(test)]

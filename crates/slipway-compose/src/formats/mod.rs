@@ -4,10 +4,8 @@
 pub mod qcow2;
 pub mod raw_xz;
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use sha2::Digest as _;
 use slipway_model::Sha256;
 
 /// A file a format writer produced.
@@ -45,19 +43,4 @@ pub enum FormatError {
     },
 }
 
-/// The sha256 and size of a file, read in large blocks.
-pub fn sha256_file(path: &Path) -> std::io::Result<(Sha256, u64)> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok((Sha256::from_bytes(hasher.finalize().into()), size))
-}
+pub use slipway_model::sha256_file;
