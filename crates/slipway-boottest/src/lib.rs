@@ -48,7 +48,8 @@
 //!
 //! [`DEFAULT_BATTERY`], in order: `boot.multi-user`, `cloud-init.finished` (status done, no errors in
 //! `/run/cloud-init/result.json`), `cloud-init.hostname` (the host compares the guest's hostname with the
-//! name it put in meta-data), `sshd.active`, `systemd.no-failed-units`, `packages.match-lock` (the host
+//! name it put in meta-data), `sshd.active`, `rootfs.grown` (the root filesystem
+//! fills at least 90% of the disk the guest booted with), `systemd.no-failed-units`, `packages.match-lock` (the host
 //! parses the guest's package list with [`Lock::from_dpkg_query`] and compares it with the request's lock
 //! with [`Lock::differences`]).
 //!
@@ -87,6 +88,7 @@ pub const DEFAULT_BATTERY: &[&str] = &[
     "cloud-init.finished",
     "cloud-init.hostname",
     "sshd.active",
+    "rootfs.grown",
     "systemd.no-failed-units",
     "packages.match-lock",
 ];

@@ -277,6 +277,7 @@ mod tests {
             "boot.multi-user",
             "cloud-init.finished",
             "sshd.active",
+            "rootfs.grown",
             "systemd.no-failed-units",
         ] {
             out.push_str(&format!(

@@ -220,6 +220,7 @@ mod tests {
             "boot.multi-user",
             "cloud-init.finished",
             "sshd.active",
+            "rootfs.grown",
             "systemd.no-failed-units",
         ] {
             assert!(

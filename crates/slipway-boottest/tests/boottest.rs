@@ -219,6 +219,7 @@ impl CommandRunner for ScriptedQemu {
                     "boot.multi-user",
                     "cloud-init.finished",
                     "sshd.active",
+                    "rootfs.grown",
                     "systemd.no-failed-units",
                 ] {
                     text.push_str(&format!(

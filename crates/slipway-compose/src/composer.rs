@@ -159,7 +159,7 @@ impl Composer {
         let runner = self.runner.as_ref();
         let mut timings = Vec::new();
 
-        progress("rootfs");
+        progress("installing packages into the root filesystem (mmdebstrap)");
         let started = Instant::now();
         let lock = rootfs::build(runner, recipe, &scratch.tree, request.source_date_epoch)
             .await
@@ -167,14 +167,14 @@ impl Composer {
         timings.push(timing("rootfs", started));
         let input_hash = InputHash::compute(&recipe.hash(), Some(&lock.hash()), BUILDER_VERSION);
 
-        progress("customize");
+        progress("customizing the root filesystem and installing the bootloader");
         let started = Instant::now();
         customize::apply(runner, recipe, &scratch.tree, &scratch.esp)
             .await
             .map_err(ComposeError::Customize)?;
         timings.push(timing("customize", started));
 
-        progress("assemble");
+        progress("assembling the GPT disk (ESP and ext4 root)");
         let started = Instant::now();
         disk::assemble(
             runner,
@@ -196,7 +196,7 @@ impl Composer {
         let mut formats = recipe.outputs.clone();
         formats.dedup();
         for format in &formats {
-            progress(format.extension());
+            progress(&format!("writing {}", format.extension()));
         }
         let written = write_formats(request, &scratch.raw, &formats).await?;
         let mut images = Vec::new();
