@@ -1,40 +1,20 @@
 //! The command line on bad input: every mistake is a non-zero exit with a message that says where and what,
 //! and nothing already stored is lost.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn slipway(project: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .arg("--config")
-        .arg(project.join("slipway.toml"))
-        .args(args)
-        .output()
-        .expect("slipway runs")
-}
+use std::process::Output;
+
+use common::{example_project, slipway};
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// A copy of the example project in a temporary directory.
-fn project(dir: &Path) -> PathBuf {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/debian-cloud");
-    let project = dir.join("p");
-    std::fs::create_dir_all(project.join("recipes")).expect("mkdir");
-    std::fs::copy(example.join("slipway.toml"), project.join("slipway.toml")).expect("copy");
-    std::fs::copy(
-        example.join("recipes/bookworm-cloud.toml"),
-        project.join("recipes/bookworm-cloud.toml"),
-    )
-    .expect("copy");
-    project
-}
-
 #[test]
 fn a_broken_recipe_names_file_line_column_and_field() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let project = project(dir.path());
+    let project = example_project(dir.path());
     let recipe = project.join("recipes/bookworm-cloud.toml");
     let text = std::fs::read_to_string(&recipe).expect("read");
     std::fs::write(&recipe, text.replace("timezone = \"UTC\"", "timezone = 3")).expect("write");
@@ -57,7 +37,7 @@ fn a_broken_recipe_names_file_line_column_and_field() {
 #[test]
 fn a_broken_config_is_reported_at_its_place() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let project = project(dir.path());
+    let project = example_project(dir.path());
     let config = project.join("slipway.toml");
     let text = std::fs::read_to_string(&config).expect("read");
     std::fs::write(
@@ -84,7 +64,7 @@ fn a_missing_config_says_what_to_do() {
 #[test]
 fn status_of_a_new_project_lists_its_streams() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let project = project(dir.path());
+    let project = example_project(dir.path());
     let out = slipway(&project, &["status", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
@@ -95,7 +75,7 @@ fn status_of_a_new_project_lists_its_streams() {
 #[test]
 fn verdicts_on_unknown_composes_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let project = project(dir.path());
+    let project = example_project(dir.path());
     let out = slipway(
         &project,
         &["mark-failed", "nope-20260101.0", "--reason", "x"],
@@ -121,7 +101,7 @@ fn verdicts_on_unknown_composes_are_refused() {
 #[test]
 fn keys_init_creates_a_key_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let project = project(dir.path());
+    let project = example_project(dir.path());
     let out = slipway(&project, &["keys", "init"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let key = project.join("keys/release-signing-key.asc");
@@ -143,7 +123,7 @@ fn keys_init_creates_a_key_once() {
 #[test]
 fn a_garbage_key_stops_the_run_before_any_work() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let project = project(dir.path());
+    let project = example_project(dir.path());
     std::fs::create_dir_all(project.join("keys")).expect("mkdir");
     std::fs::write(project.join("keys/release-signing-key.asc"), "not a key").expect("write");
     let out = slipway(&project, &["run", "--once"]);
@@ -166,7 +146,7 @@ fn a_garbage_key_stops_the_run_before_any_work() {
 #[test]
 fn a_package_that_does_not_exist_fails_the_compose_and_releases_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let project = project(dir.path());
+    let project = example_project(dir.path());
     let recipe = project.join("recipes/bookworm-cloud.toml");
     let text = std::fs::read_to_string(&recipe).expect("read");
     std::fs::write(

@@ -5,44 +5,13 @@
 //!
 //! Needs root, the tools from `scripts/install-deps` and the Debian mirror.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn slipway(project: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .arg("--config")
-        .arg(project.join("slipway.toml"))
-        .args(args)
-        .output()
-        .expect("slipway runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// Copies the example project (config and recipes only) into a fresh directory.
-fn example_project(dir: &Path) -> PathBuf {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/debian-cloud");
-    let project = dir.join("project");
-    std::fs::create_dir_all(project.join("recipes")).expect("mkdir");
-    std::fs::copy(example.join("slipway.toml"), project.join("slipway.toml")).expect("copy config");
-    for entry in std::fs::read_dir(example.join("recipes")).expect("recipes") {
-        let entry = entry.expect("entry");
-        std::fs::copy(
-            entry.path(),
-            project.join("recipes").join(entry.file_name()),
-        )
-        .expect("copy recipe");
-    }
-    project
-}
+use common::{example_project, slipway, text};
 
 fn processes_mentioning(needle: &str) -> Vec<String> {
     let mut found = Vec::new();
