@@ -240,23 +240,18 @@ mod tests {
     #[tokio::test]
     async fn user_data_is_valid_yaml_with_the_exact_script() {
         use slipway_exec::{CommandRunner, SystemRunner};
-        // PyYAML is what cloud-init itself parses user-data with; without it the structural test above
-        // is what we have.
+        // PyYAML is what cloud-init itself parses user-data with. Debian's python3 is used, not whatever
+        // python3 comes first on PATH, because scripts/install-deps gives it python3-yaml.
+        const PYTHON: &str = "/usr/bin/python3";
         let program = "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))";
-        let parsed = match SystemRunner
+        let parsed = SystemRunner
             .run(
-                Command::new("python3")
+                Command::new(PYTHON)
                     .args(["-c", program])
                     .stdin(user_data(true)),
             )
             .await
-        {
-            Ok(output) => output,
-            Err(err) => {
-                eprintln!("skipped: python3 with PyYAML is not available ({err})");
-                return;
-            }
-        };
+            .expect("user-data parses with PyYAML (python3-yaml, from scripts/install-deps)");
         let doc: serde_json::Value = serde_json::from_slice(&parsed.stdout).expect("json");
         assert_eq!(doc["write_files"][0]["path"], GUEST_SCRIPT_PATH);
         assert_eq!(doc["write_files"][0]["content"], BATTERY_SCRIPT);
@@ -279,7 +274,7 @@ mod tests {
         let identity = SeedIdentity::random();
         let meta = SystemRunner
             .run(
-                Command::new("python3")
+                Command::new(PYTHON)
                     .args(["-c", program])
                     .stdin(meta_data(&identity)),
             )
@@ -308,10 +303,8 @@ mod tests {
     #[tokio::test]
     async fn the_seed_is_a_fat_image_labelled_cidata() {
         use slipway_exec::{CommandRunner, SystemRunner};
-        if slipway_exec::require_programs(&["mkfs.vfat", "mcopy", "mdir"]).is_err() {
-            eprintln!("skipped: dosfstools or mtools missing");
-            return;
-        }
+        slipway_exec::require_programs(&["mkfs.vfat", "mcopy", "mdir"])
+            .expect("dosfstools and mtools, from scripts/install-deps");
         let dir = tempfile::tempdir().expect("tempdir");
         let identity = SeedIdentity::random();
         let image = build_seed(&SystemRunner, dir.path(), &identity, false)

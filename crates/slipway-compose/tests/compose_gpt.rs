@@ -130,10 +130,10 @@ fn identifiers_follow_the_input_hash() {
 /// The table as sfdisk sees it: a written disk file must verify and list our partitions.
 #[tokio::test]
 async fn sfdisk_accepts_the_written_table() {
-    if find_program("sfdisk").is_none() {
-        eprintln!("skipping: sfdisk (package fdisk) is not installed");
-        return;
-    }
+    assert!(
+        find_program("sfdisk").is_some(),
+        "sfdisk (package fdisk) is installed by scripts/install-deps"
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let disk = dir.path().join("disk.raw");
     let plan = DiskPlan::new(64, 300 * MIB);
