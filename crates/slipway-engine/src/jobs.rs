@@ -99,8 +99,7 @@ impl Engine {
     }
 
     async fn execute(&self, job: &Job) -> Result<(), EngineError> {
-        let bad_payload =
-            || EngineError::NotFound(format!("job {} has a malformed payload", job.id));
+        let bad_payload = || EngineError::Job(format!("job {} has a malformed payload", job.id));
         match job.kind.as_str() {
             "compose" => {
                 let payload: ComposeJob =
@@ -117,7 +116,7 @@ impl Engine {
                     serde_json::from_value(job.payload.clone()).map_err(|_| bad_payload())?;
                 self.publish_job(&payload.stream).await
             }
-            other => Err(EngineError::NotFound(format!("unknown job kind {other:?}"))),
+            other => Err(EngineError::Job(format!("unknown job kind {other:?}"))),
         }
     }
 
@@ -277,7 +276,7 @@ impl Engine {
             Ok(report) => report,
             Err(err) => {
                 let _ = std::fs::remove_dir_all(&work_dir);
-                return Err(EngineError::NotFound(format!(
+                return Err(EngineError::Job(format!(
                     "boot test of {id} could not start: {err}"
                 )));
             }

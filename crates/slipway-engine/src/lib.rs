@@ -69,6 +69,9 @@ pub enum EngineError {
     /// A compose, stream or release named by the caller does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// A job could not do its work; the message says which job and why. The job is retried.
+    #[error("{0}")]
+    Job(String),
     /// Signing or publishing failed.
     #[error(transparent)]
     Publish(#[from] slipway_publish::PublishError),
