@@ -110,6 +110,15 @@ async fn pass_tests(store: &dyn Store, compose: &Compose, outcome: Outcome) {
         .expect("results");
 }
 
+/// The latest decision on a compose in the fixture's stream, which every test here expects to exist.
+async fn decision_of(f: &Fixture, compose: &Compose) -> slipway_model::Decision {
+    f.store
+        .latest_decision(&compose.id, "cloud")
+        .await
+        .expect("decision")
+        .expect("decided")
+}
+
 #[tokio::test]
 async fn a_complete_compose_gets_exactly_one_test_job() {
     let f = fixture();
@@ -146,12 +155,7 @@ async fn passing_results_release_the_compose_once() {
     pass_tests(f.store.as_ref(), &compose, Outcome::Passed).await;
     f.engine.handle_pending_events().await.expect("handle");
 
-    let decision = f
-        .store
-        .latest_decision(&compose.id, "cloud")
-        .await
-        .expect("decision")
-        .expect("decided");
+    let decision = decision_of(&f, &compose).await;
     assert!(decision.passed, "{decision:?}");
     let releases = f.store.releases("cloud").await.expect("releases");
     assert_eq!(releases.len(), 1);
@@ -181,12 +185,7 @@ async fn failing_or_vetoed_composes_are_not_released() {
     let failing = built_compose(f.store.as_ref()).await;
     pass_tests(f.store.as_ref(), &failing, Outcome::Error).await;
     f.engine.handle_pending_events().await.expect("handle");
-    let decision = f
-        .store
-        .latest_decision(&failing.id, "cloud")
-        .await
-        .expect("decision")
-        .expect("decided");
+    let decision = decision_of(&f, &failing).await;
     assert!(!decision.passed);
     assert!(f
         .store
@@ -202,12 +201,7 @@ async fn failing_or_vetoed_composes_are_not_released() {
         .expect("veto");
     pass_tests(f.store.as_ref(), &vetoed, Outcome::Passed).await;
     f.engine.handle_pending_events().await.expect("handle");
-    let decision = f
-        .store
-        .latest_decision(&vetoed.id, "cloud")
-        .await
-        .expect("decision")
-        .expect("decided");
+    let decision = decision_of(&f, &vetoed).await;
     assert!(!decision.passed, "a veto outweighs passing tests");
     assert!(f
         .store
