@@ -60,6 +60,8 @@ async fn bench() -> anyhow::Result<()> {
         work_dir: compose_dir.clone(),
         source_date_epoch: epoch,
         threads,
+        cache_dir: None,
+        expected_lock: None,
     };
     let composer = Composer::new(Arc::clone(&runner));
     let (output, compose_total) = timed(async {

@@ -80,6 +80,8 @@ fn request(image: PathBuf, work_dir: PathBuf, accel: Accel, deadline: Duration) 
             version: "5.2.15-2+b7".into(),
             architecture: "amd64".into(),
             sha256: None,
+            source: None,
+            suite: None,
         }]),
         work_dir,
         memory_mib: 1024,

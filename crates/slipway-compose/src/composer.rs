@@ -36,6 +36,13 @@ pub struct ComposeRequest {
     pub source_date_epoch: i64,
     /// CPU threads each output format may use; formats are written at the same time.
     pub threads: usize,
+    /// Where the compose caches live (downloaded packages, installed trees, compressed chunks), shared by
+    /// composes; `None` builds everything cold. A cache never changes the bytes of a result.
+    pub cache_dir: Option<PathBuf>,
+    /// The lock the caller expects this compose to install, from the last compose of the recipe when no
+    /// package in it has changed since; lets an installed tree be reused. The lock actually installed is
+    /// still what the output reports.
+    pub expected_lock: Option<Lock>,
 }
 
 /// One output image.

@@ -144,7 +144,7 @@ pub async fn read_lock(runner: &dyn CommandRunner, root: &Path) -> Result<Lock, 
         .run(
             Command::new("dpkg-query")
                 .arg(format!("--admindir={}", admindir.display()))
-                .args(["-W", "-f", "${Package}\t${Version}\t${Architecture}\n"]),
+                .args(["-W", "-f", Lock::DPKG_QUERY_FORMAT]),
         )
         .await
         .map_err(|error| RootfsError::Exec {

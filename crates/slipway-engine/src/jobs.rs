@@ -161,6 +161,8 @@ impl Engine {
             work_dir: work_dir.clone(),
             source_date_epoch: day,
             threads: self.threads,
+            cache_dir: Some(self.config.state_dir.join("cache")),
+            expected_lock: None,
         };
         let progress = Arc::clone(&self.progress);
         let stream_name = compose.stream.clone();

@@ -167,9 +167,24 @@ pub struct LockedPackage {
     pub version: String,
     /// Debian architecture (`amd64`, `all`).
     pub architecture: String,
-    /// The sha256 of the .deb it was installed from, when the builder knows it.
+    /// The sha256 of the package file it was installed from, as the repository lists it, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<Sha256>,
+    /// The source package it was built from, when it differs from `name`'s or is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The suite of the repository the installed version was found in (`bookworm-security`), when known.
+    /// Not part of the lock's hash: the same file from another suite gives the same bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite: Option<String>,
+}
+
+impl LockedPackage {
+    /// The source package name: the recorded one, or the binary's own name when none is recorded (Debian
+    /// omits `Source` when the two are equal).
+    pub fn source_name(&self) -> &str {
+        self.source.as_deref().unwrap_or(&self.name)
+    }
 }
 
 /// The resolved package set of a compose, sorted by name and architecture.
@@ -182,21 +197,39 @@ pub struct Lock {
 impl Lock {
     /// A lock from packages in any order.
     pub fn new(mut packages: Vec<LockedPackage>) -> Self {
-        packages.sort();
-        packages.dedup();
+        packages.sort_by(|a, b| {
+            (&a.name, &a.architecture, &a.version, &a.sha256).cmp(&(
+                &b.name,
+                &b.architecture,
+                &b.version,
+                &b.sha256,
+            ))
+        });
+        packages.dedup_by(|a, b| a.name == b.name && a.architecture == b.architecture);
         Self { packages }
     }
 
-    /// A hash of names, versions and architectures, the part of the lock that decides the bytes.
+    /// A hash of names, versions, architectures and package file checksums: the part of the lock that
+    /// decides the bytes. A package rebuilt under the same version changes it through its checksum.
     pub fn hash(&self) -> Sha256 {
         let mut text = String::new();
         for p in &self.packages {
-            text.push_str(&format!("{} {} {}\n", p.name, p.version, p.architecture));
+            text.push_str(&format!(
+                "{} {} {} {}\n",
+                p.name,
+                p.version,
+                p.architecture,
+                p.sha256.as_ref().map_or("-", Sha256::as_str)
+            ));
         }
         sha256_hex(text.as_bytes())
     }
 
-    /// Parses `dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n'` output.
+    /// The `dpkg-query -f` format [`Lock::from_dpkg_query`] reads.
+    pub const DPKG_QUERY_FORMAT: &'static str =
+        "${Package}\t${Version}\t${Architecture}\t${source:Package}\n";
+
+    /// Parses `dpkg-query -W` output in [`Lock::DPKG_QUERY_FORMAT`]; the source column may be missing.
     pub fn from_dpkg_query(output: &str) -> Self {
         Self::new(
             output
@@ -206,15 +239,26 @@ impl Lock {
                     let name = fields.next()?.trim();
                     let version = fields.next()?.trim();
                     let architecture = fields.next()?.trim();
+                    let source = fields.next().map(str::trim).filter(|s| !s.is_empty());
                     (!name.is_empty() && !version.is_empty()).then(|| LockedPackage {
                         name: name.to_string(),
                         version: version.to_string(),
                         architecture: architecture.to_string(),
                         sha256: None,
+                        source: source.filter(|s| *s != name).map(str::to_string),
+                        suite: None,
                     })
                 })
                 .collect(),
         )
+    }
+
+    /// The package of a name and architecture.
+    pub fn get(&self, name: &str, architecture: &str) -> Option<&LockedPackage> {
+        self.packages
+            .binary_search_by(|p| (p.name.as_str(), p.architecture.as_str()).cmp(&(name, architecture)))
+            .ok()
+            .map(|i| &self.packages[i])
     }
 
     /// Differences between this lock (expected) and another package set (actual), as readable lines.

@@ -12,6 +12,7 @@ mod config;
 mod digest;
 mod event;
 mod gate;
+mod pkgdiff;
 mod recipe;
 mod release;
 mod results;
@@ -24,6 +25,7 @@ pub use compose::{
 pub use config::{BootTestConfig, Config, GateConfig, SigningConfig, StreamConfig};
 pub use digest::{sha256_file, sha256_hex, Sha256};
 pub use event::{topics, Event, EventId, EventSeq};
+pub use pkgdiff::{is_security_suite, PackageChange, PkgDiff};
 pub use gate::{Decision, Requirement, Unsatisfied, UnsatisfiedKind, Verdict};
 pub use recipe::{
     DiskLayout, FileEntry, OutputFormat, PackageSource, Recipe, SystemSettings, Units,

@@ -35,6 +35,8 @@ fn lock() -> Lock {
         version: "5.2".into(),
         architecture: "amd64".into(),
         sha256: None,
+            source: None,
+            suite: None,
     }])
 }
 
