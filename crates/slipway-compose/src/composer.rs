@@ -7,6 +7,7 @@ use std::time::Instant;
 use slipway_exec::{require_programs, CommandRunner, ExecError};
 use slipway_model::{ComposeId, InputHash, Lock, OutputFormat, Recipe, Sha256, BUILDER_VERSION};
 
+use crate::cache::{CachePolicy, CacheUse};
 use crate::customize::{self, CustomizeError};
 use crate::disk::{self, AssembleRequest, DiskError, DiskIds};
 use crate::formats::{self, FormatError, WrittenFile};
@@ -80,6 +81,8 @@ pub struct ComposeOutput {
     pub images: Vec<BuiltImage>,
     /// How long each step took.
     pub timings: Vec<StepTiming>,
+    /// What the caches saved (a reused tree, package files not downloaded).
+    pub cache: CacheUse,
 }
 
 /// Why a compose failed. Each variant names the step; the inner error's text, including a failing tool's
@@ -132,12 +135,22 @@ pub enum ComposeError {
 #[derive(Debug, Clone)]
 pub struct Composer {
     runner: Arc<dyn CommandRunner>,
+    cache_policy: CachePolicy,
 }
 
 impl Composer {
     /// A composer that runs its tools through `runner`.
     pub fn new(runner: Arc<dyn CommandRunner>) -> Self {
-        Self { runner }
+        Self {
+            runner,
+            cache_policy: CachePolicy::default(),
+        }
+    }
+
+    /// The same composer keeping as much in the caches as `policy` says.
+    pub fn with_cache_policy(mut self, policy: CachePolicy) -> Self {
+        self.cache_policy = policy;
+        self
     }
 
     /// Builds the recipe's images into the work directory. Intermediate files (the tree, the ESP staging
@@ -168,9 +181,20 @@ impl Composer {
 
         progress("installing packages into the root filesystem (mmdebstrap)");
         let started = Instant::now();
-        let lock = rootfs::build(runner, recipe, &scratch.tree, request.source_date_epoch)
-            .await
-            .map_err(ComposeError::Rootfs)?;
+        let rootfs = rootfs::build(
+            runner,
+            &rootfs::RootfsRequest {
+                recipe,
+                target: &scratch.tree,
+                source_date_epoch: request.source_date_epoch,
+                cache_dir: request.cache_dir.as_deref(),
+                expected_lock: request.expected_lock.as_ref(),
+                policy: &self.cache_policy,
+            },
+        )
+        .await
+        .map_err(ComposeError::Rootfs)?;
+        let lock = rootfs.lock;
         timings.push(timing("rootfs", started));
         let input_hash = InputHash::compute(&recipe.hash(), Some(&lock.hash()), BUILDER_VERSION);
 
@@ -225,6 +249,7 @@ impl Composer {
             input_hash,
             images,
             timings,
+            cache: rootfs.cache,
         })
     }
 }

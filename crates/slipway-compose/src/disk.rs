@@ -4,7 +4,13 @@
 //! formatted in place with `mkfs.vfat --offset` and filled with `mcopy -i FILE@@OFFSET`, and the root is made
 //! in place with `mkfs.ext4 -d TREE -E offset=BYTES`. Nothing is copied around, so the only large write is
 //! the root filesystem's content, once.
+//!
+//! Time stamps are made reproducible on the way: every modification time in the tree newer than
+//! `SOURCE_DATE_EPOCH` is clamped to it before mkfs reads the tree, and after mkfs [`ext4`] copies each
+//! inode's modification time over the access and change times, which mkfs takes from the build host's
+//! clock. The filesystem therefore depends only on the tree's content, modes, owners and clamped times.
 
+pub mod ext4;
 pub mod gpt;
 
 use std::collections::HashSet;
@@ -17,6 +23,7 @@ use slipway_model::{InputHash, Recipe};
 use uuid::Uuid;
 
 use crate::customize::ESP_LABEL;
+use ext4::Ext4Error;
 use gpt::{Gpt, GptError, GptPartition, ESP_TYPE, LINUX_ROOT_X86_64_TYPE, SECTOR};
 
 const MIB: u64 = 1024 * 1024;
@@ -150,6 +157,9 @@ pub enum DiskError {
     /// The partition table could not be built.
     #[error("{0}")]
     Gpt(GptError),
+    /// The root filesystem's inode times could not be pinned.
+    #[error("pinning the inode times of the root filesystem: {0}")]
+    Ext4(Ext4Error),
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DiskError {
@@ -264,10 +274,15 @@ pub async fn assemble(
     req: &AssembleRequest<'_>,
 ) -> Result<DiskPlan, DiskError> {
     let tree = req.tree.to_path_buf();
-    let usage = tokio::task::spawn_blocking(move || tree_usage(&tree))
-        .await
-        .map_err(|e| io_err("measuring", req.tree)(std::io::Error::other(e)))?
-        .map_err(io_err("measuring", req.tree))?;
+    let epoch = req.source_date_epoch;
+    let usage = tokio::task::spawn_blocking(move || {
+        let clamped = clamp_mtimes(&tree, epoch)?;
+        tracing::debug!(clamped, "clamped modification times to SOURCE_DATE_EPOCH");
+        tree_usage(&tree)
+    })
+    .await
+    .map_err(|e| io_err("measuring", req.tree)(std::io::Error::other(e)))?
+    .map_err(io_err("clamping the times of and measuring", req.tree))?;
     let root_size = root_fs_size(usage, req.recipe.disk.headroom_mib);
     let plan = DiskPlan::new(req.recipe.disk.esp_size_mib, root_size);
     tracing::info!(
@@ -280,7 +295,46 @@ pub async fn assemble(
     write_table(req.out, &plan, &req.ids)?;
     make_esp(runner, req, &plan).await?;
     make_root(runner, req, &plan).await?;
+    let out = req.out.to_path_buf();
+    let offset = plan.root_offset;
+    let pinned = tokio::task::spawn_blocking(move || ext4::pin_inode_times(&out, offset))
+        .await
+        .map_err(|e| io_err("pinning inode times in", req.out)(std::io::Error::other(e)))?
+        .map_err(DiskError::Ext4)?;
+    tracing::debug!(?pinned, "pinned inode times of the root filesystem");
     Ok(plan)
+}
+
+/// Sets the modification time of every file, directory and symlink under `root` (itself included) that is
+/// newer than `epoch` to `epoch`, as reproducible-builds practice clamps times: files that came from
+/// packages keep their own older times, files made during the build get the build's date. Returns how
+/// many were changed.
+pub fn clamp_mtimes(root: &Path, epoch: i64) -> std::io::Result<u64> {
+    use rustix::fs::{AtFlags, Timespec, Timestamps, CWD};
+    let pinned = Timespec {
+        tv_sec: epoch,
+        tv_nsec: 0,
+    };
+    let times = Timestamps {
+        last_access: pinned,
+        last_modification: pinned,
+    };
+    let mut changed = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path)?;
+        if meta.file_type().is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                stack.push(entry?.path());
+            }
+        }
+        if meta.mtime() > epoch || (meta.mtime() == epoch && meta.mtime_nsec() != 0) {
+            rustix::fs::utimensat(CWD, &path, &times, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(std::io::Error::from)?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
 }
 
 /// Creates the sparse disk file at its full size and writes the partition table into it.

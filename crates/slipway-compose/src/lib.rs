@@ -8,9 +8,12 @@
 //!    mounts;
 //! 4. [`formats`]: the output files (raw.xz, qcow2).
 //!
+//! The compose caches (downloaded packages, installed trees) are in [`cache`].
+//!
 //! [`Composer::compose`] runs them in order and returns the files with their digests; the engine moves the
 //! files into the blob store.
 
+pub mod cache;
 mod composer;
 pub mod customize;
 pub mod disk;

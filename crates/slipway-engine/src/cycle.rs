@@ -8,17 +8,56 @@ use slipway_model::{ComposeState, Release};
 use slipway_store::NewJob;
 
 use crate::jobs::{ComposeJob, JobKind};
+use crate::watch::Plan;
 use crate::{Engine, EngineError, EMBEDDED_WORKER_PREFIX};
+
+/// Why a cycle runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    /// A person ran it (`slipway run --once`): a stream whose newest compose failed is tried again.
+    Manual,
+    /// A stream's nightly time came: like manual, for the streams that are due.
+    Nightly,
+    /// A poll saw a package source or a recipe change: failures are retried only if something changed.
+    Change,
+}
+
+/// What a cycle should do.
+#[derive(Debug, Clone)]
+pub struct CycleOptions {
+    /// Compose even when nothing changed.
+    pub force: bool,
+    /// Why the cycle runs.
+    pub trigger: Trigger,
+    /// The streams to consider; `None` for all.
+    pub streams: Option<Vec<String>>,
+}
+
+impl CycleOptions {
+    /// A cycle a person asked for, over every stream.
+    pub fn manual(force: bool) -> Self {
+        Self {
+            force,
+            trigger: Trigger::Manual,
+            streams: None,
+        }
+    }
+}
 
 /// What a cycle did for one stream.
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamOutcome {
     /// The stream.
     pub stream: String,
-    /// The compose built in this cycle, if one was started.
+    /// The compose built in this cycle, or the unchanged last compose when it was skipped.
     pub compose: Option<String>,
-    /// Its final state: complete, failed or running.
+    /// Its final state: complete, failed, running, or unchanged (skipped).
     pub compose_state: Option<String>,
+    /// True when nothing the stream is built from changed, so nothing was built.
+    pub skipped: bool,
+    /// Why the stream was composed or skipped.
+    pub reason: String,
     /// Why it failed, or why the gate said no.
     pub problem: Option<String>,
     /// The stream's newest published release after the cycle.
@@ -39,24 +78,37 @@ pub struct CycleReport {
 }
 
 impl CycleReport {
-    /// True when every stream ended with a good compose released.
+    /// True when every stream ended with a good compose released, or was unchanged.
     pub fn all_good(&self) -> bool {
         self.streams.iter().all(|s| s.problem.is_none())
     }
 }
 
 impl Engine {
-    /// Runs one cycle for every stream and returns when all work it caused is done.
+    /// Runs one cycle for every stream, as a person asking for it: see [`Engine::run_cycle`].
+    pub async fn run_once(&self) -> Result<CycleReport, EngineError> {
+        self.run_cycle(&CycleOptions::manual(false)).await
+    }
+
+    /// Runs one cycle and returns when all work it caused is done: refreshes the package sources, decides
+    /// per stream whether anything changed, composes what did, and tests, gates, releases and publishes.
     ///
     /// Holds the state directory's lock for the whole cycle. Work left over by an earlier process that died
     /// (leased jobs, unhandled events, running composes) is picked up first, so running again after a kill
     /// finishes what was started instead of starting it twice.
-    pub async fn run_once(&self) -> Result<CycleReport, EngineError> {
+    pub async fn run_cycle(&self, options: &CycleOptions) -> Result<CycleReport, EngineError> {
         let _lock = self.lock_state_dir()?;
         // Mistakes in recipes are the cheapest to find and fix, so they are reported before anything else.
-        let mut recipes = Vec::new();
+        let mut selected = Vec::new();
         for stream in &self.config.streams {
-            recipes.push(self.config.recipe(stream)?);
+            if options
+                .streams
+                .as_ref()
+                .is_some_and(|names| !names.contains(&stream.name))
+            {
+                continue;
+            }
+            selected.push((stream, self.config.recipe(stream)?));
         }
         self.preflight().await?;
         let returned = self.store.release_leases(EMBEDDED_WORKER_PREFIX).await?;
@@ -66,9 +118,12 @@ impl Engine {
                 "took over jobs of an earlier process that stopped"
             );
         }
+        let recipes: Vec<&slipway_model::Recipe> = selected.iter().map(|(_, r)| r).collect();
+        self.refresh_sources(&recipes).await?;
 
         let mut started = Vec::new();
-        for (stream, recipe) in self.config.streams.iter().zip(&recipes) {
+        let mut skipped = Vec::new();
+        for (stream, recipe) in &selected {
             let now = self.now();
             let unfinished = self
                 .store
@@ -76,22 +131,48 @@ impl Engine {
                 .await?
                 .into_iter()
                 .find(|c| c.state == ComposeState::Running);
-            let compose = match unfinished {
+            let (compose, reason, expected_from) = match unfinished {
                 Some(compose) => {
                     self.progress.step(
                         &stream.name,
                         &format!("resuming unfinished compose {}", compose.id),
                     );
-                    compose
+                    (compose, "resuming an interrupted compose".to_string(), None)
                 }
                 None => {
-                    let compose = self
-                        .store
-                        .create_compose(&stream.name, &recipe.name, &recipe.hash(), now)
-                        .await?;
-                    self.progress
-                        .step(&stream.name, &format!("compose {} queued", compose.id));
-                    compose
+                    let retry = options.trigger != Trigger::Change;
+                    match self
+                        .plan_compose(stream, recipe, options.force, retry)
+                        .await?
+                    {
+                        Plan::Skip {
+                            compose,
+                            input_hash,
+                        } => {
+                            self.record_skip(&stream.name, &recipe.name, &compose, &input_hash)
+                                .await?;
+                            self.progress.step(
+                                &stream.name,
+                                &format!("unchanged since compose {compose} (input {input_hash}); nothing to build"),
+                            );
+                            skipped.push((stream.name.clone(), compose));
+                            continue;
+                        }
+                        Plan::Build {
+                            reason,
+                            expected_lock_from,
+                        } => {
+                            let compose = self
+                                .store
+                                .create_compose(&stream.name, &recipe.name, &recipe.hash(), now)
+                                .await?;
+                            self.progress.step(
+                                &stream.name,
+                                &format!("compose {} queued: {reason}", compose.id),
+                            );
+                            (compose, reason, expected_lock_from)
+                        }
+                    }
                 }
             };
             self.store
@@ -101,17 +182,18 @@ impl Engine {
                         key: format!("compose:{}", compose.id),
                         payload: serde_json::to_value(ComposeJob {
                             compose: compose.id.clone(),
+                            expected_lock_from: expected_from,
                         })
                         .unwrap_or_default(),
                     },
                     now,
                 )
                 .await?;
-            started.push((stream.name.clone(), compose.id));
+            started.push((stream.name.clone(), compose.id, reason));
         }
 
         // Releases chosen before a crash but never published get a fresh publish job.
-        for stream in &self.config.streams {
+        for (stream, _) in &selected {
             for release in self.store.releases(&stream.name).await? {
                 if release.state == slipway_model::ReleaseState::Pending {
                     self.enqueue_publish(&release, true).await?;
@@ -123,7 +205,7 @@ impl Engine {
 
         // A compose whose job was given up (it crashed the worker every time) must not stay "running"
         // forever: that would block the stream's next cycle.
-        for (_, id) in &started {
+        for (_, id, _) in &started {
             if let Some(compose) = self.store.compose(id).await? {
                 if compose.state == ComposeState::Running {
                     let failures = self.store.failed_jobs(50).await?;
@@ -139,7 +221,26 @@ impl Engine {
         }
 
         let mut report = Vec::new();
-        for (stream, id) in started {
+        for (stream, id) in skipped {
+            let release = self
+                .store
+                .releases(&stream)
+                .await?
+                .into_iter()
+                .find(|r| r.state == slipway_model::ReleaseState::Published);
+            report.push(StreamOutcome {
+                stream,
+                compose: Some(id.to_string()),
+                compose_state: Some("unchanged".into()),
+                skipped: true,
+                reason: "the recipe and every package in the last compose's lock are unchanged"
+                    .into(),
+                problem: None,
+                release,
+                released_now: false,
+            });
+        }
+        for (stream, id, reason) in started {
             let compose = self.store.compose(&id).await?;
             let decision = self.store.latest_decision(&id, &stream).await?;
             let releases = self.store.releases(&stream).await?;
@@ -171,6 +272,8 @@ impl Engine {
                 stream,
                 compose: Some(id.to_string()),
                 compose_state: compose.map(|c| c.state.name().to_string()),
+                skipped: false,
+                reason,
                 problem,
                 release,
                 released_now,

@@ -38,6 +38,9 @@ impl JobKind {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct ComposeJob {
     pub(crate) compose: ComposeId,
+    /// The compose whose lock this one is expected to install (only the recipe changed).
+    #[serde(default)]
+    pub(crate) expected_lock_from: Option<ComposeId>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -104,7 +107,8 @@ impl Engine {
             "compose" => {
                 let payload: ComposeJob =
                     serde_json::from_value(job.payload.clone()).map_err(|_| bad_payload())?;
-                self.compose_job(&payload.compose).await
+                self.compose_job(&payload.compose, payload.expected_lock_from.as_ref())
+                    .await
             }
             "test" => {
                 let payload: TestJob =
@@ -138,7 +142,11 @@ impl Engine {
         Ok(dir)
     }
 
-    async fn compose_job(&self, id: &ComposeId) -> Result<(), EngineError> {
+    async fn compose_job(
+        &self,
+        id: &ComposeId,
+        expected_lock_from: Option<&ComposeId>,
+    ) -> Result<(), EngineError> {
         let compose = self
             .store
             .compose(id)
@@ -151,6 +159,10 @@ impl Engine {
             EngineError::NotFound(format!("stream {} is not configured", compose.stream))
         })?;
         let recipe = self.config.recipe(stream)?;
+        let expected_lock = match expected_lock_from {
+            Some(from) => self.store.compose(from).await?.and_then(|c| c.lock),
+            None => None,
+        };
         let work_dir = self.work_dir(id.as_str())?;
         // Same day, same inputs, same bytes: the epoch is the compose's UTC day, not the second it started.
         let day =
@@ -162,7 +174,7 @@ impl Engine {
             source_date_epoch: day,
             threads: self.threads,
             cache_dir: Some(self.config.state_dir.join("cache")),
-            expected_lock: None,
+            expected_lock,
         };
         let progress = Arc::clone(&self.progress);
         let stream_name = compose.stream.clone();
@@ -187,14 +199,25 @@ impl Engine {
                     .iter()
                     .map(|t| format!("{} {:.1}s", t.step, t.seconds))
                     .collect();
+                let (lock, pkgdiff) = self
+                    .annotate_lock(&request.recipe, id, output.lock.clone())
+                    .await?;
                 self.store
-                    .complete_compose(id, &output.input_hash, &output.lock, &artifacts, self.now())
+                    .complete_compose(
+                        id,
+                        &output.input_hash,
+                        &lock,
+                        &pkgdiff,
+                        &artifacts,
+                        self.now(),
+                    )
                     .await?;
                 self.progress.step(
                     &compose.stream,
                     &format!(
-                        "compose {id} complete: {} packages ({})",
+                        "compose {id} complete: {} packages, {} ({})",
                         output.lock.packages.len(),
+                        pkgdiff.summary(),
                         timings.join(", ")
                     ),
                 );

@@ -14,8 +14,10 @@ mod blobs;
 mod cycle;
 mod handlers;
 mod jobs;
+mod queries;
 #[cfg(test)]
 mod tests;
+mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,7 +29,9 @@ use slipway_model::{Clock, ComposeId, Config, Decision, SystemClock, Verdict};
 use slipway_store::{SqliteStore, Store, StoreError};
 
 pub use blobs::BlobStore;
-pub use cycle::{CycleReport, StreamOutcome};
+pub use cycle::{CycleOptions, CycleReport, StreamOutcome, Trigger};
+pub use queries::RecipeChanges;
+pub use watch::SourceStatus;
 
 /// How long a worker holds a job before another may take it over; renewed while the job runs.
 const LEASE: Duration = Duration::from_secs(600);
@@ -81,6 +85,9 @@ pub enum EngineError {
     /// A required system tool is missing.
     #[error(transparent)]
     Exec(#[from] slipway_exec::ExecError),
+    /// A package source could not be read.
+    #[error(transparent)]
+    Repo(#[from] slipway_repo::RepoError),
 }
 
 /// Where the engine reports progress on long work, so the CLI can show it.
@@ -112,6 +119,8 @@ pub struct Engine {
     /// The accelerator boot tests use, probed once per process: a probe on a host whose KVM hangs costs
     /// its whole timeout.
     accel: tokio::sync::OnceCell<slipway_boottest::Accel>,
+    /// The client of package sources; made on first use, and kept so parsed indexes are reused.
+    repos: tokio::sync::OnceCell<slipway_repo::AptRepo>,
     /// Every event up to this sequence number is handled; later passes start after it instead of reading
     /// the whole log again.
     handled_through: std::sync::atomic::AtomicI64,
@@ -166,6 +175,7 @@ impl Engine {
             worker,
             threads,
             accel: tokio::sync::OnceCell::new(),
+            repos: tokio::sync::OnceCell::new(),
             handled_through: std::sync::atomic::AtomicI64::new(0),
         }
     }

@@ -82,6 +82,7 @@ async fn built_compose(store: &dyn Store) -> Compose {
             &compose.id,
             &InputHash(sha256_hex(b"inputs")),
             &Lock::default(),
+            &slipway_model::PkgDiff::default(),
             &[image],
             now,
         )

@@ -113,6 +113,9 @@ pub struct Compose {
     pub artifacts: Vec<Artifact>,
     /// The resolved package set, once known.
     pub lock: Option<Lock>,
+    /// What changed in the package set since the previous compose of the recipe, once complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkgdiff: Option<crate::PkgDiff>,
 }
 
 impl Compose {
@@ -192,6 +195,12 @@ impl LockedPackage {
 pub struct Lock {
     /// The packages, sorted.
     pub packages: Vec<LockedPackage>,
+    /// A hash of the repository facts, beyond the packages' own versions, that the resolver's choices
+    /// depended on when the lock was made: the essential set and the available alternatives of every
+    /// dependency with a choice. A change to it can change the package set even when no locked package has
+    /// a new version. Not part of [`Lock::hash`]: it decides which packages, not their bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection_hash: Option<String>,
 }
 
 impl Lock {
@@ -206,7 +215,10 @@ impl Lock {
             ))
         });
         packages.dedup_by(|a, b| a.name == b.name && a.architecture == b.architecture);
-        Self { packages }
+        Self {
+            packages,
+            selection_hash: None,
+        }
     }
 
     /// A hash of names, versions, architectures and package file checksums: the part of the lock that

@@ -34,6 +34,9 @@ pub struct Config {
     /// Boot test settings.
     #[serde(default)]
     pub boottest: BootTestConfig,
+    /// How the daemon watches package sources and recipes.
+    #[serde(default)]
+    pub watch: WatchConfig,
     /// Gates by name.
     #[serde(default, rename = "gate")]
     pub gates: BTreeMap<String, GateConfig>,
@@ -88,6 +91,60 @@ impl Default for BootTestConfig {
     }
 }
 
+/// How the daemon (`slipway run` without `--once`) notices work.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct WatchConfig {
+    /// Seconds between polls of every package source and recipe file.
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval_secs: u64,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        Self {
+            poll_interval_secs: default_poll_interval(),
+        }
+    }
+}
+
+/// A time of day in UTC, `HH:MM`, at which a stream's nightly compose is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TimeOfDay {
+    /// Hour, 0–23.
+    pub hour: u8,
+    /// Minute, 0–59.
+    pub minute: u8,
+}
+
+impl TimeOfDay {
+    /// Seconds after midnight.
+    pub fn seconds(self) -> i64 {
+        i64::from(self.hour) * 3600 + i64::from(self.minute) * 60
+    }
+}
+
+impl TryFrom<String> for TimeOfDay {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let bad = || format!("{text:?} is not a UTC time of day such as \"03:00\"");
+        let (h, m) = text.split_once(':').ok_or_else(bad)?;
+        let hour: u8 = h.parse().map_err(|_| bad())?;
+        let minute: u8 = m.parse().map_err(|_| bad())?;
+        if hour > 23 || minute > 59 || m.len() != 2 {
+            return Err(bad());
+        }
+        Ok(Self { hour, minute })
+    }
+}
+
+impl From<TimeOfDay> for String {
+    fn from(t: TimeOfDay) -> String {
+        format!("{:02}:{:02}", t.hour, t.minute)
+    }
+}
+
 /// A gate: the testcases whose latest result must be PASSED.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -109,6 +166,10 @@ pub struct StreamConfig {
     /// A one-line description for the website.
     #[serde(default)]
     pub description: String,
+    /// The UTC time of day of the nightly compose, such as `"03:00"`. The daemon composes the stream then
+    /// (if its inputs changed) even when no poll noticed a change. Without it, only changes trigger.
+    #[serde(default)]
+    pub nightly: Option<TimeOfDay>,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -131,6 +192,9 @@ fn default_cpus() -> u32 {
 }
 fn default_deadline() -> u64 {
     600
+}
+fn default_poll_interval() -> u64 {
+    900
 }
 fn default_disk_gib() -> u32 {
     4

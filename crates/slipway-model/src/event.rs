@@ -42,6 +42,13 @@ pub mod topics {
     pub const COMPOSE_COMPLETE: &str = "compose.complete";
     /// A compose failed to build.
     pub const COMPOSE_FAILED: &str = "compose.failed";
+    /// A stream was checked and nothing it is built from changed: its would-be input hash equals its last
+    /// compose's, so nothing was built.
+    pub const COMPOSE_SKIPPED: &str = "compose.skipped";
+    /// A package source published new metadata (its signed index's digest changed).
+    pub const REPO_CHANGED: &str = "repo.changed";
+    /// A package source could not be refreshed; its last good metadata stays in use.
+    pub const REPO_REFRESH_FAILED: &str = "repo.refresh_failed";
     /// One test result was recorded.
     pub const TEST_RESULT: &str = "test.result";
     /// A boot test of a compose finished and all its results are recorded.

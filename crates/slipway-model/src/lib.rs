@@ -22,7 +22,9 @@ pub use clock::{Clock, SystemClock};
 pub use compose::{
     Artifact, ArtifactKind, Compose, ComposeId, ComposeState, InputHash, Lock, LockedPackage,
 };
-pub use config::{BootTestConfig, Config, GateConfig, SigningConfig, StreamConfig};
+pub use config::{
+    BootTestConfig, Config, GateConfig, SigningConfig, StreamConfig, TimeOfDay, WatchConfig,
+};
 pub use digest::{sha256_file, sha256_hex, Sha256};
 pub use event::{topics, Event, EventId, EventSeq};
 pub use pkgdiff::{is_security_suite, PackageChange, PkgDiff};

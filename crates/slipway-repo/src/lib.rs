@@ -15,11 +15,26 @@ mod pkgdiff;
 mod relation;
 mod version;
 
-pub use changes::{check_lock, LockCheck, LockChange};
-pub use index::{PackageIndex, RecipeLock, ReverseIndex};
+mod apt;
+pub mod deb822;
+mod error;
+#[cfg(feature = "fixture")]
+pub mod fixture;
+pub mod http;
+pub mod inrelease;
+pub mod rpmmd;
+
+pub use changes::{check_lock, selection_hash, LockCheck, LockChange};
+pub use index::{Affected, AffectedPackage, Found, MatchedBy, PackageIndex, RecipeLock, ReverseIndex};
 pub use pkgdiff::pkgdiff;
 pub use relation::{parse_relations, Relation, RelationOp};
 pub use version::{compare_versions, VersionScheme};
+pub use apt::{AptRepo, AptSource, Refresh};
+pub use deb822::{parse_packages, parse_packages_from};
+pub use error::RepoError;
+pub use http::{Fetched, Fetcher};
+pub use inrelease::{Release as AptRelease, ReleaseFile};
+pub use rpmmd::{parse_primary, parse_repomd, RpmRepo, RpmSource};
 
 /// One package as a repository index lists it: a stanza of an apt `Packages` file, or a `<package>` of an
 /// rpm-md `primary.xml`.

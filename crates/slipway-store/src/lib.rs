@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use slipway_model::{
-    Artifact, Compose, ComposeId, Decision, Event, EventId, EventSeq, InputHash, Lock, Release,
+    Artifact, Compose, ComposeId, Decision, Event, EventId, EventSeq, InputHash, Lock, PkgDiff, Release,
     Sha256, TestResult, Verdict, Version,
 };
 
@@ -110,6 +110,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         id: &ComposeId,
         input_hash: &InputHash,
         lock: &Lock,
+        pkgdiff: &PkgDiff,
         artifacts: &[Artifact],
         at: Timestamp,
     ) -> StoreResult<()>;
@@ -248,4 +249,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Jobs that failed for good, with their last error, newest first.
     async fn failed_jobs(&self, limit: usize) -> StoreResult<Vec<(Job, String)>>;
+
+    // ----- named state and plain facts -----
+
+    /// Appends an event that reports a fact with no state change of its own, such as a skipped compose.
+    async fn append_event(
+        &self,
+        topic: &str,
+        body: &serde_json::Value,
+        at: Timestamp,
+    ) -> StoreResult<()>;
+
+    /// Sets a named state record (the status of a package source, the last change check of a recipe) and,
+    /// if given, appends an event `(topic, body)` in the same transaction.
+    async fn set_state(
+        &self,
+        key: &str,
+        value: &serde_json::Value,
+        event: Option<(&str, &serde_json::Value)>,
+        at: Timestamp,
+    ) -> StoreResult<()>;
+
+    /// A named state record.
+    async fn state(&self, key: &str) -> StoreResult<Option<serde_json::Value>>;
+
+    /// Every state record whose key starts with `prefix`, sorted by key.
+    async fn states(&self, prefix: &str) -> StoreResult<Vec<(String, serde_json::Value)>>;
 }

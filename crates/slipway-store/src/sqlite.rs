@@ -39,7 +39,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, Transact
 use serde_json::json;
 use slipway_model::{
     topics, Artifact, Compose, ComposeId, ComposeState, Decision, Event, EventId, EventSeq,
-    InputHash, Lock, Outcome, Release, ReleaseState, Sha256, TestResult, Verdict, Version,
+    InputHash, Lock, Outcome, PkgDiff, Release, ReleaseState, Sha256, TestResult, Verdict, Version,
 };
 use uuid::Uuid;
 
@@ -233,7 +233,7 @@ fn append_event(
 // ----- composes -----
 
 const COMPOSE_COLUMNS: &str = "id, stream, recipe, recipe_hash, input_hash, state, reason, \
-                               created_at, finished_at, lock_json";
+                               created_at, finished_at, lock_json, pkgdiff_json";
 
 /// A `composes` row as stored.
 struct ComposeRow {
@@ -247,6 +247,7 @@ struct ComposeRow {
     created_at: String,
     finished_at: Option<String>,
     lock_json: Option<String>,
+    pkgdiff_json: Option<String>,
 }
 
 impl ComposeRow {
@@ -262,6 +263,7 @@ impl ComposeRow {
             created_at: row.get(7)?,
             finished_at: row.get(8)?,
             lock_json: row.get(9)?,
+            pkgdiff_json: row.get(10)?,
         })
     }
 
@@ -291,6 +293,10 @@ impl ComposeRow {
             lock: self
                 .lock_json
                 .map(|l| parse_json::<Lock>(T, "lock_json", &l))
+                .transpose()?,
+            pkgdiff: self
+                .pkgdiff_json
+                .map(|d| parse_json::<PkgDiff>(T, "pkgdiff_json", &d))
                 .transpose()?,
         })
     }
@@ -612,6 +618,7 @@ impl Store for SqliteStore {
                 finished_at: None,
                 artifacts: Vec::new(),
                 lock: None,
+                pkgdiff: None,
             })
         })
         .await
@@ -622,14 +629,16 @@ impl Store for SqliteStore {
         id: &ComposeId,
         input_hash: &InputHash,
         lock: &Lock,
+        pkgdiff: &PkgDiff,
         artifacts: &[Artifact],
         at: Timestamp,
     ) -> StoreResult<()> {
         const OP: &str = "complete_compose";
-        let (id, input_hash, lock, artifacts) = (
+        let (id, input_hash, lock, pkgdiff, artifacts) = (
             id.clone(),
             input_hash.clone(),
             lock.clone(),
+            pkgdiff.clone(),
             artifacts.to_vec(),
         );
         let at = normalize(at);
@@ -638,12 +647,13 @@ impl Store for SqliteStore {
             require_running(id.as_str(), &state)?;
             tx.execute(
                 "UPDATE composes SET state = 'complete', input_hash = ?2, lock_json = ?3, \
-                 finished_at = ?4 WHERE id = ?1",
+                 finished_at = ?4, pkgdiff_json = ?5 WHERE id = ?1",
                 params![
                     id.as_str(),
                     input_hash.0.as_str(),
                     to_json(OP, &lock)?,
-                    ts(at)
+                    ts(at),
+                    to_json(OP, &pkgdiff)?
                 ],
             )
             .db(OP)?;
@@ -664,6 +674,8 @@ impl Store for SqliteStore {
                     "recipe_hash": compose.recipe_hash,
                     "input_hash": input_hash,
                     "lock_hash": lock.hash(),
+                    "pkgdiff": pkgdiff.summary(),
+                    "security_upgrades": pkgdiff.security_upgrades().map(|c| &c.name).collect::<Vec<_>>(),
                     "artifacts": compose.artifacts,
                     "finished_at": at,
                 }),
@@ -1479,6 +1491,84 @@ impl Store for SqliteStore {
                 .db(OP)?;
             rows.into_iter()
                 .map(|(job, error)| Ok((job.decode()?, error.unwrap_or_default())))
+                .collect()
+        })
+        .await
+    }
+
+    async fn append_event(
+        &self,
+        topic: &str,
+        body: &serde_json::Value,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        const OP: &str = "append_event";
+        let (topic, body) = (topic.to_owned(), body.clone());
+        let at = normalize(at);
+        self.write(OP, move |tx| append_event(tx, OP, &topic, at, body))
+            .await
+    }
+
+    async fn set_state(
+        &self,
+        key: &str,
+        value: &serde_json::Value,
+        event: Option<(&str, &serde_json::Value)>,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        const OP: &str = "set_state";
+        let (key, value) = (key.to_owned(), value.clone());
+        let event = event.map(|(topic, body)| (topic.to_owned(), body.clone()));
+        let at = normalize(at);
+        self.write(OP, move |tx| {
+            tx.execute(
+                "INSERT INTO state (key, value, updated_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                params![key, to_json(OP, &value)?, ts(at)],
+            )
+            .db(OP)?;
+            if let Some((topic, body)) = event {
+                append_event(tx, OP, &topic, at, body)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn state(&self, key: &str) -> StoreResult<Option<serde_json::Value>> {
+        const OP: &str = "state";
+        let key = key.to_owned();
+        self.read(OP, move |tx| {
+            let value: Option<String> = tx
+                .query_row("SELECT value FROM state WHERE key = ?1", params![key], |row| {
+                    row.get(0)
+                })
+                .optional()
+                .db(OP)?;
+            value
+                .map(|v| parse_json(
+"state", "value", &v))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn states(&self, prefix: &str) -> StoreResult<Vec<(String, serde_json::Value)>> {
+        const OP: &str = "states";
+        let prefix = prefix.to_owned();
+        self.read(OP, move |tx| {
+            let mut stmt = tx
+                .prepare_cached("SELECT key, value FROM state WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key")
+                .db(OP)?;
+            let rows = stmt
+                .query_map(params![prefix], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                })
+                .db(OP)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db(OP)?;
+            rows.into_iter()
+                .map(|(key, value)| Ok((key, parse_json("state", "value", &value)?)))
                 .collect()
         })
         .await

@@ -7,7 +7,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use slipway_model::{
     sha256_hex, topics, Artifact, ArtifactKind, ComposeId, ComposeState, Decision, Event,
-    InputHash, Lock, LockedPackage, Outcome, OutputFormat, ReleaseState, TestResult, Unsatisfied,
+    InputHash, Lock, LockedPackage, Outcome, PackageChange, PkgDiff, OutputFormat, ReleaseState, TestResult, Unsatisfied,
     UnsatisfiedKind, Verdict, Version,
 };
 use slipway_store::{JobOutcome, NewJob, SqliteStore, Store, StoreError};
@@ -69,7 +69,7 @@ async fn complete(store: &SqliteStore, recipe: &str, at: Timestamp) -> ComposeId
         .await
         .expect("create");
     store
-        .complete_compose(&c.id, &input_hash(), &lock(), &[], at)
+        .complete_compose(&c.id, &input_hash(), &lock(), &PkgDiff::default(), &[], at)
         .await
         .expect("complete");
     c.id
@@ -156,6 +156,63 @@ async fn compose_ids_count_up_per_recipe_and_utc_day() {
     assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
 }
 
+fn diff() -> PkgDiff {
+    PkgDiff {
+        previous: Some(ComposeId("cloud-20261120.0".into())),
+        upgraded: vec![PackageChange {
+            name: "libssl3".into(),
+            architecture: "amd64".into(),
+            source: "openssl".into(),
+            old_version: "3.0.11-1~deb12u2".into(),
+            new_version: "3.0.15-1~deb12u1".into(),
+            suite: Some("bookworm-security".into()),
+            security: true,
+        }],
+        ..PkgDiff::default()
+    }
+}
+
+#[tokio::test]
+async fn state_records_are_replaced_and_listed_by_prefix_with_their_event() {
+    let s = store();
+    let at = t("2026-11-21T10:00:00Z");
+    assert_eq!(s.state("source:a").await.expect("read"), None);
+    s.set_state("source:a", &serde_json::json!({"digest": "1"}), None, at)
+        .await
+        .expect("set");
+    let body = serde_json::json!({"source": "a"});
+    s.set_state(
+        "source:a",
+        &serde_json::json!({"digest": "2"}),
+        Some(("repo.changed", &body)),
+        at,
+    )
+    .await
+    .expect("set again");
+    s.set_state("source:b", &serde_json::json!({"digest": "3"}), None, at)
+        .await
+        .expect("set b");
+    s.set_state("recipe:x", &serde_json::json!(1), None, at)
+        .await
+        .expect("set recipe");
+    assert_eq!(
+        s.state("source:a").await.expect("read"),
+        Some(serde_json::json!({"digest": "2"}))
+    );
+    let listed = s.states("source:").await.expect("list");
+    assert_eq!(
+        listed.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        ["source:a", "source:b"]
+    );
+    s.append_event("compose.skipped", &serde_json::json!({"recipe": "x"}), at)
+        .await
+        .expect("append");
+    let events = all_events(&s).await;
+    let topics: Vec<_> = events.iter().map(|e| e.topic.as_str()).collect();
+    assert_eq!(topics, ["repo.changed", "compose.skipped"]);
+    assert_eq!(events[0].body, body);
+}
+
 #[tokio::test]
 async fn completing_a_compose_stores_lock_artifacts_and_announces_them() {
     let s = store();
@@ -172,13 +229,14 @@ async fn completing_a_compose_stores_lock_artifacts_and_announces_them() {
 
     let artifacts = [image("b.qcow2", b"b"), image("a.qcow2", b"a")];
     let done = t("2026-11-21T11:00:00Z");
-    s.complete_compose(&created.id, &input_hash(), &lock(), &artifacts, done)
+    s.complete_compose(&created.id, &input_hash(), &lock(), &diff(), &artifacts, done)
         .await
         .expect("complete");
     let c = s.compose(&created.id).await.expect("read").expect("exists");
     assert_eq!(c.state, ComposeState::Complete);
     assert_eq!(c.input_hash, Some(input_hash()));
     assert_eq!(c.lock, Some(lock()));
+    assert_eq!(c.pkgdiff, Some(diff()));
     assert_eq!(c.finished_at, Some(done));
     assert_eq!(c.artifacts, artifacts, "artifacts keep the order given");
 
@@ -190,6 +248,7 @@ async fn completing_a_compose_stores_lock_artifacts_and_announces_them() {
     assert_eq!(complete.body["stream"], "bookworm-cloud");
     assert_eq!(complete.body["recipe"], "cloud");
     assert_eq!(complete.body["input_hash"], input_hash().0.as_str());
+    assert_eq!(complete.body["security_upgrades"], serde_json::json!(["libssl3"]));
     let announced: Vec<Artifact> =
         serde_json::from_value(complete.body["artifacts"].clone()).expect("artifacts");
     assert_eq!(announced, artifacts);
@@ -244,7 +303,7 @@ async fn only_running_composes_can_complete_or_fail() {
     let seq = last_seq(&s).await;
 
     let completed = s
-        .complete_compose(&c.id, &input_hash(), &lock(), &[image("a", b"a")], at)
+        .complete_compose(&c.id, &input_hash(), &lock(), &PkgDiff::default(), &[image("a", b"a")], at)
         .await;
     assert!(
         matches!(&completed, Err(StoreError::Conflict(m)) if m.contains("failed")),
@@ -260,7 +319,7 @@ async fn only_running_composes_can_complete_or_fail() {
 
     let missing = ComposeId("cloud-19990101.0".into());
     assert!(matches!(
-        s.complete_compose(&missing, &input_hash(), &lock(), &[], at)
+        s.complete_compose(&missing, &input_hash(), &lock(), &PkgDiff::default(), &[], at)
             .await,
         Err(StoreError::NotFound(_))
     ));
@@ -997,7 +1056,7 @@ async fn a_reopened_store_keeps_everything() {
     };
 
     let s = SqliteStore::open(&path).expect("reopen");
-    assert_eq!(s.schema_version().await.expect("version"), 1);
+    assert_eq!(s.schema_version().await.expect("version"), 2);
     assert_eq!(
         s.compose(&compose.id).await.expect("read"),
         Some(compose.clone())

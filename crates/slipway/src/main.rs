@@ -1,7 +1,8 @@
 //! The `slipway` command: parses arguments, loads the config, and calls the engine.
 //!
 //! Exit codes: 0 success; 1 error (the message says what and where); 2 bad usage; 3 `run --once` finished
-//! but some stream produced no good compose (failed build or failed gate).
+//! but some stream produced no good compose (failed build or failed gate); 4 `changes` found a recipe whose
+//! lock has moved.
 
 mod cmd;
 mod output;
@@ -52,6 +53,10 @@ enum Command {
     /// Manage the release signing key.
     #[command(subcommand)]
     Keys(cmd::keys::Command),
+    /// List the recipes and streams whose current lock holds given packages.
+    Affected(cmd::affected::Args),
+    /// List, per recipe, the packages with newer versions in the repositories now.
+    Changes(cmd::changes::Args),
 }
 
 fn main() -> ExitCode {
@@ -93,5 +98,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::MarkFailed(args) => cmd::verdict::run(&config, args, true).await,
         Command::UnmarkFailed(args) => cmd::verdict::run(&config, args, false).await,
         Command::Keys(command) => cmd::keys::run(&config, command).await,
+        Command::Affected(args) => cmd::affected::run(&config, args).await,
+        Command::Changes(args) => cmd::changes::run(&config, args).await,
     }
 }

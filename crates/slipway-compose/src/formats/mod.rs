@@ -1,6 +1,8 @@
 //! Output formats. Each writer reads the assembled raw disk and writes one output file, returning its
-//! digest and size. Writers are blocking and CPU-bound: call them from `spawn_blocking`.
+//! digest and size. Writers are blocking and CPU-bound: call them from `spawn_blocking`. Given a
+//! [`chunk_cache::ChunkCache`], they reuse compressed chunks of earlier writes; the output is the same.
 
+pub mod chunk_cache;
 pub mod qcow2;
 pub mod raw_xz;
 

@@ -15,7 +15,13 @@
 //! The metadata at the front describes where everything after it lies, so it can only be written once
 //! every cluster is compressed. To hash the file while writing it, in file order and without reading it
 //! back, the compressed clusters are kept in memory until the end: memory use is about the size of the
-//! output file (for a disk with 600 MB of data, a few hundred MB).
+//! output file (for a disk with 600 MB of data, a few hundred MB). Streaming them to disk instead would
+//! need either a read-back pass over the output to hash it, or metadata at the end and a header
+//! rewritten last, which the hash of the file in order cannot follow; neither is worth a few hundred MB.
+//!
+//! With a [`ChunkCache`], each batch of [`BATCH_CLUSTERS`] clusters is looked up by its bytes, and a
+//! batch compressed by an earlier write is copied from the cache. The tables are rebuilt as always, so
+//! the output is the same with or without a cache.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -23,6 +29,9 @@ use std::sync::{Arc, Mutex};
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 
+use sha2::Digest as _;
+
+use super::chunk_cache::{fingerprint, fingerprint_sample, ChunkCache, ChunkKeyer};
 use super::raw_xz::{entropy_bits, is_zero, HashingWriter, SparseReader, TempOutput};
 use super::{FormatError, WrittenFile};
 
@@ -37,8 +46,13 @@ const L2_ENTRIES: u64 = CLUSTER_U64 / 8;
 const REFCOUNT_ORDER: u32 = 4;
 /// 16-bit refcounts per refcount block (one cluster).
 const REFCOUNTS_PER_BLOCK: u64 = CLUSTER_U64 / 2;
-/// Clusters read and compressed as one job: large enough to amortize hand-offs, small enough to balance.
+/// Clusters read and compressed as one job, and cached as one entry: large enough to amortize
+/// hand-offs and cache files, small enough to balance threads and to keep a small change from
+/// invalidating much. Batches start at fixed offsets: a qcow2 cluster maps a fixed virtual offset, so
+/// data that moved is different clusters anyway.
 const BATCH_CLUSTERS: usize = 64;
+/// The entropy from which the first 4 KiB of a cluster send it on to a full-cluster entropy check.
+const SAMPLE_RAW_ENTROPY: f64 = 7.8;
 /// zlib level 6, the level qemu-img uses.
 const DEFLATE_LEVEL: u32 = 6;
 /// qemu inflates compressed clusters with a 4 KiB window (`inflateInit2(-12)`), so deflate must not
@@ -64,12 +78,33 @@ const HEADER_LENGTH: u32 = 104;
 /// size rounded up to a 512-byte sector (qemu sees disks in whole sectors; a disk image always is one).
 /// The file appears under `out` only once complete.
 pub fn write_qcow2(raw: &Path, out: &Path, threads: usize) -> Result<WrittenFile, FormatError> {
+    write_qcow2_cached(raw, out, threads, None)
+}
+
+/// Like [`write_qcow2`], reusing compressed batches of clusters from `cache` and adding the ones it
+/// compresses. The output is byte for byte the same with or without a cache.
+pub fn write_qcow2_cached(
+    raw: &Path,
+    out: &Path,
+    threads: usize,
+    cache: Option<&ChunkCache>,
+) -> Result<WrittenFile, FormatError> {
     let threads = threads.max(1);
     let mut reader = SparseReader::open(raw)?;
     let virtual_size = reader.size.div_ceil(SECTOR) * SECTOR;
     // Created first so an unwritable destination fails before the compression work.
     let temp = TempOutput::create(out)?;
-    let packed = compress_all(&mut reader, threads, out)?;
+    let keyer = match cache {
+        Some(_) => Some(ChunkKeyer::new(&namespace().map_err(|message| {
+            FormatError::Compress {
+                path: out.to_path_buf(),
+                message,
+            }
+        })?)),
+        None => None,
+    };
+    let cache = cache.zip(keyer.as_ref());
+    let packed = compress_all(&mut reader, threads, out, cache)?;
     let mut writer = HashingWriter::new(temp.file()?, temp.path());
     write_image(&mut writer, virtual_size, &packed, out)?;
     let (sha256, size) = writer.finish()?;
@@ -121,6 +156,7 @@ fn compress_all(
     reader: &mut SparseReader,
     threads: usize,
     out: &Path,
+    cache: Option<(&ChunkCache, &ChunkKeyer)>,
 ) -> Result<Packed, FormatError> {
     let (job_tx, job_rx) = mpsc::sync_channel::<(u64, u64, Vec<u8>)>(threads * 2);
     let (result_tx, result_rx) = mpsc::channel::<(u64, BatchResult)>();
@@ -131,7 +167,7 @@ fn compress_all(
         for _ in 0..threads {
             let job_rx = Arc::clone(&job_rx);
             let result_tx = result_tx.clone();
-            scope.spawn(move || compress_worker(&job_rx, &result_tx));
+            scope.spawn(move || compress_worker(&job_rx, &result_tx, cache));
         }
         drop(result_tx);
         drop(job_rx);
@@ -178,6 +214,7 @@ fn read_batches(
 fn compress_worker(
     jobs: &Mutex<mpsc::Receiver<(u64, u64, Vec<u8>)>>,
     results: &mpsc::Sender<(u64, BatchResult)>,
+    cache: Option<(&ChunkCache, &ChunkKeyer)>,
 ) {
     // One deflate state per thread, reset per cluster: each cluster is its own deflate stream.
     let mut deflate =
@@ -191,8 +228,9 @@ fn compress_worker(
             return;
         };
         // A panic becomes an error for this batch rather than a batch the collector never gets.
-        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            compress_batch(&mut deflate, first_cluster, &buf)
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match cache {
+            Some((cache, keyer)) => cached_batch(&mut deflate, cache, keyer, first_cluster, &buf),
+            None => compress_batch(&mut deflate, first_cluster, &buf),
         }))
         .unwrap_or_else(|_| Err("compression thread panicked".to_owned()));
         if results.send((seq, out)).is_err() {
@@ -236,10 +274,127 @@ fn compress_batch(deflate: &mut Compress, first_cluster: u64, buf: &[u8]) -> Bat
     Ok(out)
 }
 
+/// The batch for `buf`: from the cache if it holds one, else compressed and added to it. The key
+/// covers the non-zero clusters only, each after a marker, so zeros cost no hashing. An entry holds one
+/// little-endian u32 per cluster (0: zero, [`RAW_MARK`]: stored as it is, else the compressed length)
+/// followed by the compressed clusters; stored clusters come from the input again.
+fn cached_batch(
+    deflate: &mut Compress,
+    cache: &ChunkCache,
+    keyer: &ChunkKeyer,
+    first_cluster: u64,
+    buf: &[u8],
+) -> BatchResult {
+    let zero: Vec<bool> = buf.chunks(CLUSTER).map(is_zero).collect();
+    if zero.iter().all(|&z| z) {
+        return compress_batch(deflate, first_cluster, buf);
+    }
+    let mut hasher = keyer.hasher();
+    hasher.update((zero.len() as u64).to_le_bytes());
+    for (cluster, &zero) in buf.chunks(CLUSTER).zip(&zero) {
+        if zero {
+            hasher.update([0u8]);
+        } else {
+            hasher.update([1u8]);
+            hasher.update(cluster);
+        }
+    }
+    let key = ChunkKeyer::finish(hasher);
+    let decode = |payload: Vec<u8>| decode_cached(payload, first_cluster, buf, &zero);
+    if let Some(batch) = cache.load(&key, decode) {
+        return Ok(batch);
+    }
+    let batch = compress_batch(deflate, first_cluster, buf)?;
+    let mut lengths = Vec::with_capacity(batch.clusters.len() * 4);
+    for cluster in &batch.clusters {
+        let code = match *cluster {
+            ClusterOut::Zero => 0,
+            ClusterOut::Raw => RAW_MARK,
+            ClusterOut::Compressed(len) => len,
+        };
+        lengths.extend_from_slice(&code.to_le_bytes());
+    }
+    cache.store(&key, &[&lengths, &batch.compressed]);
+    Ok(batch)
+}
+
+/// Marks a cluster stored uncompressed in a cache entry; no compressed cluster is that long.
+const RAW_MARK: u32 = u32::MAX;
+
+/// A batch from a cache entry (see [`cached_batch`]), checked against the input: the right number of
+/// clusters, zero exactly where the input is, and lengths that add up to the compressed bytes.
+fn decode_cached(
+    payload: Vec<u8>,
+    first_cluster: u64,
+    buf: &[u8],
+    zero: &[bool],
+) -> Option<BatchOut> {
+    let table_len = zero.len() * 4;
+    if payload.len() < table_len {
+        return None;
+    }
+    let mut clusters = Vec::with_capacity(zero.len());
+    let mut raw = Vec::new();
+    let mut compressed_len = 0usize;
+    for ((code, &zero), cluster) in payload[..table_len]
+        .chunks_exact(4)
+        .zip(zero)
+        .zip(buf.chunks(CLUSTER))
+    {
+        let code = u32::from_le_bytes([code[0], code[1], code[2], code[3]]);
+        let out = match code {
+            0 => ClusterOut::Zero,
+            RAW_MARK => {
+                raw.extend_from_slice(cluster);
+                ClusterOut::Raw
+            }
+            len if (len as usize) < CLUSTER => {
+                compressed_len += len as usize;
+                ClusterOut::Compressed(len)
+            }
+            _ => return None,
+        };
+        if matches!(out, ClusterOut::Zero) != zero {
+            return None;
+        }
+        clusters.push(out);
+    }
+    if payload.len() - table_len != compressed_len {
+        return None;
+    }
+    let mut compressed = payload;
+    compressed.drain(..table_len);
+    Some(BatchOut {
+        first_cluster,
+        clusters,
+        compressed,
+        raw,
+    })
+}
+
+/// Everything besides a batch's bytes that shapes its result, for the cache key: cluster size, deflate
+/// settings, when a cluster is stored as it is, and a fingerprint of what this build's deflate makes of a
+/// fixed sample.
+fn namespace() -> Result<String, String> {
+    let mut deflate =
+        Compress::new_with_window_bits(Compression::new(DEFLATE_LEVEL), false, WINDOW_BITS);
+    let sample = fingerprint_sample();
+    let mut compressed = vec![0u8; sample.len() * 2];
+    deflate
+        .compress(&sample, &mut compressed, FlushCompress::Finish)
+        .map_err(|e| format!("deflate: {e}"))?;
+    compressed.truncate(deflate.total_out() as usize);
+    Ok(format!(
+        "qcow2 batch v1: {BATCH_CLUSTERS} clusters of 2^{CLUSTER_BITS}, raw deflate level {DEFLATE_LEVEL} window 2^{WINDOW_BITS}, \
+         stored at entropy {SAMPLE_RAW_ENTROPY}/{MIN_RAW_ENTROPY} or when not shrunk; encoder {}",
+        fingerprint(&compressed)
+    ))
+}
+
 /// True if `cluster` is already compressed or random data. Its first 4 KiB are looked at first, so
 /// ordinary data costs a sixteenth of a full histogram (a 4 KiB sample of random data measures ~7.95).
 fn looks_random(cluster: &[u8]) -> bool {
-    entropy_bits(&cluster[..cluster.len().min(4096)]) >= 7.8
+    entropy_bits(&cluster[..cluster.len().min(4096)]) >= SAMPLE_RAW_ENTROPY
         && entropy_bits(cluster) >= MIN_RAW_ENTROPY
 }
 

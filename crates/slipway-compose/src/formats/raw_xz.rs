@@ -12,10 +12,16 @@
 //!   near 8 bits per byte) becomes uncompressed LZMA2 chunks straight away. That is what LZMA2 emits
 //!   for such data anyway, after spending its slowest path (~1.7 MB/s) finding nothing to match.
 //!
-//! Everything else goes through LZMA2 preset 6 exactly as `xz -6` would, in 16 MiB blocks. The container
-//! (stream header, block headers, index, footer) follows the `.xz` file format specification, so any xz
-//! decoder reads it, and block headers carry both sizes so xz's multi-threaded decoder can decode the
-//! blocks in parallel too. The output depends only on the input, never on thread timing.
+//! Everything else goes through LZMA2 preset 6 exactly as `xz -6` would, in blocks of 2 to 16 MiB whose
+//! ends are chosen by content (see [`MIN_BLOCK`]). The container (stream header, block headers, index,
+//! footer) follows the `.xz` file format specification, so any xz decoder reads it, and block headers
+//! carry both sizes so xz's multi-threaded decoder can decode the blocks in parallel too. The output
+//! depends only on the input, never on thread timing.
+//!
+//! With a [`ChunkCache`], a data block whose bytes were compressed by an earlier write is copied from the
+//! cache instead. Block ends chosen by content are what makes that pay: when a file in an ext4 image
+//! grows, everything `mkfs.ext4 -d` writes after it moves by whole 4 KiB blocks, and block ends at fixed
+//! offsets would then cut every later block differently, while content-chosen ends move along with it.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -28,6 +34,7 @@ use liblzma::stream::{Action, Filters, LzmaOptions, Status, Stream};
 use sha2::Digest as _;
 use slipway_model::Sha256;
 
+use super::chunk_cache::{fingerprint, fingerprint_sample, ChunkCache, ChunkKeyer};
 use super::{FormatError, WrittenFile};
 
 /// xz preset; 6 is the `xz` tool's default level.
@@ -36,10 +43,21 @@ const PRESET: u32 = 6;
 const DICT_SIZE: u32 = 8 << 20;
 /// Granularity of zero detection: a MiB that is entirely zero is never given to LZMA2.
 const UNIT: usize = 1 << 20;
-/// Largest data block. Blocks are compressed independently (each restarts the dictionary), so larger
-/// blocks compress slightly better; smaller ones balance two threads better at the end of the input.
-/// 16 MiB (2× the dictionary) loses well under 1% against xz's 24 MiB default.
+/// Largest block. Blocks are compressed independently (each restarts the dictionary), so larger blocks
+/// compress slightly better; smaller ones balance two threads better at the end of the input, and are
+/// what a cache can reuse after a small change. 16 MiB (2× the dictionary) loses well under 1% against
+/// xz's 24 MiB default.
 const BLOCK_SIZE: usize = 16 << 20;
+/// Smallest data block that ends by content rather than at a zero or incompressible MiB or the end of
+/// the input. Past it, a data block ends after any 4 KiB piece (counted from the block's start) whose
+/// hash picks it, with odds of one in [`CUT_ODDS`], or at [`BLOCK_SIZE`]. The choice depends only on the
+/// bytes, so the same data moved by whole 4 KiB blocks (the unit ext4 allocates in) is cut in the same
+/// places. Minimum and mean (2 MiB + 2 MiB) trade hit rate against ratio; see the benchmarks.
+const MIN_BLOCK: usize = 2 << 20;
+/// The granule in which block ends are considered: ext4's block size.
+const CUT_GRANULE: usize = 4096;
+/// One granule in this many ends a data block past [`MIN_BLOCK`]: 512 granules, 2 MiB on average.
+const CUT_ODDS: u64 = 512;
 /// Zero runs are emitted as blocks of `UNIT << k` bytes for `k` up to this, each encoded once per call.
 /// LZMA2 output for zeros grows linearly anyway (~150 bytes per MiB, chunk headers), so bigger zero
 /// blocks would save almost no space but cost more to encode the first time (zeros run at ~75 MB/s).
@@ -55,11 +73,30 @@ const FILTER_LZMA2: u8 = 0x21;
 /// Writes `raw` to `out` as a raw.xz using `threads` compression threads (at least one), and returns the
 /// output's sha256 and size, computed while writing. The file appears under `out` only once complete.
 pub fn write_raw_xz(raw: &Path, out: &Path, threads: usize) -> Result<WrittenFile, FormatError> {
+    write_raw_xz_cached(raw, out, threads, None)
+}
+
+/// Like [`write_raw_xz`], reusing compressed blocks from `cache` and adding the ones it compresses. The
+/// output is byte for byte the same with or without a cache.
+pub fn write_raw_xz_cached(
+    raw: &Path,
+    out: &Path,
+    threads: usize,
+    cache: Option<&ChunkCache>,
+) -> Result<WrittenFile, FormatError> {
     let threads = threads.max(1);
     let mut reader = SparseReader::open(raw)?;
     let temp = TempOutput::create(out)?;
     let writer = HashingWriter::new(temp.file()?, temp.path());
     let zero_cache: ZeroCache = Default::default();
+    let cache = match cache {
+        Some(cache) => Some((
+            cache,
+            ChunkKeyer::new(&namespace().map_err(|m| compress_error(out, &m))?),
+        )),
+        None => None,
+    };
+    let cache = cache.as_ref().map(|(c, k)| (*c, k));
 
     // Bounded hand-offs keep memory at a few blocks: a data job needs a token, and the writer returns
     // the token once the block is on disk, however long another block takes to compress. Zero blocks
@@ -81,7 +118,7 @@ pub fn write_raw_xz(raw: &Path, out: &Path, threads: usize) -> Result<WrittenFil
         for _ in 0..threads {
             let result_tx = result_tx.clone();
             let (job_rx, zero_cache) = (Arc::clone(&job_rx), &zero_cache);
-            scope.spawn(move || compress_worker(&job_rx, result_tx, zero_cache));
+            scope.spawn(move || compress_worker(&job_rx, result_tx, zero_cache, cache));
         }
         drop(result_tx);
         drop(job_rx);
@@ -147,10 +184,20 @@ fn read_jobs(
     let size = reader.size;
     let mut unit = vec![0u8; UNIT];
     // The block being gathered: at most one of `block` and `zero_units` is non-empty at a time.
-    let mut block: Vec<u8> = Vec::with_capacity(BLOCK_SIZE);
+    let mut block: Vec<u8> = Vec::with_capacity(BLOCK_SIZE + UNIT);
     let mut block_stored = false;
+    // Where in a data block the search for its content-chosen end goes on.
+    let mut cut_from = MIN_BLOCK;
     let mut zero_units = 0u64;
     let mut offset = 0u64;
+    let flush = |block: &mut Vec<u8>, stored: bool| {
+        let data = std::mem::replace(block, Vec::with_capacity(BLOCK_SIZE + UNIT));
+        if stored {
+            Job::Stored(data)
+        } else {
+            Job::Data(data)
+        }
+    };
     while offset < size {
         let len = usize::try_from((size - offset).min(UNIT as u64)).unwrap_or(UNIT);
         // A short tail is always data: zero and stored blocks come only in whole MiB.
@@ -168,14 +215,6 @@ fn read_jobs(
             }
         };
         offset += len as u64;
-        let flush = |block: &mut Vec<u8>, stored: bool| {
-            let data = std::mem::replace(block, Vec::with_capacity(BLOCK_SIZE));
-            if stored {
-                Job::Stored(data)
-            } else {
-                Job::Data(data)
-            }
-        };
         if kind == Kind::Zero {
             if !block.is_empty() && !send(flush(&mut block, block_stored)) {
                 return Ok(());
@@ -190,20 +229,52 @@ fn read_jobs(
         if !block.is_empty() && stored != block_stored && !send(flush(&mut block, block_stored)) {
             return Ok(());
         }
+        if block.is_empty() {
+            cut_from = MIN_BLOCK;
+        }
         block_stored = stored;
         block.extend_from_slice(&unit[..len]);
-        if block.len() >= BLOCK_SIZE && !send(flush(&mut block, block_stored)) {
-            return Ok(());
+        if stored {
+            if block.len() >= BLOCK_SIZE && !send(flush(&mut block, true)) {
+                return Ok(());
+            }
+            continue;
+        }
+        while let Some(end) = find_cut(&block, &mut cut_from) {
+            let mut rest = Vec::with_capacity(BLOCK_SIZE + UNIT);
+            rest.extend_from_slice(&block[end..]);
+            block.truncate(end);
+            if !send(Job::Data(std::mem::replace(&mut block, rest))) {
+                return Ok(());
+            }
+            cut_from = MIN_BLOCK;
         }
     }
     if send_zero_run(&mut send, &mut zero_units) && !block.is_empty() {
-        send(if block_stored {
-            Job::Stored(block)
-        } else {
-            Job::Data(block)
-        });
+        send(flush(&mut block, block_stored));
     }
     Ok(())
+}
+
+/// The end of the first data block in `block`, if it has one yet: the first granule boundary from
+/// `*from` on that [`is_cut`] picks, or [`BLOCK_SIZE`]. Advances `*from` past what it looked at, so
+/// every granule is hashed once.
+fn find_cut(block: &[u8], from: &mut usize) -> Option<usize> {
+    while *from <= block.len() {
+        let end = *from;
+        *from += CUT_GRANULE;
+        if end >= BLOCK_SIZE || is_cut(&block[end - CUT_GRANULE..end]) {
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// True if a data block may end after `granule`. crc32 is hardware-accelerated and spreads well enough
+/// once multiplied by an odd constant; the choice needs no strength, only to depend on the bytes alone.
+fn is_cut(granule: &[u8]) -> bool {
+    let spread = u64::from(crc32fast::hash(granule)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+    spread % CUT_ODDS == 0
 }
 
 /// What a MiB of input is, for choosing its block.
@@ -268,6 +339,7 @@ fn compress_worker(
     jobs: &Mutex<Receiver<(u64, Job)>>,
     results: mpsc::Sender<Done>,
     zero_cache: &ZeroCache,
+    cache: Option<(&ChunkCache, &ChunkKeyer)>,
 ) {
     loop {
         // The lock is held only while waiting for the next job, never while compressing.
@@ -279,7 +351,11 @@ fn compress_worker(
         let token = !matches!(job, Job::Zero(_));
         // A panic becomes an error for this block: a lost block would leave the writer waiting for it.
         let block = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
-            Job::Data(data) => encode_block(&[&data]).map(Arc::new),
+            Job::Data(data) => match cache {
+                Some((cache, keyer)) => cached_block(cache, keyer, &data),
+                None => encode_block(&[&data]),
+            }
+            .map(Arc::new),
             Job::Stored(data) => Ok(Arc::new(stored_block(&data))),
             Job::Zero(shift) => zero_cache[shift]
                 .get_or_init(|| encode_zero_block(UNIT << shift).map(Arc::new))
@@ -290,6 +366,59 @@ fn compress_worker(
             return;
         }
     }
+}
+
+/// The block for `data`: from the cache if it holds one, else compressed and added to it. Only data
+/// blocks go through the cache: zero and stored blocks cost less to make than to look up.
+fn cached_block(cache: &ChunkCache, keyer: &ChunkKeyer, data: &[u8]) -> Result<Block, String> {
+    let key = keyer.key(data);
+    if let Some(block) = cache.load(&key, |payload| decode_cached(payload, data.len())) {
+        return Ok(block);
+    }
+    let block = encode_block(&[data])?;
+    cache.store(
+        &key,
+        &[
+            &block.unpadded_size.to_le_bytes(),
+            &block.uncompressed_size.to_le_bytes(),
+            &block.bytes,
+        ],
+    );
+    Ok(block)
+}
+
+/// A block from a cache entry: unpadded size, uncompressed size, then the block as written. Checks
+/// that the sizes fit together; the entry's checksum has already vouched for the bytes.
+fn decode_cached(mut payload: Vec<u8>, uncompressed: usize) -> Option<Block> {
+    if payload.len() < 16 {
+        return None;
+    }
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&payload[..8]);
+    let unpadded_size = u64::from_le_bytes(word);
+    word.copy_from_slice(&payload[8..16]);
+    let uncompressed_size = u64::from_le_bytes(word);
+    payload.drain(..16);
+    let padded = payload.len() as u64;
+    let fits = uncompressed_size == uncompressed as u64
+        && padded % 4 == 0
+        && unpadded_size <= padded
+        && padded - unpadded_size < 4;
+    fits.then_some(Block {
+        bytes: payload,
+        unpadded_size,
+        uncompressed_size,
+    })
+}
+
+/// Everything besides a block's bytes that shapes its encoding, for the cache key: the block layout,
+/// the LZMA2 settings, and a fingerprint of what this build's liblzma makes of a fixed sample.
+fn namespace() -> Result<String, String> {
+    let sample = encode_block(&[&fingerprint_sample()])?;
+    Ok(format!(
+        "raw.xz block v1: header with both sizes, lzma2 preset {PRESET} dict {DICT_SIZE}, crc64 check; encoder {}",
+        fingerprint(&sample.bytes)
+    ))
 }
 
 /// Encodes `len` zero bytes as a block, feeding a small zero buffer repeatedly.

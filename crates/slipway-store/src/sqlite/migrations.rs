@@ -125,7 +125,18 @@ CREATE INDEX jobs_by_state ON jobs (state, id);
 "#;
 
 /// The scripts in order.
-const MIGRATIONS: &[&str] = &[V1];
+/// Version 2: package diffs of composes, and named state records (source status, change checks).
+const V2: &str = r#"
+ALTER TABLE composes ADD COLUMN pkgdiff_json TEXT;
+
+CREATE TABLE state (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this build writes.
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

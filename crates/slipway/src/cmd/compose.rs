@@ -93,7 +93,10 @@ pub async fn run(config: &Path, command: Command) -> anyhow::Result<ExitCode> {
                 );
             }
             if let Some(lock) = &found.lock {
-                println!("lock: {} packages", lock.packages.len());
+                println!("lock: {} packages (hash {})", lock.packages.len(), lock.hash());
+            }
+            if let Some(diff) = &found.pkgdiff {
+                print_pkgdiff(diff);
             }
             for r in results {
                 println!(
@@ -106,4 +109,44 @@ pub async fn run(config: &Path, command: Command) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a package diff: a summary line, then every change, security upgrades marked.
+fn print_pkgdiff(diff: &slipway_model::PkgDiff) {
+    match &diff.previous {
+        Some(previous) => println!("packages since {previous}: {}", diff.summary()),
+        None => {
+            println!("packages: first compose of the recipe ({} added)", diff.added.len());
+            return;
+        }
+    }
+    for change in &diff.upgraded {
+        println!(
+            "  upgraded {}:{} {} → {}{}",
+            change.name,
+            change.architecture,
+            change.old_version,
+            change.new_version,
+            if change.security {
+                format!("  [security: {}]", change.suite.as_deref().unwrap_or("?"))
+            } else {
+                String::new()
+            }
+        );
+    }
+    for change in &diff.downgraded {
+        println!(
+            "  downgraded {}:{} {} → {}",
+            change.name, change.architecture, change.old_version, change.new_version
+        );
+    }
+    for change in &diff.rebuilt {
+        println!("  rebuilt {}:{} {}", change.name, change.architecture, change.new_version);
+    }
+    for p in &diff.added {
+        println!("  added {}:{} {}", p.name, p.architecture, p.version);
+    }
+    for p in &diff.removed {
+        println!("  removed {}:{} {}", p.name, p.architecture, p.version);
+    }
 }

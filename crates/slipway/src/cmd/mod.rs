@@ -1,5 +1,7 @@
 //! One module per subcommand, each with its own `Args` and `run`.
 
+pub mod affected;
+pub mod changes;
 pub mod compose;
 pub mod decision;
 pub mod events;

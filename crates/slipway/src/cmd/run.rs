@@ -9,17 +9,28 @@ use crate::output::{open_engine, print_json, TerminalProgress};
 
 /// Run the pipeline for every stream.
 ///
-/// With --once, runs one cycle (compose, boot test, gate, release, publish) and exits. It first finishes
-/// whatever an interrupted earlier run left, so running again after a kill never releases twice. Without
-/// --once, runs a cycle every --interval until stopped.
+/// Every cycle first refreshes the package sources (signed indexes, checked checksums) and composes a
+/// stream only if its recipe or a package in its last lock changed; otherwise it records
+/// `compose.skipped`. What is composed is then boot-tested, gated, released and published.
+///
+/// With --once, runs one cycle over every stream and exits. It first finishes whatever an interrupted
+/// earlier run left, so running again after a kill never releases twice. A stream whose newest compose
+/// failed is tried again.
+///
+/// Without --once, runs as a daemon: polls the sources and recipe files every --interval (default: the
+/// config's `[watch] poll-interval-secs`) and runs a cycle for the streams a change touched, plus each
+/// stream's nightly (`nightly = "HH:MM"` UTC in its `[[stream]]`) at the first poll after its time.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Run one cycle and exit.
     #[arg(long)]
     once: bool,
-    /// Time between cycles when running as a daemon, such as 24h or 90m.
-    #[arg(long, default_value = "24h", value_parser = parse_duration)]
-    interval: Duration,
+    /// Compose every stream even if nothing changed (with --once).
+    #[arg(long, requires = "once")]
+    force: bool,
+    /// Time between polls when running as a daemon, such as 15m or 1h.
+    #[arg(long, value_parser = parse_duration)]
+    interval: Option<Duration>,
     /// Print the cycle's report as JSON.
     #[arg(long)]
     json: bool,
@@ -46,45 +57,77 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 pub async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let progress = Arc::new(TerminalProgress::new());
     let engine = open_engine(config, progress.clone()).await?;
-    loop {
-        let report = engine.run_once().await;
+    if args.once {
+        let report = engine
+            .run_cycle(&slipway_engine::CycleOptions::manual(args.force))
+            .await;
         progress.finish();
         let report = report?;
-        if args.json {
-            print_json(&report)?;
+        print_report(&report, args.json)?;
+        return Ok(if report.all_good() {
+            ExitCode::SUCCESS
         } else {
-            for stream in &report.streams {
-                match (&stream.release, &stream.problem) {
-                    (Some(release), None) => println!(
-                        "{}: released {} (compose {})",
-                        stream.stream, release.version, release.compose
-                    ),
-                    (release, Some(problem)) => {
-                        println!("{}: no new release: {problem}", stream.stream);
-                        if let Some(release) = release {
-                            println!(
-                                "  current release stays {} (compose {})",
-                                release.version, release.compose
-                            );
-                        }
-                    }
-                    (None, None) => println!("{}: nothing released", stream.stream),
-                }
+            ExitCode::from(3)
+        });
+    }
+    let interval = args.interval.unwrap_or(Duration::from_secs(
+        engine.config().watch.poll_interval_secs.max(1),
+    ));
+    loop {
+        match engine.watch_tick().await {
+            Ok(Some(report)) => {
+                progress.finish();
+                print_report(&report, args.json)?;
             }
-            println!("site: {}", report.index_html.display());
-        }
-        if args.once {
-            return Ok(if report.all_good() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(3)
-            });
+            Ok(None) => tracing::info!("nothing changed"),
+            // A daemon outlives a bad poll: a broken recipe edit or a full disk is reported and retried.
+            Err(err) => {
+                progress.finish();
+                eprintln!("error: {err:#}");
+            }
         }
         tokio::select! {
-            _ = tokio::time::sleep(args.interval) => {}
+            _ = tokio::time::sleep(interval) => {}
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
         }
     }
+}
+
+fn print_report(report: &slipway_engine::CycleReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(report);
+    }
+    for stream in &report.streams {
+        if stream.skipped {
+            println!(
+                "{}: unchanged since compose {}; nothing built",
+                stream.stream,
+                stream.compose.as_deref().unwrap_or("-")
+            );
+            if let Some(release) = &stream.release {
+                println!("  current release stays {} (compose {})", release.version, release.compose);
+            }
+            continue;
+        }
+        match (&stream.release, &stream.problem) {
+            (Some(release), None) => println!(
+                "{}: released {} (compose {})",
+                stream.stream, release.version, release.compose
+            ),
+            (release, Some(problem)) => {
+                println!("{}: no new release: {problem}", stream.stream);
+                if let Some(release) = release {
+                    println!(
+                        "  current release stays {} (compose {})",
+                        release.version, release.compose
+                    );
+                }
+            }
+            (None, None) => println!("{}: nothing released", stream.stream),
+        }
+    }
+    println!("site: {}", report.index_html.display());
+    Ok(())
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ struct StreamStatus {
     recipe: String,
     composes: Vec<ComposeStatus>,
     releases: Vec<Release>,
+    sources: Vec<slipway_engine::SourceStatus>,
 }
 
 #[derive(Serialize)]
@@ -38,8 +39,19 @@ struct ComposeStatus {
 pub async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let engine = open_engine(config, Arc::new(LogProgress)).await?;
     let store = engine.store();
+    let statuses = engine.source_statuses().await?;
     let mut streams = Vec::new();
     for stream in &engine.config().streams {
+        let recipe = engine.config().recipe(stream)?;
+        let sources = statuses
+            .iter()
+            .filter(|s| {
+                recipe.sources.iter().any(|r| {
+                    r.url.trim_end_matches('/') == s.url.trim_end_matches('/') && r.suite == s.suite
+                })
+            })
+            .cloned()
+            .collect();
         let mut composes = Vec::new();
         for compose in store.composes(Some(&stream.name), args.composes).await? {
             let decision = store.latest_decision(&compose.id, &stream.name).await?;
@@ -50,6 +62,7 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
             recipe: stream.recipe.display().to_string(),
             composes,
             releases: store.releases(&stream.name).await?,
+            sources,
         });
     }
     if args.json {
@@ -66,6 +79,21 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
                 latest.compose
             ),
             None => println!("  no release yet"),
+        }
+        for source in &stream.sources {
+            let checked = source.checked_at.strftime("%Y-%m-%d %H:%M");
+            match &source.error {
+                None => println!("  source {} {}: ok (checked {checked})", source.url, source.suite),
+                Some(error) => println!(
+                    "  source {} {}: FAILING ({} in a row, last good {}): {error}",
+                    source.url,
+                    source.suite,
+                    source.failures,
+                    source
+                        .good_at
+                        .map_or("never".to_string(), |t| t.strftime("%Y-%m-%d %H:%M").to_string()),
+                ),
+            }
         }
         if stream.composes.is_empty() {
             println!("  no composes yet");

@@ -1,0 +1,172 @@
+//! A cache never changes a result: a compose that reuses an installed tree, and a cold compose whose
+//! packages come from the package cache, give artifacts byte-identical to those of a cold compose with an
+//! empty cache, for the same recipe, lock, epoch and compose id.
+//!
+//! Builds a small image (variant `apt` plus GRUB) from the Debian mirror three times, for real. Needs root,
+//! the tools from `scripts/install-deps` and the Debian mirror.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use slipway_compose::{ComposeOutput, ComposeRequest, Composer};
+use slipway_exec::SystemRunner;
+use slipway_model::{ComposeId, Lock, Recipe};
+
+const RECIPE: &str = r#"
+name = "cache-test"
+distribution = "debian"
+suite = "bookworm"
+architecture = "amd64"
+variant = "apt"
+exclude-docs = true
+exclude-locales = true
+outputs = ["qcow2", "raw.xz"]
+packages = ["grub-efi-amd64-bin"]
+
+[[source]]
+url = "http://deb.debian.org/debian"
+suite = "bookworm"
+components = ["main"]
+keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+[system]
+hostname = "cache-test"
+kernel-cmdline = "console=ttyS0"
+
+[[file]]
+path = "/etc/motd"
+content = "cache test\n"
+"#;
+
+/// The compose's UTC day, as the engine picks it.
+const EPOCH: i64 = 1_763_683_200;
+
+fn recipe(dir: &Path) -> Recipe {
+    let path = dir.join("cache-test.toml");
+    std::fs::write(&path, RECIPE).expect("write recipe");
+    Recipe::load(&path).expect("recipe loads")
+}
+
+async fn compose(
+    recipe: &Recipe,
+    work_dir: &Path,
+    cache_dir: &Path,
+    expected_lock: Option<Lock>,
+) -> ComposeOutput {
+    let request = ComposeRequest {
+        recipe: recipe.clone(),
+        compose_id: ComposeId("cache-test-20251121.0".into()),
+        work_dir: work_dir.to_path_buf(),
+        source_date_epoch: EPOCH,
+        threads: 2,
+        cache_dir: Some(cache_dir.to_path_buf()),
+        expected_lock,
+    };
+    let output = Composer::new(Arc::new(SystemRunner))
+        .compose(&request, &|_| {})
+        .await
+        .unwrap_or_else(|e| panic!("compose in {}: {e:#}", work_dir.display()));
+    let timings: Vec<String> = output
+        .timings
+        .iter()
+        .map(|t| format!("{} {:.1}s", t.step, t.seconds))
+        .collect();
+    eprintln!(
+        "{}: {} ({:?})",
+        work_dir.display(),
+        timings.join(", "),
+        output.cache
+    );
+    output
+}
+
+fn digests(output: &ComposeOutput) -> Vec<(String, String)> {
+    output
+        .images
+        .iter()
+        .map(|i| (i.file_name.clone(), i.sha256.to_string()))
+        .collect()
+}
+
+/// Hard links every file of `from` into a new directory `to`.
+fn link_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read cache") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("type").is_file() {
+            std::fs::hard_link(entry.path(), to.join(entry.file_name())).expect("link");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cached_composes_give_the_bytes_of_a_cold_one() {
+    slipway_exec::require_programs(&[
+        "mmdebstrap",
+        "dpkg-query",
+        "chroot",
+        "mkfs.ext4",
+        "mkfs.vfat",
+        "mcopy",
+    ])
+    .expect("tools from scripts/install-deps");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recipe = recipe(dir.path());
+    let cache = dir.path().join("cache");
+
+    // Cold, with an empty cache.
+    let cold = compose(&recipe, &dir.path().join("a"), &cache, None).await;
+    assert!(!cold.cache.tree_reused);
+    assert_eq!(cold.cache.debs_from_cache, 0);
+    assert_eq!(cold.cache.debs_downloaded, cold.lock.packages.len());
+    let missing: Vec<&str> = cold
+        .lock
+        .packages
+        .iter()
+        .filter(|p| p.sha256.is_none())
+        .map(|p| p.name.as_str())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "packages without a checksum: {missing:?}"
+    );
+    assert!(
+        cold.lock.packages.iter().any(|p| p.source.is_some()),
+        "source packages are recorded"
+    );
+
+    // Warm: another work directory, the same cache, the lock the engine expects.
+    let warm = compose(
+        &recipe,
+        &dir.path().join("b"),
+        &cache,
+        Some(cold.lock.clone()),
+    )
+    .await;
+    assert!(warm.cache.tree_reused, "the installed tree was not reused");
+    assert_eq!(warm.lock, cold.lock);
+    assert_eq!(warm.input_hash, cold.input_hash);
+    assert_eq!(
+        digests(&warm),
+        digests(&cold),
+        "a reused tree changed the bytes"
+    );
+
+    // Cold again, with no cached tree but the package files of the first compose: mmdebstrap runs,
+    // downloads nothing, and the result is the first compose's, byte for byte.
+    let second_cache = dir.path().join("cache2");
+    link_dir(&cache.join("debs"), &second_cache.join("debs"));
+    let again = compose(&recipe, &dir.path().join("c"), &second_cache, None).await;
+    assert!(!again.cache.tree_reused);
+    assert_eq!(again.cache.debs_downloaded, 0, "{:?}", again.cache);
+    assert_eq!(again.cache.debs_from_cache, again.lock.packages.len());
+    assert_eq!(again.lock, cold.lock);
+    assert_eq!(digests(&again), digests(&cold), "two cold composes differ");
+
+    // The tree cache holds the tree under the key of the lock it got.
+    let key = slipway_compose::cache::tree_key(&recipe, EPOCH, &cold.lock);
+    assert!(slipway_compose::cache::TreeCache::new(cache.join("trees"))
+        .entry_dir(&recipe.name, &key)
+        .join("tree/usr/lib/grub/x86_64-efi")
+        .is_dir());
+}
