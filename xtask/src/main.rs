@@ -15,15 +15,54 @@ use slipway_compose::{ComposeRequest, Composer};
 use slipway_exec::{Command, CommandRunner, SystemRunner};
 use slipway_model::{ComposeId, OutputFormat, Recipe};
 
+mod repo_bench;
+mod sections;
+
+const USAGE: &str = "usage: cargo xtask bench [SECTION…]
+
+Sections (all when none is named):
+  compose   compose and boot test of examples/debian-cloud against a naive baseline (root, Debian mirror)
+  parse     parsing Debian's bookworm main amd64 Packages against python3-apt (Debian mirror)
+  affected  `affected` over 1,000 synthetic locks of 500 packages against a scan of every lock
+  noop      `slipway run --once` when nothing changed, against the compose of the same project (root, mirror)
+  warm      a compose after a kernel-cmdline-only recipe change, against a cold one (root, mirror)
+
+Each section replaces its own part of docs/benchmarks.md.";
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("bench") => {
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(bench())
-        }
-        _ => bail!("usage: cargo xtask bench\n\nMeasures compose and boot test of examples/debian-cloud against a naive baseline and writes docs/benchmarks.md. Needs root and the Debian mirror."),
+    if args.first().map(String::as_str) != Some("bench") {
+        bail!("{USAGE}");
     }
+    let mut wanted: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+    if wanted.is_empty() {
+        wanted = sections::ALL.to_vec();
+    }
+    for name in &wanted {
+        if !sections::ALL.contains(name) {
+            bail!("unknown section {name:?}\n\n{USAGE}");
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let root = workspace_root();
+    let work = PathBuf::from("/var/tmp/slipway-bench");
+    std::fs::create_dir_all(&work)?;
+    for name in wanted {
+        eprintln!("== {name}");
+        let fragment = match name {
+            "compose" => runtime.block_on(bench())?,
+            "parse" => repo_bench::parse_bench(&work)?,
+            "affected" => sections::affected_bench()?,
+            "noop" => runtime.block_on(sections::noop_bench(&root, &work))?,
+            "warm" => runtime.block_on(sections::warm_bench(&root, &work))?,
+            other => bail!("unknown section {other:?}"),
+        };
+        print!("{fragment}");
+        sections::update_doc(&root.join("docs/benchmarks.md"), name, &fragment)?;
+    }
+    Ok(())
 }
 
 fn workspace_root() -> PathBuf {
@@ -38,7 +77,7 @@ async fn timed<T>(
     Ok((value, start.elapsed().as_secs_f64()))
 }
 
-async fn bench() -> anyhow::Result<()> {
+async fn bench() -> anyhow::Result<String> {
     let root = workspace_root();
     let recipe = Recipe::load(&root.join("examples/debian-cloud/recipes/bookworm-cloud.toml"))?;
     let scratch = PathBuf::from("/var/tmp/slipway-bench");
@@ -196,12 +235,8 @@ async fn bench() -> anyhow::Result<()> {
             .map_or(0.0, |t| t.seconds)
     };
     let mut doc = String::new();
-    doc.push_str("# Benchmarks\n\n");
-    doc.push_str("Measured by `cargo xtask bench` (needs root and the Debian mirror). Every figure is from one run on this\n");
-    doc.push_str("project's CI machine kind (2 cores, 24 GiB, Debian 12); the baseline runs in the same command, so the\n");
-    doc.push_str("ratios compare like with like even when absolute times move with the mirror and the machine.\n\n");
     doc.push_str(&format!(
-        "Run on {} for `examples/debian-cloud` ({} packages).\n\n",
+        "Compose and boot test, run on {} for `examples/debian-cloud` ({} packages).\n\n",
         jiff::Timestamp::now().strftime("%Y-%m-%d"),
         output.lock.packages.len()
     ));
@@ -253,12 +288,8 @@ async fn bench() -> anyhow::Result<()> {
     }
     doc.push_str("\nGoal: ≤ 60 s under TCG on 2 cores.\n");
     doc.push_str(READING);
-    let path = root.join("docs/benchmarks.md");
-    std::fs::write(&path, &doc)?;
-    print!("{doc}");
-    eprintln!("wrote {}", path.display());
     std::fs::remove_dir_all(&scratch)?;
-    Ok(())
+    Ok(doc)
 }
 
 /// What the figures mean and where the time goes; kept with every run's tables.

@@ -9,6 +9,12 @@
 //!
 //! Besides wall time the table shows CPU seconds (user + system, all threads), which stay meaningful on
 //! a machine shared with other work, where wall time of a two-thread writer is not.
+//!
+//! A second table times the writers with a chunk cache: cold with an empty cache, then warm, from the
+//! cache the cold write filled, on the same disk, on a copy with a few bytes edited in one extent, and
+//! on each disk named in `SLIPWAY_BENCH_RAW_CHANGED` (`label=path,...`: the same image rebuilt after a
+//! recipe change, say), as ratios to the cold write without a cache. `SLIPWAY_BENCH_CACHE_ONLY=1` skips
+//! the tool baselines (single-threaded xz takes minutes).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -16,10 +22,39 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use slipway_compose::formats::qcow2::write_qcow2;
-use slipway_compose::formats::raw_xz::write_raw_xz;
+use slipway_compose::formats::chunk_cache::{CacheStats, ChunkCache};
+use slipway_compose::formats::qcow2::{write_qcow2, write_qcow2_cached};
+use slipway_compose::formats::raw_xz::{write_raw_xz, write_raw_xz_cached};
+use slipway_compose::formats::{FormatError, WrittenFile};
 
 const MIB: u64 = 1 << 20;
+
+#[path = "/var/tmp/chunkexp/orig/old.rs"]
+mod old;
+
+fn ab(raw: &Path, dir: &Path, threads: usize) {
+    let reps: usize = std::env::var("SLIPWAY_BENCH_AB").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    let out = dir.join("ab.out");
+    let mut sums = [[0.0f64; 2]; 4];
+    for rep in 0..reps {
+        let runs: [(&str, Box<dyn Fn() -> WrittenFile>); 4] = [
+            ("xz old", Box::new(|| old::raw_xz::write_raw_xz(raw, &out, threads).expect("old xz"))),
+            ("xz new", Box::new(|| write_raw_xz(raw, &out, threads).expect("new xz"))),
+            ("qcow2 old", Box::new(|| old::qcow2::write_qcow2(raw, &out, threads).expect("old q"))),
+            ("qcow2 new", Box::new(|| write_qcow2(raw, &out, threads).expect("new q"))),
+        ];
+        let order: Vec<usize> = if rep % 2 == 0 { vec![0, 1, 2, 3] } else { vec![1, 0, 3, 2] };
+        for i in order {
+            let (t, w) = time_self(&runs[i].1);
+            println!("rep {rep} {}: wall {:.2} cpu {:.2} size {}", runs[i].0, t.wall, t.cpu, w.size);
+            sums[i][0] += t.wall;
+            sums[i][1] += t.cpu;
+        }
+    }
+    for (i, name) in ["xz old", "xz new", "qcow2 old", "qcow2 new"].iter().enumerate() {
+        println!("mean {name}: wall {:.2} cpu {:.2}", sums[i][0] / reps as f64, sums[i][1] / reps as f64);
+    }
+}
 
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing useful either: ignore args.
@@ -55,23 +90,35 @@ fn main() {
         allocated as f64 / MIB as f64
     );
 
+    if std::env::var_os("SLIPWAY_BENCH_AB").is_some() {
+        ab(&raw, dir.path(), threads);
+        return;
+    }
+    if std::env::var_os("SLIPWAY_BENCH_CACHE_ONLY").is_none() {
+        tool_table(&raw, dir.path(), threads);
+    }
+    cache_table(&raw, dir.path(), threads);
+}
+
+/// Our writers against the standard tools on the same disk.
+fn tool_table(raw: &Path, dir: &Path, threads: usize) {
     let mut rows = Vec::new();
 
-    let xz_t1 = dir.path().join("xz-t1.raw.xz");
+    let xz_t1 = dir.join("xz-t1.raw.xz");
     let (t_xz1, s_xz1) = time_tool(
-        Command::new("xz").args(["-6", "-k", "-T1", "-c"]).arg(&raw),
+        Command::new("xz").args(["-6", "-k", "-T1", "-c"]).arg(raw),
         &xz_t1,
     );
-    let xz_t2 = dir.path().join("xz-t2.raw.xz");
+    let xz_t2 = dir.join("xz-t2.raw.xz");
     let t2 = std::env::var_os("SLIPWAY_BENCH_NO_T2").is_none().then(|| {
         time_tool(
-            Command::new("xz").args(["-6", "-k", "-T2", "-c"]).arg(&raw),
+            Command::new("xz").args(["-6", "-k", "-T2", "-c"]).arg(raw),
             &xz_t2,
         )
     });
-    let ours_xz = dir.path().join("slipway.raw.xz");
+    let ours_xz = dir.join("slipway.raw.xz");
     let (t_ours_xz, written) =
-        time_self(|| write_raw_xz(&raw, &ours_xz, threads).expect("write_raw_xz"));
+        time_self(|| write_raw_xz(raw, &ours_xz, threads).expect("write_raw_xz"));
     rows.push((
         "raw.xz",
         "xz -6 -k -T1",
@@ -92,13 +139,13 @@ fn main() {
     }
     check(Command::new("xz").arg("-t").arg(&ours_xz), "xz -t");
 
-    let qemu_out = dir.path().join("qemu.qcow2");
+    let qemu_out = dir.join("qemu.qcow2");
     let before = cpu_seconds();
     let start = Instant::now();
     check(
         Command::new("qemu-img")
             .args(["convert", "-c", "-O", "qcow2"])
-            .arg(&raw)
+            .arg(raw)
             .arg(&qemu_out),
         "qemu-img convert",
     );
@@ -107,9 +154,9 @@ fn main() {
         cpu: cpu_seconds().children - before.children,
     };
     let s_qemu = std::fs::metadata(&qemu_out).expect("qemu output").len();
-    let ours_qcow2 = dir.path().join("slipway.qcow2");
+    let ours_qcow2 = dir.join("slipway.qcow2");
     let (t_ours_qcow2, written) =
-        time_self(|| write_qcow2(&raw, &ours_qcow2, threads).expect("write_qcow2"));
+        time_self(|| write_qcow2(raw, &ours_qcow2, threads).expect("write_qcow2"));
     rows.push((
         "qcow2",
         "qemu-img convert -c -O qcow2",
@@ -125,7 +172,7 @@ fn main() {
     check(
         Command::new("qemu-img")
             .args(["compare", "-f", "raw", "-F", "qcow2"])
-            .arg(&raw)
+            .arg(raw)
             .arg(&ours_qcow2),
         "qemu-img compare",
     );
@@ -145,6 +192,86 @@ fn main() {
             sb as f64 / MIB as f64,
             so as f64 / MIB as f64,
             (so as f64 / sb as f64 - 1.0) * 100.0
+        );
+    }
+}
+
+type Writer = fn(&Path, &Path, usize, Option<&ChunkCache>) -> Result<WrittenFile, FormatError>;
+
+/// Cold and warm writes with a chunk cache, as ratios to a cold write without one.
+fn cache_table(raw: &Path, dir: &Path, threads: usize) {
+    let edited = dir.join("edited.raw");
+    // Sparse like the original, so the warm write skips the same holes.
+    check(
+        Command::new("cp")
+            .arg("--sparse=always")
+            .arg(raw)
+            .arg(&edited),
+        "cp",
+    );
+    // A few bytes in the middle of the first data extent past 64 MiB (or of the disk, if smaller).
+    let size = std::fs::metadata(raw).expect("raw").len();
+    let at = if size > 66 * MIB {
+        65 * MIB + 12345
+    } else {
+        size / 2
+    };
+    File::options()
+        .write(true)
+        .open(&edited)
+        .expect("edited")
+        .write_all_at(b"console=ttyS1", at)
+        .expect("edit");
+    let mut changed = vec![
+        ("same disk".to_owned(), raw.to_path_buf()),
+        ("edited".to_owned(), edited),
+    ];
+    if let Ok(list) = std::env::var("SLIPWAY_BENCH_RAW_CHANGED") {
+        for item in list.split(',').filter(|i| !i.is_empty()) {
+            let (label, path) = item.split_once('=').unwrap_or((item, item));
+            changed.push((label.to_owned(), PathBuf::from(path)));
+        }
+    }
+    let writers: [(&str, Writer); 2] = [
+        ("raw.xz", write_raw_xz_cached),
+        ("qcow2", write_qcow2_cached),
+    ];
+    println!("\n| format | write | s (cpu s) | × cold | cpu × cold | hits / misses | size |");
+    println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+    for (format, write) in writers {
+        let out = dir.join(format!("cache-bench.{format}"));
+        let cache_dir = dir.join(format!("chunks-{format}"));
+        let (cold, written) = time_self(|| write(raw, &out, threads, None).expect("cold write"));
+        let row = |what: &str, t: Times, stats: Option<CacheStats>, size: u64| {
+            let stats = stats.map_or("—".to_owned(), |s| format!("{} / {}", s.hits, s.misses));
+            println!(
+                "| {format} | {what} | {:.2} ({:.2}) | {:.3} | {:.3} | {stats} | {:.1} MiB |",
+                t.wall,
+                t.cpu,
+                t.wall / cold.wall,
+                t.cpu / cold.cpu.max(0.01),
+                size as f64 / MIB as f64
+            );
+        };
+        row("cold, no cache", cold, None, written.size);
+        let cache = ChunkCache::new(&cache_dir, u64::MAX);
+        let (t, w) = time_self(|| write(raw, &out, threads, Some(&cache)).expect("cold cached"));
+        assert_eq!(
+            w.sha256, written.sha256,
+            "a cache must not change the output"
+        );
+        row("cold, empty cache", t, Some(cache.stats()), w.size);
+        let entries = cache.prune().expect("cache size");
+        for (label, changed_raw) in &changed {
+            let cache = ChunkCache::new(&cache_dir, u64::MAX);
+            let (t, w) =
+                time_self(|| write(changed_raw, &out, threads, Some(&cache)).expect("warm write"));
+            row(&format!("warm, {label}"), t, Some(cache.stats()), w.size);
+        }
+        println!(
+            "| {format} | cache after the cold write | | | | {} entries | {:.1} MiB |",
+            entries.kept_entries,
+            entries.kept_bytes as f64 / MIB as f64
         );
     }
 }

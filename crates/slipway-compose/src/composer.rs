@@ -268,9 +268,17 @@ async fn write_formats(
     // fraction of the machine for its whole run after the fast one (qcow2, seconds) has finished;
     // oversubscribing for those seconds costs far less.
     let threads = request.threads.max(1);
+    // Compressed chunks of earlier composes, shared by both writers; a hit never changes the output.
+    let chunks = request.cache_dir.as_ref().map(|dir| {
+        Arc::new(formats::chunk_cache::ChunkCache::new(
+            dir.join("chunks"),
+            formats::chunk_cache::DEFAULT_MAX_BYTES,
+        ))
+    });
     let mut tasks = Vec::new();
     for &format in formats {
         let raw = raw.to_path_buf();
+        let chunks = chunks.clone();
         let out = request
             .work_dir
             .join(file_name(&request.compose_id, format));
@@ -280,9 +288,14 @@ async fn write_formats(
                 let started = Instant::now();
                 // A leftover from an earlier failed attempt would make some writers refuse or append.
                 let _ = std::fs::remove_file(&out);
+                let chunks = chunks.as_deref();
                 let result = match format {
-                    OutputFormat::RawXz => formats::raw_xz::write_raw_xz(&raw, &out, threads),
-                    OutputFormat::Qcow2 => formats::qcow2::write_qcow2(&raw, &out, threads),
+                    OutputFormat::RawXz => {
+                        formats::raw_xz::write_raw_xz_cached(&raw, &out, threads, chunks)
+                    }
+                    OutputFormat::Qcow2 => {
+                        formats::qcow2::write_qcow2_cached(&raw, &out, threads, chunks)
+                    }
                 };
                 result.map(|file| (file, started.elapsed().as_secs_f64()))
             }),
@@ -303,6 +316,15 @@ async fn write_formats(
                     message: join.to_string(),
                 });
             }
+        }
+    }
+    if let Some(chunks) = chunks {
+        tracing::info!(stats = ?chunks.stats(), "chunk cache");
+        // After both writers, so this compose's chunks are the most recently used and stay.
+        match tokio::task::spawn_blocking(move || chunks.prune()).await {
+            Ok(Ok(pruned)) => tracing::debug!(?pruned, "pruned the chunk cache"),
+            Ok(Err(error)) => tracing::warn!(%error, "cannot prune the chunk cache"),
+            Err(join) => tracing::warn!(%join, "pruning the chunk cache did not finish"),
         }
     }
     match first_error {

@@ -396,7 +396,9 @@ async fn install_grub(
     remove_if_present(&inside(root, early))
 }
 
-/// Removes files that describe the build machine or the build, not the image.
+/// Removes files that describe the build machine or the build, not the image. The tree was already
+/// normalized after mmdebstrap (see [`crate::rootfs::normalize`]); this catches what the customization's
+/// own tools leave. Times are clamped when the disk is assembled.
 fn remove_leftovers(root: &Path) -> Result<(), CustomizeError> {
     // A regular resolv.conf is the build host's; a symlink (systemd-resolved's stub) belongs to the image.
     let resolv = inside(root, "/etc/resolv.conf");
@@ -417,6 +419,11 @@ fn remove_leftovers(root: &Path) -> Result<(), CustomizeError> {
     for file in [
         "/var/cache/apt/pkgcache.bin",
         "/var/cache/apt/srcpkgcache.bin",
+        // Written by tools run in the tree (ldconfig, anything that reads the random pool); they carry
+        // the build's time or randomness, and the booted image makes its own.
+        "/var/cache/ldconfig/aux-cache",
+        "/var/lib/systemd/random-seed",
+        "/var/lib/urandom/random-seed",
         "/var/cache/debconf/config.dat-old",
         "/var/cache/debconf/templates.dat-old",
         "/var/lib/dpkg/status-old",

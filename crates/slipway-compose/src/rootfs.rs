@@ -427,7 +427,42 @@ pub fn normalize(root: &Path, source_date_epoch: i64) -> std::io::Result<()> {
         remove_files_under(&inside(root, dir))?;
     }
     crate::disk::clamp_mtimes(root, source_date_epoch)?;
+    // Clamping is not enough for these directories: whether the build wrote into them depends on the
+    // build, not on the packages (apt writes into archives/partial only when it downloads, so a build
+    // from the package cache leaves its time as the package shipped it). They all get the epoch.
+    for dir in BUILD_RECORD_DIRS.iter().chain(APT_WORK_DIRS) {
+        set_dir_times_under(&inside(root, dir), source_date_epoch)?;
+    }
     Ok(())
+}
+
+/// apt's working directories, whose files mmdebstrap removes after the build.
+pub const APT_WORK_DIRS: &[&str] = &["/var/lib/apt/lists"];
+
+/// Sets the modification time of `dir` and every directory under it to `epoch`.
+fn set_dir_times_under(dir: &Path, epoch: i64) -> std::io::Result<()> {
+    use rustix::fs::{AtFlags, Timespec, Timestamps, CWD};
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return Ok(());
+    };
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            set_dir_times_under(&entry.path(), epoch)?;
+        }
+    }
+    let time = Timespec {
+        tv_sec: epoch,
+        tv_nsec: 0,
+    };
+    let times = Timestamps {
+        last_access: time,
+        last_modification: time,
+    };
+    rustix::fs::utimensat(CWD, dir, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(std::io::Error::from)
 }
 
 /// Files that record the build, not the packages (see [`normalize`]).
@@ -555,4 +590,101 @@ pub async fn read_lock(runner: &dyn CommandRunner, root: &Path) -> Result<Lock, 
         return Err(RootfsError::EmptyLock(root.to_path_buf()));
     }
     Ok(lock)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set_mtime(path: &Path, secs: i64) {
+        let time = rustix::fs::Timespec {
+            tv_sec: secs,
+            tv_nsec: 0,
+        };
+        let times = rustix::fs::Timestamps {
+            last_access: time,
+            last_modification: time,
+        };
+        rustix::fs::utimensat(
+            rustix::fs::CWD,
+            path,
+            &times,
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .expect("utimensat");
+    }
+
+    #[test]
+    fn normalizing_removes_build_records_and_pins_times() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        for d in [
+            "etc/ssh",
+            "var/log/apt",
+            "var/cache/apt/archives/partial",
+            "usr/bin",
+        ] {
+            std::fs::create_dir_all(root.join(d)).expect("mkdir");
+        }
+        for f in [
+            "etc/ssh/ssh_host_ed25519_key",
+            "etc/ssh/sshd_config",
+            "var/log/apt/history.log",
+            "var/cache/ldconfig/aux-cache",
+            "usr/bin/old",
+            "usr/bin/new",
+        ] {
+            let path = root.join(f);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&path, f).expect("write");
+        }
+        let epoch = 1_700_000_000;
+        // Shipped by a package, untouched by this build: older than the epoch, kept as it is.
+        set_mtime(&root.join("usr/bin/old"), epoch - 1000);
+        set_mtime(&root.join("var/cache/apt/archives/partial"), epoch - 1000);
+
+        normalize(root, epoch).expect("normalize");
+
+        assert!(!root.join("etc/ssh/ssh_host_ed25519_key").exists());
+        assert!(root.join("etc/ssh/sshd_config").exists());
+        assert!(!root.join("var/log/apt/history.log").exists());
+        assert!(root.join("var/log/apt").is_dir());
+        assert!(!root.join("var/cache/ldconfig/aux-cache").exists());
+        let mtime = |p: &str| {
+            std::fs::symlink_metadata(root.join(p))
+                .expect("stat")
+                .mtime()
+        };
+        assert_eq!(mtime("usr/bin/old"), epoch - 1000);
+        assert_eq!(mtime("usr/bin/new"), epoch);
+        // Whether apt wrote here depends on the build (a download), not on the packages.
+        assert_eq!(mtime("var/cache/apt/archives/partial"), epoch);
+        assert_eq!(mtime("var/log/apt"), epoch);
+    }
+
+    #[test]
+    fn hooks_link_package_files_in_and_out() {
+        let recipe = Recipe::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/compose_bookworm-cloud.toml"),
+        )
+        .expect("recipe");
+        let cmd = mmdebstrap_command_with_deb_dirs(
+            &recipe,
+            Path::new("/w/t"),
+            1,
+            Path::new("/w/t.debs-in"),
+            Path::new("/w/it's"),
+        );
+        let line = cmd.display();
+        assert!(line.contains("--skip=essential/unlink"), "{line}");
+        assert!(line.contains("cp -al '/w/t.debs-in'/. "), "{line}");
+        assert!(line.contains(r"cp -l -t '/w/it'\''s' {} +"), "{line}");
+        // Options come before the suite, target and sources.
+        let suite = line.find(" bookworm /w/t ").expect("suite and target");
+        assert!(
+            line.find("--customize-hook").expect("hook") < suite,
+            "{line}"
+        );
+    }
 }

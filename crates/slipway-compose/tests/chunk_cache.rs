@@ -27,9 +27,8 @@ impl Rng {
     }
 }
 
-/// Text-like bytes that LZMA2 and deflate both shrink, different everywhere so that blocks cut by
-/// content are not all alike.
-fn text(rng: &mut Rng, len: usize) -> Vec<u8> {
+/// Text-like words, different on every call.
+fn words(rng: &mut Rng, len: usize) -> Vec<u8> {
     let words: [&[u8]; 10] = [
         b"kernel ",
         b"systemd ",
@@ -46,9 +45,23 @@ fn text(rng: &mut Rng, len: usize) -> Vec<u8> {
     while v.len() < len {
         let r = rng.next();
         v.extend_from_slice(words[(r % 10) as usize]);
-        if r % 7 == 0 {
+        if r % 7 == 1 {
             v.extend_from_slice(format!("{:x} ", r >> 40).as_bytes());
         }
+    }
+    v.truncate(len);
+    v
+}
+
+/// File-system-like data: every 4 KiB page starts with its own words and goes on with one of a few
+/// shared pages. Each page differs, so content-chosen block ends fall as they do on real data, while
+/// the long repeats keep LZMA2 fast enough for a test.
+fn text(rng: &mut Rng, len: usize) -> Vec<u8> {
+    let shared: Vec<Vec<u8>> = (0..8).map(|_| words(rng, 4096)).collect();
+    let mut v = Vec::with_capacity(len + 4096);
+    while v.len() < len {
+        v.extend_from_slice(&words(rng, 128));
+        v.extend_from_slice(&shared[(rng.next() % 8) as usize][..4096 - 128]);
     }
     v.truncate(len);
     v
@@ -61,7 +74,7 @@ fn make_disk(path: &Path) {
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     let file = File::create(path).expect("create raw");
     let mut offset = 0u64;
-    let mut put = |bytes: &[u8], offset: &mut u64| {
+    let put = |bytes: &[u8], offset: &mut u64| {
         file.write_all_at(bytes, *offset).expect("write raw");
         *offset += bytes.len() as u64;
     };

@@ -144,8 +144,9 @@ struct Wanted<'a> {
 /// Client for apt sources: refreshes them into a local cache and serves parsed snapshots.
 ///
 /// Snapshots are kept in memory per source, so as long as a source's InRelease digest does not change its
-/// packages are parsed at most once per process.
-#[derive(Debug)]
+/// packages are parsed at most once per process. Refreshes and snapshot loads of one source are serialized
+/// within the client; a cache directory is meant to be used by one process at a time (slipway's run lock
+/// ensures that), since a refresh deletes the index files its new state no longer needs.
 pub struct AptRepo {
     fetcher: Fetcher,
     dir: PathBuf,
@@ -155,6 +156,20 @@ pub struct AptRepo {
     /// One lock per source, so two refreshes of one source (or a refresh and a snapshot load) never
     /// interleave their writes and reads of its state directory.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl std::fmt::Debug for AptRepo {
+    // Not derived: the snapshots hold every package of every source, far too much for a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let snapshots = self.snapshots.lock().map(|s| s.len()).unwrap_or_default();
+        f.debug_struct("AptRepo")
+            .field("dir", &self.dir)
+            .field("fetcher", &self.fetcher)
+            .field("runner", &self.runner)
+            .field("clock", &self.clock)
+            .field("snapshots", &snapshots)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AptRepo {
@@ -257,9 +272,11 @@ impl AptRepo {
                 return Err(error);
             }
         };
-        // After the state: should this fail, the next refresh downloads InRelease again, finds the digest of
-        // the state and is done.
-        self.fetcher.commit(&inrelease_url, &fetched).await?;
+        // After the state, and not fatal: the state is what counts, and without this copy the next refresh
+        // merely downloads InRelease again, finds the digest of the state and is done.
+        if let Err(error) = self.fetcher.commit(&inrelease_url, &fetched).await {
+            tracing::warn!(url = %inrelease_url, %error, "could not cache the verified InRelease");
+        }
         remove_unreferenced(&dir, &state).await;
 
         let snapshot = Arc::new(RepoSnapshot {

@@ -1,10 +1,11 @@
 //! deb822 control files: apt's `Packages` lists and `Release` files.
 //!
-//! Two parsers live here. [`parse_packages`] is the fast one: it turns a whole `Packages` file into
-//! [`Package`] values, scanning bytes with `memchr`, keeping only byte ranges of the dozen fields a package
-//! needs and allocating nothing for the rest (the long `Description`, `Maintainer`, checksums other than
-//! sha256, …). Large files are split at stanza boundaries and parsed on several threads. [`stanzas`] is the
-//! general one, for small files such as `Release`: it yields every field of every stanza.
+//! Two parsers live here. [`parse_packages`] (bytes in memory) and [`parse_packages_from`] (a reader) are
+//! the fast one: they turn a `Packages` file into [`Package`] values, scanning bytes with `memchr`, keeping
+//! only byte ranges of the dozen fields a package needs and allocating nothing for the rest (`Description`,
+//! `Maintainer`, checksums other than sha256, …). Large inputs are cut at stanza boundaries and parsed on
+//! several threads. [`stanzas`] is the general one, for small files such as `Release`: it yields every
+//! field of every stanza.
 //!
 //! Both follow deb822: stanzas are separated by blank lines (lines of only spaces and tabs count as blank),
 //! a line starting with a space or tab continues the previous field, `#` starts a comment line, field names
@@ -55,12 +56,12 @@ fn parse_with_threads(data: &[u8], file: &str, threads: usize) -> Result<Vec<Pac
     if threads <= 1 {
         let mut out = Vec::with_capacity(estimate_stanzas(data.len()));
         return parse_range(data, 0, data.len(), &mut out)
-            .map(|()| out)
-            .map_err(|fault| fault.into_error(data, file));
+            .map(|_| out)
+            .map_err(|fault| fault.into_error(0, file));
     }
 
     let bounds = split_points(data, threads);
-    let results: Vec<Result<Vec<Package>, Fault>> = std::thread::scope(|scope| {
+    let results: Vec<RangeResult> = std::thread::scope(|scope| {
         let handles: Vec<_> = bounds
             .windows(2)
             .skip(1)
@@ -68,13 +69,13 @@ fn parse_with_threads(data: &[u8], file: &str, threads: usize) -> Result<Vec<Pac
                 let (start, end) = (w[0], w[1]);
                 scope.spawn(move || {
                     let mut out = Vec::with_capacity(estimate_stanzas(end - start));
-                    parse_range(data, start, end, &mut out).map(|()| out)
+                    parse_range(data, start, end, &mut out).map(|lines| (out, lines))
                 })
             })
             .collect();
         // The first chunk is parsed here rather than idling while the others work.
         let mut first = Vec::with_capacity(estimate_stanzas(bounds[1]));
-        let first = parse_range(data, 0, bounds[1], &mut first).map(|()| first);
+        let first = parse_range(data, 0, bounds[1], &mut first).map(|lines| (first, lines));
         let mut results = vec![first];
         for handle in handles {
             match handle.join() {
@@ -86,15 +87,25 @@ fn parse_with_threads(data: &[u8], file: &str, threads: usize) -> Result<Vec<Pac
         results
     });
 
-    let mut out: Vec<Package> = Vec::new();
+    concatenate(results, file)
+}
+
+/// What parsing one range of the input gives: its packages and its number of lines, or a fault.
+type RangeResult = Result<(Vec<Package>, usize), Fault>;
+
+/// The packages of consecutive ranges of a file as one list, or the error of the first range that has
+/// one, its line counted from the start of the file.
+fn concatenate(results: Vec<RangeResult>, file: &str) -> Result<Vec<Package>, RepoError> {
+    let mut lines_before = 0;
+    let mut lists = Vec::with_capacity(results.len());
     for result in results {
-        let chunk = result.map_err(|fault| fault.into_error(data, file))?;
-        if out.is_empty() {
-            out = chunk;
-            out.reserve(estimate_stanzas(data.len()).saturating_sub(out.len()));
-        } else {
-            out.extend(chunk);
-        }
+        let (packages, lines) = result.map_err(|fault| fault.into_error(lines_before, file))?;
+        lines_before += lines;
+        lists.push(packages);
+    }
+    let mut out = Vec::with_capacity(lists.iter().map(Vec::len).sum());
+    for packages in lists {
+        out.extend(packages);
     }
     Ok(out)
 }
@@ -107,9 +118,8 @@ const READ_CHUNK: usize = 1 << 20;
 /// memory.
 ///
 /// The input is read in chunks cut at stanza boundaries, and the chunks are parsed on several threads
-/// while the next ones are read. Memory use stays at a few chunks plus the result, instead of the whole
-/// file, and every byte is parsed while it is still in the cache the read left it in, which is what makes
-/// this faster than reading the file first.
+/// while the next ones are read. Memory use stays at a few chunks plus the result instead of the whole
+/// file, and each chunk is parsed while it is still in the CPU cache the read left it in.
 pub fn parse_packages_from(reader: impl Read, file: &str) -> Result<Vec<Package>, RepoError> {
     let threads = std::thread::available_parallelism()
         .map_or(1, NonZeroUsize::get)
@@ -122,8 +132,6 @@ struct Chunk {
     index: usize,
     /// Complete stanzas only.
     data: Vec<u8>,
-    /// Lines of the file before this chunk, for error messages.
-    lines_before: usize,
 }
 
 /// [`parse_packages_from`] on `threads` parser threads (1: all on the calling thread), reading about
@@ -143,9 +151,12 @@ fn parse_reader_with_threads(
 
     if threads <= 1 {
         let mut out = Vec::new();
-        while let Some(chunk) = chunks.next_chunk(Vec::new()).map_err(read_error)? {
-            parse_range(&chunk.data, 0, chunk.data.len(), &mut out)
-                .map_err(|fault| fault.into_error_after(&chunk.data, chunk.lines_before, file))?;
+        let mut lines_before = 0;
+        let mut buffer = Vec::new();
+        while let Some(chunk) = chunks.next_chunk(buffer).map_err(read_error)? {
+            lines_before += parse_range(&chunk.data, 0, chunk.data.len(), &mut out)
+                .map_err(|fault| fault.into_error(lines_before, file))?;
+            buffer = chunk.data;
         }
         return Ok(out);
     }
@@ -153,7 +164,7 @@ fn parse_reader_with_threads(
     // Bounded, so reading never runs far ahead of parsing.
     let (work_tx, work_rx) = mpsc::sync_channel::<Chunk>(threads);
     let work_rx = Mutex::new(work_rx);
-    type Done = (usize, Result<Vec<Package>, RepoError>);
+    type Done = (usize, RangeResult);
     let (done_tx, done_rx) = mpsc::channel::<Done>();
     // Parsed chunks' buffers come back for the next reads, so the same memory is reused rather than
     // fresh pages being faulted in for every chunk.
@@ -166,8 +177,7 @@ fn parse_reader_with_threads(
                 let Ok(Ok(chunk)) = next else { break };
                 let mut out = Vec::with_capacity(estimate_stanzas(chunk.data.len()));
                 let result = parse_range(&chunk.data, 0, chunk.data.len(), &mut out)
-                    .map(|()| out)
-                    .map_err(|fault| fault.into_error_after(&chunk.data, chunk.lines_before, file));
+                    .map(|lines| (out, lines));
                 let _ = done_tx.send((chunk.index, result));
                 let _ = spare_tx.send(chunk.data);
             });
@@ -195,8 +205,7 @@ fn parse_reader_with_threads(
         // Closing the queue lets the parser threads finish.
         drop(work_tx);
 
-        let mut parsed: Vec<Option<Result<Vec<Package>, RepoError>>> =
-            (0..sent).map(|_| None).collect();
+        let mut parsed: Vec<Option<RangeResult>> = (0..sent).map(|_| None).collect();
         for (index, result) in done_rx {
             if let Some(slot) = parsed.get_mut(index) {
                 *slot = Some(result);
@@ -205,12 +214,7 @@ fn parse_reader_with_threads(
         if let Some(error) = failure {
             return Err(error);
         }
-        let parsed: Vec<Vec<Package>> = parsed.into_iter().flatten().collect::<Result<_, _>>()?;
-        let mut out = Vec::with_capacity(parsed.iter().map(Vec::len).sum());
-        for packages in parsed {
-            out.extend(packages);
-        }
-        Ok(out)
+        concatenate(parsed.into_iter().flatten().collect(), file)
     })
 }
 
@@ -221,7 +225,6 @@ struct ChunkReader<'r, R: Read> {
     /// Bytes read past the last chunk's final stanza boundary.
     carry: Vec<u8>,
     index: usize,
-    lines_before: usize,
     eof: bool,
 }
 
@@ -232,7 +235,6 @@ impl<'r, R: Read> ChunkReader<'r, R> {
             chunk_size: chunk_size.max(1),
             carry: Vec::new(),
             index: 0,
-            lines_before: 0,
             eof: false,
         }
     }
@@ -272,11 +274,9 @@ impl<'r, R: Read> ChunkReader<'r, R> {
         buffer.truncate(end);
         let chunk = Chunk {
             index: self.index,
-            lines_before: self.lines_before,
             data: buffer,
         };
         self.index += 1;
-        self.lines_before += count_newlines(&chunk.data);
         Ok(Some(chunk))
     }
 }
@@ -296,12 +296,6 @@ fn last_boundary(data: &[u8], from: usize) -> Option<usize> {
         end = start - 1;
     }
     None
-}
-
-/// Newlines in `data`. A plain counting loop, which the compiler vectorizes: faster than `memchr_iter` when
-/// newlines are dense.
-fn count_newlines(data: &[u8]) -> usize {
-    data.iter().filter(|&&b| b == b'\n').count()
 }
 
 /// A guess at the number of stanzas in `bytes` of a Packages file (Debian's average about 800 bytes), so
@@ -387,10 +381,32 @@ impl Slot {
         Self::NAMES[self as usize]
     }
 
-    /// Which kept field `name` is, if any. Dispatching on the length first means most fields that are not
-    /// kept are rejected without comparing a byte.
+    /// Which kept field `name` is, if any.
     #[inline]
     fn of(name: &[u8]) -> Option<Slot> {
+        // Archives write the names in their canonical case. Matching those literally compiles to a switch
+        // on the length and a few integer comparisons; other spellings take the slower way.
+        match name {
+            b"Package" => Some(Slot::Package),
+            b"Version" => Some(Slot::Version),
+            b"Architecture" => Some(Slot::Architecture),
+            b"Source" => Some(Slot::Source),
+            b"Provides" => Some(Slot::Provides),
+            b"Pre-Depends" => Some(Slot::PreDepends),
+            b"Depends" => Some(Slot::Depends),
+            b"Size" => Some(Slot::Size),
+            b"SHA256" => Some(Slot::Sha256),
+            b"Filename" => Some(Slot::Filename),
+            b"Essential" => Some(Slot::Essential),
+            b"Priority" => Some(Slot::Priority),
+            _ => Self::of_any_case(name),
+        }
+    }
+
+    /// [`Slot::of`] for names not in canonical case. Dispatching on the length first rejects most names
+    /// that are not kept without comparing a byte.
+    #[cold]
+    fn of_any_case(name: &[u8]) -> Option<Slot> {
         let candidates: &[Slot] = match name.len() {
             4 => &[Slot::Size],
             6 => &[Slot::Source, Slot::Sha256],
@@ -408,23 +424,20 @@ impl Slot {
     }
 }
 
-/// A parse failure found inside a chunk, by byte offset; turned into a line number only when reported, so
-/// the hot loop counts no lines.
+/// A parse failure inside one range of the input, by its line in that range; ranges are parsed apart (and
+/// in parallel), so the line in the file is known only once the ranges before it are counted.
 #[derive(Debug)]
 struct Fault {
-    offset: usize,
+    /// 1-based line within the range.
+    line: usize,
     field: String,
     reason: String,
 }
 
 impl Fault {
-    fn into_error(self, data: &[u8], file: &str) -> RepoError {
-        self.into_error_after(data, 0, file)
-    }
-
-    /// The error for a fault in `data`, which starts after `lines_before` lines of the file.
-    fn into_error_after(self, data: &[u8], lines_before: usize, file: &str) -> RepoError {
-        let line = lines_before + count_newlines(&data[..self.offset.min(data.len())]) + 1;
+    /// The error for this fault in a range that follows `lines_before` lines of `file`.
+    fn into_error(self, lines_before: usize, file: &str) -> RepoError {
+        let line = lines_before + self.line;
         RepoError::Parse {
             file: file.to_string(),
             line,
@@ -469,7 +482,10 @@ impl Input<'_> {
 
 /// Byte ranges of the kept fields of the stanza being read.
 struct RawStanza {
-    start: usize,
+    /// Line of the first field.
+    line: usize,
+    /// Line of the `Size` field, the one field whose value can be wrong.
+    size_line: usize,
     spans: [(usize, usize); SLOTS],
     /// Bit `i`: slot `i` is present.
     present: u16,
@@ -478,9 +494,10 @@ struct RawStanza {
 }
 
 impl RawStanza {
-    fn new(start: usize) -> Self {
+    fn new(line: usize) -> Self {
         Self {
-            start,
+            line,
+            size_line: line,
             spans: [(0, 0); SLOTS],
             present: 0,
             folded: 0,
@@ -509,7 +526,7 @@ impl RawStanza {
 
     fn build(&self, input: &Input<'_>) -> Result<Package, Fault> {
         let missing = |slot: Slot, what: String| Fault {
-            offset: self.start,
+            line: self.line,
             field: slot.name().to_string(),
             reason: format!("{what} has no {} field", slot.name()),
         };
@@ -546,7 +563,7 @@ impl RawStanza {
         };
         let size = match self.get(input, Slot::Size) {
             Some(v) => parse_u64(&v).ok_or_else(|| Fault {
-                offset: self.spans[Slot::Size as usize].0,
+                line: self.size_line,
                 field: "Size".into(),
                 reason: format!(
                     "package {name}: {:?} is not a size in bytes",
@@ -579,7 +596,14 @@ impl RawStanza {
 }
 
 /// Parses the stanzas in `data[start..end]`, which begins at a stanza boundary, appending to `out`.
-fn parse_range(data: &[u8], start: usize, end: usize, out: &mut Vec<Package>) -> Result<(), Fault> {
+/// Returns the number of lines in the range: ranges after the first end with a newline, so that is also
+/// the number of newlines, and the next range's first line follows.
+fn parse_range(
+    data: &[u8],
+    start: usize,
+    end: usize,
+    out: &mut Vec<Package>,
+) -> Result<usize, Fault> {
     let input = Input {
         data,
         text: std::str::from_utf8(&data[start..end])
@@ -590,7 +614,10 @@ fn parse_range(data: &[u8], start: usize, end: usize, out: &mut Vec<Package>) ->
     let mut stanza: Option<RawStanza> = None;
     // The kept field that a continuation line extends; `None` inside a field that is not kept.
     let mut current: Option<Slot> = None;
+    // Counted as the loop goes (nearly free) rather than by a separate pass over the bytes, for errors.
+    let mut line_no = 0;
     while pos < end {
+        line_no += 1;
         let line_end = memchr(b'\n', &data[pos..end]).map_or(end, |i| pos + i);
         let line = &data[pos..line_end];
         match line.first() {
@@ -612,7 +639,7 @@ fn parse_range(data: &[u8], start: usize, end: usize, out: &mut Vec<Package>) ->
                 (Some(_), None) => {}
                 (None, _) => {
                     return Err(Fault {
-                        offset: pos,
+                        line: line_no,
                         field: "continuation".into(),
                         reason: "a continuation line (starting with a space) outside any field"
                             .into(),
@@ -625,15 +652,18 @@ fn parse_range(data: &[u8], start: usize, end: usize, out: &mut Vec<Package>) ->
                 // gets going.
                 let Some(colon) = line.iter().position(|&b| b == b':') else {
                     return Err(Fault {
-                        offset: pos,
+                        line: line_no,
                         field: String::from_utf8_lossy(trim(line)).into_owned(),
                         reason: "a line that is not `Field: value`, a continuation, nor blank"
                             .into(),
                     });
                 };
-                let raw = stanza.get_or_insert_with(|| RawStanza::new(pos));
+                let raw = stanza.get_or_insert_with(|| RawStanza::new(line_no));
                 current = Slot::of(&line[..colon]);
                 if let Some(slot) = current {
+                    if let Slot::Size = slot {
+                        raw.size_line = line_no;
+                    }
                     raw.spans[slot as usize] = (pos + colon + 1, line_end);
                     raw.present |= 1 << slot as usize;
                     raw.folded &= !(1 << slot as usize);
@@ -645,7 +675,7 @@ fn parse_range(data: &[u8], start: usize, end: usize, out: &mut Vec<Package>) ->
     if let Some(done) = stanza.take() {
         out.push(done.build(&input)?);
     }
-    Ok(())
+    Ok(line_no)
 }
 
 fn trim(bytes: &[u8]) -> &[u8] {
@@ -957,6 +987,16 @@ Priority: required
     }
 
     #[test]
+    fn invalid_utf8_is_replaced_not_refused() {
+        let data =
+            b"Package: caf\xe9\nVersion: 1\nDescription: \xff\xfe\n\nPackage: b\nVersion: 2\n";
+        let packages = parse_packages(data, "latin1").expect("parses");
+        assert_eq!(packages[0].name, "caf\u{fffd}");
+        assert_eq!(packages[0].version, "1");
+        assert_eq!(packages[1].name, "b");
+    }
+
+    #[test]
     fn source_version_suffix_is_stripped() {
         for (field, want) in [
             ("Source: foo (1.2)", "foo"),
@@ -1140,7 +1180,8 @@ Priority: required
         let parallel = parse_with_threads(text.as_bytes(), "big", 5).expect("parses");
         assert_eq!(split_points(text.as_bytes(), 5).len(), 6, "five chunks");
         let mut serial = Vec::new();
-        parse_range(text.as_bytes(), 0, text.len(), &mut serial).expect("parses");
+        let lines = parse_range(text.as_bytes(), 0, text.len(), &mut serial).expect("parses");
+        assert_eq!(lines, text.lines().count());
         assert_eq!(parallel.len(), packages.len());
         assert_eq!(parallel, serial);
         assert_eq!(parallel, packages);

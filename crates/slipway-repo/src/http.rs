@@ -45,7 +45,7 @@ pub struct Fetcher {
 }
 
 /// One download, not yet committed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Fetched {
     /// The URL it came from.
     pub url: String,
@@ -57,6 +57,19 @@ pub struct Fetched {
     pub etag: Option<String>,
     /// The response's `Last-Modified`, if any.
     pub last_modified: Option<String>,
+}
+
+impl std::fmt::Debug for Fetched {
+    // Not derived: the body can be megabytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fetched")
+            .field("url", &self.url)
+            .field("bytes", &self.bytes.len())
+            .field("not_modified", &self.not_modified)
+            .field("etag", &self.etag)
+            .field("last_modified", &self.last_modified)
+            .finish()
+    }
 }
 
 /// The header line of a cache entry.

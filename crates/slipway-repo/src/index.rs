@@ -183,17 +183,18 @@ pub enum MatchedBy {
     Source,
 }
 
-/// One package of a lock that a query matched.
+/// One package of a lock that a query matched. The texts are shared with the index, so a batch touching
+/// thousands of locked packages costs no string copies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AffectedPackage {
     /// The name that was asked about.
-    pub query: String,
+    pub query: Arc<str>,
     /// The binary package in the lock.
-    pub package: String,
+    pub package: Arc<str>,
     /// Its version in the lock.
-    pub version: String,
+    pub version: Arc<str>,
     /// Its architecture.
-    pub architecture: String,
+    pub architecture: Arc<str>,
     /// Whether it matched as a binary or as a binary of a source package.
     pub matched_by: MatchedBy,
 }
@@ -216,25 +217,52 @@ pub struct Affected {
 #[derive(Debug, Default)]
 pub struct ReverseIndex {
     locks: Vec<RecipeLock>,
-    /// Binary name → (lock, package) positions.
-    by_binary: HashMap<String, Vec<(u32, u32)>>,
-    /// Source name → (lock, package) positions.
-    by_source: HashMap<String, Vec<(u32, u32)>>,
+    /// Binary name → the locked packages of that name.
+    by_binary: HashMap<String, Vec<Entry>>,
+    /// Source name → the locked packages built from it.
+    by_source: HashMap<String, Vec<Entry>>,
+}
+
+/// One locked package, as the reverse index keeps it.
+#[derive(Debug, Clone)]
+struct Entry {
+    lock: u32,
+    name: Arc<str>,
+    version: Arc<str>,
+    architecture: Arc<str>,
 }
 
 impl ReverseIndex {
     /// Builds the index from the current lock of each recipe.
     pub fn new(locks: Vec<RecipeLock>) -> Self {
-        let mut by_binary: HashMap<String, Vec<(u32, u32)>> = HashMap::new();
-        let mut by_source: HashMap<String, Vec<(u32, u32)>> = HashMap::new();
+        let mut by_binary: HashMap<String, Vec<Entry>> = HashMap::new();
+        let mut by_source: HashMap<String, Vec<Entry>> = HashMap::new();
+        // Most locks of a distribution share most packages: one copy of each text serves them all.
+        let mut texts: std::collections::HashSet<Arc<str>> = std::collections::HashSet::new();
+        let mut intern = |text: &str| -> Arc<str> {
+            if let Some(found) = texts.get(text) {
+                return Arc::clone(found);
+            }
+            let shared: Arc<str> = Arc::from(text);
+            texts.insert(Arc::clone(&shared));
+            shared
+        };
         for (l, recipe_lock) in locks.iter().enumerate() {
-            for (p, package) in recipe_lock.lock.packages.iter().enumerate() {
-                let at = (l as u32, p as u32);
-                by_binary.entry(package.name.clone()).or_default().push(at);
+            for package in &recipe_lock.lock.packages {
+                let entry = Entry {
+                    lock: l as u32,
+                    name: intern(&package.name),
+                    version: intern(&package.version),
+                    architecture: intern(&package.architecture),
+                };
                 by_source
                     .entry(package.source_name().to_string())
                     .or_default()
-                    .push(at);
+                    .push(entry.clone());
+                by_binary
+                    .entry(package.name.clone())
+                    .or_default()
+                    .push(entry);
             }
         }
         Self {
@@ -247,35 +275,40 @@ impl ReverseIndex {
     /// The recipes whose locks hold any of `names`, as a binary package or as a binary built from a source
     /// package of that name; sorted by recipe.
     pub fn affected<S: AsRef<str>>(&self, names: &[S]) -> Vec<Affected> {
-        let mut per_lock: HashMap<u32, Vec<AffectedPackage>> = HashMap::new();
+        let mut per_lock: Vec<Vec<AffectedPackage>> = vec![Vec::new(); self.locks.len()];
         for name in names {
             let name = name.as_ref();
-            let binaries = self.by_binary.get(name).into_iter().flatten();
-            let sources = self.by_source.get(name).into_iter().flatten();
-            let mut seen_here: Vec<(u32, u32)> = Vec::new();
-            for (&(l, p), matched_by) in binaries
-                .map(|at| (at, MatchedBy::Binary))
-                .chain(sources.map(|at| (at, MatchedBy::Source)))
-            {
-                // A binary named like its source matches both ways; report it once.
-                if seen_here.contains(&(l, p)) {
-                    continue;
-                }
-                seen_here.push((l, p));
-                let package = &self.locks[l as usize].lock.packages[p as usize];
-                per_lock.entry(l).or_default().push(AffectedPackage {
-                    query: name.to_string(),
-                    package: package.name.clone(),
-                    version: package.version.clone(),
-                    architecture: package.architecture.clone(),
+            let query: Arc<str> = Arc::from(name);
+            let binaries = self
+                .by_binary
+                .get(name)
+                .into_iter()
+                .flatten()
+                .map(|entry| (entry, MatchedBy::Binary));
+            // A binary named like its source matches both ways; it is reported once, as a binary.
+            let sources = self
+                .by_source
+                .get(name)
+                .into_iter()
+                .flatten()
+                .filter(|entry| &*entry.name != name)
+                .map(|entry| (entry, MatchedBy::Source));
+            for (entry, matched_by) in binaries.chain(sources) {
+                per_lock[entry.lock as usize].push(AffectedPackage {
+                    query: Arc::clone(&query),
+                    package: Arc::clone(&entry.name),
+                    version: Arc::clone(&entry.version),
+                    architecture: Arc::clone(&entry.architecture),
                     matched_by,
                 });
             }
         }
         let mut out: Vec<Affected> = per_lock
             .into_iter()
+            .enumerate()
+            .filter(|(_, packages)| !packages.is_empty())
             .map(|(l, packages)| {
-                let lock = &self.locks[l as usize];
+                let lock = &self.locks[l];
                 Affected {
                     recipe: lock.recipe.clone(),
                     streams: lock.streams.clone(),
@@ -351,7 +384,7 @@ mod tests {
         let names: Vec<_> = hits[0]
             .packages
             .iter()
-            .map(|p| (p.package.as_str(), p.matched_by.clone()))
+            .map(|p| (&*p.package, p.matched_by.clone()))
             .collect();
         assert_eq!(
             names,

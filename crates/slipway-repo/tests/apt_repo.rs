@@ -99,6 +99,25 @@ fn version_of(packages: &[Package], name: &str) -> String {
         .unwrap_or_else(|| panic!("{name} is not in the snapshot"))
 }
 
+/// Every file under `dir` with its sha256, to show that a failed refresh wrote nothing.
+fn cache_tree(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("list cache") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let digest = hex::encode(Sha256::digest(std::fs::read(&path).expect("read")));
+                files.push((path, digest));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
 /// After a failed refresh: the same client and a fresh one (reading only the disk) both still give the
 /// snapshot of the last good state.
 async fn assert_good_state_kept(setup: &Setup, client: &AptRepo, digest: &str, hello: &str) {
@@ -243,6 +262,8 @@ async fn tampered_index_is_a_checksum_mismatch_and_keeps_the_good_state() {
     bytes[middle] ^= 0x55;
     std::fs::write(&xz, &bytes).expect("tamper");
 
+    let before = cache_tree(&setup.cache);
+
     let err = client.refresh(&setup.source()).await.expect_err("tampered");
     match &err {
         RepoError::ChecksumMismatch {
@@ -261,6 +282,11 @@ async fn tampered_index_is_a_checksum_mismatch_and_keeps_the_good_state() {
         }
         other => panic!("expected a checksum mismatch, got: {other}"),
     }
+    assert_eq!(
+        cache_tree(&setup.cache),
+        before,
+        "the failed refresh wrote to the cache"
+    );
     assert_good_state_kept(&setup, &client, &good.digest, "1.0-1").await;
 
     // Once the repository is consistent again the refresh goes through.
@@ -279,6 +305,7 @@ async fn foreign_signature_is_rejected_and_keeps_the_good_state() {
 
     setup.repo.set_signing(Signing::OtherKey);
     setup.repo.bump("hello", "6.6.6-1").expect("bump");
+    let before = cache_tree(&setup.cache);
     let err = client
         .refresh(&setup.source())
         .await
@@ -287,6 +314,11 @@ async fn foreign_signature_is_rejected_and_keeps_the_good_state() {
     let text = err.to_string();
     assert!(text.contains("/dists/stable/InRelease"), "{text}");
     assert!(text.contains("archive-keyring.gpg"), "{text}");
+    assert_eq!(
+        cache_tree(&setup.cache),
+        before,
+        "the failed refresh wrote to the cache"
+    );
     assert_good_state_kept(&setup, &client, &good.digest, "1.0-1").await;
 
     // The rejected InRelease did not become the good copy: the next request is still conditional on the
@@ -305,9 +337,16 @@ async fn unsigned_inrelease_is_rejected_unless_trusted() {
 
     setup.repo.set_signing(Signing::Unsigned);
     setup.repo.bump("hello", "1.1-1").expect("bump");
+    let before = cache_tree(&setup.cache);
+
     let err = client.refresh(&setup.source()).await.expect_err("unsigned");
     assert!(matches!(err, RepoError::MissingSignature { .. }), "{err}");
     assert!(err.to_string().contains("is not signed"), "{err}");
+    assert_eq!(
+        cache_tree(&setup.cache),
+        before,
+        "the failed refresh wrote to the cache"
+    );
     assert_good_state_kept(&setup, &client, &good.digest, "1.0-1").await;
 
     // A source marked trusted takes it, and keeps a state of its own.
@@ -331,6 +370,7 @@ async fn truncated_download_is_an_error_and_keeps_the_good_state() {
     setup
         .server
         .truncate_next_for("Packages.xz", ATTEMPTS as usize);
+    let before = cache_tree(&setup.cache);
     let err = client
         .refresh(&setup.source())
         .await
@@ -346,6 +386,11 @@ async fn truncated_download_is_an_error_and_keeps_the_good_state() {
         setup.server.requests_for("Packages.xz").len(),
         ATTEMPTS as usize,
         "a truncated download is retried"
+    );
+    assert_eq!(
+        cache_tree(&setup.cache),
+        before,
+        "the failed refresh wrote to the cache"
     );
     assert_good_state_kept(&setup, &client, &good.digest, "1.0-1").await;
 
@@ -376,6 +421,7 @@ async fn server_errors_are_retried() {
     // As many failures as attempts: unreachable, and the good state stays.
     setup.repo.bump("hello", "1.2-1").expect("bump");
     setup.server.fail_next(ATTEMPTS as usize);
+    let before = cache_tree(&setup.cache);
     let err = client
         .refresh(&setup.source())
         .await
@@ -390,6 +436,11 @@ async fn server_errors_are_retried() {
         other => panic!("expected unreachable, got: {other}"),
     }
     assert_ne!(refreshed.digest, good.digest);
+    assert_eq!(
+        cache_tree(&setup.cache),
+        before,
+        "the failed refresh wrote to the cache"
+    );
     assert_good_state_kept(&setup, &client, &refreshed.digest, "1.1-1").await;
 }
 
@@ -407,6 +458,7 @@ async fn unreachable_port_is_reported_after_retries_and_keeps_the_good_state() {
     // Nothing listens on the port any more.
     drop(server);
 
+    let before = cache_tree(&cache);
     let err = client.refresh(&source).await.expect_err("unreachable");
     match &err {
         RepoError::Unreachable {
@@ -420,6 +472,11 @@ async fn unreachable_port_is_reported_after_retries_and_keeps_the_good_state() {
         }
         other => panic!("expected unreachable, got: {other}"),
     }
+    assert_eq!(
+        cache_tree(&cache),
+        before,
+        "the failed refresh wrote to the cache"
+    );
     let snapshot = client.snapshot(&source).await.expect("the good snapshot");
     assert_eq!(snapshot.digest, good.digest);
     let fresh = self::client(&cache)
@@ -462,8 +519,15 @@ async fn expired_release_is_rejected_even_when_unchanged() {
         .repo
         .set_valid_until(Some(Timestamp::now() - SignedDuration::from_hours(1)));
     setup.repo.bump("hello", "1.1-1").expect("bump");
+    let before = cache_tree(&setup.cache);
+
     let err = client.refresh(&setup.source()).await.expect_err("expired");
     assert!(matches!(err, RepoError::Expired { .. }), "{err}");
+    assert_eq!(
+        cache_tree(&setup.cache),
+        before,
+        "the failed refresh wrote to the cache"
+    );
     assert_good_state_kept(&setup, &client, &good.digest, "1.0-1").await;
 }
 

@@ -22,7 +22,7 @@ use crate::rootfs;
 
 /// Bumped whenever the way slipway builds or normalizes a tree changes, so trees made the old way are
 /// never reused.
-pub const TREE_FORMAT: u32 = 1;
+pub const TREE_FORMAT: u32 = 2;
 
 const LOCK_FILE: &str = ".lock";
 const TMP_PREFIX: &str = ".tmp-";

@@ -375,7 +375,7 @@ pub(crate) fn fingerprint_sample() -> Vec<u8> {
         x ^= x >> 7;
         x ^= x << 17;
         out.extend_from_slice(words[(x % 8) as usize]);
-        if x % 5 == 0 {
+        if x % 5 == 1 {
             out.push((x >> 40) as u8);
         }
     }

@@ -16,8 +16,8 @@
 //! every cluster is compressed. To hash the file while writing it, in file order and without reading it
 //! back, the compressed clusters are kept in memory until the end: memory use is about the size of the
 //! output file (for a disk with 600 MB of data, a few hundred MB). Streaming them to disk instead would
-//! need either a read-back pass over the output to hash it, or metadata at the end and a header
-//! rewritten last, which the hash of the file in order cannot follow; neither is worth a few hundred MB.
+//! mean metadata after the data and a header written last, and then the file could only be hashed by
+//! reading it back: a second pass over the output, to save memory a build machine has plenty of.
 //!
 //! With a [`ChunkCache`], each batch of [`BATCH_CLUSTERS`] clusters is looked up by its bytes, and a
 //! batch compressed by an earlier write is copied from the cache. The tables are rebuilt as always, so
@@ -28,7 +28,6 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use flate2::{Compress, Compression, FlushCompress, Status};
-
 use sha2::Digest as _;
 
 use super::chunk_cache::{fingerprint, fingerprint_sample, ChunkCache, ChunkKeyer};

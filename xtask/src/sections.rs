@@ -1,0 +1,310 @@
+//! The benchmark sections besides the compose one, and the upkeep of docs/benchmarks.md.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use slipway_compose::{ComposeRequest, Composer};
+use slipway_exec::{CommandRunner, SystemRunner};
+use slipway_model::{ComposeId, Lock, LockedPackage, Recipe};
+use slipway_repo::{RecipeLock, ReverseIndex};
+
+/// Every section, in the order they appear in the document.
+pub const ALL: &[&str] = &["compose", "parse", "affected", "noop", "warm"];
+
+const HEADER: &str = "# Benchmarks
+
+Measured by `cargo xtask bench [SECTION…]` (the compose, no-op and warm sections need root and the Debian
+mirror). Every figure is from one run on this project's CI machine kind (2 cores, 24 GiB, Debian 12); each
+baseline runs in the same command, so the ratios compare like with like even when absolute times move with
+the mirror and the machine. Each section is replaced on its own when it is run again.
+";
+
+/// Replaces (or adds) the section `name` of the benchmarks document.
+pub fn update_doc(path: &Path, name: &str, fragment: &str) -> anyhow::Result<()> {
+    let existing = std::fs::read_to_string(path).unwrap_or_default();
+    let mut parts: Vec<(String, String)> = Vec::new();
+    for section in ALL {
+        let begin = format!("<!-- bench:{section} -->");
+        let end = format!("<!-- /bench:{section} -->");
+        let body = if *section == name {
+            fragment.to_string()
+        } else if let (Some(b), Some(e)) = (existing.find(&begin), existing.find(&end)) {
+            existing[b + begin.len()..e].trim().to_string()
+        } else {
+            continue;
+        };
+        parts.push((section.to_string(), body));
+    }
+    let mut doc = String::from(HEADER);
+    for (section, body) in parts {
+        doc.push_str(&format!(
+            "\n<!-- bench:{section} -->\n{}\n<!-- /bench:{section} -->\n",
+            body.trim()
+        ));
+    }
+    std::fs::write(path, doc).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("updated section {name} of {}", path.display());
+    Ok(())
+}
+
+/// A deterministic pseudo-random sequence, so every run measures the same synthetic locks.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, bound: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 33) % bound as u64) as usize
+    }
+}
+
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+/// `affected` for a 200-package batch over 1,000 locks of 500 packages, against a scan of every lock.
+pub fn affected_bench() -> anyhow::Result<String> {
+    const LOCKS: usize = 1_000;
+    const PER_LOCK: usize = 500;
+    const POOL: usize = 8_000;
+    const BATCH: usize = 200;
+    let mut rng = Lcg(0x5eed);
+    // Binaries come from sources in groups of four, as libraries and their tools do.
+    let name = |i: usize| format!("pkg{i}");
+    let source = |i: usize| format!("src{}", i / 4);
+    let locks: Vec<RecipeLock> = (0..LOCKS)
+        .map(|l| {
+            let mut picked = HashSet::new();
+            while picked.len() < PER_LOCK {
+                picked.insert(rng.next(POOL));
+            }
+            RecipeLock {
+                recipe: format!("recipe{l:04}"),
+                streams: vec![format!("stream{l:04}")],
+                compose: ComposeId(format!("recipe{l:04}-20261121.0")),
+                lock: Lock::new(
+                    picked
+                        .into_iter()
+                        .map(|i| LockedPackage {
+                            name: name(i),
+                            version: format!("1.{}", i % 7),
+                            architecture: "amd64".into(),
+                            sha256: None,
+                            source: Some(source(i)),
+                            suite: None,
+                        })
+                        .collect(),
+                ),
+            }
+        })
+        .collect();
+    let batch: Vec<String> = (0..BATCH)
+        .map(|i| {
+            let p = rng.next(POOL);
+            if i % 4 == 0 {
+                source(p)
+            } else {
+                name(p)
+            }
+        })
+        .collect();
+
+    let start = Instant::now();
+    let index = ReverseIndex::new(locks.clone());
+    let build = start.elapsed().as_secs_f64();
+    let mut ours = Vec::new();
+    let mut hits = 0;
+    for _ in 0..31 {
+        let start = Instant::now();
+        let found = index.affected(&batch);
+        ours.push(start.elapsed().as_secs_f64());
+        hits = found.len();
+    }
+    // The baseline: look at every package of every lock.
+    let wanted: HashSet<&str> = batch.iter().map(String::as_str).collect();
+    let mut scans = Vec::new();
+    let mut scan_hits = 0;
+    for _ in 0..5 {
+        let start = Instant::now();
+        scan_hits = locks
+            .iter()
+            .filter(|l| {
+                l.lock.packages.iter().any(|p| {
+                    wanted.contains(p.name.as_str()) || wanted.contains(p.source_name())
+                })
+            })
+            .count();
+        scans.push(start.elapsed().as_secs_f64());
+    }
+    if hits != scan_hits {
+        bail!("the index found {hits} recipes and the scan {scan_hits}");
+    }
+    let ours = median(ours);
+    let scan = median(scans);
+    Ok(format!(
+        "## Affected\n\n`affected` for a batch of {BATCH} names (a quarter of them source packages) over {LOCKS} locks of \
+{PER_LOCK} packages each ({hits} recipes match).\n\n\
+| | milliseconds |\n| --- | ---: |\n\
+| reverse index, query (median of 31) | {:.3} |\n\
+| scan of every lock (median of 5) | {:.3} |\n\
+| building the index once | {:.1} |\n\n\
+**The query takes {:.4}× the scan** (goal: ≤ 10 ms).\n",
+        ours * 1e3,
+        scan * 1e3,
+        build * 1e3,
+        ours / scan
+    ))
+}
+
+/// Builds the CLI in release mode and returns its path.
+fn slipway_binary(root: &Path) -> anyhow::Result<PathBuf> {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "-p", "slipway"])
+        .current_dir(root)
+        .status()?;
+    if !status.success() {
+        bail!("building slipway failed");
+    }
+    Ok(root.join("target/release/slipway"))
+}
+
+fn copy_example(root: &Path, to: &Path) -> anyhow::Result<PathBuf> {
+    if to.exists() {
+        std::fs::remove_dir_all(to)?;
+    }
+    std::fs::create_dir_all(to.join("recipes"))?;
+    let example = root.join("examples/debian-cloud");
+    std::fs::copy(example.join("slipway.toml"), to.join("slipway.toml"))?;
+    for entry in std::fs::read_dir(example.join("recipes"))? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), to.join("recipes").join(entry.file_name()))?;
+    }
+    Ok(to.to_path_buf())
+}
+
+fn run_slipway(binary: &Path, project: &Path, args: &[&str]) -> anyhow::Result<(String, f64)> {
+    let start = Instant::now();
+    let out = Command::new(binary)
+        .arg("--config")
+        .arg(project.join("slipway.toml"))
+        .args(args)
+        .output()?;
+    let seconds = start.elapsed().as_secs_f64();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    if !out.status.success() {
+        bail!(
+            "slipway {args:?} failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok((text, seconds))
+}
+
+/// `slipway run --once` when nothing changed, against the compose it skips.
+pub async fn noop_bench(root: &Path, work: &Path) -> anyhow::Result<String> {
+    let binary = slipway_binary(root)?;
+    let project = copy_example(root, &work.join("noop-project"))?;
+    run_slipway(&binary, &project, &["keys", "init"])?;
+    eprintln!("first run (compose, boot test, release) …");
+    run_slipway(&binary, &project, &["run", "--once"])?;
+    let (list, _) = run_slipway(&binary, &project, &["status", "--json"])?;
+    let status: serde_json::Value = serde_json::from_str(&list)?;
+    let compose = &status[0]["composes"][0]["compose"];
+    let started: jiff::Timestamp = compose["created_at"]
+        .as_str()
+        .context("compose start")?
+        .parse()?;
+    let finished: jiff::Timestamp = compose["finished_at"]
+        .as_str()
+        .context("compose end")?
+        .parse()?;
+    let compose_secs = (finished - started).total(jiff::Unit::Second)?;
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        let (out, seconds) = run_slipway(&binary, &project, &["run", "--once"])?;
+        if !out.contains("unchanged since compose") {
+            bail!("the no-op run built something: {out}");
+        }
+        runs.push(seconds);
+    }
+    let noop = median(runs);
+    Ok(format!(
+        "## No-op cycle\n\n`slipway run --once` (release build, process start to exit) on the example project when nothing \
+changed: every source is asked for its InRelease with its validators (the Debian mirror answers 304), the \
+lock check is skipped because the recorded metadata digests are unchanged, and `compose.skipped` is \
+recorded.\n\n| | seconds |\n| --- | ---: |\n| no-op cycle (median of 5) | {noop:.2} |\n| the compose it skips | {compose_secs:.1} |\n\n\
+**The no-op cycle takes {:.4}× a compose** (goals: ≤ 2 s and ≤ 1/20 = 0.05×).\n",
+        noop / compose_secs
+    ))
+}
+
+/// A compose after a kernel-cmdline-only recipe change, against the cold compose before it.
+pub async fn warm_bench(root: &Path, work: &Path) -> anyhow::Result<String> {
+    let recipe = Recipe::load(&root.join("examples/debian-cloud/recipes/bookworm-cloud.toml"))?;
+    let scratch = work.join("warm");
+    if scratch.exists() {
+        std::fs::remove_dir_all(&scratch)?;
+    }
+    let cache = scratch.join("cache");
+    let runner: Arc<dyn CommandRunner> = Arc::new(SystemRunner);
+    let composer = Composer::new(Arc::clone(&runner));
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let epoch = jiff::Timestamp::now().as_second() / 86_400 * 86_400;
+    let request = |recipe: Recipe, name: &str, expected_lock: Option<Lock>| ComposeRequest {
+        recipe,
+        compose_id: ComposeId(format!("bench-{name}")),
+        work_dir: scratch.join(name),
+        source_date_epoch: epoch,
+        threads,
+        cache_dir: Some(cache.clone()),
+        expected_lock,
+    };
+    eprintln!("cold compose …");
+    let cold_request = request(recipe.clone(), "cold", None);
+    std::fs::create_dir_all(&cold_request.work_dir)?;
+    let start = Instant::now();
+    let cold = composer
+        .compose(&cold_request, &|step: &str| eprintln!("  {step}"))
+        .await?;
+    let cold_secs = start.elapsed().as_secs_f64();
+
+    let mut changed = recipe.clone();
+    changed.system.kernel_cmdline.push_str(" quiet");
+    eprintln!("warm compose after a kernel command line change …");
+    let warm_request = request(changed, "warm", Some(cold.lock.clone()));
+    std::fs::create_dir_all(&warm_request.work_dir)?;
+    let start = Instant::now();
+    let warm = composer
+        .compose(&warm_request, &|step: &str| eprintln!("  {step}"))
+        .await?;
+    let warm_secs = start.elapsed().as_secs_f64();
+    if warm.lock != cold.lock {
+        bail!("the warm compose installed other packages than the cold one");
+    }
+    let steps = |timings: &[slipway_compose::StepTiming]| {
+        timings
+            .iter()
+            .map(|t| format!("{} {:.1}", t.step, t.seconds))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let doc = format!(
+        "## Warm rebuild\n\nThe example recipe composed cold (empty caches), then again after adding ` quiet` to its \
+kernel command line, with the first compose's lock as the expected one: the installed tree and every \
+unchanged compressed chunk come from the caches.\n\n| compose | seconds | steps (s) |\n| --- | ---: | --- |\n\
+| cold | {cold_secs:.1} | {} |\n| warm (cmdline changed) | {warm_secs:.1} | {} |\n\n\
+**The warm rebuild takes {:.2}× the cold compose** (goal ≤ 0.3×).\n",
+        steps(&cold.timings),
+        steps(&warm.timings),
+        warm_secs / cold_secs
+    );
+    std::fs::remove_dir_all(&scratch)?;
+    Ok(doc)
+}
