@@ -18,6 +18,8 @@ mod queries;
 #[cfg(test)]
 mod tests;
 mod watch;
+#[cfg(test)]
+mod watch_tests;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -422,7 +422,19 @@ impl Engine {
     }
 }
 
-/// Why a stream is due in a daemon tick.
+/// The streams a daemon tick runs.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Due {
+    /// Streams whose nightly is due (UTC day `today`).
+    pub(crate) nightly: Vec<String>,
+    /// Streams whose recipe or a source of it changed.
+    pub(crate) changed: Vec<String>,
+    /// Recipe hashes to remember as seen.
+    pub(crate) seen: Vec<(String, Sha256)>,
+    /// The UTC day of the tick.
+    pub(crate) today: String,
+}
+
 fn nightly_key(stream: &str) -> String {
     format!("nightly:{stream}")
 }
@@ -439,48 +451,15 @@ impl Engine {
     /// stream once; a nightly triggers once per UTC day, at the first poll after its time. Each triggered
     /// stream still composes only if its would-be input hash differs from its last compose's.
     pub async fn watch_tick(&self) -> Result<Option<crate::CycleReport>, EngineError> {
-        let now = self.now();
-        let mut recipes = Vec::new();
-        for stream in &self.config.streams {
-            recipes.push((stream, self.config.recipe(stream)?));
-        }
-        let refs: Vec<&Recipe> = recipes.iter().map(|(_, r)| r).collect();
-        let changed_sources = self.refresh_sources(&refs).await?;
-
-        let today = now.strftime("%Y-%m-%d").to_string();
-        let second_of_day = now.as_second().rem_euclid(86_400);
-        let mut nightly = Vec::new();
-        let mut changed = Vec::new();
-        let mut seen_updates = Vec::new();
-        for (stream, recipe) in &recipes {
-            if let Some(at) = stream.nightly {
-                let last = self.store.state(&nightly_key(&stream.name)).await?;
-                if second_of_day >= at.seconds() && last.as_ref().and_then(|v| v.as_str()) != Some(&today)
-                {
-                    nightly.push(stream.name.clone());
-                    continue;
-                }
-            }
-            let hash = recipe.hash();
-            let seen = self.store.state(&recipe_seen_key(&stream.name)).await?;
-            let edited = seen.as_ref().and_then(|v| v.as_str()) != Some(hash.as_str());
-            if edited {
-                seen_updates.push((stream.name.clone(), hash));
-            }
-            let source_moved = Self::source_keys(recipe)
-                .iter()
-                .any(|k| changed_sources.contains(k));
-            if edited || source_moved {
-                changed.push(stream.name.clone());
-            }
-        }
-        if nightly.is_empty() && changed.is_empty() {
+        let due = self.due_streams().await?;
+        if due.nightly.is_empty() && due.changed.is_empty() {
+            self.mark_triggered(&due).await?;
             return Ok(None);
         }
         let mut report: Option<crate::CycleReport> = None;
         for (streams, trigger) in [
-            (nightly.clone(), crate::Trigger::Nightly),
-            (changed, crate::Trigger::Change),
+            (&due.nightly, crate::Trigger::Nightly),
+            (&due.changed, crate::Trigger::Change),
         ] {
             if streams.is_empty() {
                 continue;
@@ -489,7 +468,7 @@ impl Engine {
                 .run_cycle(&crate::CycleOptions {
                     force: false,
                     trigger,
-                    streams: Some(streams),
+                    streams: Some(streams.clone()),
                 })
                 .await?;
             report = Some(match report {
@@ -500,21 +479,69 @@ impl Engine {
                 }
             });
         }
-        for stream in nightly {
+        self.mark_triggered(&due).await?;
+        Ok(report)
+    }
+
+    /// Refreshes the sources and works out which streams a daemon tick should run, and why.
+    pub(crate) async fn due_streams(&self) -> Result<Due, EngineError> {
+        let now = self.now();
+        let mut recipes = Vec::new();
+        for stream in &self.config.streams {
+            recipes.push((stream, self.config.recipe(stream)?));
+        }
+        let refs: Vec<&Recipe> = recipes.iter().map(|(_, r)| r).collect();
+        let changed_sources = self.refresh_sources(&refs).await?;
+
+        let mut due = Due {
+            today: now.strftime("%Y-%m-%d").to_string(),
+            ..Due::default()
+        };
+        let second_of_day = now.as_second().rem_euclid(86_400);
+        for (stream, recipe) in &recipes {
+            let hash = recipe.hash();
+            let seen = self.store.state(&recipe_seen_key(&stream.name)).await?;
+            let edited = seen.as_ref().and_then(|v| v.as_str()) != Some(hash.as_str());
+            if edited {
+                due.seen.push((stream.name.clone(), hash));
+            }
+            if let Some(at) = stream.nightly {
+                let last = self.store.state(&nightly_key(&stream.name)).await?;
+                if second_of_day >= at.seconds()
+                    && last.as_ref().and_then(|v| v.as_str()) != Some(due.today.as_str())
+                {
+                    due.nightly.push(stream.name.clone());
+                    continue;
+                }
+            }
+            let source_moved = Self::source_keys(recipe)
+                .iter()
+                .any(|k| changed_sources.contains(k));
+            if edited || source_moved {
+                due.changed.push(stream.name.clone());
+            }
+        }
+        Ok(due)
+    }
+
+    /// Remembers what a tick acted on: the nightlies run today and the recipe versions seen.
+    pub(crate) async fn mark_triggered(&self, due: &Due) -> Result<(), EngineError> {
+        let now = self.now();
+        for stream in &due.nightly {
             self.store
-                .set_state(&nightly_key(&stream), &serde_json::json!(today), None, now)
+                .set_state(&nightly_key(stream), &serde_json::json!(due.today), None, now)
                 .await?;
         }
-        for (stream, hash) in seen_updates {
+        for (stream, hash) in &due.seen {
             self.store
                 .set_state(
-                    &recipe_seen_key(&stream),
+                    &recipe_seen_key(stream),
                     &serde_json::json!(hash.as_str()),
                     None,
                     now,
                 )
                 .await?;
         }
-        Ok(report)
+        Ok(())
     }
 }
