@@ -23,6 +23,22 @@ impl BlobStore {
         self.root.join("sha256").join(&hex[..2]).join(hex)
     }
 
+    /// Stores bytes (small texts such as release notes) and returns their digest.
+    pub fn put_bytes(&self, bytes: &[u8]) -> std::io::Result<Sha256> {
+        let digest = slipway_model::sha256_hex(bytes);
+        let target = self.path(&digest);
+        if target.exists() {
+            return Ok(digest);
+        }
+        let dir = target.parent().unwrap_or(&self.root);
+        std::fs::create_dir_all(dir)?;
+        let partial = dir.join(format!(".{}.partial", digest.as_str()));
+        std::fs::write(&partial, bytes)?;
+        std::fs::File::open(&partial)?.sync_all()?;
+        std::fs::rename(&partial, &target)?;
+        Ok(digest)
+    }
+
     /// Moves `file`, whose digest the caller computed while writing it, into the store. A rename when on
     /// the same filesystem, otherwise a copy to a temporary name and a rename, so a crash never leaves a
     /// partial blob under a digest's name.

@@ -380,7 +380,7 @@ impl Engine {
                 let Some(compose) = self.store.compose(&release.compose).await? else {
                     continue;
                 };
-                let files = compose
+                let mut files: Vec<PublishFile> = compose
                     .artifacts
                     .iter()
                     .filter(|a| matches!(a.kind, ArtifactKind::Image(_)))
@@ -392,6 +392,23 @@ impl Engine {
                         source: self.blobs.path(&a.sha256),
                     })
                     .collect();
+                let notes =
+                    slipway_publish::release_notes(&release, compose.pkgdiff.as_ref(), &files);
+                let digest = self
+                    .blobs
+                    .put_bytes(notes.as_bytes())
+                    .map_err(|source| EngineError::Io {
+                        action: "storing the release notes of",
+                        path: self.blobs.path(&slipway_model::sha256_hex(notes.as_bytes())),
+                        source,
+                    })?;
+                files.push(PublishFile {
+                    kind: ArtifactKind::ReleaseNotes,
+                    file_name: slipway_publish::RELEASE_NOTES.to_string(),
+                    sha256: digest.clone(),
+                    size: notes.len() as u64,
+                    source: self.blobs.path(&digest),
+                });
                 releases.push(ReleaseInput { release, files });
             }
             // The tree shows releases as they will be once this publish lands: the pending ones published,

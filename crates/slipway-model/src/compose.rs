@@ -135,6 +135,8 @@ pub enum ArtifactKind {
     SerialLog,
     /// The compose's lock as JSON.
     LockJson,
+    /// The release notes of a release of the compose.
+    ReleaseNotes,
 }
 
 impl ArtifactKind {
@@ -144,6 +146,7 @@ impl ArtifactKind {
             Self::Image(format) => format.extension().to_string(),
             Self::SerialLog => "serial-log".to_string(),
             Self::LockJson => "lock".to_string(),
+            Self::ReleaseNotes => "release-notes".to_string(),
         }
     }
 }

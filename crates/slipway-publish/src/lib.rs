@@ -18,9 +18,11 @@
 mod fsutil;
 mod html;
 mod metadata;
+mod notes;
 mod sign;
 mod site;
 
+pub use notes::{release_notes, RELEASE_NOTES};
 pub use sign::{GpgSigner, SignError, Signer};
 pub use site::{
     publish, PublishError, PublishFile, PublishSummary, ReleaseInput, SiteInput, StreamInput,

@@ -198,6 +198,13 @@ fn a_package_bump_recomposes_exactly_the_recipes_that_hold_it() {
         .expect("alpha")["releases"]
         .clone();
     assert_eq!(releases[0]["compose"], alpha_now[0].as_str(), "{releases}");
+    let version = releases[0]["version"].as_str().expect("version");
+    let notes = std::fs::read_to_string(
+        project.join(format!("public/alpha/{version}/RELEASE-NOTES.txt")),
+    )
+    .expect("release notes are published");
+    assert!(notes.contains(&format!("Packages since {}", alpha_first[0])), "{notes}");
+    assert!(notes.contains("slipway-fixture-a 1.0 -> 1.1"), "{notes}");
 
     // Tamper: a new signed InRelease whose package list does not match the hash it lists.
     repo.bump("slipway-fixture-b", "1.1").expect("bump");

@@ -46,6 +46,7 @@ pub(super) fn kind_text(kind: ArtifactKind) -> String {
         ArtifactKind::Image(format) => format!("image:{}", format.extension()),
         ArtifactKind::SerialLog => "serial-log".to_string(),
         ArtifactKind::LockJson => "lock-json".to_string(),
+        ArtifactKind::ReleaseNotes => "release-notes".to_string(),
     }
 }
 
@@ -54,6 +55,7 @@ pub(super) fn parse_kind(text: &str) -> StoreResult<ArtifactKind> {
     let kind = match text {
         "serial-log" => Some(ArtifactKind::SerialLog),
         "lock-json" => Some(ArtifactKind::LockJson),
+        "release-notes" => Some(ArtifactKind::ReleaseNotes),
         other => other.strip_prefix("image:").and_then(|ext| {
             OutputFormat::ALL
                 .into_iter()

@@ -1,0 +1,158 @@
+//! Release notes: what a release is, its files, and what changed in its packages.
+
+use std::fmt::Write as _;
+
+use slipway_model::{PkgDiff, Release};
+
+use crate::PublishFile;
+
+/// The file name release notes are published under, beside the images.
+pub const RELEASE_NOTES: &str = "RELEASE-NOTES.txt";
+
+/// The release notes of a release: version, compose, image files with checksums, and the package diff
+/// against the compose before it, security upgrades first. The text depends only on facts that never
+/// change for a release (not its state), so every publish writes the same bytes and the signed CHECKSUM of
+/// a published release stays valid.
+pub fn release_notes(release: &Release, pkgdiff: Option<&PkgDiff>, images: &[PublishFile]) -> String {
+    let mut text = String::new();
+    let _ = writeln!(text, "{} {}", release.stream, release.version);
+    let _ = writeln!(text, "compose {}", release.compose);
+    let _ = writeln!(
+        text,
+        "released {}",
+        release.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    );
+    let _ = writeln!(text, "\nFiles (verify with the signed CHECKSUM):");
+    let mut files: Vec<&PublishFile> = images.iter().collect();
+    files.sort_by(|a, b| a.file_name.cmp(&b.file_name));
+    for file in files {
+        let _ = writeln!(
+            text,
+            "  {}  {} bytes  sha256 {}",
+            file.file_name, file.size, file.sha256
+        );
+    }
+    match pkgdiff {
+        None => {
+            let _ = writeln!(text, "\nPackages: not recorded for this compose.");
+        }
+        Some(diff) if diff.previous.is_none() => {
+            let _ = writeln!(
+                text,
+                "\nPackages: the first compose of its recipe, with {} packages.",
+                diff.added.len()
+            );
+        }
+        Some(diff) => {
+            let previous = diff.previous.as_ref().map(|p| p.as_str()).unwrap_or("-");
+            let _ = writeln!(text, "\nPackages since {previous}: {}", diff.summary());
+            let security: Vec<_> = diff.security_upgrades().collect();
+            if !security.is_empty() {
+                let _ = writeln!(text, "\nSecurity upgrades:");
+                for c in security {
+                    let _ = writeln!(
+                        text,
+                        "  {} {} -> {} ({}, source {})",
+                        c.name,
+                        c.old_version,
+                        c.new_version,
+                        c.suite.as_deref().unwrap_or("?"),
+                        c.source
+                    );
+                }
+            }
+            let other: Vec<_> = diff.upgraded.iter().filter(|c| !c.security).collect();
+            if !other.is_empty() {
+                let _ = writeln!(text, "\nUpgraded:");
+                for c in other {
+                    let _ = writeln!(text, "  {} {} -> {}", c.name, c.old_version, c.new_version);
+                }
+            }
+            for (title, changes) in [("Downgraded", &diff.downgraded), ("Rebuilt", &diff.rebuilt)] {
+                if !changes.is_empty() {
+                    let _ = writeln!(text, "\n{title}:");
+                    for c in changes {
+                        let _ = writeln!(text, "  {} {} -> {}", c.name, c.old_version, c.new_version);
+                    }
+                }
+            }
+            for (title, packages) in [("Added", &diff.added), ("Removed", &diff.removed)] {
+                if !packages.is_empty() {
+                    let _ = writeln!(text, "\n{title}:");
+                    for p in packages {
+                        let _ = writeln!(text, "  {} {}", p.name, p.version);
+                    }
+                }
+            }
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slipway_model::{
+        sha256_hex, ArtifactKind, ComposeId, OutputFormat, PackageChange, ReleaseState,
+    };
+
+    #[test]
+    fn notes_list_files_and_security_upgrades_first_and_ignore_the_state() {
+        let mut release = Release {
+            stream: "cloud".into(),
+            version: "20261121.0".parse().expect("version"),
+            compose: ComposeId("cloud-20261121.0".into()),
+            state: ReleaseState::Pending,
+            created_at: "2026-11-21T10:00:00Z".parse().expect("time"),
+            published_at: None,
+        };
+        let diff = PkgDiff {
+            previous: Some(ComposeId("cloud-20261120.0".into())),
+            upgraded: vec![
+                PackageChange {
+                    name: "tzdata".into(),
+                    architecture: "all".into(),
+                    source: "tzdata".into(),
+                    old_version: "2024a".into(),
+                    new_version: "2025b".into(),
+                    suite: Some("bookworm-updates".into()),
+                    security: false,
+                },
+                PackageChange {
+                    name: "libssl3".into(),
+                    architecture: "amd64".into(),
+                    source: "openssl".into(),
+                    old_version: "3.0.11-1~deb12u2".into(),
+                    new_version: "3.0.15-1~deb12u1".into(),
+                    suite: Some("bookworm-security".into()),
+                    security: true,
+                },
+            ],
+            ..PkgDiff::default()
+        };
+        let image = PublishFile {
+            kind: ArtifactKind::Image(OutputFormat::Qcow2),
+            file_name: "cloud-20261121.0.qcow2".into(),
+            sha256: sha256_hex(b"image"),
+            size: 5,
+            source: "/nonexistent".into(),
+        };
+        let notes = release_notes(&release, Some(&diff), std::slice::from_ref(&image));
+        assert!(notes.starts_with("cloud 20261121.0\ncompose cloud-20261121.0\n"));
+        assert!(notes.contains(&format!("cloud-20261121.0.qcow2  5 bytes  sha256 {}", image.sha256)));
+        let security = notes.find("Security upgrades:").expect("security section");
+        let upgraded = notes.find("Upgraded:").expect("other upgrades");
+        assert!(security < upgraded);
+        assert!(notes.contains(
+            "libssl3 3.0.11-1~deb12u2 -> 3.0.15-1~deb12u1 (bookworm-security, source openssl)"
+        ));
+        assert!(notes.contains("2 upgraded (1 security)"));
+        release.state = ReleaseState::Superseded;
+        release.published_at = Some("2026-11-22T10:00:00Z".parse().expect("time"));
+        assert_eq!(
+            release_notes(&release, Some(&diff), std::slice::from_ref(&image)),
+            notes,
+            "the notes of a release never change"
+        );
+    }
+}
