@@ -29,33 +29,6 @@ use slipway_compose::formats::{FormatError, WrittenFile};
 
 const MIB: u64 = 1 << 20;
 
-#[path = "/var/tmp/chunkexp/orig/old.rs"]
-mod old;
-
-fn ab(raw: &Path, dir: &Path, threads: usize) {
-    let reps: usize = std::env::var("SLIPWAY_BENCH_AB").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
-    let out = dir.join("ab.out");
-    let mut sums = [[0.0f64; 2]; 4];
-    for rep in 0..reps {
-        let runs: [(&str, Box<dyn Fn() -> WrittenFile>); 4] = [
-            ("xz old", Box::new(|| old::raw_xz::write_raw_xz(raw, &out, threads).expect("old xz"))),
-            ("xz new", Box::new(|| write_raw_xz(raw, &out, threads).expect("new xz"))),
-            ("qcow2 old", Box::new(|| old::qcow2::write_qcow2(raw, &out, threads).expect("old q"))),
-            ("qcow2 new", Box::new(|| write_qcow2(raw, &out, threads).expect("new q"))),
-        ];
-        let order: Vec<usize> = if rep % 2 == 0 { vec![0, 1, 2, 3] } else { vec![1, 0, 3, 2] };
-        for i in order {
-            let (t, w) = time_self(&runs[i].1);
-            println!("rep {rep} {}: wall {:.2} cpu {:.2} size {}", runs[i].0, t.wall, t.cpu, w.size);
-            sums[i][0] += t.wall;
-            sums[i][1] += t.cpu;
-        }
-    }
-    for (i, name) in ["xz old", "xz new", "qcow2 old", "qcow2 new"].iter().enumerate() {
-        println!("mean {name}: wall {:.2} cpu {:.2}", sums[i][0] / reps as f64, sums[i][1] / reps as f64);
-    }
-}
-
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing useful either: ignore args.
     if std::env::args().any(|a| a == "--list") {
@@ -90,10 +63,6 @@ fn main() {
         allocated as f64 / MIB as f64
     );
 
-    if std::env::var_os("SLIPWAY_BENCH_AB").is_some() {
-        ab(&raw, dir.path(), threads);
-        return;
-    }
     if std::env::var_os("SLIPWAY_BENCH_CACHE_ONLY").is_none() {
         tool_table(&raw, dir.path(), threads);
     }

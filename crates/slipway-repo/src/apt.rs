@@ -19,24 +19,28 @@
 //! hash so a new state never overwrites a file the old one uses: `state.json`, replaced by one rename, is
 //! the switch. An index whose hash did not change between two InReleases is not downloaded again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use slipway_exec::{Command, CommandRunner, ExecError};
+use slipway_exec::CommandRunner;
 use slipway_model::{Clock, PackageSource, SystemClock};
 
 use crate::deb822::{parse_packages, parse_packages_from};
 use crate::error::RepoError;
-use crate::http::{write_atomically, Fetcher};
+use crate::gpgv::Gpgv;
+use crate::http::Fetcher;
 use crate::inrelease::{cleartext, is_clearsigned, Release, ReleaseFile};
-use crate::{Package, RepoSnapshot, VersionScheme};
+use crate::state::{
+    check_download, commit_state, join_error, remove_unreferenced, GoodState, Open, SourceCache,
+};
+use crate::{Package, Refresh, RepoSnapshot, VersionScheme};
 
-/// How long gpgv may take to check one InRelease.
-const GPGV_TIMEOUT: Duration = Duration::from_secs(60);
+/// What a failed blocking task was doing.
+const PROCESSING: &str = "process the index files in";
 
 /// One apt source, as a refresh needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -104,15 +108,6 @@ impl AptSource {
     }
 }
 
-/// The result of a successful refresh.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refresh {
-    /// sha256 of the InRelease the source's good state now comes from, lowercase hex.
-    pub digest: String,
-    /// Whether `digest` differs from that of the previous good state (true for the first refresh).
-    pub changed: bool,
-}
-
 /// The good state of one source, as written to `state.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct State {
@@ -120,6 +115,27 @@ struct State {
     suite: String,
     digest: String,
     indexes: Vec<IndexState>,
+}
+
+impl GoodState for State {
+    const KIND: &'static str = "apt";
+
+    fn digest(&self) -> &str {
+        &self.digest
+    }
+}
+
+impl State {
+    /// The snapshot of this state, holding `packages`.
+    fn into_snapshot(self, packages: Vec<Package>) -> RepoSnapshot {
+        RepoSnapshot {
+            url: self.url,
+            suite: self.suite,
+            scheme: VersionScheme::Debian,
+            digest: self.digest,
+            packages,
+        }
+    }
 }
 
 /// One verified index file of a good state.
@@ -147,29 +163,11 @@ struct Wanted<'a> {
 /// packages are parsed at most once per process. Refreshes and snapshot loads of one source are serialized
 /// within the client; a cache directory is meant to be used by one process at a time (slipway's run lock
 /// ensures that), since a refresh deletes the index files its new state no longer needs.
+#[derive(Debug)]
 pub struct AptRepo {
-    fetcher: Fetcher,
-    dir: PathBuf,
+    cache: SourceCache,
     runner: Arc<dyn CommandRunner>,
     clock: Arc<dyn Clock>,
-    snapshots: Mutex<HashMap<String, Arc<RepoSnapshot>>>,
-    /// One lock per source, so two refreshes of one source (or a refresh and a snapshot load) never
-    /// interleave their writes and reads of its state directory.
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-}
-
-impl std::fmt::Debug for AptRepo {
-    // Not derived: the snapshots hold every package of every source, far too much for a log line.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let snapshots = self.snapshots.lock().map(|s| s.len()).unwrap_or_default();
-        f.debug_struct("AptRepo")
-            .field("dir", &self.dir)
-            .field("fetcher", &self.fetcher)
-            .field("runner", &self.runner)
-            .field("clock", &self.clock)
-            .field("snapshots", &snapshots)
-            .finish_non_exhaustive()
-    }
 }
 
 impl AptRepo {
@@ -179,20 +177,16 @@ impl AptRepo {
         cache_dir: impl Into<PathBuf>,
         runner: Arc<dyn CommandRunner>,
     ) -> Result<Self, RepoError> {
-        let cache_dir = cache_dir.into();
         Ok(Self {
-            fetcher: Fetcher::new(cache_dir.join("http"))?,
-            dir: cache_dir.join("apt"),
+            cache: SourceCache::new(&cache_dir.into(), "apt")?,
             runner,
             clock: Arc::new(SystemClock),
-            snapshots: Mutex::new(HashMap::new()),
-            locks: Mutex::new(HashMap::new()),
         })
     }
 
     /// Uses `fetcher` for downloads, for example one with another retry policy.
     pub fn with_fetcher(mut self, fetcher: Fetcher) -> Self {
-        self.fetcher = fetcher;
+        self.cache.fetcher = fetcher;
         self
     }
 
@@ -206,13 +200,14 @@ impl AptRepo {
     /// makes them the source's good state. On any error the previous good state is left untouched.
     pub async fn refresh(&self, source: &AptSource) -> Result<Refresh, RepoError> {
         let key = source.key();
-        let lock = self.lock_for(&key);
-        let _held = lock.lock().await;
-        let dir = self.dir.join(&key);
-        let previous = read_state(&dir).await;
+        let Open {
+            dir,
+            previous,
+            held: _held,
+        } = self.cache.open::<State>(&key).await;
 
         let inrelease_url = source.dists_url("InRelease");
-        let fetched = self.fetcher.fetch(&inrelease_url).await?;
+        let fetched = self.cache.fetcher.fetch(&inrelease_url).await?;
         let digest = hex::encode(Sha256::digest(&fetched.bytes));
         // Verified on every refresh, even when unchanged: it is cheap, and the expiry must be checked
         // against today, not against the day the file was first fetched.
@@ -224,7 +219,7 @@ impl AptRepo {
         if let Some(previous) = &previous {
             if previous.digest == digest && state_is_complete(&dir, previous, &wanted) {
                 // The server may have sent the same bytes again with new validators.
-                self.fetcher.commit(&inrelease_url, &fetched).await?;
+                self.cache.fetcher.commit(&inrelease_url, &fetched).await?;
                 tracing::debug!(url = %source.url, suite = %source.suite, "unchanged");
                 return Ok(Refresh {
                     digest,
@@ -258,106 +253,50 @@ impl AptRepo {
                 })
                 .collect(),
         };
-        let committed = match loaded {
-            Ok(packages) => write_state(&dir, &state).await.map(|()| packages),
-            Err(error) => Err(error),
-        };
-        let packages = match committed {
-            Ok(packages) => packages,
-            Err(error) => {
-                // Files of this failed attempt are referenced by no state; do not leave them lying about.
-                for path in written {
-                    let _ = tokio::fs::remove_file(path).await;
-                }
-                return Err(error);
-            }
-        };
+        let packages = commit_state(&dir, &state, loaded, written).await?;
         // After the state, and not fatal: the state is what counts, and without this copy the next refresh
         // merely downloads InRelease again, finds the digest of the state and is done.
-        if let Err(error) = self.fetcher.commit(&inrelease_url, &fetched).await {
+        if let Err(error) = self.cache.fetcher.commit(&inrelease_url, &fetched).await {
             tracing::warn!(url = %inrelease_url, %error, "could not cache the verified InRelease");
         }
-        remove_unreferenced(&dir, &state).await;
+        let keep: HashSet<&str> = state.indexes.iter().map(|i| i.sha256.as_str()).collect();
+        remove_unreferenced(&dir.join("packages"), |name| keep.contains(name)).await;
 
-        let snapshot = Arc::new(RepoSnapshot {
-            url: source.url.clone(),
-            suite: source.suite.clone(),
-            scheme: VersionScheme::Debian,
-            digest: digest.clone(),
-            packages,
-        });
-        self.remember(&key, snapshot);
-        let changed = !matches!(&previous, Some(p) if p.digest == digest);
-        tracing::info!(url = %source.url, suite = %source.suite, %digest, changed, "refreshed");
-        Ok(Refresh { digest, changed })
+        Ok(self
+            .cache
+            .refreshed(&key, state.into_snapshot(packages), previous.as_ref()))
     }
 
     /// The packages of the source's good state. Parsed at most once per InRelease digest in this process;
     /// [`RepoError::NoGoodCopy`] before the first successful refresh.
     pub async fn snapshot(&self, source: &AptSource) -> Result<Arc<RepoSnapshot>, RepoError> {
         let key = source.key();
-        let lock = self.lock_for(&key);
-        let _held = lock.lock().await;
-        let dir = self.dir.join(&key);
-        let state = read_state(&dir)
-            .await
-            .ok_or_else(|| RepoError::NoGoodCopy {
-                url: source.url.clone(),
-                suite: source.suite.clone(),
-            })?;
-        if let Some(known) = self.remembered(&key) {
-            if known.digest == state.digest {
-                return Ok(known);
-            }
-        }
-        let files: Vec<(PathBuf, String)> = state
-            .indexes
-            .iter()
-            .map(|index| {
-                (
-                    dir.join("packages").join(&index.sha256),
-                    source.dists_url(&index.path),
-                )
+        let load = |state: State, dir: PathBuf| async move {
+            let files: Vec<(PathBuf, String)> = state
+                .indexes
+                .iter()
+                .map(|index| {
+                    (
+                        dir.join("packages").join(&index.sha256),
+                        source.dists_url(&index.path),
+                    )
+                })
+                .collect();
+            let packages = tokio::task::spawn_blocking(move || {
+                let mut lists = Vec::with_capacity(files.len());
+                for (path, name) in &files {
+                    let file = std::fs::File::open(path).map_err(RepoError::io("open", path))?;
+                    lists.push(parse_packages_from(file, name)?);
+                }
+                Ok::<_, RepoError>(merge(lists))
             })
-            .collect();
-        let packages = tokio::task::spawn_blocking(move || {
-            let mut lists = Vec::with_capacity(files.len());
-            for (path, name) in &files {
-                let file = std::fs::File::open(path).map_err(RepoError::io("open", path))?;
-                lists.push(parse_packages_from(file, name)?);
-            }
-            Ok::<_, RepoError>(merge(lists))
-        })
-        .await
-        .map_err(|e| RepoError::Io {
-            action: "load the packages of",
-            path: dir.clone(),
-            source: std::io::Error::other(e),
-        })??;
-        let snapshot = Arc::new(RepoSnapshot {
-            url: state.url,
-            suite: state.suite,
-            scheme: VersionScheme::Debian,
-            digest: state.digest,
-            packages,
-        });
-        self.remember(&key, Arc::clone(&snapshot));
-        Ok(snapshot)
-    }
-
-    fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(locks.entry(key.to_string()).or_default())
-    }
-
-    fn remembered(&self, key: &str) -> Option<Arc<RepoSnapshot>> {
-        let snapshots = self.snapshots.lock().unwrap_or_else(|p| p.into_inner());
-        snapshots.get(key).cloned()
-    }
-
-    fn remember(&self, key: &str, snapshot: Arc<RepoSnapshot>) {
-        let mut snapshots = self.snapshots.lock().unwrap_or_else(|p| p.into_inner());
-        snapshots.insert(key.to_string(), snapshot);
+            .await
+            .map_err(join_error("load the packages of", &dir))??;
+            Ok(state.into_snapshot(packages))
+        };
+        self.cache
+            .snapshot(&key, (&source.url, &source.suite), load)
+            .await
     }
 
     /// The signed text of the InRelease: checked with gpgv against the source's keyring, or merely unwrapped
@@ -382,61 +321,30 @@ impl AptRepo {
                 url: url.to_string(),
             });
         }
-        let bad = |detail: String| RepoError::BadSignature {
-            url: url.to_string(),
-            keyring: source.keyring.clone(),
-            detail,
-        };
         let Some(keyring) = &source.keyring else {
-            return Err(bad(
-                "the source names no keyring to check it with (set `keyring`; for \
-                 Debian's archive install debian-archive-keyring and use \
-                 /usr/share/keyrings/debian-archive-keyring.gpg)"
-                    .into(),
-            ));
+            let detail =
+                "the source names no keyring to check it with (set `keyring`; for Debian's \
+                 archive install debian-archive-keyring and use \
+                 /usr/share/keyrings/debian-archive-keyring.gpg)";
+            return Err(RepoError::BadSignature {
+                url: url.to_string(),
+                keyring: None,
+                detail: detail.into(),
+            });
         };
-        let keyring = std::path::absolute(keyring).unwrap_or_else(|_| keyring.clone());
-        match tokio::fs::read(&keyring).await {
-            Ok(head) if head.starts_with(b"-----BEGIN PGP") => {
-                return Err(bad(
-                    "the keyring is ASCII-armored, and gpgv reads binary keyrings only: \
-                     convert it with `gpg --dearmor`"
-                        .into(),
-                ))
-            }
-            Ok(_) => {}
-            Err(e) => return Err(bad(format!("the keyring cannot be read: {e}"))),
-        }
+        let gpgv = Gpgv {
+            url,
+            keyring,
+            action: "verify the InRelease signature with gpgv",
+        };
+        let keyring = gpgv.readable_keyring().await?;
         // Signed data on stdin and the signed text on stdout: gpgv's output is exactly what the signature
         // covers, so text outside the signed part can never be parsed.
-        let command = Command::new("gpgv")
-            .arg("--status-fd")
-            .arg("2")
-            .arg("--keyring")
-            .arg(keyring.as_os_str())
-            .args(["--output", "-"])
-            .stdin(bytes.to_vec())
-            .timeout(GPGV_TIMEOUT);
-        match self.runner.run(command).await {
-            Ok(output) => {
-                let status = output.stderr_tail;
-                // gpgv exits 0 for a good signature by an expired or revoked key; apt refuses those.
-                for refused in ["EXPKEYSIG", "REVKEYSIG", "EXPSIG"] {
-                    if status.contains(&format!("[GNUPG:] {refused}")) {
-                        return Err(bad(summarize_gpgv(&status)));
-                    }
-                }
-                if !status.contains("[GNUPG:] VALIDSIG") {
-                    return Err(bad(summarize_gpgv(&status)));
-                }
-                String::from_utf8(output.stdout).map_err(|_| not_text())
-            }
-            Err(ExecError::Failed { stderr_tail, .. }) => Err(bad(summarize_gpgv(&stderr_tail))),
-            Err(error) => Err(RepoError::Exec {
-                action: "verify the InRelease signature with gpgv",
-                source: error,
-            }),
-        }
+        let args = [OsStr::new("--output"), OsStr::new("-")];
+        let signed = gpgv
+            .run(self.runner.as_ref(), &keyring, &args, bytes)
+            .await?;
+        String::from_utf8(signed).map_err(|_| not_text())
     }
 
     /// Downloads (or reuses) every wanted index, verifies it against the Release, decompresses and parses
@@ -469,29 +377,20 @@ impl AptRepo {
                     parse_packages_from(file, &name)
                 })
                 .await
-                .map_err(join_error(&packages_dir))??;
+                .map_err(join_error(PROCESSING, &packages_dir))??;
                 lists.push(packages);
                 continue;
             }
 
             let (url, bytes) = self.download_index(source, release, want.file).await?;
-            if bytes.len() as u64 != want.file.size {
-                return Err(RepoError::ChecksumMismatch {
-                    file: url,
-                    check: "size",
-                    expected: format!("{} bytes", want.file.size),
-                    got: format!("{} bytes", bytes.len()),
-                });
-            }
-            let got = hex::encode(Sha256::digest(&bytes));
-            if got != want.file.sha256 {
-                return Err(RepoError::ChecksumMismatch {
-                    file: url,
-                    check: "sha256",
-                    expected: want.file.sha256.clone(),
-                    got,
-                });
-            }
+            check_download(
+                &url,
+                &bytes,
+                Some(want.file.size),
+                "sha256",
+                &want.file.sha256,
+                |bytes| hex::encode(Sha256::digest(bytes)),
+            )?;
             let path = want.file.path.clone();
             let target = stored.clone();
             let packages = tokio::task::spawn_blocking(move || {
@@ -501,7 +400,7 @@ impl AptRepo {
                 Ok::<_, RepoError>(packages)
             })
             .await
-            .map_err(join_error(&packages_dir))??;
+            .map_err(join_error(PROCESSING, &packages_dir))??;
             written.push(stored);
             lists.push(packages);
         }
@@ -520,23 +419,14 @@ impl AptRepo {
         if release.acquire_by_hash {
             let dir = file.path.rsplit_once('/').map_or("", |(dir, _)| dir);
             let by_hash = source.dists_url(&format!("{dir}/by-hash/SHA256/{}", file.sha256));
-            match self.fetcher.fetch(&by_hash).await {
+            match self.cache.fetcher.fetch(&by_hash).await {
                 Ok(fetched) => return Ok((by_hash, fetched.bytes)),
                 Err(RepoError::NotFound { .. }) => {}
                 Err(error) => return Err(error),
             }
         }
-        let fetched = self.fetcher.fetch(&plain).await?;
+        let fetched = self.cache.fetcher.fetch(&plain).await?;
         Ok((plain, fetched.bytes))
-    }
-}
-
-fn join_error(path: &Path) -> impl FnOnce(tokio::task::JoinError) -> RepoError {
-    let path = path.to_path_buf();
-    move |e| RepoError::Io {
-        action: "process the index files in",
-        path,
-        source: std::io::Error::other(e),
     }
 }
 
@@ -635,66 +525,6 @@ fn decompress(path: &str, bytes: &[u8], url: &str) -> Result<Vec<u8>, RepoError>
         out.extend_from_slice(bytes);
     }
     Ok(out)
-}
-
-/// gpgv's complaint without the machine-readable status lines, on one line.
-fn summarize_gpgv(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("[GNUPG:]"))
-        .collect();
-    if lines.is_empty() {
-        "gpgv found no valid signature".into()
-    } else {
-        lines.join("; ")
-    }
-}
-
-/// The source's good state, if it has one. A state file that cannot be read or parsed counts as none: the
-/// next refresh rebuilds it from scratch.
-async fn read_state(dir: &Path) -> Option<State> {
-    let path = dir.join("state.json");
-    let bytes = match tokio::fs::read(&path).await {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable apt state");
-            return None;
-        }
-    };
-    match serde_json::from_slice(&bytes) {
-        Ok(state) => Some(state),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "ignoring corrupt apt state");
-            None
-        }
-    }
-}
-
-async fn write_state(dir: &Path, state: &State) -> Result<(), RepoError> {
-    let path = dir.join("state.json");
-    let bytes = serde_json::to_vec_pretty(state).map_err(|e| RepoError::Io {
-        action: "encode",
-        path: path.clone(),
-        source: std::io::Error::other(e),
-    })?;
-    write_atomically(&path, bytes).await
-}
-
-/// Deletes index files the new state no longer uses. Best effort: a leftover file costs disk, not
-/// correctness.
-async fn remove_unreferenced(dir: &Path, state: &State) {
-    let keep: HashSet<&str> = state.indexes.iter().map(|i| i.sha256.as_str()).collect();
-    let Ok(mut entries) = tokio::fs::read_dir(dir.join("packages")).await else {
-        return;
-    };
-    while let Ok(Some(entry)) = entries.next_entry().await {
-        let name = entry.file_name();
-        if !keep.contains(name.to_string_lossy().as_ref()) {
-            let _ = tokio::fs::remove_file(entry.path()).await;
-        }
-    }
 }
 
 #[cfg(test)]
@@ -801,15 +631,5 @@ mod tests {
             .map(|p| format!("{}:{}", p.name, p.architecture))
             .collect();
         assert_eq!(names, ["a:amd64", "doc:all", "a:i386"]);
-    }
-
-    #[test]
-    fn gpgv_summary_drops_status_lines() {
-        let stderr = "[GNUPG:] NEWSIG\ngpgv: Signature made today\n[GNUPG:] ERRSIG 1\ngpgv: Can't check signature: No public key\n";
-        assert_eq!(
-            summarize_gpgv(stderr),
-            "gpgv: Signature made today; gpgv: Can't check signature: No public key"
-        );
-        assert_eq!(summarize_gpgv(""), "gpgv found no valid signature");
     }
 }

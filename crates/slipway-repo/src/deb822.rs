@@ -996,31 +996,42 @@ Priority: required
         assert_eq!(packages[1].name, "b");
     }
 
-    #[test]
-    fn source_version_suffix_is_stripped() {
-        for (field, want) in [
-            ("Source: foo (1.2)", "foo"),
-            ("Source: foo(1.2)", "foo"),
-            ("Source: foo", "foo"),
-            ("Source:   foo   ", "foo"),
-            ("Source: (1.2)", "bar"),
-        ] {
-            let text = format!("Package: bar\nVersion: 1\n{field}\n");
-            assert_eq!(parse(&text)[0].source, want, "{field}");
+    /// Checks what one value of a package comes out as: each case gives the stanza fields of package `name`
+    /// (besides `Package` and `Version`) and the value `get` must then read from it.
+    fn check_value(name: &str, get: fn(&Package) -> &str, cases: &[(&str, &str)]) {
+        for (fields, want) in cases {
+            let packages = parse(&format!("Package: {name}\nVersion: 1\n{fields}\n"));
+            assert_eq!(get(&packages[0]), *want, "{fields:?}");
         }
     }
 
     #[test]
+    fn source_version_suffix_is_stripped() {
+        check_value(
+            "bar",
+            |p| &p.source,
+            &[
+                ("Source: foo (1.2)", "foo"),
+                ("Source: foo(1.2)", "foo"),
+                ("Source: foo", "foo"),
+                ("Source:   foo   ", "foo"),
+                ("Source: (1.2)", "bar"),
+            ],
+        );
+    }
+
+    #[test]
     fn depends_joins_pre_depends_first() {
-        for (fields, want) in [
-            ("Depends: a", "a"),
-            ("Pre-Depends: p", "p"),
-            ("Depends: a, b\nPre-Depends: p", "p, a, b"),
-            ("", ""),
-        ] {
-            let text = format!("Package: x\nVersion: 1\n{fields}\n");
-            assert_eq!(parse(&text)[0].depends, want, "{fields:?}");
-        }
+        check_value(
+            "x",
+            |p| &p.depends,
+            &[
+                ("Depends: a", "a"),
+                ("Pre-Depends: p", "p"),
+                ("Depends: a, b\nPre-Depends: p", "p, a, b"),
+                ("", ""),
+            ],
+        );
     }
 
     #[test]
@@ -1146,6 +1157,20 @@ Priority: required
         text
     }
 
+    /// Writes packages as a Packages file (see [`render`]), separated by varied blank lines, and sometimes
+    /// without the final newline.
+    fn render_all(rng: &mut Rng, packages: &[Package], crlf: bool) -> String {
+        let mut text = String::new();
+        for p in packages {
+            text.push_str(&render(rng, p, crlf));
+            text.push_str(["\n", "\n\n", " \n", "\t\n\n"][rng.below(4) as usize]);
+        }
+        if rng.below(2) == 0 {
+            text = text.trim_end().to_string();
+        }
+        text
+    }
+
     #[test]
     fn random_stanzas_round_trip() {
         let mut rng = Rng(0x5eed_1234_abcd_0001);
@@ -1153,14 +1178,7 @@ Priority: required
             let count = rng.below(20) as usize;
             let packages: Vec<Package> = (0..count).map(|_| random_package(&mut rng)).collect();
             let crlf = rng.below(4) == 0;
-            let mut text = String::new();
-            for p in &packages {
-                text.push_str(&render(&mut rng, p, crlf));
-                text.push_str(["\n", "\n\n", " \n", "\t\n\n"][rng.below(4) as usize]);
-            }
-            if rng.below(2) == 0 {
-                text = text.trim_end().to_string();
-            }
+            let text = render_all(&mut rng, &packages, crlf);
             let parsed = parse_packages(text.as_bytes(), "random").unwrap_or_else(|e| {
                 panic!("round {round}: {e}\n{text}");
             });
@@ -1195,14 +1213,7 @@ Priority: required
                 .map(|_| random_package(&mut rng))
                 .collect();
             let crlf = rng.below(3) == 0;
-            let mut text = String::new();
-            for p in &packages {
-                text.push_str(&render(&mut rng, p, crlf));
-                text.push_str(["\n", "\n\n", " \n", "\t\n\n"][rng.below(4) as usize]);
-            }
-            if rng.below(2) == 0 {
-                text = text.trim_end().to_string();
-            }
+            let text = render_all(&mut rng, &packages, crlf);
             // Chunks smaller than a stanza, about a stanza, and larger than the input.
             for chunk in [16, 64, 300, 1 << 20] {
                 for threads in [1, 3] {
@@ -1221,15 +1232,21 @@ Priority: required
             .is_empty());
     }
 
-    #[test]
-    fn streaming_errors_report_the_global_line() {
+    /// `count` good stanzas (with continuation lines), and the line a stanza appended to them starts on.
+    fn many_stanzas(count: usize) -> (String, usize) {
         let mut text = String::new();
-        for i in 0..300 {
+        for i in 0..count {
             text.push_str(&format!(
                 "Package: p{i}\nVersion: 1\nDescription: x\n more\n\n"
             ));
         }
         let line = text.lines().count() + 1;
+        (text, line)
+    }
+
+    #[test]
+    fn streaming_errors_report_the_global_line() {
+        let (mut text, line) = many_stanzas(300);
         text.push_str("Package: broken\nArchitecture: all\n\nPackage: fine\nVersion: 1\n");
         for threads in [1, 2] {
             let err = parse_reader_with_threads(text.as_bytes(), "stream", threads, 100)
@@ -1271,13 +1288,7 @@ Priority: required
 
     #[test]
     fn a_parallel_error_reports_the_global_line() {
-        let mut text = String::new();
-        for i in 0..5_000 {
-            text.push_str(&format!(
-                "Package: p{i}\nVersion: 1\nDescription: x\n more\n\n"
-            ));
-        }
-        let line = text.lines().count() + 1;
+        let (mut text, line) = many_stanzas(5_000);
         text.push_str("Package: broken\n");
         let err = parse_with_threads(text.as_bytes(), "big", 4).expect_err("broken");
         assert_eq!(

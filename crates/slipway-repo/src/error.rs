@@ -47,12 +47,15 @@ pub enum RepoError {
         /// The HTTP status code.
         status: u16,
     },
-    /// The signed index has no OpenPGP signature.
+    /// The signed index has no OpenPGP signature: an apt `InRelease` that is not clear-signed, or an rpm-md
+    /// `repomd.xml` without its detached `repomd.xml.asc`.
     #[error(
-        "{url} is not signed; use a repository that signs its InRelease, or mark a local source `trusted`"
+        "{url} is not signed (an InRelease that is not clear-signed, or a repomd.xml without a \
+         repomd.xml.asc beside it); use a repository that signs its metadata, or skip the check for a \
+         local source: mark it `trusted` (an rpm-md source without a keyring is not checked either)"
     )]
     MissingSignature {
-        /// The URL of the unsigned index.
+        /// The URL of the unsigned index (`InRelease`, `repomd.xml`).
         url: String,
     },
     /// The signature did not verify against the source's keyring.
@@ -142,6 +145,17 @@ pub enum RepoError {
         component: String,
         /// The architecture asked for.
         architecture: String,
+    },
+    /// The signed index of an rpm-md repository lists no metadata file of a kind that is needed.
+    #[error(
+        "{file} lists no {kind} metadata, so the repository's packages cannot be known; check that the \
+         URL is the repository's root (the directory holding repodata/)"
+    )]
+    MissingMetadata {
+        /// The URL of repomd.xml.
+        file: String,
+        /// The `type` of the missing `<data>` entry (`primary`).
+        kind: &'static str,
     },
     /// A snapshot was asked for before any refresh of the source succeeded.
     #[error("there is no verified copy of {url} (suite {suite}) yet; refresh the source first")]

@@ -9,32 +9,35 @@
 //! Like every capability crate it takes model values in and gives model values back; it never touches the
 //! store.
 
-mod changes;
-mod index;
-mod pkgdiff;
-mod relation;
-mod version;
-
 mod apt;
+mod changes;
 pub mod deb822;
 mod error;
 #[cfg(feature = "fixture")]
 pub mod fixture;
+mod gpgv;
 pub mod http;
+mod index;
 pub mod inrelease;
+mod pkgdiff;
+mod relation;
 pub mod rpmmd;
+mod state;
+mod version;
 
-pub use changes::{check_lock, selection_hash, LockCheck, LockChange};
-pub use index::{Affected, AffectedPackage, Found, MatchedBy, PackageIndex, RecipeLock, ReverseIndex};
-pub use pkgdiff::pkgdiff;
-pub use relation::{parse_relations, Relation, RelationOp};
-pub use version::{compare_versions, VersionScheme};
-pub use apt::{AptRepo, AptSource, Refresh};
+pub use apt::{AptRepo, AptSource};
+pub use changes::{check_lock, selection_hash, LockChange, LockCheck};
 pub use deb822::{parse_packages, parse_packages_from};
 pub use error::RepoError;
 pub use http::{Fetched, Fetcher};
+pub use index::{
+    Affected, AffectedPackage, Found, MatchedBy, PackageIndex, RecipeLock, ReverseIndex,
+};
 pub use inrelease::{Release as AptRelease, ReleaseFile};
+pub use pkgdiff::pkgdiff;
+pub use relation::{parse_relations, Relation, RelationOp};
 pub use rpmmd::{parse_primary, parse_repomd, RpmRepo, RpmSource};
+pub use version::{compare_versions, VersionScheme};
 
 /// One package as a repository index lists it: a stanza of an apt `Packages` file, or a `<package>` of an
 /// rpm-md `primary.xml`.
@@ -79,4 +82,14 @@ pub struct RepoSnapshot {
     pub digest: String,
     /// Every package of every component and architecture fetched.
     pub packages: Vec<Package>,
+}
+
+/// The result of a successful refresh of an apt or rpm-md source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refresh {
+    /// sha256 of the signed index (InRelease or repomd.xml) the source's good state now comes from,
+    /// lowercase hex.
+    pub digest: String,
+    /// Whether `digest` differs from that of the previous good state (true for the first refresh).
+    pub changed: bool,
 }

@@ -25,26 +25,28 @@
 //! (epoch 0 left out), provides and requires in relation syntax with rpm's `EQ LT LE GT GE` as
 //! `= << <= >> >=`.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use quick_xml::events::{BytesRef, BytesStart, Event};
 use quick_xml::{Decoder, Reader, XmlVersion};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha512};
-use slipway_exec::{Command, CommandRunner, ExecError};
+use slipway_exec::CommandRunner;
 use slipway_model::PackageSource;
 
 use crate::error::RepoError;
+use crate::gpgv::Gpgv;
 use crate::http::{temp_path, write_atomically, Fetched, Fetcher};
+use crate::state::{
+    check_download, commit_state, join_error, remove_unreferenced, GoodState, Open, SourceCache,
+};
 use crate::{Package, Refresh, RepoSnapshot, VersionScheme};
 
-/// How long gpgv may take to check one repomd.xml.
-const GPGV_TIMEOUT: Duration = Duration::from_secs(60);
+/// What a failed blocking task was doing.
+const PROCESSING: &str = "process the primary metadata in";
 
 /// One rpm-md repository, as a refresh needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -203,9 +205,28 @@ struct State {
     primary_checksum: String,
 }
 
+impl GoodState for State {
+    const KIND: &'static str = "rpm-md";
+
+    fn digest(&self) -> &str {
+        &self.digest
+    }
+}
+
 impl State {
     fn primary_path(&self, dir: &Path) -> PathBuf {
         dir.join("primary").join(&self.primary_checksum)
+    }
+
+    /// The snapshot of this state, holding `packages`.
+    fn into_snapshot(self, packages: Vec<Package>) -> RepoSnapshot {
+        RepoSnapshot {
+            url: self.url,
+            suite: self.name,
+            scheme: VersionScheme::Rpm,
+            digest: self.digest,
+            packages,
+        }
     }
 }
 
@@ -215,13 +236,8 @@ impl State {
 /// packages are parsed at most once per process.
 #[derive(Debug)]
 pub struct RpmRepo {
-    fetcher: Fetcher,
-    dir: PathBuf,
+    cache: SourceCache,
     runner: Arc<dyn CommandRunner>,
-    snapshots: Mutex<HashMap<String, Arc<RepoSnapshot>>>,
-    /// One lock per source, so two refreshes of one source (or a refresh and a snapshot load) never
-    /// interleave their writes and reads of its state directory.
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl RpmRepo {
@@ -231,19 +247,15 @@ impl RpmRepo {
         cache_dir: impl Into<PathBuf>,
         runner: Arc<dyn CommandRunner>,
     ) -> Result<Self, RepoError> {
-        let cache_dir = cache_dir.into();
         Ok(Self {
-            fetcher: Fetcher::new(cache_dir.join("http"))?,
-            dir: cache_dir.join("rpm"),
+            cache: SourceCache::new(&cache_dir.into(), "rpm")?,
             runner,
-            snapshots: Mutex::new(HashMap::new()),
-            locks: Mutex::new(HashMap::new()),
         })
     }
 
     /// Uses `fetcher` for downloads, for example one with another retry policy.
     pub fn with_fetcher(mut self, fetcher: Fetcher) -> Self {
-        self.fetcher = fetcher;
+        self.cache.fetcher = fetcher;
         self
     }
 
@@ -251,13 +263,14 @@ impl RpmRepo {
     /// makes them the source's good state. On any error the previous good state is left untouched.
     pub async fn refresh(&self, source: &RpmSource) -> Result<Refresh, RepoError> {
         let key = source.key();
-        let lock = self.lock_for(&key);
-        let _held = lock.lock().await;
-        let dir = self.dir.join(&key);
-        let previous = read_state(&dir).await;
+        let Open {
+            dir,
+            previous,
+            held: _held,
+        } = self.cache.open::<State>(&key).await;
 
         let repomd_url = source.file_url("repodata/repomd.xml");
-        let fetched = self.fetcher.fetch(&repomd_url).await?;
+        let fetched = self.cache.fetcher.fetch(&repomd_url).await?;
         let digest = hex::encode(Sha256::digest(&fetched.bytes));
         // Checked on every refresh, even when unchanged: the keyring may have changed since, and gpgv is
         // cheap next to trusting a stale verdict.
@@ -266,7 +279,7 @@ impl RpmRepo {
             None => None,
         };
         let repomd = parse_repomd(&fetched.bytes, &repomd_url)?;
-        let primary = primary_entry(&repomd, &fetched.bytes, &repomd_url)?;
+        let primary = primary_entry(&repomd, &repomd_url)?;
         let stored = dir.join("primary").join(&primary.checksum.hex);
 
         if let Some(previous) = &previous {
@@ -296,86 +309,33 @@ impl RpmRepo {
         let loaded = self
             .load_primary(source, primary, previous.as_ref(), &stored, &mut written)
             .await;
-        let committed = match loaded {
-            Ok(packages) => write_state(&dir, &state).await.map(|()| packages),
-            Err(error) => Err(error),
-        };
-        let packages = match committed {
-            Ok(packages) => packages,
-            Err(error) => {
-                // A file of this failed attempt is referenced by no state; do not leave it lying about.
-                if let Some(path) = written {
-                    let _ = tokio::fs::remove_file(path).await;
-                }
-                return Err(error);
-            }
-        };
+        let packages = commit_state(&dir, &state, loaded, written).await?;
         // After the state: should this fail, the next refresh downloads repomd.xml again, finds the digest
         // of the state and is done.
         self.commit(&repomd_url, &fetched, signature.as_ref())
             .await?;
-        remove_unreferenced(&dir, &state).await;
+        remove_unreferenced(&dir.join("primary"), |name| name == state.primary_checksum).await;
 
-        let snapshot = Arc::new(RepoSnapshot {
-            url: source.url.clone(),
-            suite: source.name.clone(),
-            scheme: VersionScheme::Rpm,
-            digest: digest.clone(),
-            packages,
-        });
-        self.remember(&key, snapshot);
-        let changed = !matches!(&previous, Some(p) if p.digest == digest);
-        tracing::info!(url = %source.url, repo = %source.name, %digest, changed, "refreshed");
-        Ok(Refresh { digest, changed })
+        Ok(self
+            .cache
+            .refreshed(&key, state.into_snapshot(packages), previous.as_ref()))
     }
 
     /// The packages of the source's good state. Parsed at most once per repomd.xml digest in this process;
     /// [`RepoError::NoGoodCopy`] before the first successful refresh.
     pub async fn snapshot(&self, source: &RpmSource) -> Result<Arc<RepoSnapshot>, RepoError> {
         let key = source.key();
-        let lock = self.lock_for(&key);
-        let _held = lock.lock().await;
-        let dir = self.dir.join(&key);
-        let state = read_state(&dir)
+        let load = |state: State, dir: PathBuf| async move {
+            let path = state.primary_path(&dir);
+            let name = source.file_url(&state.primary_location);
+            let packages = tokio::task::spawn_blocking(move || parse_primary_file(&path, &name))
+                .await
+                .map_err(join_error(PROCESSING, &dir))??;
+            Ok(state.into_snapshot(packages))
+        };
+        self.cache
+            .snapshot(&key, (&source.url, &source.name), load)
             .await
-            .ok_or_else(|| RepoError::NoGoodCopy {
-                url: source.url.clone(),
-                suite: source.name.clone(),
-            })?;
-        if let Some(known) = self.remembered(&key) {
-            if known.digest == state.digest {
-                return Ok(known);
-            }
-        }
-        let path = state.primary_path(&dir);
-        let name = source.file_url(&state.primary_location);
-        let packages = tokio::task::spawn_blocking(move || parse_primary_file(&path, &name))
-            .await
-            .map_err(join_error(&dir))??;
-        let snapshot = Arc::new(RepoSnapshot {
-            url: state.url,
-            suite: state.name,
-            scheme: VersionScheme::Rpm,
-            digest: state.digest,
-            packages,
-        });
-        self.remember(&key, Arc::clone(&snapshot));
-        Ok(snapshot)
-    }
-
-    fn lock_for(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(locks.entry(key.to_string()).or_default())
-    }
-
-    fn remembered(&self, key: &str) -> Option<Arc<RepoSnapshot>> {
-        let snapshots = self.snapshots.lock().unwrap_or_else(|p| p.into_inner());
-        snapshots.get(key).cloned()
-    }
-
-    fn remember(&self, key: &str, snapshot: Arc<RepoSnapshot>) {
-        let mut snapshots = self.snapshots.lock().unwrap_or_else(|p| p.into_inner());
-        snapshots.insert(key.to_string(), snapshot);
     }
 
     /// Makes the verified repomd.xml (and its signature) the good copies.
@@ -386,9 +346,9 @@ impl RpmRepo {
         signature: Option<&Fetched>,
     ) -> Result<(), RepoError> {
         if let Some(signature) = signature {
-            self.fetcher.commit(&signature.url, signature).await?;
+            self.cache.fetcher.commit(&signature.url, signature).await?;
         }
-        self.fetcher.commit(repomd_url, repomd).await
+        self.cache.fetcher.commit(repomd_url, repomd).await
     }
 
     /// Fetches `repomd.xml.asc` and checks it against `keyring` with gpgv; returns the signature download,
@@ -399,69 +359,32 @@ impl RpmRepo {
         repomd: &[u8],
         keyring: &Path,
     ) -> Result<Fetched, RepoError> {
-        let bad = |detail: String| RepoError::BadSignature {
-            url: repomd_url.to_string(),
-            keyring: Some(keyring.to_path_buf()),
-            detail,
-        };
         let signature_url = format!("{repomd_url}.asc");
-        let signature = match self.fetcher.fetch(&signature_url).await {
+        let signature = match self.cache.fetcher.fetch(&signature_url).await {
             Ok(signature) => signature,
             Err(RepoError::NotFound { .. }) => {
-                return Err(bad(format!(
-                    "{signature_url} does not exist, so the repository does not sign its metadata; \
-                     remove the source's keyring to use it without a signature check"
-                )))
+                return Err(RepoError::MissingSignature {
+                    url: repomd_url.to_string(),
+                })
             }
             Err(error) => return Err(error),
         };
-        let keyring = std::path::absolute(keyring).unwrap_or_else(|_| keyring.to_path_buf());
-        match tokio::fs::read(&keyring).await {
-            Ok(head) if head.starts_with(b"-----BEGIN PGP") => {
-                return Err(bad(
-                    "the keyring is ASCII-armored, and gpgv reads binary keyrings \
-                     only: convert it with `gpg --dearmor`"
-                        .into(),
-                ))
-            }
-            Ok(_) => {}
-            Err(e) => return Err(bad(format!("the keyring cannot be read: {e}"))),
-        }
+        let gpgv = Gpgv {
+            url: repomd_url,
+            keyring,
+            action: "verify the repomd.xml signature with gpgv",
+        };
+        let keyring = gpgv.readable_keyring().await?;
         // gpgv reads a detached signature from a file only; the signed data comes on stdin, so what is
         // checked is exactly the repomd.xml bytes about to be used.
-        let signature_path = temp_path(&self.dir.join("repomd.xml.asc"));
+        let signature_path = temp_path(&self.cache.dir.join("repomd.xml.asc"));
         write_atomically(&signature_path, signature.bytes.clone()).await?;
-        let command = Command::new("gpgv")
-            .arg("--status-fd")
-            .arg("2")
-            .arg("--keyring")
-            .arg(keyring.as_os_str())
-            .arg(signature_path.as_os_str())
-            .arg("-")
-            .stdin(repomd.to_vec())
-            .timeout(GPGV_TIMEOUT);
-        let result = self.runner.run(command).await;
+        let args = [signature_path.as_os_str(), "-".as_ref()];
+        let result = gpgv
+            .run(self.runner.as_ref(), &keyring, &args, repomd)
+            .await;
         let _ = tokio::fs::remove_file(&signature_path).await;
-        match result {
-            Ok(output) => {
-                let status = output.stderr_tail;
-                // gpgv exits 0 for a good signature by an expired or revoked key; dnf refuses those.
-                for refused in ["EXPKEYSIG", "REVKEYSIG", "EXPSIG"] {
-                    if status.contains(&format!("[GNUPG:] {refused}")) {
-                        return Err(bad(summarize_gpgv(&status)));
-                    }
-                }
-                if !status.contains("[GNUPG:] VALIDSIG") {
-                    return Err(bad(summarize_gpgv(&status)));
-                }
-                Ok(signature)
-            }
-            Err(ExecError::Failed { stderr_tail, .. }) => Err(bad(summarize_gpgv(&stderr_tail))),
-            Err(error) => Err(RepoError::Exec {
-                action: "verify the repomd.xml signature with gpgv",
-                source: error,
-            }),
-        }
+        result.map(|_| signature)
     }
 
     /// The packages of `primary`: from the stored copy when the previous state verified the same file,
@@ -482,30 +405,20 @@ impl RpmRepo {
             let path = stored.to_path_buf();
             return tokio::task::spawn_blocking(move || parse_primary_file(&path, &url))
                 .await
-                .map_err(join_error(stored))?;
+                .map_err(join_error(PROCESSING, stored))?;
         }
 
-        let fetched = self.fetcher.fetch(&url).await?;
+        let fetched = self.cache.fetcher.fetch(&url).await?;
         let bytes = fetched.bytes;
-        if let Some(size) = primary.size {
-            if bytes.len() as u64 != size {
-                return Err(RepoError::ChecksumMismatch {
-                    file: url,
-                    check: "size",
-                    expected: format!("{size} bytes"),
-                    got: format!("{} bytes", bytes.len()),
-                });
-            }
-        }
-        let got = primary.checksum.kind.digest(&bytes);
-        if got != primary.checksum.hex {
-            return Err(RepoError::ChecksumMismatch {
-                file: url,
-                check: primary.checksum.kind.name(),
-                expected: primary.checksum.hex.clone(),
-                got,
-            });
-        }
+        let kind = primary.checksum.kind;
+        check_download(
+            &url,
+            &bytes,
+            primary.size,
+            kind.name(),
+            &primary.checksum.hex,
+            |bytes| kind.digest(bytes),
+        )?;
         let parent = stored.parent().unwrap_or(stored).to_path_buf();
         tokio::fs::create_dir_all(&parent)
             .await
@@ -515,50 +428,20 @@ impl RpmRepo {
         let packages =
             tokio::task::spawn_blocking(move || store_primary(&bytes, &entry, &url, &target))
                 .await
-                .map_err(join_error(stored))??;
+                .map_err(join_error(PROCESSING, stored))??;
         *written = Some(stored.to_path_buf());
         Ok(packages)
     }
 }
 
-fn join_error(path: &Path) -> impl FnOnce(tokio::task::JoinError) -> RepoError {
-    let path = path.to_path_buf();
-    move |e| RepoError::Io {
-        action: "process the primary metadata in",
-        path,
-        source: std::io::Error::other(e),
-    }
-}
-
-/// gpgv's complaint without the machine-readable status lines, on one line.
-fn summarize_gpgv(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("[GNUPG:]"))
-        .collect();
-    if lines.is_empty() {
-        "gpgv found no valid signature".into()
-    } else {
-        lines.join("; ")
-    }
-}
-
 /// The `primary` entry of repomd.xml, or an error saying the repository lacks one.
-fn primary_entry<'a>(
-    repomd: &'a RepoMd,
-    bytes: &[u8],
-    url: &str,
-) -> Result<&'a RepoMdData, RepoError> {
-    repomd.get("primary").ok_or_else(|| RepoError::Parse {
-        file: url.to_string(),
-        line: line_at(bytes, bytes.len() as u64),
-        field: "data type=\"primary\"".into(),
-        reason:
-            "repomd.xml lists no primary metadata, so the repository's packages cannot be known; \
-                 check that the URL is the repository's root (the directory holding repodata/)"
-                .into(),
-    })
+fn primary_entry<'a>(repomd: &'a RepoMd, url: &str) -> Result<&'a RepoMdData, RepoError> {
+    repomd
+        .get("primary")
+        .ok_or_else(|| RepoError::MissingMetadata {
+            file: url.to_string(),
+            kind: "primary",
+        })
 }
 
 /// Decompresses a verified primary file into `target` (through a temporary file beside it), checking the
@@ -695,50 +578,6 @@ impl Hasher {
     }
 }
 
-/// The source's good state, if it has one. A state file that cannot be read or parsed counts as none: the
-/// next refresh rebuilds it from scratch.
-async fn read_state(dir: &Path) -> Option<State> {
-    let path = dir.join("state.json");
-    let bytes = match tokio::fs::read(&path).await {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable rpm-md state");
-            return None;
-        }
-    };
-    match serde_json::from_slice(&bytes) {
-        Ok(state) => Some(state),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "ignoring corrupt rpm-md state");
-            None
-        }
-    }
-}
-
-async fn write_state(dir: &Path, state: &State) -> Result<(), RepoError> {
-    let path = dir.join("state.json");
-    let bytes = serde_json::to_vec_pretty(state).map_err(|e| RepoError::Io {
-        action: "encode",
-        path: path.clone(),
-        source: std::io::Error::other(e),
-    })?;
-    write_atomically(&path, bytes).await
-}
-
-/// Deletes primary files the new state no longer uses. Best effort: a leftover file costs disk, not
-/// correctness.
-async fn remove_unreferenced(dir: &Path, state: &State) {
-    let Ok(mut entries) = tokio::fs::read_dir(dir.join("primary")).await else {
-        return;
-    };
-    while let Ok(Some(entry)) = entries.next_entry().await {
-        if entry.file_name().to_string_lossy() != state.primary_checksum {
-            let _ = tokio::fs::remove_file(entry.path()).await;
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // XML parsing
 
@@ -776,6 +615,28 @@ impl XmlProblem {
             position,
             "XML",
             format!("undecodable text before byte {position}: {error}"),
+        )
+    }
+
+    /// A document whose root element is `found` instead of `root`: not the kind of file (`document`) that
+    /// was asked for.
+    fn wrong_root(position: u64, found: &[u8], root: &str, document: &str) -> Self {
+        Self::new(
+            position,
+            root,
+            format!(
+                "the root element is <{}>, not <{root}>: this is not an rpm-md {document}",
+                String::from_utf8_lossy(found)
+            ),
+        )
+    }
+
+    /// A document without any root element `root`.
+    fn no_root(position: u64, root: &str, document: &str) -> Self {
+        Self::new(
+            position,
+            root,
+            format!("the file has no <{root}> element: it is empty or not an rpm-md {document}"),
         )
     }
 
@@ -852,6 +713,90 @@ fn resolve_reference(reference: &BytesRef<'_>) -> Result<String, String> {
         .ok_or_else(|| format!("unknown entity &{name};"))
 }
 
+/// Appends the character data of a text, CDATA or entity reference event (in the event ending at
+/// `position`) to `text`; any other event adds nothing.
+fn append_text(event: &Event<'_>, position: u64, text: &mut String) -> Result<(), XmlProblem> {
+    let value = match event {
+        Event::Text(t) => t.decode().map_err(|e| XmlProblem::encoding(position, e))?,
+        Event::CData(t) => t.decode().map_err(|e| XmlProblem::encoding(position, e))?,
+        Event::GeneralRef(r) => resolve_reference(r)
+            .map_err(|e| XmlProblem::new(position, "XML", e))?
+            .into(),
+        _ => return Ok(()),
+    };
+    text.push_str(&value);
+    Ok(())
+}
+
+/// What a streaming parse of one kind of rpm-md document does with its elements; [`walk`] does the reading,
+/// the nesting and the text.
+trait XmlHandler {
+    /// What the element being read is, as far as parsing cares.
+    type Tag: Copy;
+
+    /// An element starts (or is empty) under `parent` (`None` for the root element): its tag, once what
+    /// its attributes hold is taken. `position` is where its start tag ends.
+    fn start(
+        &mut self,
+        parent: Option<Self::Tag>,
+        element: &BytesStart<'_>,
+        decoder: Decoder,
+        position: u64,
+    ) -> Result<Self::Tag, XmlProblem>;
+
+    /// An element ended, with its text trimmed (empty for an empty element).
+    fn end(&mut self, tag: Self::Tag, value: &str, position: u64) -> Result<(), XmlProblem>;
+
+    /// Whether the text inside the element `tag` (`None`: outside every element) is read; text that is
+    /// not is skipped unchecked.
+    fn keeps_text(tag: Option<Self::Tag>) -> bool;
+}
+
+/// Reads a whole document into `handler`. Returns where the document ended and the innermost element
+/// still open there (`None` for a document that closed every element).
+fn walk<R: BufRead, H: XmlHandler>(
+    input: R,
+    handler: &mut H,
+) -> Result<(u64, Option<H::Tag>), XmlProblem> {
+    let mut reader = Reader::from_reader(input);
+    let mut buf = Vec::new();
+    let mut stack: Vec<H::Tag> = Vec::new();
+    let mut text = String::new();
+    loop {
+        let event = reader
+            .read_event_into(&mut buf)
+            .map_err(|e| XmlProblem::malformed(&reader, e))?;
+        let position = reader.buffer_position();
+        match event {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let tag = handler.start(stack.last().copied(), e, reader.decoder(), position)?;
+                text.clear();
+                if matches!(event, Event::Start(_)) {
+                    stack.push(tag);
+                } else {
+                    handler.end(tag, "", position)?;
+                }
+            }
+            Event::End(_) => {
+                // An end tag without a start tag is an error quick-xml reports itself.
+                if let Some(tag) = stack.pop() {
+                    let value = std::mem::take(&mut text);
+                    handler.end(tag, value.trim(), position)?;
+                }
+            }
+            Event::Text(_) | Event::CData(_) | Event::GeneralRef(_)
+                if H::keeps_text(stack.last().copied()) =>
+            {
+                append_text(&event, position, &mut text)?;
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    Ok((reader.buffer_position(), stack.last().copied()))
+}
+
 /// Parses `repodata/repomd.xml`; `file` names it in errors.
 pub fn parse_repomd(data: &[u8], file: &str) -> Result<RepoMd, RepoError> {
     parse_repomd_events(data).map_err(|p| {
@@ -887,117 +832,98 @@ struct DataDraft {
     checksum_type: String,
 }
 
-fn parse_repomd_events(data: &[u8]) -> Result<RepoMd, XmlProblem> {
-    let mut reader = Reader::from_reader(data);
-    let mut buf = Vec::new();
-    let mut stack: Vec<RepoMdTag> = Vec::new();
-    let mut text = String::new();
-    let mut draft: Option<DataDraft> = None;
-    let mut repomd = RepoMd {
-        revision: None,
-        data: Vec::new(),
-    };
-    let mut seen_root = false;
-    loop {
-        let event = reader
-            .read_event_into(&mut buf)
-            .map_err(|e| XmlProblem::malformed(&reader, e))?;
-        let position = reader.buffer_position();
-        let decoder = reader.decoder();
-        match event {
-            Event::Start(ref e) | Event::Empty(ref e) => {
-                let parent = stack.last().copied();
-                let tag = match (parent, e.local_name().as_ref()) {
-                    (None, b"repomd") => RepoMdTag::Root,
-                    (None, other) => {
-                        return Err(XmlProblem::new(
-                            position,
-                            "repomd",
-                            format!(
-                                "the root element is <{}>, not <repomd>: this is not an rpm-md repomd.xml",
-                                String::from_utf8_lossy(other)
-                            ),
-                        ))
-                    }
-                    (Some(RepoMdTag::Root), b"revision") => RepoMdTag::Revision,
-                    (Some(RepoMdTag::Root), b"data") => RepoMdTag::Data,
-                    (Some(RepoMdTag::Data), b"checksum") => RepoMdTag::Checksum,
-                    (Some(RepoMdTag::Data), b"open-checksum") => RepoMdTag::OpenChecksum,
-                    (Some(RepoMdTag::Data), b"location") => RepoMdTag::Location,
-                    (Some(RepoMdTag::Data), b"size") => RepoMdTag::Size,
-                    (Some(RepoMdTag::Data), b"open-size") => RepoMdTag::OpenSize,
-                    _ => RepoMdTag::Other,
-                };
-                match tag {
-                    RepoMdTag::Root => seen_root = true,
-                    RepoMdTag::Data => {
-                        let kind = attribute(e, "type", decoder, position)?.unwrap_or_default();
-                        draft = Some(DataDraft {
-                            kind,
-                            ..DataDraft::default()
-                        });
-                    }
-                    RepoMdTag::Checksum | RepoMdTag::OpenChecksum => {
-                        if let Some(draft) = &mut draft {
-                            draft.checksum_type =
-                                attribute(e, "type", decoder, position)?.unwrap_or_default();
-                        }
-                    }
-                    RepoMdTag::Location => {
-                        if let Some(draft) = &mut draft {
-                            draft.location = attribute(e, "href", decoder, position)?;
-                        }
-                    }
-                    _ => {}
-                }
-                text.clear();
-                if matches!(event, Event::Start(_)) {
-                    stack.push(tag);
-                } else {
-                    end_repomd_tag(tag, "", &mut draft, &mut repomd, position)?;
+/// The state of a repomd.xml parse.
+struct RepoMdReader {
+    repomd: RepoMd,
+    /// The `<data>` entry being read.
+    draft: Option<DataDraft>,
+    seen_root: bool,
+}
+
+impl XmlHandler for RepoMdReader {
+    type Tag = RepoMdTag;
+
+    fn start(
+        &mut self,
+        parent: Option<RepoMdTag>,
+        e: &BytesStart<'_>,
+        decoder: Decoder,
+        position: u64,
+    ) -> Result<RepoMdTag, XmlProblem> {
+        let tag = match (parent, e.local_name().as_ref()) {
+            (None, b"repomd") => RepoMdTag::Root,
+            (None, other) => {
+                return Err(XmlProblem::wrong_root(
+                    position,
+                    other,
+                    "repomd",
+                    "repomd.xml",
+                ))
+            }
+            (Some(RepoMdTag::Root), b"revision") => RepoMdTag::Revision,
+            (Some(RepoMdTag::Root), b"data") => RepoMdTag::Data,
+            (Some(RepoMdTag::Data), b"checksum") => RepoMdTag::Checksum,
+            (Some(RepoMdTag::Data), b"open-checksum") => RepoMdTag::OpenChecksum,
+            (Some(RepoMdTag::Data), b"location") => RepoMdTag::Location,
+            (Some(RepoMdTag::Data), b"size") => RepoMdTag::Size,
+            (Some(RepoMdTag::Data), b"open-size") => RepoMdTag::OpenSize,
+            _ => RepoMdTag::Other,
+        };
+        match tag {
+            RepoMdTag::Root => self.seen_root = true,
+            RepoMdTag::Data => {
+                let kind = attribute(e, "type", decoder, position)?.unwrap_or_default();
+                self.draft = Some(DataDraft {
+                    kind,
+                    ..DataDraft::default()
+                });
+            }
+            RepoMdTag::Checksum | RepoMdTag::OpenChecksum => {
+                if let Some(draft) = &mut self.draft {
+                    draft.checksum_type =
+                        attribute(e, "type", decoder, position)?.unwrap_or_default();
                 }
             }
-            Event::End(_) => {
-                // An end tag without a start tag is an error quick-xml reports itself.
-                if let Some(tag) = stack.pop() {
-                    let value = std::mem::take(&mut text);
-                    end_repomd_tag(tag, value.trim(), &mut draft, &mut repomd, position)?;
+            RepoMdTag::Location => {
+                if let Some(draft) = &mut self.draft {
+                    draft.location = attribute(e, "href", decoder, position)?;
                 }
             }
-            Event::Text(ref t) => {
-                let value = t.decode().map_err(|e| XmlProblem::encoding(position, e))?;
-                text.push_str(&value);
-            }
-            Event::CData(ref t) => {
-                let value = t.decode().map_err(|e| XmlProblem::encoding(position, e))?;
-                text.push_str(&value);
-            }
-            Event::GeneralRef(ref r) => {
-                let value =
-                    resolve_reference(r).map_err(|e| XmlProblem::new(position, "XML", e))?;
-                text.push_str(&value);
-            }
-            Event::Eof => break,
             _ => {}
         }
-        buf.clear();
+        Ok(tag)
     }
-    let end = reader.buffer_position();
-    if !seen_root {
-        return Err(XmlProblem::new(
-            end,
-            "repomd",
-            "the file has no <repomd> element: it is empty or not an rpm-md repomd.xml",
-        ));
+
+    fn end(&mut self, tag: RepoMdTag, value: &str, position: u64) -> Result<(), XmlProblem> {
+        end_repomd_tag(tag, value, &mut self.draft, &mut self.repomd, position)
     }
-    if !stack.is_empty() {
+
+    fn keeps_text(_: Option<RepoMdTag>) -> bool {
+        true
+    }
+}
+
+fn parse_repomd_events(data: &[u8]) -> Result<RepoMd, XmlProblem> {
+    let mut reader = RepoMdReader {
+        repomd: RepoMd {
+            revision: None,
+            data: Vec::new(),
+        },
+        draft: None,
+        seen_root: false,
+    };
+    let (end, open) = walk(data, &mut reader)?;
+    if !reader.seen_root {
+        return Err(XmlProblem::no_root(end, "repomd", "repomd.xml"));
+    }
+    if open.is_some() {
         return Err(XmlProblem::new(
             end,
             "repomd",
             "the file ends inside an element: it is truncated",
         ));
     }
-    Ok(repomd)
+    Ok(reader.repomd)
 }
 
 /// Stores the value of a repomd.xml element that just ended.
@@ -1184,121 +1110,99 @@ struct PackageDraft {
     requires: Vec<String>,
 }
 
-fn parse_primary_events<R: BufRead>(input: R) -> Result<Vec<Package>, XmlProblem> {
-    let mut reader = Reader::from_reader(input);
-    let mut buf = Vec::new();
-    let mut stack: Vec<PrimaryTag> = Vec::new();
-    let mut text = String::new();
-    let mut draft: Option<PackageDraft> = None;
-    let mut packages: Vec<Package> = Vec::new();
-    let mut declared: Option<(usize, u64)> = None;
-    let mut seen_root = false;
-    loop {
-        let event = reader
-            .read_event_into(&mut buf)
-            .map_err(|e| XmlProblem::malformed(&reader, e))?;
-        let position = reader.buffer_position();
-        let decoder = reader.decoder();
-        match event {
-            Event::Start(ref e) | Event::Empty(ref e) => {
-                let parent = stack.last().copied();
-                let tag = PrimaryTag::of(parent, e.local_name().as_ref());
-                match (parent, tag) {
-                    (None, PrimaryTag::Metadata) => {
-                        seen_root = true;
-                        if let Some(count) = attribute(e, "packages", decoder, position)? {
-                            let count = count.trim().parse::<usize>().map_err(|_| {
-                                XmlProblem::new(
-                                    position,
-                                    "metadata packages",
-                                    format!("`{count}` is not a package count"),
-                                )
-                            })?;
-                            declared = Some((count, position));
-                        }
-                    }
-                    (None, _) => {
-                        return Err(XmlProblem::new(
+/// The state of a primary.xml parse.
+#[derive(Default)]
+struct PrimaryReader {
+    packages: Vec<Package>,
+    /// The `<package>` being read.
+    draft: Option<PackageDraft>,
+    /// The package count `<metadata>` declares, with where it does.
+    declared: Option<(usize, u64)>,
+    seen_root: bool,
+}
+
+impl XmlHandler for PrimaryReader {
+    type Tag = PrimaryTag;
+
+    fn start(
+        &mut self,
+        parent: Option<PrimaryTag>,
+        e: &BytesStart<'_>,
+        decoder: Decoder,
+        position: u64,
+    ) -> Result<PrimaryTag, XmlProblem> {
+        let tag = PrimaryTag::of(parent, e.local_name().as_ref());
+        match (parent, tag) {
+            (None, PrimaryTag::Metadata) => {
+                self.seen_root = true;
+                if let Some(count) = attribute(e, "packages", decoder, position)? {
+                    let count = count.trim().parse::<usize>().map_err(|_| {
+                        XmlProblem::new(
                             position,
-                            "metadata",
-                            format!(
-                                "the root element is <{}>, not <metadata>: this is not an rpm-md \
-                                 primary.xml",
-                                String::from_utf8_lossy(e.local_name().as_ref())
-                            ),
-                        ))
-                    }
-                    (_, PrimaryTag::Package) => draft = Some(PackageDraft::default()),
-                    (Some(PrimaryTag::Package), PrimaryTag::Checksum) => {
-                        if let Some(draft) = &mut draft {
-                            draft.checksum_type =
-                                attribute(e, "type", decoder, position)?.unwrap_or_default();
-                        }
-                    }
-                    (Some(PrimaryTag::Package), PrimaryTag::Other) => {
-                        if let Some(draft) = &mut draft {
-                            package_attributes(e, decoder, draft, position)?;
-                        }
-                    }
-                    (Some(PrimaryTag::Provides | PrimaryTag::Requires), PrimaryTag::Other)
-                        if e.local_name().as_ref() == b"entry" =>
-                    {
-                        if let Some(draft) = &mut draft {
-                            let entry = relation_entry(e, decoder, position)?;
-                            if let Some((relation, pre)) = entry {
-                                match parent {
-                                    Some(PrimaryTag::Provides) => draft.provides.push(relation),
-                                    _ if pre => draft.requires_pre.push(relation),
-                                    _ => draft.requires.push(relation),
-                                }
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-                text.clear();
-                if matches!(event, Event::Start(_)) {
-                    stack.push(tag);
-                } else {
-                    end_primary_tag(tag, "", &mut draft, &mut packages, position)?;
+                            "metadata packages",
+                            format!("`{count}` is not a package count"),
+                        )
+                    })?;
+                    self.declared = Some((count, position));
                 }
             }
-            Event::End(_) => {
-                // An end tag without a start tag is an error quick-xml reports itself.
-                if let Some(tag) = stack.pop() {
-                    let value = std::mem::take(&mut text);
-                    end_primary_tag(tag, value.trim(), &mut draft, &mut packages, position)?;
+            (None, _) => {
+                return Err(XmlProblem::wrong_root(
+                    position,
+                    e.local_name().as_ref(),
+                    "metadata",
+                    "primary.xml",
+                ))
+            }
+            (_, PrimaryTag::Package) => self.draft = Some(PackageDraft::default()),
+            (Some(PrimaryTag::Package), PrimaryTag::Checksum) => {
+                if let Some(draft) = &mut self.draft {
+                    draft.checksum_type =
+                        attribute(e, "type", decoder, position)?.unwrap_or_default();
                 }
             }
-            Event::Text(ref t) if stack.last().is_some_and(|t| t.keeps_text()) => {
-                let value = t.decode().map_err(|e| XmlProblem::encoding(position, e))?;
-                text.push_str(&value);
+            (Some(PrimaryTag::Package), PrimaryTag::Other) => {
+                if let Some(draft) = &mut self.draft {
+                    package_attributes(e, decoder, draft, position)?;
+                }
             }
-            Event::CData(ref t) if stack.last().is_some_and(|t| t.keeps_text()) => {
-                let value = t.decode().map_err(|e| XmlProblem::encoding(position, e))?;
-                text.push_str(&value);
+            (Some(PrimaryTag::Provides | PrimaryTag::Requires), PrimaryTag::Other)
+                if e.local_name().as_ref() == b"entry" =>
+            {
+                if let Some(draft) = &mut self.draft {
+                    let entry = relation_entry(e, decoder, position)?;
+                    if let Some((relation, pre)) = entry {
+                        match parent {
+                            Some(PrimaryTag::Provides) => draft.provides.push(relation),
+                            _ if pre => draft.requires_pre.push(relation),
+                            _ => draft.requires.push(relation),
+                        }
+                    }
+                }
             }
-            // Only where the text is kept: a strange reference in some package's description must not
-            // make the whole repository unusable.
-            Event::GeneralRef(ref r) if stack.last().is_some_and(|t| t.keeps_text()) => {
-                let value =
-                    resolve_reference(r).map_err(|e| XmlProblem::new(position, "XML", e))?;
-                text.push_str(&value);
-            }
-            Event::Eof => break,
             _ => {}
         }
-        buf.clear();
+        Ok(tag)
     }
-    let end = reader.buffer_position();
-    if !seen_root {
-        return Err(XmlProblem::new(
-            end,
-            "metadata",
-            "the file has no <metadata> element: it is empty or not an rpm-md primary.xml",
-        ));
+
+    fn end(&mut self, tag: PrimaryTag, value: &str, position: u64) -> Result<(), XmlProblem> {
+        end_primary_tag(tag, value, &mut self.draft, &mut self.packages, position)
     }
-    if let Some(open) = stack.last() {
+
+    /// Only where the text is kept: a strange reference in some package's description must not make the
+    /// whole repository unusable.
+    fn keeps_text(tag: Option<PrimaryTag>) -> bool {
+        tag.is_some_and(PrimaryTag::keeps_text)
+    }
+}
+
+fn parse_primary_events<R: BufRead>(input: R) -> Result<Vec<Package>, XmlProblem> {
+    let mut reader = PrimaryReader::default();
+    let (end, open) = walk(input, &mut reader)?;
+    if !reader.seen_root {
+        return Err(XmlProblem::no_root(end, "metadata", "primary.xml"));
+    }
+    if let Some(open) = open {
         return Err(XmlProblem::new(
             end,
             "metadata",
@@ -1312,7 +1216,8 @@ fn parse_primary_events<R: BufRead>(input: R) -> Result<Vec<Package>, XmlProblem
             ),
         ));
     }
-    if let Some((count, at)) = declared {
+    let packages = reader.packages;
+    if let Some((count, at)) = reader.declared {
         if count != packages.len() {
             return Err(XmlProblem::new(
                 at,
@@ -1696,15 +1601,16 @@ mod tests {
     }
 
     #[test]
-    fn rpm_repomd_problems_are_parse_errors() {
+    fn rpm_repomd_problems_are_refused() {
         let without = REPOMD.replace("type=\"primary\"", "type=\"primary_db\"");
         let repomd = parse_repomd(without.as_bytes(), "r").expect("parses");
-        let err = primary_entry(&repomd, without.as_bytes(), "http://m/repodata/repomd.xml")
-            .expect_err("no primary");
-        assert!(
-            err.to_string().contains("lists no primary metadata"),
-            "{err}"
-        );
+        let url = "http://m/repodata/repomd.xml";
+        match primary_entry(&repomd, url).expect_err("no primary") {
+            RepoError::MissingMetadata { file, kind } => {
+                assert_eq!((file.as_str(), kind), (url, "primary"))
+            }
+            other => panic!("expected missing metadata, got {other}"),
+        }
 
         let sha1 = REPOMD.replacen("type=\"sha256\"", "type=\"sha\"", 1);
         let err = parse_repomd(sha1.as_bytes(), "r").expect_err("sha1");
