@@ -34,7 +34,7 @@
 //! `Type=exec`, not `oneshot`: a oneshot start job would keep the boot unfinished while the script runs,
 //! so `systemctl is-system-running --wait` would wait on itself and `systemd-analyze` would not answer.
 //!
-//! The script waits for `cloud-init status --wait --long` (one Python start: they are slow under TCG)
+//! The script waits for cloud-init's `result.json` (not `cloud-init status`: Python starts slowly under TCG)
 //! and for the boot to settle (`systemctl is-system-running --wait`), then writes one JSON line
 //! per guest-decided testcase to `/dev/ttyS1` (`{"testcase":…,"outcome":"PASSED|FAILED","note":…}`),
 //! fact lines for what the host decides (`{"fact":"hostname","value":…}`, and
