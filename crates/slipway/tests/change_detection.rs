@@ -79,13 +79,13 @@ fn composes_of(status: &serde_json::Value, stream: &str) -> Vec<String> {
         .collect()
 }
 
+/// The events of a topic; `events --json` prints one JSON object per line.
 fn events(project: &Path, topic: &str) -> Vec<serde_json::Value> {
-    json_of(project, &["events", "--json", "--last", "500"])
-        .as_array()
-        .expect("events")
-        .iter()
+    let out = slipway(project, &["events", "--json", "--last", "500"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("an event per line"))
         .filter(|e| e["topic"] == topic)
-        .cloned()
         .collect()
 }
 
