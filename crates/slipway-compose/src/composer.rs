@@ -214,7 +214,7 @@ impl Composer {
                 tree: &scratch.tree,
                 esp_dir: &scratch.esp,
                 out: &scratch.raw,
-                ids: DiskIds::from_input_hash(&input_hash),
+                ids: DiskIds::for_packages(&recipe.name, &lock),
                 source_date_epoch: request.source_date_epoch,
             },
         )

@@ -99,7 +99,7 @@ impl DiskPlan {
     }
 }
 
-/// The identifiers written into a disk, all derived from the input hash so equal inputs give equal bytes.
+/// The identifiers written into a disk, derived from the compose's inputs so equal inputs give equal bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DiskIds {
     /// The GPT disk GUID.
@@ -117,7 +117,21 @@ pub struct DiskIds {
 }
 
 impl DiskIds {
-    /// Derives every identifier from the input hash, one seed per purpose.
+    /// The identifiers of an image of `recipe` with `lock`: fixed for a recipe's package set, and so kept
+    /// when only its files, units or kernel command line change. Deriving them from the full input hash
+    /// would change the ext4 UUID with every recipe edit, and with it every metadata checksum it seeds: a
+    /// rebuild would then share almost no bytes with the image before it, and the compressed-chunk cache
+    /// could reuse nothing.
+    pub fn for_packages(recipe: &str, lock: &slipway_model::Lock) -> Self {
+        let name = slipway_model::sha256_hex(format!("disk-ids {recipe}").as_bytes());
+        Self::from_input_hash(&InputHash::compute(
+            &name,
+            Some(&lock.hash()),
+            slipway_model::BUILDER_VERSION,
+        ))
+    }
+
+    /// Derives every identifier from an input hash, one seed per purpose.
     pub fn from_input_hash(hash: &InputHash) -> Self {
         let uuid = |purpose: &str| uuid::Builder::from_random_bytes(hash.seed(purpose)).into_uuid();
         let vol = hash.seed("esp-volume-id");
