@@ -136,9 +136,10 @@ pub fn affected_bench() -> anyhow::Result<String> {
         scan_hits = locks
             .iter()
             .filter(|l| {
-                l.lock.packages.iter().any(|p| {
-                    wanted.contains(p.name.as_str()) || wanted.contains(p.source_name())
-                })
+                l.lock
+                    .packages
+                    .iter()
+                    .any(|p| wanted.contains(p.name.as_str()) || wanted.contains(p.source_name()))
             })
             .count();
         scans.push(start.elapsed().as_secs_f64());

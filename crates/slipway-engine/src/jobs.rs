@@ -394,14 +394,16 @@ impl Engine {
                     .collect();
                 let notes =
                     slipway_publish::release_notes(&release, compose.pkgdiff.as_ref(), &files);
-                let digest = self
-                    .blobs
-                    .put_bytes(notes.as_bytes())
-                    .map_err(|source| EngineError::Io {
-                        action: "storing the release notes of",
-                        path: self.blobs.path(&slipway_model::sha256_hex(notes.as_bytes())),
-                        source,
-                    })?;
+                let digest =
+                    self.blobs
+                        .put_bytes(notes.as_bytes())
+                        .map_err(|source| EngineError::Io {
+                            action: "storing the release notes of",
+                            path: self
+                                .blobs
+                                .path(&slipway_model::sha256_hex(notes.as_bytes())),
+                            source,
+                        })?;
                 files.push(PublishFile {
                     kind: ArtifactKind::ReleaseNotes,
                     file_name: slipway_publish::RELEASE_NOTES.to_string(),

@@ -68,7 +68,11 @@ struct CheckRecord {
 }
 
 fn source_key(source: &AptSource) -> String {
-    format!("source:{} {}", source.url.trim_end_matches('/'), source.suite)
+    format!(
+        "source:{} {}",
+        source.url.trim_end_matches('/'),
+        source.suite
+    )
 }
 
 fn check_key(stream: &str) -> String {
@@ -309,7 +313,12 @@ impl Engine {
                 )
                 .await?;
             if !check.unchanged() {
-                let shown: Vec<String> = check.changes.iter().take(5).map(|c| c.to_string()).collect();
+                let shown: Vec<String> = check
+                    .changes
+                    .iter()
+                    .take(5)
+                    .map(|c| c.to_string())
+                    .collect();
                 let more = check.changes.len().saturating_sub(shown.len());
                 let mut reason = format!("packages changed: {}", shown.join("; "));
                 if more > 0 {
@@ -400,17 +409,12 @@ impl Engine {
                 tracing::warn!("cannot annotate the lock of {compose}: {err}");
             }
         }
-        let previous = self
-            .store
-            .composes(None, 200)
-            .await?
-            .into_iter()
-            .find(|c| {
-                c.recipe == recipe.name
-                    && c.id != *compose
-                    && c.state == ComposeState::Complete
-                    && c.lock.is_some()
-            });
+        let previous = self.store.composes(None, 200).await?.into_iter().find(|c| {
+            c.recipe == recipe.name
+                && c.id != *compose
+                && c.state == ComposeState::Complete
+                && c.lock.is_some()
+        });
         let diff = slipway_repo::pkgdiff(
             previous
                 .as_ref()
@@ -529,7 +533,12 @@ impl Engine {
         let now = self.now();
         for stream in &due.nightly {
             self.store
-                .set_state(&nightly_key(stream), &serde_json::json!(due.today), None, now)
+                .set_state(
+                    &nightly_key(stream),
+                    &serde_json::json!(due.today),
+                    None,
+                    now,
+                )
                 .await?;
         }
         for (stream, hash) in &due.seen {

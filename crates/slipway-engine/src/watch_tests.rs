@@ -231,7 +231,11 @@ async fn a_bump_rebuilds_only_the_locks_that_hold_it_and_bad_metadata_changes_no
         .await
         .expect("affected");
     let names: Vec<_> = affected.iter().map(|a| a.recipe.as_str()).collect();
-    assert_eq!(names, ["a", "b"], "tool-a is in both locks, built from source tools");
+    assert_eq!(
+        names,
+        ["a", "b"],
+        "tool-a is in both locks, built from source tools"
+    );
 
     // Tampered metadata: refused, recorded, and the last good state still says b changed and a did not.
     w.repo.bump("tool-a", "1.1").expect("bump");
@@ -291,7 +295,13 @@ async fn the_daemon_triggers_on_recipe_edits_once_and_on_nightlies_once_a_day() 
     assert_eq!(due.nightly, ["a"]);
     w.engine.mark_triggered(&due).await.expect("mark");
     w.clock.set("2026-11-21T23:00:00Z");
-    assert!(w.engine.due_streams().await.expect("due").nightly.is_empty());
+    assert!(w
+        .engine
+        .due_streams()
+        .await
+        .expect("due")
+        .nightly
+        .is_empty());
     w.clock.set("2026-11-22T03:00:00Z");
     assert_eq!(w.engine.due_streams().await.expect("due").nightly, ["a"]);
 }

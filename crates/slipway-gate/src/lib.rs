@@ -127,6 +127,7 @@ mod tests {
             finished_at: None,
             artifacts: vec![],
             lock: None,
+            pkgdiff: None,
         }
     }
 

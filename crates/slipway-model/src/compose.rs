@@ -271,7 +271,9 @@ impl Lock {
     /// The package of a name and architecture.
     pub fn get(&self, name: &str, architecture: &str) -> Option<&LockedPackage> {
         self.packages
-            .binary_search_by(|p| (p.name.as_str(), p.architecture.as_str()).cmp(&(name, architecture)))
+            .binary_search_by(|p| {
+                (p.name.as_str(), p.architecture.as_str()).cmp(&(name, architecture))
+            })
             .ok()
             .map(|i| &self.packages[i])
     }

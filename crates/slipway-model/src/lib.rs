@@ -27,8 +27,8 @@ pub use config::{
 };
 pub use digest::{sha256_file, sha256_hex, Sha256};
 pub use event::{topics, Event, EventId, EventSeq};
-pub use pkgdiff::{is_security_suite, PackageChange, PkgDiff};
 pub use gate::{Decision, Requirement, Unsatisfied, UnsatisfiedKind, Verdict};
+pub use pkgdiff::{is_security_suite, PackageChange, PkgDiff};
 pub use recipe::{
     DiskLayout, FileEntry, OutputFormat, PackageSource, Recipe, SystemSettings, Units,
 };

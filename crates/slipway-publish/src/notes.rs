@@ -13,7 +13,11 @@ pub const RELEASE_NOTES: &str = "RELEASE-NOTES.txt";
 /// against the compose before it, security upgrades first. The text depends only on facts that never
 /// change for a release (not its state), so every publish writes the same bytes and the signed CHECKSUM of
 /// a published release stays valid.
-pub fn release_notes(release: &Release, pkgdiff: Option<&PkgDiff>, images: &[PublishFile]) -> String {
+pub fn release_notes(
+    release: &Release,
+    pkgdiff: Option<&PkgDiff>,
+    images: &[PublishFile],
+) -> String {
     let mut text = String::new();
     let _ = writeln!(text, "{} {}", release.stream, release.version);
     let _ = writeln!(text, "compose {}", release.compose);
@@ -72,7 +76,8 @@ pub fn release_notes(release: &Release, pkgdiff: Option<&PkgDiff>, images: &[Pub
                 if !changes.is_empty() {
                     let _ = writeln!(text, "\n{title}:");
                     for c in changes {
-                        let _ = writeln!(text, "  {} {} -> {}", c.name, c.old_version, c.new_version);
+                        let _ =
+                            writeln!(text, "  {} {} -> {}", c.name, c.old_version, c.new_version);
                     }
                 }
             }
@@ -139,7 +144,10 @@ mod tests {
         };
         let notes = release_notes(&release, Some(&diff), std::slice::from_ref(&image));
         assert!(notes.starts_with("cloud 20261121.0\ncompose cloud-20261121.0\n"));
-        assert!(notes.contains(&format!("cloud-20261121.0.qcow2  5 bytes  sha256 {}", image.sha256)));
+        assert!(notes.contains(&format!(
+            "cloud-20261121.0.qcow2  5 bytes  sha256 {}",
+            image.sha256
+        )));
         let security = notes.find("Security upgrades:").expect("security section");
         let upgraded = notes.find("Upgraded:").expect("other upgrades");
         assert!(security < upgraded);

@@ -56,6 +56,7 @@ mod tests {
             finished_at: None,
             artifacts: vec![],
             lock: None,
+            pkgdiff: None,
         }
     }
 

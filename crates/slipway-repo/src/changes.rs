@@ -120,7 +120,10 @@ impl fmt::Display for LockChange {
                 name,
                 architecture,
                 version,
-            } => write!(f, "{name}:{architecture} {version} was rebuilt (new checksum)"),
+            } => write!(
+                f,
+                "{name}:{architecture} {version} was rebuilt (new checksum)"
+            ),
             Self::SelectionChanged => f.write_str(
                 "the essential set or a dependency's alternatives changed in the repositories",
             ),
@@ -185,7 +188,8 @@ pub fn check_lock(lock: &Lock, index: &PackageIndex, variant: &str) -> LockCheck
         }
     }
     let architecture = lock_architecture(lock);
-    if lock.selection_hash.as_deref() != Some(selection_hash(lock, index, variant, &architecture).as_str())
+    if lock.selection_hash.as_deref()
+        != Some(selection_hash(lock, index, variant, &architecture).as_str())
     {
         changes.push(LockChange::SelectionChanged);
     }
@@ -214,7 +218,12 @@ fn variant_priorities(variant: &str) -> &'static [&'static str] {
 
 /// The hash of the repository facts that decided which packages `lock` holds, beyond their versions; see
 /// the module documentation. Record it in the lock when the lock is made.
-pub fn selection_hash(lock: &Lock, index: &PackageIndex, variant: &str, architecture: &str) -> String {
+pub fn selection_hash(
+    lock: &Lock,
+    index: &PackageIndex,
+    variant: &str,
+    architecture: &str,
+) -> String {
     let mut lines: Vec<String> = Vec::new();
     let priorities = variant_priorities(variant);
     let mut selected: Vec<&str> = index
@@ -276,7 +285,9 @@ mod tests {
             provides: String::new(),
             depends: depends.into(),
             size: 1,
-            sha256: sha256_hex(format!("{name}{version}").as_bytes()).as_str().to_string(),
+            sha256: sha256_hex(format!("{name}{version}").as_bytes())
+                .as_str()
+                .to_string(),
             filename: String::new(),
             essential: false,
             priority: String::new(),
@@ -317,7 +328,11 @@ mod tests {
     #[test]
     fn an_unchanged_repository_leaves_the_lock_alone() {
         let repo = index(vec![
-            package("cloud-init", "22.4", "python3, exim4 | mail-transport-agent"),
+            package(
+                "cloud-init",
+                "22.4",
+                "python3, exim4 | mail-transport-agent",
+            ),
             package("python3", "3.11", ""),
             package("exim4", "4.96", ""),
         ]);

@@ -96,15 +96,16 @@ impl PackageIndex {
     /// first source wins, as in apt.
     pub fn candidate(&self, name: &str, architecture: &str) -> Option<Found<'_>> {
         let scheme = self.scheme();
-        self.versions(name, architecture).fold(None, |best, found| match best {
-            Some(best)
-                if compare_versions(scheme, &found.package.version, &best.package.version)
-                    != std::cmp::Ordering::Greater =>
-            {
+        self.versions(name, architecture)
+            .fold(None, |best, found| match best {
                 Some(best)
-            }
-            _ => Some(found),
-        })
+                    if compare_versions(scheme, &found.package.version, &best.package.version)
+                        != std::cmp::Ordering::Greater =>
+                {
+                    Some(best)
+                }
+                _ => Some(found),
+            })
     }
 
     /// One exact version of a package, if any source lists it; prefers a listing in a security suite, so
@@ -419,7 +420,9 @@ mod tests {
         assert_eq!(candidate.suite, "bookworm-security");
         assert!(index.candidate("openssl", "arm64").is_none());
         assert_eq!(index.providers("mail-transport-agent"), ["exim4"]);
-        assert!(index.exact("openssl", "amd64", "3.0.11-1~deb12u2").is_some());
+        assert!(index
+            .exact("openssl", "amd64", "3.0.11-1~deb12u2")
+            .is_some());
         assert!(index.exact("openssl", "amd64", "3.0.0").is_none());
     }
 }

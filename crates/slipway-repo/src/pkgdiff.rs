@@ -98,6 +98,11 @@ mod tests {
         let first = pkgdiff(None, &new, VersionScheme::Debian);
         assert_eq!(first.added.len(), 3);
         assert!(first.previous.is_none());
-        assert!(pkgdiff(Some((&ComposeId("x".into()), &new)), &new, VersionScheme::Debian).is_empty());
+        assert!(pkgdiff(
+            Some((&ComposeId("x".into()), &new)),
+            &new,
+            VersionScheme::Debian
+        )
+        .is_empty());
     }
 }

@@ -82,7 +82,10 @@ fn dpkg_verrevcmp(mut a: &[u8], mut b: &[u8]) -> Ordering {
 }
 
 fn take_digits(s: &[u8]) -> (&[u8], &[u8]) {
-    let end = s.iter().position(|c| !c.is_ascii_digit()).unwrap_or(s.len());
+    let end = s
+        .iter()
+        .position(|c| !c.is_ascii_digit())
+        .unwrap_or(s.len());
     s.split_at(end)
 }
 
@@ -204,7 +207,11 @@ mod tests {
             ("1.0", "1.0-0", Equal),
         ];
         for (a, b, want) in cases {
-            assert_eq!(compare_versions(VersionScheme::Debian, a, b), want, "{a} vs {b}");
+            assert_eq!(
+                compare_versions(VersionScheme::Debian, a, b),
+                want,
+                "{a} vs {b}"
+            );
             assert_eq!(
                 compare_versions(VersionScheme::Debian, b, a),
                 want.reverse(),
@@ -235,7 +242,11 @@ mod tests {
             ("1.el9", "1.fc40", Less),
         ];
         for (a, b, want) in cases {
-            assert_eq!(compare_versions(VersionScheme::Rpm, a, b), want, "{a} vs {b}");
+            assert_eq!(
+                compare_versions(VersionScheme::Rpm, a, b),
+                want,
+                "{a} vs {b}"
+            );
             assert_eq!(
                 compare_versions(VersionScheme::Rpm, b, a),
                 want.reverse(),

@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use slipway_model::{
-    Artifact, Compose, ComposeId, Decision, Event, EventId, EventSeq, InputHash, Lock, PkgDiff, Release,
-    Sha256, TestResult, Verdict, Version,
+    Artifact, Compose, ComposeId, Decision, Event, EventId, EventSeq, InputHash, Lock, PkgDiff,
+    Release, Sha256, TestResult, Verdict, Version,
 };
 
 pub use sqlite::SqliteStore;

@@ -1540,15 +1540,14 @@ impl Store for SqliteStore {
         let key = key.to_owned();
         self.read(OP, move |tx| {
             let value: Option<String> = tx
-                .query_row("SELECT value FROM state WHERE key = ?1", params![key], |row| {
-                    row.get(0)
-                })
+                .query_row(
+                    "SELECT value FROM state WHERE key = ?1",
+                    params![key],
+                    |row| row.get(0),
+                )
                 .optional()
                 .db(OP)?;
-            value
-                .map(|v| parse_json(
-"state", "value", &v))
-                .transpose()
+            value.map(|v| parse_json("state", "value", &v)).transpose()
         })
         .await
     }

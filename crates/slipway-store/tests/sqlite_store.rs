@@ -7,8 +7,8 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use slipway_model::{
     sha256_hex, topics, Artifact, ArtifactKind, ComposeId, ComposeState, Decision, Event,
-    InputHash, Lock, LockedPackage, Outcome, PackageChange, PkgDiff, OutputFormat, ReleaseState, TestResult, Unsatisfied,
-    UnsatisfiedKind, Verdict, Version,
+    InputHash, Lock, LockedPackage, Outcome, OutputFormat, PackageChange, PkgDiff, ReleaseState,
+    TestResult, Unsatisfied, UnsatisfiedKind, Verdict, Version,
 };
 use slipway_store::{JobOutcome, NewJob, SqliteStore, Store, StoreError};
 
@@ -35,8 +35,8 @@ fn lock() -> Lock {
         version: "5.2".into(),
         architecture: "amd64".into(),
         sha256: None,
-            source: None,
-            suite: None,
+        source: None,
+        suite: None,
     }])
 }
 
@@ -229,9 +229,16 @@ async fn completing_a_compose_stores_lock_artifacts_and_announces_them() {
 
     let artifacts = [image("b.qcow2", b"b"), image("a.qcow2", b"a")];
     let done = t("2026-11-21T11:00:00Z");
-    s.complete_compose(&created.id, &input_hash(), &lock(), &diff(), &artifacts, done)
-        .await
-        .expect("complete");
+    s.complete_compose(
+        &created.id,
+        &input_hash(),
+        &lock(),
+        &diff(),
+        &artifacts,
+        done,
+    )
+    .await
+    .expect("complete");
     let c = s.compose(&created.id).await.expect("read").expect("exists");
     assert_eq!(c.state, ComposeState::Complete);
     assert_eq!(c.input_hash, Some(input_hash()));
@@ -248,7 +255,10 @@ async fn completing_a_compose_stores_lock_artifacts_and_announces_them() {
     assert_eq!(complete.body["stream"], "bookworm-cloud");
     assert_eq!(complete.body["recipe"], "cloud");
     assert_eq!(complete.body["input_hash"], input_hash().0.as_str());
-    assert_eq!(complete.body["security_upgrades"], serde_json::json!(["libssl3"]));
+    assert_eq!(
+        complete.body["security_upgrades"],
+        serde_json::json!(["libssl3"])
+    );
     let announced: Vec<Artifact> =
         serde_json::from_value(complete.body["artifacts"].clone()).expect("artifacts");
     assert_eq!(announced, artifacts);
@@ -303,7 +313,14 @@ async fn only_running_composes_can_complete_or_fail() {
     let seq = last_seq(&s).await;
 
     let completed = s
-        .complete_compose(&c.id, &input_hash(), &lock(), &PkgDiff::default(), &[image("a", b"a")], at)
+        .complete_compose(
+            &c.id,
+            &input_hash(),
+            &lock(),
+            &PkgDiff::default(),
+            &[image("a", b"a")],
+            at,
+        )
         .await;
     assert!(
         matches!(&completed, Err(StoreError::Conflict(m)) if m.contains("failed")),
@@ -319,8 +336,15 @@ async fn only_running_composes_can_complete_or_fail() {
 
     let missing = ComposeId("cloud-19990101.0".into());
     assert!(matches!(
-        s.complete_compose(&missing, &input_hash(), &lock(), &PkgDiff::default(), &[], at)
-            .await,
+        s.complete_compose(
+            &missing,
+            &input_hash(),
+            &lock(),
+            &PkgDiff::default(),
+            &[],
+            at
+        )
+        .await,
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(s.compose(&missing).await.expect("read"), None);

@@ -101,8 +101,20 @@ fn a_package_bump_recomposes_exactly_the_recipes_that_hold_it() {
     repo.publish().expect("publish");
     let server = HttpServer::serve(repo.root()).expect("serve");
     let keyring = repo.keyring().to_path_buf();
-    write_recipe(&project, "alpha", "slipway-fixture-a", &server.url(), &keyring);
-    write_recipe(&project, "beta", "slipway-fixture-b", &server.url(), &keyring);
+    write_recipe(
+        &project,
+        "alpha",
+        "slipway-fixture-a",
+        &server.url(),
+        &keyring,
+    );
+    write_recipe(
+        &project,
+        "beta",
+        "slipway-fixture-b",
+        &server.url(),
+        &keyring,
+    );
     write_streams(&project);
     let init = slipway(&project, &["keys", "init"]);
     assert!(init.status.success(), "{}", text(&init));
@@ -144,7 +156,12 @@ fn a_package_bump_recomposes_exactly_the_recipes_that_hold_it() {
     // Which images does an update of the fixture package of alpha touch? Only alpha.
     let affected = json_of(
         &project,
-        &["affected", "--packages", "slipway-fixture-a,nonexistent", "--json"],
+        &[
+            "affected",
+            "--packages",
+            "slipway-fixture-a,nonexistent",
+            "--json",
+        ],
     );
     let recipes: Vec<&str> = affected
         .as_array()
@@ -191,7 +208,10 @@ fn a_package_bump_recomposes_exactly_the_recipes_that_hold_it() {
     assert_eq!(upgraded[0]["name"], "slipway-fixture-a");
     assert_eq!(upgraded[0]["old_version"], "1.0");
     assert_eq!(upgraded[0]["new_version"], "1.1");
-    assert_eq!(shown["compose"]["pkgdiff"]["previous"], alpha_first[0].as_str());
+    assert_eq!(
+        shown["compose"]["pkgdiff"]["previous"],
+        alpha_first[0].as_str()
+    );
     let releases = status
         .as_array()
         .expect("streams")
@@ -201,11 +221,13 @@ fn a_package_bump_recomposes_exactly_the_recipes_that_hold_it() {
         .clone();
     assert_eq!(releases[0]["compose"], alpha_now[0].as_str(), "{releases}");
     let version = releases[0]["version"].as_str().expect("version");
-    let notes = std::fs::read_to_string(
-        project.join(format!("public/alpha/{version}/RELEASE-NOTES.txt")),
-    )
-    .expect("release notes are published");
-    assert!(notes.contains(&format!("Packages since {}", alpha_first[0])), "{notes}");
+    let notes =
+        std::fs::read_to_string(project.join(format!("public/alpha/{version}/RELEASE-NOTES.txt")))
+            .expect("release notes are published");
+    assert!(
+        notes.contains(&format!("Packages since {}", alpha_first[0])),
+        "{notes}"
+    );
     assert!(notes.contains("slipway-fixture-a 1.0 -> 1.1"), "{notes}");
 
     // Tamper: a new signed InRelease whose package list does not match the hash it lists.

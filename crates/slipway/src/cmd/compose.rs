@@ -93,7 +93,11 @@ pub async fn run(config: &Path, command: Command) -> anyhow::Result<ExitCode> {
                 );
             }
             if let Some(lock) = &found.lock {
-                println!("lock: {} packages (hash {})", lock.packages.len(), lock.hash());
+                println!(
+                    "lock: {} packages (hash {})",
+                    lock.packages.len(),
+                    lock.hash()
+                );
             }
             if let Some(diff) = &found.pkgdiff {
                 print_pkgdiff(diff);
@@ -116,7 +120,10 @@ fn print_pkgdiff(diff: &slipway_model::PkgDiff) {
     match &diff.previous {
         Some(previous) => println!("packages since {previous}: {}", diff.summary()),
         None => {
-            println!("packages: first compose of the recipe ({} added)", diff.added.len());
+            println!(
+                "packages: first compose of the recipe ({} added)",
+                diff.added.len()
+            );
             return;
         }
     }
@@ -141,7 +148,10 @@ fn print_pkgdiff(diff: &slipway_model::PkgDiff) {
         );
     }
     for change in &diff.rebuilt {
-        println!("  rebuilt {}:{} {}", change.name, change.architecture, change.new_version);
+        println!(
+            "  rebuilt {}:{} {}",
+            change.name, change.architecture, change.new_version
+        );
     }
     for p in &diff.added {
         println!("  added {}:{} {}", p.name, p.architecture, p.version);

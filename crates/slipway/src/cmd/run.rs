@@ -105,7 +105,10 @@ fn print_report(report: &slipway_engine::CycleReport, json: bool) -> anyhow::Res
                 stream.compose.as_deref().unwrap_or("-")
             );
             if let Some(release) = &stream.release {
-                println!("  current release stays {} (compose {})", release.version, release.compose);
+                println!(
+                    "  current release stays {} (compose {})",
+                    release.version, release.compose
+                );
             }
             continue;
         }

@@ -83,15 +83,18 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
         for source in &stream.sources {
             let checked = source.checked_at.strftime("%Y-%m-%d %H:%M");
             match &source.error {
-                None => println!("  source {} {}: ok (checked {checked})", source.url, source.suite),
+                None => println!(
+                    "  source {} {}: ok (checked {checked})",
+                    source.url, source.suite
+                ),
                 Some(error) => println!(
                     "  source {} {}: FAILING ({} in a row, last good {}): {error}",
                     source.url,
                     source.suite,
                     source.failures,
-                    source
-                        .good_at
-                        .map_or("never".to_string(), |t| t.strftime("%Y-%m-%d %H:%M").to_string()),
+                    source.good_at.map_or("never".to_string(), |t| t
+                        .strftime("%Y-%m-%d %H:%M")
+                        .to_string()),
                 ),
             }
         }
