@@ -53,7 +53,10 @@ fn main() -> anyhow::Result<()> {
         eprintln!("== {name}");
         let fragment = match name {
             "compose" => runtime.block_on(bench())?,
-            "parse" => repo_bench::parse_bench(&work)?,
+            "parse" => format!(
+                "## Packages parsing\n\n{}\nGoal: faster than python3-apt.\n",
+                repo_bench::parse_bench(&work)?
+            ),
             "affected" => sections::affected_bench()?,
             "noop" => runtime.block_on(sections::noop_bench(&root, &work))?,
             "warm" => runtime.block_on(sections::warm_bench(&root, &work))?,

@@ -114,7 +114,17 @@ pub fn dpkg_options(recipe: &Recipe) -> Vec<String> {
 
 /// The mmdebstrap command that builds `recipe` into `target`, without the package cache hooks.
 pub fn mmdebstrap_command(recipe: &Recipe, target: &Path, source_date_epoch: i64) -> Command {
-    mmdebstrap_args(recipe, Vec::new())
+    mmdebstrap_run(recipe, target, source_date_epoch, Vec::new())
+}
+
+/// mmdebstrap with `extra` options, building `recipe` into `target`.
+fn mmdebstrap_run(
+    recipe: &Recipe,
+    target: &Path,
+    source_date_epoch: i64,
+    extra: Vec<String>,
+) -> Command {
+    mmdebstrap_args(recipe, extra)
         .arg(&recipe.suite)
         .arg(target)
         .args(source_lines(recipe))
@@ -150,15 +160,7 @@ pub fn mmdebstrap_command_with_deb_dirs(
             sh_quote(debs_out)
         ),
     ];
-    mmdebstrap_args(recipe, hooks)
-        .arg(&recipe.suite)
-        .arg(target)
-        .args(source_lines(recipe))
-        .env("SOURCE_DATE_EPOCH", source_date_epoch.to_string())
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .env("LC_ALL", "C.UTF-8")
-        .timeout(MMDEBSTRAP_TIMEOUT)
-        .discard_stdout()
+    mmdebstrap_run(recipe, target, source_date_epoch, hooks)
 }
 
 /// The options of an mmdebstrap run, before the suite, target and sources.
