@@ -300,14 +300,15 @@ const READING: &str = "
 ## Reading the figures
 
 - A compose is mmdebstrap (the mirror and dpkg) plus compression; everything else takes seconds. xz at
-  preset 6 dominates, so slipway compresses independent 16 MiB blocks on every core, skips holes and zero
+  preset 6 dominates, so slipway compresses independent blocks (4–16 MiB, cut where the content says, so a
+  warm rebuild can reuse them) on every core, skips holes and zero
   MiB, stores already-compressed MiB (initramfs, compressed files) without spending LZMA time on them, and
   gives both writers all cores at once: qcow2 is done in seconds and xz then has the whole machine.
 - The rootfs step differs from plain mmdebstrap by the lock read (dpkg-query) and the dpkg path filters that
   drop documentation and translations; its time moves with the mirror from run to run.
 - The formats table compares each writer with its tool on the very same raw file; slipway's outputs are a
   few percent larger than single-threaded xz and qemu-img, because blocks and clusters are compressed
-  independently so that cores can share the work.
+  independently so that cores can share the work (and, for xz, so that unchanged blocks can be reused).
 - Under TCG the boot test's time is mostly cloud-init's four Python stages; firmware, GRUB and the kernel
   take about 20 s before userspace. KVM is used whenever the probe says it can run a guest; on the nested
   hosts of this project's CI it cannot, so the figure above is the software-emulated one.
