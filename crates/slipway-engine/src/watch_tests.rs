@@ -210,6 +210,20 @@ async fn a_bump_rebuilds_only_the_locks_that_hold_it_and_bad_metadata_changes_no
         }
     }
 
+    // --force builds even so.
+    let config = w.engine.config();
+    let stream_a = config.stream("a").expect("stream");
+    let recipe_a = config.recipe(stream_a).expect("recipe");
+    match w
+        .engine
+        .plan_compose(stream_a, &recipe_a, true, false)
+        .await
+        .expect("plan")
+    {
+        Plan::Build { reason, .. } => assert_eq!(reason, "forced"),
+        other => panic!("expected a forced build, got {other:?}"),
+    }
+
     // tool-b moves: only b holds it.
     w.repo.bump("tool-b", "1.1").expect("bump");
     let changed = w.engine.refresh_sources(&refs).await.expect("refresh");
