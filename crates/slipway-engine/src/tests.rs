@@ -234,3 +234,70 @@ async fn a_verdict_on_an_unknown_compose_is_refused() {
         .expect_err("unknown compose");
     assert!(err.to_string().contains("no compose nope"), "{err}");
 }
+
+#[tokio::test]
+async fn a_compose_whose_job_was_given_up_is_failed_instead_of_blocking_the_stream() {
+    let f = fixture();
+    let key = &f.engine.config().signing.key;
+    std::fs::create_dir_all(key.parent().expect("key dir")).expect("mkdir");
+    slipway_publish::GpgSigner::generate(
+        Arc::new(SystemRunner),
+        key,
+        "test key <test@example.org>",
+    )
+    .await
+    .expect("key");
+    let config = f.engine.config();
+    let recipe = config
+        .recipe(config.stream("cloud").expect("stream"))
+        .expect("recipe");
+    let start = SystemClock.now() - jiff::SignedDuration::from_hours(1);
+    let compose = f
+        .store
+        .create_compose("cloud", &recipe.name, &recipe.hash(), start)
+        .await
+        .expect("create");
+    f.store
+        .enqueue_job(
+            &slipway_store::NewJob {
+                kind: "compose".into(),
+                key: format!("compose:{}", compose.id),
+                payload: serde_json::json!({ "compose": compose.id }),
+            },
+            start,
+        )
+        .await
+        .expect("enqueue");
+    // A worker elsewhere claimed it every time it was allowed to and died each time (its lease ran out).
+    let lease = std::time::Duration::from_secs(60);
+    for minute in 0..crate::MAX_ATTEMPTS {
+        let at = start + jiff::SignedDuration::from_mins(i64::from(minute) * 5);
+        let claimed = f
+            .store
+            .claim_job("remote@dead-host:1", lease, crate::MAX_ATTEMPTS, at)
+            .await
+            .expect("claim");
+        assert!(claimed.is_some(), "claim {minute} is allowed");
+    }
+
+    let report = f.engine.run_once().await.expect("cycle");
+    let failed = f
+        .store
+        .compose(&compose.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert!(
+        matches!(failed.state, slipway_model::ComposeState::Failed { .. }),
+        "{failed:?}"
+    );
+    let outcome = &report.streams[0];
+    assert_eq!(outcome.compose.as_deref(), Some(compose.id.as_str()));
+    assert!(
+        outcome
+            .problem
+            .as_deref()
+            .is_some_and(|p| p.starts_with("compose failed")),
+        "{outcome:?}"
+    );
+}
