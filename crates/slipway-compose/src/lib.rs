@@ -20,4 +20,7 @@ pub mod disk;
 pub mod formats;
 pub mod rootfs;
 
-pub use composer::{BuiltImage, ComposeError, ComposeOutput, ComposeRequest, Composer, StepTiming};
+pub use composer::{
+    BuiltImage, ComposeError, ComposeOutput, ComposeRequest, Composer, StepTiming,
+    REQUIRED_PROGRAMS,
+};

@@ -3,11 +3,13 @@
 //! empty cache, for the same recipe, lock, epoch and compose id.
 //!
 //! Builds a small image (variant `apt` plus GRUB, qcow2 only: the formats are written from the same raw disk
-//! and have their own reproducibility tests) from the Debian mirror three times, for real. Needs root, the
-//! tools from `scripts/install-deps` and the Debian mirror. `SLIPWAY_TEST_DIR` keeps the composes and
-//! caches in that directory.
+//! and have their own reproducibility tests) from the Debian mirror three times, for real. Then the whole
+//! example (`examples/debian-cloud`, both formats) twice cold, which must give the same bytes, and once
+//! after a kernel command line change, which must reuse the installed tree. Needs root, the tools from
+//! `scripts/install-deps` and the Debian mirror. `SLIPWAY_TEST_DIR` keeps the composes and caches in that
+//! directory.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use slipway_compose::{ComposeOutput, ComposeRequest, Composer};
@@ -49,6 +51,7 @@ fn recipe(dir: &Path) -> Recipe {
     Recipe::load(&path).expect("recipe loads")
 }
 
+/// Composes `recipe` as `<name>-20251121.0` on the fixed epoch.
 async fn compose(
     recipe: &Recipe,
     work_dir: &Path,
@@ -57,10 +60,10 @@ async fn compose(
 ) -> ComposeOutput {
     let request = ComposeRequest {
         recipe: recipe.clone(),
-        compose_id: ComposeId("cache-test-20251121.0".into()),
+        compose_id: ComposeId(format!("{}-20251121.0", recipe.name)),
         work_dir: work_dir.to_path_buf(),
         source_date_epoch: EPOCH,
-        threads: 2,
+        threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         cache_dir: Some(cache_dir.to_path_buf()),
         expected_lock,
     };
@@ -101,21 +104,22 @@ fn link_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A directory for one test's composes: `SLIPWAY_TEST_DIR/<test>` when set (kept for inspection),
+/// otherwise inside `temp`.
+fn test_dir(temp: &tempfile::TempDir, test: &str) -> PathBuf {
+    slipway_exec::require_programs(slipway_compose::REQUIRED_PROGRAMS)
+        .expect("tools from scripts/install-deps");
+    let dir = std::env::var_os("SLIPWAY_TEST_DIR")
+        .map_or(temp.path().to_path_buf(), PathBuf::from)
+        .join(test);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    dir
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn cached_composes_give_the_bytes_of_a_cold_one() {
-    slipway_exec::require_programs(&[
-        "mmdebstrap",
-        "dpkg-query",
-        "chroot",
-        "mkfs.ext4",
-        "mkfs.vfat",
-        "mcopy",
-    ])
-    .expect("tools from scripts/install-deps");
     let temp = tempfile::tempdir().expect("tempdir");
-    // SLIPWAY_TEST_DIR keeps the composes and caches for inspection.
-    let kept = std::env::var_os("SLIPWAY_TEST_DIR").map(std::path::PathBuf::from);
-    let dir = kept.as_deref().unwrap_or(temp.path());
+    let dir = &test_dir(&temp, "small");
     let recipe = recipe(dir);
     let cache = dir.join("cache");
 
@@ -168,4 +172,39 @@ async fn cached_composes_give_the_bytes_of_a_cold_one() {
         .entry_dir(&recipe.name, &key)
         .join("tree/usr/lib/grub/x86_64-efi")
         .is_dir());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_cold_composes_of_the_example_are_identical() {
+    let temp = tempfile::tempdir().expect("tempdir");
+    let dir = test_dir(&temp, "example");
+    let recipe_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/debian-cloud/recipes/bookworm-cloud.toml");
+    let recipe = Recipe::load(&recipe_path).expect("example recipe");
+
+    let first = compose(&recipe, &dir.join("cold1"), &dir.join("cache1"), None).await;
+    // The second cold compose has its own tree cache; package files may come from anywhere, since they
+    // are checked against the repository.
+    let second = compose(&recipe, &dir.join("cold2"), &dir.join("cache2"), None).await;
+    assert_eq!(
+        first.lock, second.lock,
+        "the mirror changed between the composes"
+    );
+    assert_eq!(
+        digests(&first),
+        digests(&second),
+        "two cold composes differ"
+    );
+
+    let mut changed = recipe.clone();
+    changed.system.kernel_cmdline.push_str(" quiet");
+    let warm = compose(
+        &changed,
+        &dir.join("warm"),
+        &dir.join("cache1"),
+        Some(first.lock.clone()),
+    )
+    .await;
+    assert!(warm.cache.tree_reused);
+    assert_eq!(warm.lock, first.lock);
 }
