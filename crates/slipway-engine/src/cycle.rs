@@ -32,6 +32,8 @@ pub struct CycleOptions {
     pub trigger: Trigger,
     /// The streams to consider; `None` for all.
     pub streams: Option<Vec<String>>,
+    /// Refresh the package sources first; false when the caller has just done so (a daemon tick).
+    pub refresh_sources: bool,
 }
 
 impl CycleOptions {
@@ -41,6 +43,7 @@ impl CycleOptions {
             force,
             trigger: Trigger::Manual,
             streams: None,
+            refresh_sources: true,
         }
     }
 }
@@ -119,7 +122,9 @@ impl Engine {
             );
         }
         let recipes: Vec<&slipway_model::Recipe> = selected.iter().map(|(_, r)| r).collect();
-        self.refresh_sources(&recipes).await?;
+        if options.refresh_sources {
+            self.refresh_sources(&recipes).await?;
+        }
 
         let mut started = Vec::new();
         let mut skipped = Vec::new();

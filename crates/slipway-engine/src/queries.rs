@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use slipway_model::{ComposeId, ComposeState};
+use slipway_model::ComposeId;
 use slipway_repo::{Affected, LockChange, RecipeLock, ReverseIndex};
 
 use crate::{Engine, EngineError};
@@ -34,25 +34,17 @@ impl Engine {
                 .push(stream.name.clone());
         }
         let mut locks: Vec<RecipeLock> = Vec::new();
-        // Newest first, so the first complete compose of a recipe is its current one.
-        for compose in self.store.composes(None, 1_000).await? {
-            let Some(streams) = streams_of.get(&compose.recipe) else {
-                continue;
-            };
-            if compose.state != ComposeState::Complete
-                || locks.iter().any(|l| l.recipe == compose.recipe)
-            {
-                continue;
-            }
+        for (recipe, streams) in streams_of {
+            let current = self.store.latest_complete_compose(&recipe, None).await?;
+            let Some(compose) = current else { continue };
             let Some(lock) = compose.lock else { continue };
             locks.push(RecipeLock {
-                recipe: compose.recipe,
-                streams: streams.clone(),
+                recipe,
+                streams,
                 compose: compose.id,
                 lock,
             });
         }
-        locks.sort_by(|a, b| a.recipe.cmp(&b.recipe));
         Ok(locks)
     }
 

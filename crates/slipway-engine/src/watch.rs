@@ -293,9 +293,7 @@ impl Engine {
                 && r.digests == digests
                 && r.recipe_hash == last.recipe_hash
         });
-        let packages_unchanged = if known_unchanged {
-            true
-        } else {
+        if !known_unchanged {
             let index = self.recipe_index(recipe).await?;
             let check = slipway_repo::check_lock(&lock, &index, &recipe.variant);
             let record = CheckRecord {
@@ -329,9 +327,8 @@ impl Engine {
                     expected_lock_from: None,
                 });
             }
-            true
-        };
-        debug_assert!(packages_unchanged);
+        }
+        // Every locked package is still what the repositories offer.
         if recipe_hash != last.recipe_hash {
             return Ok(Plan::Build {
                 reason: format!("recipe {} changed", recipe.name),
@@ -409,12 +406,10 @@ impl Engine {
                 tracing::warn!("cannot annotate the lock of {compose}: {err}");
             }
         }
-        let previous = self.store.composes(None, 200).await?.into_iter().find(|c| {
-            c.recipe == recipe.name
-                && c.id != *compose
-                && c.state == ComposeState::Complete
-                && c.lock.is_some()
-        });
+        let previous = self
+            .store
+            .latest_complete_compose(&recipe.name, Some(compose))
+            .await?;
         let diff = slipway_repo::pkgdiff(
             previous
                 .as_ref()
@@ -473,6 +468,8 @@ impl Engine {
                     force: false,
                     trigger,
                     streams: Some(streams.clone()),
+                    // due_streams refreshed them a moment ago.
+                    refresh_sources: false,
                 })
                 .await?;
             report = Some(match report {

@@ -125,6 +125,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Composes, newest first, of one stream or of all.
     async fn composes(&self, stream: Option<&str>, limit: usize) -> StoreResult<Vec<Compose>>;
 
+    /// The newest complete compose of a recipe (in any stream) other than `excluding`: the compose whose
+    /// lock is the recipe's current one, and what a new compose's package diff is taken against.
+    async fn latest_complete_compose(
+        &self,
+        recipe: &str,
+        excluding: Option<&ComposeId>,
+    ) -> StoreResult<Option<Compose>>;
+
     /// Adds an artifact made after the build, such as a boot test's serial log. Adding the same artifact
     /// again is a no-op (so a retried worker does no harm); a different file under a name already used by
     /// the compose is a `Conflict`. Appends no event.

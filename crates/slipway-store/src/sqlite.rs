@@ -727,6 +727,38 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn latest_complete_compose(
+        &self,
+        recipe: &str,
+        excluding: Option<&ComposeId>,
+    ) -> StoreResult<Option<Compose>> {
+        const OP: &str = "latest_complete_compose";
+        let recipe = recipe.to_owned();
+        let excluding = excluding
+            .map(|id| id.as_str().to_owned())
+            .unwrap_or_default();
+        self.read(OP, move |tx| {
+            let row = tx
+                .query_row(
+                    &format!(
+                        "SELECT {COMPOSE_COLUMNS} FROM composes \
+                         WHERE recipe = ?1 AND state = 'complete' AND id != ?2 \
+                         ORDER BY created_at DESC, n DESC, id DESC LIMIT 1"
+                    ),
+                    params![recipe, excluding],
+                    ComposeRow::from_row,
+                )
+                .optional()
+                .db(OP)?;
+            row.map(|row| {
+                let artifacts = load_artifacts(tx, OP, &row.id)?;
+                row.decode(artifacts)
+            })
+            .transpose()
+        })
+        .await
+    }
+
     async fn composes(&self, stream: Option<&str>, limit: usize) -> StoreResult<Vec<Compose>> {
         const OP: &str = "composes";
         let stream = stream.map(str::to_owned);

@@ -1169,3 +1169,68 @@ async fn an_older_release_published_late_does_not_displace_the_newer_one() {
         ]
     );
 }
+
+#[tokio::test]
+async fn the_latest_complete_compose_of_a_recipe_spans_streams_and_skips_the_excluded() {
+    let s = store();
+    let r = sha256_hex(b"r");
+    let older = s
+        .create_compose("testing", "cloud", &r, t("2026-11-20T10:00:00Z"))
+        .await
+        .expect("create");
+    s.complete_compose(
+        &older.id,
+        &input_hash(),
+        &lock(),
+        &PkgDiff::default(),
+        &[],
+        t("2026-11-20T11:00:00Z"),
+    )
+    .await
+    .expect("complete");
+    let newer = s
+        .create_compose("stable", "cloud", &r, t("2026-11-21T10:00:00Z"))
+        .await
+        .expect("create");
+    s.complete_compose(
+        &newer.id,
+        &input_hash(),
+        &lock(),
+        &PkgDiff::default(),
+        &[],
+        t("2026-11-21T11:00:00Z"),
+    )
+    .await
+    .expect("complete");
+    // Running, failed and other recipes' composes do not count.
+    s.create_compose("stable", "cloud", &r, t("2026-11-22T10:00:00Z"))
+        .await
+        .expect("running");
+    let other = s
+        .create_compose("stable", "minimal", &r, t("2026-11-23T10:00:00Z"))
+        .await
+        .expect("other recipe");
+    s.fail_compose(&other.id, "broken", t("2026-11-23T11:00:00Z"))
+        .await
+        .expect("fail");
+
+    let latest = s
+        .latest_complete_compose("cloud", None)
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(latest.id, newer.id);
+    assert_eq!(latest.lock, Some(lock()));
+    let before = s
+        .latest_complete_compose("cloud", Some(&newer.id))
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(before.id, older.id);
+    assert_eq!(
+        s.latest_complete_compose("minimal", None)
+            .await
+            .expect("read"),
+        None
+    );
+}
