@@ -297,6 +297,23 @@ async fn the_daemon_triggers_on_recipe_edits_once_and_on_nightlies_once_a_day() 
     let due = w.engine.due_streams().await.expect("due");
     assert!(due.changed.is_empty() && due.nightly.is_empty(), "{due:?}");
 
+    // Editing one recipe triggers its stream, once.
+    std::fs::write(
+        w.dir.path().join("b.toml"),
+        recipe_text(&w.server.url(), w.repo.keyring(), "b-edited", "tool-b"),
+    )
+    .expect("edit");
+    let due = w.engine.due_streams().await.expect("due");
+    assert_eq!(due.changed, ["b"]);
+    w.engine.mark_triggered(&due).await.expect("mark");
+    assert!(w
+        .engine
+        .due_streams()
+        .await
+        .expect("due")
+        .changed
+        .is_empty());
+
     // A source change triggers every stream that reads it.
     w.repo.bump("tool-a", "1.1").expect("bump");
     let due = w.engine.due_streams().await.expect("due");
