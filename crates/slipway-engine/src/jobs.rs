@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use slipway_boottest::{BootTestRequest, BootTester};
 use slipway_compose::{ComposeRequest, Composer};
 use slipway_model::{
-    Artifact, ArtifactKind, ComposeId, ComposeState, Outcome, OutputFormat, ReleaseState,
-    TestResult,
+    Artifact, ArtifactKind, ComposeId, ComposeState, Outcome, OutputFormat, ReleaseState, RunId,
+    TestResult, TestRun,
 };
 use slipway_publish::{GpgSigner, PublishFile, ReleaseInput, SiteInput, StreamInput};
 use slipway_store::{Job, JobOutcome};
@@ -261,18 +261,26 @@ impl Engine {
             // Nothing bootable: the battery's results are errors, and the gate fails closed on them.
             let results = slipway_boottest::DEFAULT_BATTERY
                 .iter()
-                .map(|testcase| TestResult {
-                    compose: id.clone(),
-                    testcase: testcase.to_string(),
-                    outcome: Outcome::Error,
-                    artifact: String::new(),
-                    note: "the compose has no qcow2 artifact to boot; add \"qcow2\" to the recipe's outputs"
-                        .into(),
-                    log: None,
-                    submitted_at: now,
+                .map(|testcase| {
+                    TestResult::new(
+                        id.clone(),
+                        *testcase,
+                        Outcome::Error,
+                        "the compose has no qcow2 artifact to boot; add \"qcow2\" to the recipe's outputs",
+                        now,
+                    )
                 })
                 .collect::<Vec<_>>();
-            self.store.record_test_run(id, &results, now).await?;
+            let run = TestRun {
+                id: RunId::random(),
+                compose: id.clone(),
+                plan: "default".into(),
+                artifact: String::new(),
+                description: format!("{id}: nothing to boot"),
+                started_at: now,
+                finished_at: now,
+            };
+            self.store.record_test_run(&run, &results, now).await?;
             return Ok(());
         };
         let work_dir = self.work_dir(&format!("test-{id}"))?;
@@ -296,6 +304,7 @@ impl Engine {
             &compose.stream,
             &format!("boot testing {} under {accel}", image.file_name),
         );
+        let started_at = self.now();
         let tester = BootTester::new(Arc::clone(&self.runner));
         let report = match tester.run(&request).await {
             Ok(report) => report,
@@ -336,20 +345,31 @@ impl Engine {
             .cases
             .iter()
             .map(|case| TestResult {
-                compose: id.clone(),
-                testcase: case.testcase.clone(),
-                outcome: case.outcome,
                 artifact: image.file_name.clone(),
-                note: case.note.clone(),
                 log: log_digest.clone(),
-                submitted_at: now,
+                ..TestResult::new(
+                    id.clone(),
+                    case.testcase.clone(),
+                    case.outcome,
+                    case.note.clone(),
+                    now,
+                )
             })
             .collect();
         let passed = results
             .iter()
             .filter(|r| r.outcome == Outcome::Passed)
             .count();
-        self.store.record_test_run(id, &results, now).await?;
+        let run = TestRun {
+            id: RunId::random(),
+            compose: id.clone(),
+            plan: "default".into(),
+            artifact: image.file_name.clone(),
+            description: format!("{id} {} under {accel}", image.file_name),
+            started_at,
+            finished_at: now,
+        };
+        self.store.record_test_run(&run, &results, now).await?;
         self.progress.step(
             &compose.stream,
             &format!(

@@ -96,19 +96,27 @@ async fn pass_tests(store: &dyn Store, compose: &Compose, outcome: Outcome) {
     let results: Vec<TestResult> = ["boot.multi-user", "sshd.active"]
         .iter()
         .map(|testcase| TestResult {
-            compose: compose.id.clone(),
-            testcase: testcase.to_string(),
-            outcome,
             artifact: format!("{}.qcow2", compose.id),
-            note: String::new(),
-            log: None,
-            submitted_at: now,
+            ..TestResult::new(compose.id.clone(), *testcase, outcome, "", now)
         })
         .collect();
     store
-        .record_test_run(&compose.id, &results, now)
+        .record_test_run(&test_run(&compose.id, now), &results, now)
         .await
         .expect("results");
+}
+
+/// A test run of `compose` that started and ended at `at`.
+fn test_run(compose: &slipway_model::ComposeId, at: jiff::Timestamp) -> slipway_model::TestRun {
+    slipway_model::TestRun {
+        id: slipway_model::RunId::random(),
+        compose: compose.clone(),
+        plan: "default".into(),
+        artifact: format!("{compose}.qcow2"),
+        description: String::new(),
+        started_at: at,
+        finished_at: at,
+    }
 }
 
 /// The latest decision on a compose in the fixture's stream, which every test here expects to exist.

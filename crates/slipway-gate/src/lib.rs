@@ -133,13 +133,14 @@ mod tests {
 
     fn result(testcase: &str, outcome: Outcome, second: i64) -> TestResult {
         TestResult {
-            compose: ComposeId("cloud-20261121.0".into()),
-            testcase: testcase.into(),
-            outcome,
             artifact: "cloud.qcow2".into(),
-            note: String::new(),
-            log: None,
-            submitted_at: Timestamp::from_second(second).expect("valid"),
+            ..TestResult::new(
+                ComposeId("cloud-20261121.0".into()),
+                testcase,
+                outcome,
+                "",
+                Timestamp::from_second(second).expect("valid"),
+            )
         }
     }
 

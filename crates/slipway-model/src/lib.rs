@@ -33,7 +33,7 @@ pub use recipe::{
     DiskLayout, FileEntry, OutputFormat, PackageSource, Recipe, SystemSettings, Units,
 };
 pub use release::{Release, ReleaseState, Version, VersionError};
-pub use results::{Outcome, TestResult};
+pub use results::{Attempt, Outcome, RunId, TestResult, TestRun};
 pub use toml_file::{ConfigError, Location};
 
 /// The version of slipway's builder, part of every input hash: a new builder may produce different bytes.

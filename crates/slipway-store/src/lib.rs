@@ -17,7 +17,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use slipway_model::{
     Artifact, Compose, ComposeId, Decision, Event, EventId, EventSeq, InputHash, Lock, PkgDiff,
-    Release, Sha256, TestResult, Verdict, Version,
+    Release, RunId, Sha256, TestResult, TestRun, Verdict, Version,
 };
 
 pub use sqlite::SqliteStore;
@@ -140,15 +140,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     // ----- test results -----
 
-    /// Records the results of one boot test run of a compose: appends one `test.result` event per result
-    /// and then one `test.complete`. `NotFound` if there is no such compose; `Conflict` (and nothing
-    /// recorded) if a result names another compose.
+    /// Records one test run of a compose and its results: appends one `test.result` event per result
+    /// (carrying the id the store gave it) and then one `test.complete`. Returns the results' ids, in
+    /// order. `NotFound` if there is no such compose; `Conflict` (and nothing recorded) if a result names
+    /// another compose or the run is already recorded.
     async fn record_test_run(
         &self,
-        compose: &ComposeId,
+        run: &TestRun,
         results: &[TestResult],
         at: Timestamp,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<Vec<u64>>;
+
+    /// A test run and its results in recorded order; `None` if there is no such run.
+    async fn test_run(&self, id: &RunId) -> StoreResult<Option<(TestRun, Vec<TestResult>)>>;
+
+    /// Every test run of a compose, oldest first.
+    async fn test_runs(&self, compose: &ComposeId) -> StoreResult<Vec<TestRun>>;
 
     /// The latest result of each testcase of a compose, as of `at` (results submitted later are ignored).
     async fn latest_results(

@@ -39,7 +39,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, Transact
 use serde_json::json;
 use slipway_model::{
     topics, Artifact, Compose, ComposeId, ComposeState, Decision, Event, EventId, EventSeq,
-    InputHash, Lock, Outcome, PkgDiff, Release, ReleaseState, Sha256, TestResult, Verdict, Version,
+    InputHash, Lock, Outcome, PkgDiff, Release, ReleaseState, RunId, Sha256, TestResult, TestRun,
+    Verdict, Version,
 };
 use uuid::Uuid;
 
@@ -427,35 +428,106 @@ fn require_running(id: &str, state: &str) -> StoreResult<()> {
 
 // ----- results, verdicts, decisions -----
 
-struct ResultRow {
+/// The columns of `test_results` that make a [`TestResult`], in this order.
+pub(super) const RESULT_COLUMNS: &str = "r.id, r.run_id, r.compose_id, r.testcase, r.scenario, r.outcome, \
+     r.artifact, r.format, r.arch, r.stream, r.note, r.log_sha256, r.flaky, r.attempts_json, r.submitted_at";
+
+/// One `test_results` row, read with [`RESULT_COLUMNS`].
+pub(super) struct ResultRow {
+    id: i64,
+    run: Option<String>,
     compose: String,
     testcase: String,
+    scenario: String,
     outcome: String,
     artifact: String,
+    format: String,
+    arch: String,
+    stream: String,
     note: String,
     log: Option<String>,
+    flaky: bool,
+    attempts: String,
     submitted_at: String,
 }
 
 impl ResultRow {
-    fn decode(self) -> StoreResult<TestResult> {
+    /// Reads a row selected with [`RESULT_COLUMNS`].
+    pub(super) fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            run: row.get(1)?,
+            compose: row.get(2)?,
+            testcase: row.get(3)?,
+            scenario: row.get(4)?,
+            outcome: row.get(5)?,
+            artifact: row.get(6)?,
+            format: row.get(7)?,
+            arch: row.get(8)?,
+            stream: row.get(9)?,
+            note: row.get(10)?,
+            log: row.get(11)?,
+            flaky: row.get(12)?,
+            attempts: row.get(13)?,
+            submitted_at: row.get(14)?,
+        })
+    }
+
+    pub(super) fn decode(self) -> StoreResult<TestResult> {
         const T: &str = "test_results";
         Ok(TestResult {
+            id: Some(to_u64(T, "id", self.id)?),
+            run: self.run.map(RunId),
             compose: ComposeId(self.compose),
             testcase: self.testcase,
+            scenario: self.scenario,
             outcome: self
                 .outcome
                 .parse::<Outcome>()
                 .map_err(|e| corrupt(T, "outcome", e))?,
             artifact: self.artifact,
+            format: self.format,
+            arch: self.arch,
+            stream: self.stream,
             note: self.note,
             log: self
                 .log
                 .map(|l| parse_sha(T, "log_sha256", &l))
                 .transpose()?,
+            flaky: self.flaky,
+            attempts: parse_json(T, "attempts_json", &self.attempts)?,
             submitted_at: parse_ts(T, "submitted_at", &self.submitted_at)?,
         })
     }
+}
+
+/// The columns of `test_runs` that make a [`TestRun`], in this order.
+const RUN_COLUMNS: &str = "id, compose_id, plan, artifact, description, started_at, finished_at";
+
+fn decode_run(row: &rusqlite::Row<'_>) -> rusqlite::Result<[String; 7]> {
+    Ok([
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+    ])
+}
+
+fn run_from_columns(columns: [String; 7]) -> StoreResult<TestRun> {
+    const T: &str = "test_runs";
+    let [id, compose, plan, artifact, description, started_at, finished_at] = columns;
+    Ok(TestRun {
+        id: RunId(id),
+        compose: ComposeId(compose),
+        plan,
+        artifact,
+        description,
+        started_at: parse_ts(T, "started_at", &started_at)?,
+        finished_at: parse_ts(T, "finished_at", &finished_at)?,
+    })
 }
 
 fn latest_decision_in(
@@ -817,24 +889,53 @@ impl Store for SqliteStore {
 
     async fn record_test_run(
         &self,
-        compose: &ComposeId,
+        run: &TestRun,
         results: &[TestResult],
         at: Timestamp,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Vec<u64>> {
         const OP: &str = "record_test_run";
-        let compose = compose.clone();
+        let run = TestRun {
+            started_at: normalize(run.started_at),
+            finished_at: normalize(run.finished_at),
+            ..run.clone()
+        };
         let results: Vec<TestResult> = results
             .iter()
             .map(|r| TestResult {
+                run: Some(run.id.clone()),
                 submitted_at: normalize(r.submitted_at),
                 ..r.clone()
             })
             .collect();
         let at = normalize(at);
         self.write(OP, move |tx| {
+            let compose = &run.compose;
             let (_, stream) = compose_state(tx, OP, compose.as_str())?;
+            let inserted = tx
+                .execute(
+                    "INSERT INTO test_runs \
+                     (id, compose_id, plan, artifact, description, started_at, finished_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
+                    params![
+                        run.id.as_str(),
+                        compose.as_str(),
+                        run.plan,
+                        run.artifact,
+                        run.description,
+                        ts(run.started_at),
+                        ts(run.finished_at),
+                    ],
+                )
+                .db(OP)?;
+            if inserted == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "test run {} is already recorded",
+                    run.id
+                )));
+            }
+            let mut ids = Vec::with_capacity(results.len());
             for result in &results {
-                if result.compose != compose {
+                if &result.compose != compose {
                     return Err(StoreError::Conflict(format!(
                         "a result for compose {} cannot be recorded in a test run of {compose}",
                         result.compose
@@ -842,20 +943,34 @@ impl Store for SqliteStore {
                 }
                 tx.execute(
                     "INSERT INTO test_results \
-                     (compose_id, testcase, outcome, artifact, note, log_sha256, submitted_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                     (run_id, compose_id, testcase, scenario, outcome, artifact, format, arch, stream, \
+                      note, log_sha256, flaky, attempts_json, submitted_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                     params![
+                        run.id.as_str(),
                         compose.as_str(),
                         result.testcase,
+                        result.scenario,
                         result.outcome.as_str(),
                         result.artifact,
+                        result.format,
+                        result.arch,
+                        result.stream,
                         result.note,
                         result.log.as_ref().map(Sha256::as_str),
+                        result.flaky,
+                        to_json(OP, &result.attempts)?,
                         ts(result.submitted_at),
                     ],
                 )
                 .db(OP)?;
-                append_event(tx, OP, topics::TEST_RESULT, at, to_json_value(OP, result)?)?;
+                let id = to_u64("test_results", "id", tx.last_insert_rowid())?;
+                ids.push(id);
+                let stored = TestResult {
+                    id: Some(id),
+                    ..result.clone()
+                };
+                append_event(tx, OP, topics::TEST_RESULT, at, to_json_value(OP, &stored)?)?;
             }
             append_event(
                 tx,
@@ -865,9 +980,65 @@ impl Store for SqliteStore {
                 json!({
                     "compose": compose,
                     "stream": stream,
+                    "run": run.id,
                     "results": results.len(),
                 }),
-            )
+            )?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn test_run(&self, id: &RunId) -> StoreResult<Option<(TestRun, Vec<TestResult>)>> {
+        const OP: &str = "test_run";
+        let id = id.clone();
+        self.read(OP, move |tx| {
+            let columns = tx
+                .query_row(
+                    &format!("SELECT {RUN_COLUMNS} FROM test_runs WHERE id = ?1"),
+                    params![id.as_str()],
+                    decode_run,
+                )
+                .optional()
+                .db(OP)?;
+            let Some(columns) = columns else {
+                return Ok(None);
+            };
+            let run = run_from_columns(columns)?;
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {RESULT_COLUMNS} FROM test_results r WHERE r.run_id = ?1 ORDER BY r.id"
+                ))
+                .db(OP)?;
+            let rows = stmt
+                .query_map(params![id.as_str()], ResultRow::read)
+                .db(OP)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db(OP)?;
+            let results = rows
+                .into_iter()
+                .map(ResultRow::decode)
+                .collect::<StoreResult<Vec<_>>>()?;
+            Ok(Some((run, results)))
+        })
+        .await
+    }
+
+    async fn test_runs(&self, compose: &ComposeId) -> StoreResult<Vec<TestRun>> {
+        const OP: &str = "test_runs";
+        let compose = compose.clone();
+        self.read(OP, move |tx| {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {RUN_COLUMNS} FROM test_runs WHERE compose_id = ?1 ORDER BY started_at, id"
+                ))
+                .db(OP)?;
+            let rows = stmt
+                .query_map(params![compose.as_str()], decode_run)
+                .db(OP)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db(OP)?;
+            rows.into_iter().map(run_from_columns).collect()
         })
         .await
     }
@@ -883,9 +1054,8 @@ impl Store for SqliteStore {
             // A result is the latest of its testcase if no other result of that testcase, also submitted by
             // `at`, is newer; equal times are ordered by insertion.
             let mut stmt = tx
-                .prepare_cached(
-                    "SELECT r.compose_id, r.testcase, r.outcome, r.artifact, r.note, r.log_sha256, \
-                            r.submitted_at \
+                .prepare_cached(&format!(
+                    "SELECT {RESULT_COLUMNS} \
                      FROM test_results r \
                      WHERE r.compose_id = ?1 AND r.submitted_at <= ?2 \
                        AND NOT EXISTS ( \
@@ -894,21 +1064,11 @@ impl Store for SqliteStore {
                              AND n.submitted_at <= ?2 \
                              AND (n.submitted_at > r.submitted_at \
                                   OR (n.submitted_at = r.submitted_at AND n.id > r.id))) \
-                     ORDER BY r.testcase",
-                )
+                     ORDER BY r.testcase"
+                ))
                 .db(OP)?;
             let rows = stmt
-                .query_map(params![compose.as_str(), ts(at)], |row| {
-                    Ok(ResultRow {
-                        compose: row.get(0)?,
-                        testcase: row.get(1)?,
-                        outcome: row.get(2)?,
-                        artifact: row.get(3)?,
-                        note: row.get(4)?,
-                        log: row.get(5)?,
-                        submitted_at: row.get(6)?,
-                    })
-                })
+                .query_map(params![compose.as_str(), ts(at)], ResultRow::read)
                 .db(OP)?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .db(OP)?;

@@ -6,9 +6,9 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use slipway_model::{
-    sha256_hex, topics, Artifact, ArtifactKind, ComposeId, ComposeState, Decision, Event,
+    sha256_hex, topics, Artifact, ArtifactKind, Attempt, ComposeId, ComposeState, Decision, Event,
     InputHash, Lock, LockedPackage, Outcome, OutputFormat, PackageChange, PkgDiff, ReleaseState,
-    TestResult, Unsatisfied, UnsatisfiedKind, Verdict, Version,
+    RunId, TestResult, TestRun, Unsatisfied, UnsatisfiedKind, Verdict, Version,
 };
 use slipway_store::{JobOutcome, NewJob, SqliteStore, Store, StoreError};
 
@@ -75,15 +75,32 @@ async fn complete(store: &SqliteStore, recipe: &str, at: Timestamp) -> ComposeId
     c.id
 }
 
+/// A test run of `compose` at `at`, with a fresh id.
+fn run(compose: &ComposeId, at: Timestamp) -> TestRun {
+    TestRun {
+        id: RunId::random(),
+        compose: compose.clone(),
+        plan: "default".into(),
+        artifact: "x.qcow2".into(),
+        description: format!("{compose} x.qcow2"),
+        started_at: at,
+        finished_at: at,
+    }
+}
+
+/// A result as recorded, less what the store assigns (its id and run), for comparing with what was given.
+fn bare(result: &TestResult) -> TestResult {
+    TestResult {
+        id: None,
+        run: None,
+        ..result.clone()
+    }
+}
+
 fn result(compose: &ComposeId, testcase: &str, outcome: Outcome, at: Timestamp) -> TestResult {
     TestResult {
-        compose: compose.clone(),
-        testcase: testcase.into(),
-        outcome,
         artifact: "x.qcow2".into(),
-        note: String::new(),
-        log: None,
-        submitted_at: at,
+        ..TestResult::new(compose.clone(), testcase, outcome, "", at)
     }
 }
 
@@ -412,9 +429,13 @@ async fn test_runs_are_recorded_and_the_latest_result_per_testcase_wins() {
         ),
         result(&c, "boot.ssh", Outcome::Passed, t("2026-11-21T11:00:00Z")),
     ];
-    s.record_test_run(&c, &first, t("2026-11-21T11:00:01Z"))
-        .await
-        .expect("record");
+    s.record_test_run(
+        &run(&c, t("2026-11-21T11:00:00Z")),
+        &first,
+        t("2026-11-21T11:00:01Z"),
+    )
+    .await
+    .expect("record");
     let events = s.events_after(seq, 10).await.expect("events");
     assert_eq!(
         events.iter().map(|e| e.topic.as_str()).collect::<Vec<_>>(),
@@ -425,7 +446,8 @@ async fn test_runs_are_recorded_and_the_latest_result_per_testcase_wins() {
         ]
     );
     let announced: TestResult = serde_json::from_value(events[0].body.clone()).expect("result");
-    assert_eq!(announced, first[0]);
+    assert_eq!(bare(&announced), first[0]);
+    assert!(announced.id.is_some() && announced.run.is_some());
     assert_eq!(events[2].body["compose"], c.as_str());
     assert_eq!(events[2].body["results"], 2);
 
@@ -435,21 +457,28 @@ async fn test_runs_are_recorded_and_the_latest_result_per_testcase_wins() {
         Outcome::Passed,
         t("2026-11-21T12:00:00Z"),
     )];
-    s.record_test_run(&c, &rerun, t("2026-11-21T12:00:00Z"))
-        .await
-        .expect("record");
+    s.record_test_run(
+        &run(&c, t("2026-11-21T12:00:00Z")),
+        &rerun,
+        t("2026-11-21T12:00:00Z"),
+    )
+    .await
+    .expect("record");
 
     let latest = s
         .latest_results(&c, t("2026-11-21T13:00:00Z"))
         .await
         .expect("latest");
-    assert_eq!(latest, vec![rerun[0].clone(), first[1].clone()]);
+    assert_eq!(
+        latest.iter().map(bare).collect::<Vec<_>>(),
+        vec![rerun[0].clone(), first[1].clone()]
+    );
     // As of before the re-run, the failure was the latest.
     let before = s
         .latest_results(&c, t("2026-11-21T11:30:00Z"))
         .await
         .expect("latest");
-    assert_eq!(before, first.to_vec());
+    assert_eq!(before.iter().map(bare).collect::<Vec<_>>(), first.to_vec());
     // Results submitted exactly at `at` count.
     let exactly = s
         .latest_results(&c, t("2026-11-21T12:00:00Z"))
@@ -465,7 +494,7 @@ async fn test_runs_are_recorded_and_the_latest_result_per_testcase_wins() {
     // Two results of one testcase at the same instant: the one recorded later wins.
     let same_time = t("2026-11-21T14:00:00Z");
     s.record_test_run(
-        &c,
+        &run(&c, same_time),
         &[
             result(&c, "boot.ssh", Outcome::Error, same_time),
             result(&c, "boot.ssh", Outcome::Passed, same_time),
@@ -490,16 +519,83 @@ async fn test_results_must_belong_to_the_compose_of_the_run() {
         result(&b, "boot", Outcome::Passed, at),
     ];
     assert!(matches!(
-        s.record_test_run(&a, &mixed, at).await,
+        s.record_test_run(&run(&a, at), &mixed, at).await,
         Err(StoreError::Conflict(_))
     ));
     assert!(s.latest_results(&a, at).await.expect("latest").is_empty());
     assert!(topics_after(&s, seq).await.is_empty());
     let missing = ComposeId("x-20261121.0".into());
     assert!(matches!(
-        s.record_test_run(&missing, &[], at).await,
+        s.record_test_run(&run(&missing, at), &[], at).await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+#[tokio::test]
+async fn a_test_run_keeps_its_results_attempts_and_item_data() {
+    let s = store();
+    let at = t("2026-11-21T10:00:00Z");
+    let c = complete(&s, "cloud", at).await;
+    let test_run = run(&c, at);
+    let flaky = TestResult {
+        scenario: "qcow2.x86_64.uefi".into(),
+        format: "qcow2".into(),
+        arch: "x86_64".into(),
+        stream: "s".into(),
+        flaky: true,
+        attempts: vec![
+            Attempt {
+                outcome: Outcome::Failed,
+                seconds: 1.25,
+                output: Some(sha256_hex(b"first")),
+                truncated: false,
+            },
+            Attempt {
+                outcome: Outcome::Passed,
+                seconds: 0.5,
+                output: None,
+                truncated: true,
+            },
+        ],
+        ..result(&c, "flaky", Outcome::Passed, at)
+    };
+    let plain = result(&c, "plain", Outcome::Failed, at);
+    let ids = s
+        .record_test_run(&test_run, &[flaky.clone(), plain.clone()], at)
+        .await
+        .expect("record");
+    assert_eq!(ids.len(), 2);
+    assert!(ids[0] < ids[1]);
+
+    let (stored_run, results) = s
+        .test_run(&test_run.id)
+        .await
+        .expect("read")
+        .expect("the run exists");
+    assert_eq!(stored_run, test_run);
+    assert_eq!(results.iter().map(bare).collect::<Vec<_>>(), [flaky, plain]);
+    assert_eq!(results[0].id, Some(ids[0]));
+    assert_eq!(results[1].run.as_ref(), Some(&test_run.id));
+    assert_eq!(s.test_runs(&c).await.expect("runs"), [test_run.clone()]);
+    assert!(s.test_run(&RunId::random()).await.expect("read").is_none());
+
+    // Recording the same run twice is refused and adds nothing.
+    let seq = last_seq(&s).await;
+    assert!(matches!(
+        s.record_test_run(&test_run, &[result(&c, "again", Outcome::Passed, at)], at)
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(topics_after(&s, seq).await.is_empty());
+    assert_eq!(
+        s.test_run(&test_run.id)
+            .await
+            .expect("read")
+            .expect("run")
+            .1
+            .len(),
+        2
+    );
 }
 
 // ----- verdicts and decisions -----
@@ -1054,7 +1150,7 @@ async fn a_reopened_store_keeps_everything() {
         let s = SqliteStore::open(&path).expect("open");
         assert_eq!(s.path(), Some(path.as_path()));
         let c = complete(&s, "cloud", at).await;
-        s.record_test_run(&c, &[result(&c, "boot", Outcome::Passed, at)], at)
+        s.record_test_run(&run(&c, at), &[result(&c, "boot", Outcome::Passed, at)], at)
             .await
             .expect("record");
         s.record_decision(&decision(&c, true, "ok"), at)
@@ -1080,7 +1176,7 @@ async fn a_reopened_store_keeps_everything() {
     };
 
     let s = SqliteStore::open(&path).expect("reopen");
-    assert_eq!(s.schema_version().await.expect("version"), 2);
+    assert_eq!(s.schema_version().await.expect("version"), 3);
     assert_eq!(
         s.compose(&compose.id).await.expect("read"),
         Some(compose.clone())

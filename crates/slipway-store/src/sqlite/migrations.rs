@@ -136,7 +136,31 @@ CREATE TABLE state (
 );
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2];
+/// Version 3: test runs (ResultsDB groups), and each result's scenario, item data, flake flag and attempts.
+const V3: &str = r#"
+CREATE TABLE test_runs (
+    id          TEXT PRIMARY KEY,
+    compose_id  TEXT NOT NULL REFERENCES composes (id),
+    plan        TEXT NOT NULL,
+    artifact    TEXT NOT NULL,
+    description TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT NOT NULL
+);
+CREATE INDEX test_runs_by_compose ON test_runs (compose_id, started_at);
+
+ALTER TABLE test_results ADD COLUMN run_id TEXT REFERENCES test_runs (id);
+ALTER TABLE test_results ADD COLUMN scenario TEXT NOT NULL DEFAULT '';
+ALTER TABLE test_results ADD COLUMN format TEXT NOT NULL DEFAULT '';
+ALTER TABLE test_results ADD COLUMN arch TEXT NOT NULL DEFAULT '';
+ALTER TABLE test_results ADD COLUMN stream TEXT NOT NULL DEFAULT '';
+ALTER TABLE test_results ADD COLUMN flaky BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE test_results ADD COLUMN attempts_json TEXT NOT NULL DEFAULT '[]';
+CREATE INDEX test_results_by_run ON test_results (run_id, id);
+CREATE INDEX test_results_by_time ON test_results (submitted_at, id);
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this build writes.
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
