@@ -54,7 +54,11 @@ impl Engine {
                         .await?;
                 }
             }
-            topics::COMPOSE_FAILED | topics::TEST_COMPLETE | topics::COMPOSE_VERDICT => {
+            topics::COMPOSE_FAILED
+            | topics::TEST_COMPLETE
+            | topics::COMPOSE_VERDICT
+            | topics::WAIVER_CREATED
+            | topics::WAIVER_REVOKED => {
                 if let Some(compose) = compose {
                     if let Some(found) = self.store.compose(&compose).await? {
                         let decision = self.decide(&found.stream, &compose).await?;

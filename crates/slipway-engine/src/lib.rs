@@ -12,6 +12,8 @@
 
 mod blobs;
 mod cycle;
+#[cfg(test)]
+mod gate_tests;
 mod handlers;
 mod jobs;
 mod queries;
@@ -27,7 +29,10 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use slipway_exec::{CommandRunner, SystemRunner};
-use slipway_model::{Clock, ComposeId, Config, Decision, SystemClock, Verdict};
+use slipway_model::{
+    Clock, ComposeId, Config, Decision, GateConfig, NewWaiver, Requirement, SystemClock, Verdict,
+    Waiver,
+};
 use slipway_store::{SqliteStore, Store, StoreError};
 
 pub use blobs::BlobStore;
@@ -75,6 +80,9 @@ pub enum EngineError {
     /// A compose, stream or release named by the caller does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The request contradicts the current state; the message says why.
+    #[error("{0}")]
+    Refused(String),
     /// A job could not do its work; the message says which job and why. The job is retried.
     #[error("{0}")]
     Job(String),
@@ -202,7 +210,8 @@ impl Engine {
     }
 
     /// Records a person's verdict on a compose (veto, or withdrawal of a veto) and re-decides the compose
-    /// at once, so `status` shows the effect without waiting for the next run.
+    /// at once, so `status` shows the effect without waiting for the next run. Withdrawing a veto that is
+    /// not in force is refused.
     pub async fn set_verdict(
         &self,
         compose: &ComposeId,
@@ -213,6 +222,19 @@ impl Engine {
         let found = self.store.compose(compose).await?.ok_or_else(|| {
             EngineError::NotFound(format!("no compose {compose}; see `slipway status`"))
         })?;
+        if !failed {
+            let vetoed = self
+                .store
+                .verdicts(compose)
+                .await?
+                .last()
+                .is_some_and(|v| v.failed);
+            if !vetoed {
+                return Err(EngineError::Refused(format!(
+                    "{compose} is not marked failed; nothing to withdraw"
+                )));
+            }
+        }
         self.store
             .add_verdict(&Verdict {
                 compose: compose.clone(),
@@ -225,36 +247,145 @@ impl Engine {
         self.decide(&found.stream, compose).await
     }
 
+    /// Waives a testcase (in one scenario, or in all) of a compose and re-decides the compose at once.
+    pub async fn waive(
+        &self,
+        compose: &ComposeId,
+        testcase: &str,
+        scenario: Option<&str>,
+        author: &str,
+        comment: &str,
+    ) -> Result<(Waiver, Decision), EngineError> {
+        let found = self.store.compose(compose).await?.ok_or_else(|| {
+            EngineError::NotFound(format!("no compose {compose}; see `slipway status`"))
+        })?;
+        let waiver = self
+            .store
+            .add_waiver(&NewWaiver {
+                compose: compose.clone(),
+                testcase: testcase.to_string(),
+                scenario: scenario.map(str::to_string),
+                author: author.to_string(),
+                comment: comment.to_string(),
+                created_at: self.now(),
+            })
+            .await?;
+        let decision = self.decide(&found.stream, compose).await?;
+        Ok((waiver, decision))
+    }
+
+    /// Revokes a waiver (it is kept, marked revoked) and re-decides its compose at once.
+    pub async fn revoke_waiver(
+        &self,
+        id: u64,
+        author: &str,
+        reason: &str,
+    ) -> Result<(Waiver, Decision), EngineError> {
+        let waiver = match self.store.revoke_waiver(id, author, reason, self.now()).await {
+            Err(StoreError::NotFound(_)) => {
+                return Err(EngineError::NotFound(format!(
+                    "no waiver {id}; `slipway waivers` lists them"
+                )))
+            }
+            other => other?,
+        };
+        let stream = match self.store.compose(&waiver.compose).await? {
+            Some(found) => found.stream,
+            None => return Err(EngineError::NotFound(format!("no compose {}", waiver.compose))),
+        };
+        let decision = self.decide(&stream, &waiver.compose).await?;
+        Ok((waiver, decision))
+    }
+
     /// Decides on a compose in a stream from what the store knows now, and records the decision (an event
-    /// is appended only when it changed).
+    /// is appended only when it changed). A policy that cannot be read or a store read that fails gives a
+    /// failed decision, which is recorded like any other.
     pub async fn decide(&self, stream: &str, compose: &ComposeId) -> Result<Decision, EngineError> {
         let now = self.now();
-        let found = self
-            .store
-            .compose(compose)
-            .await?
-            .ok_or_else(|| EngineError::NotFound(format!("no compose {compose}")))?;
-        let decision = match self
-            .config
-            .stream(stream)
-            .and_then(|s| self.config.gates.get(&s.gate))
-        {
-            Some(policy) => {
-                let results = self.store.latest_results(compose, now).await?;
-                let verdicts = self.store.verdicts(compose).await?;
-                slipway_gate::decide(stream, policy, &found, &results, &verdicts)
-            }
-            // A stream that left the config has no policy; deciding "no" is the closed failure.
-            None => Decision {
-                compose: compose.clone(),
-                stream: stream.to_string(),
-                passed: false,
-                summary: format!("stream {stream} is not in the config"),
-                unsatisfied: vec![],
-                results_used: vec![],
-            },
-        };
+        let decision = self.evaluate(stream, compose, now).await?;
         self.store.record_decision(&decision, now).await?;
         Ok(decision)
+    }
+
+    /// The decision on a compose in a stream as of `at`: results submitted, waivers created or revoked and
+    /// verdicts given after `at` are ignored, and the requirements are those whose validity window holds
+    /// `at`. Nothing is recorded.
+    pub async fn decision_at(
+        &self,
+        stream: &str,
+        compose: &ComposeId,
+        at: Timestamp,
+    ) -> Result<Decision, EngineError> {
+        self.evaluate(stream, compose, at).await
+    }
+
+    /// The decision as of `at`, failing closed on anything that goes wrong on the way. Errors only for a
+    /// compose that does not exist.
+    async fn evaluate(
+        &self,
+        stream: &str,
+        compose: &ComposeId,
+        at: Timestamp,
+    ) -> Result<Decision, EngineError> {
+        let failed = |subject: &str, detail: String| {
+            tracing::warn!(%compose, stream, "gate could not decide: {detail}");
+            Ok(Decision {
+                at: Some(at),
+                ..Decision::failed(compose.clone(), stream, subject, detail)
+            })
+        };
+        let found = match self.store.compose(compose).await {
+            Ok(Some(found)) => found,
+            Ok(None) => return Err(EngineError::NotFound(format!("no compose {compose}"))),
+            Err(err) => return failed("store", format!("reading the compose failed: {err}")),
+        };
+        let requirements = match self.requirements(stream).await {
+            Ok(requirements) => requirements,
+            Err(message) => return failed("policy", message),
+        };
+        let facts = async {
+            Ok::<_, StoreError>((
+                self.store.results(compose, at).await?,
+                self.store.verdicts(compose).await?,
+                self.store.waivers(Some(compose)).await?,
+            ))
+        };
+        match facts.await {
+            Ok((results, verdicts, waivers)) => Ok(slipway_gate::decide(
+                stream,
+                &requirements,
+                &slipway_gate::Facts {
+                    compose: &found,
+                    results: &results,
+                    verdicts: &verdicts,
+                    waivers: &waivers,
+                },
+                at,
+            )),
+            Err(err) => failed("store", format!("reading results and waivers failed: {err}")),
+        }
+    }
+
+    /// A stream's requirements: its gate's and its policy file's, the file read now so edits apply at the
+    /// next decision. The error is a message for the decision, naming file, line, column and field.
+    async fn requirements(&self, stream: &str) -> Result<Vec<Requirement>, String> {
+        let Some(config) = self.config.stream(stream) else {
+            return Err(format!("stream {stream} is not in the config"));
+        };
+        let mut requirements = Vec::new();
+        if let Some(gate) = &config.gate {
+            match self.config.gates.get(gate) {
+                Some(gate) => requirements.extend(gate.requirements()),
+                None => return Err(format!("no [gate.{gate}] is defined")),
+            }
+        }
+        if let Some(path) = config.policy.clone() {
+            let policy = tokio::task::spawn_blocking(move || GateConfig::load(&path))
+                .await
+                .map_err(|err| format!("reading the policy file failed: {err}"))?
+                .map_err(|err| format!("the policy file is invalid: {err}"))?;
+            requirements.extend(policy.requirements());
+        }
+        Ok(requirements)
     }
 }

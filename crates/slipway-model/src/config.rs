@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::toml_file::{read_toml, ConfigError};
-use crate::Recipe;
+use crate::toml_file::{read_toml, ConfigError, Location};
+use crate::{Recipe, Requirement};
 
 /// The project config: where state, blobs and the public tree live, the signing key, gates and streams.
 /// Relative paths are resolved against the config file's directory, so a copied project works anywhere.
@@ -145,12 +145,57 @@ impl From<TimeOfDay> for String {
     }
 }
 
-/// A gate: the testcases whose latest result must be PASSED.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A gate policy: what a compose must show before it may be released.
+///
+/// Written in the config as `[gate.<name>]`, or as a file of its own that a stream names with `policy`.
+/// Both forms hold the same keys: `required = ["a", "b"]` (each testcase's latest result must be PASSED)
+/// and any number of `[[require]]` tables (`[[gate.<name>.require]]` in the config) with `testcase`,
+/// `scenario`, `valid-since`, `valid-until` and `min-count` (see [`Requirement`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct GateConfig {
-    /// Required testcases.
+    /// Testcases whose latest result must be PASSED, in every scenario they ran in.
+    #[serde(default)]
     pub required: Vec<String>,
+    /// Requirements in table form.
+    #[serde(default)]
+    pub require: Vec<Requirement>,
+}
+
+impl GateConfig {
+    /// Every requirement, the short `required` list first.
+    pub fn requirements(&self) -> Vec<Requirement> {
+        self.required
+            .iter()
+            .map(Requirement::testcase)
+            .chain(self.require.iter().cloned())
+            .collect()
+    }
+
+    /// Reads, parses and checks a policy file. Errors name the file, line, column and field.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let (policy, text): (GateConfig, String) = read_toml(path)?;
+        if let Some(i) = policy.required.iter().position(|t| t.trim().is_empty()) {
+            return Err(ConfigError::at_key(
+                path,
+                &text,
+                "required",
+                &format!("required[{i}]"),
+                "an empty testcase name",
+            ));
+        }
+        if policy.requirements().is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                location: None,
+                field: None,
+                message: "the policy requires nothing: add `required = [...]` or a [[require]] \
+                          table (a gate that requires nothing would pass every compose)"
+                    .into(),
+            });
+        }
+        Ok(policy)
+    }
 }
 
 /// A release stream: a recipe and the gate its composes must pass.
@@ -161,8 +206,15 @@ pub struct StreamConfig {
     pub name: String,
     /// The recipe file.
     pub recipe: PathBuf,
-    /// The name of the gate in `[gate.<name>]`.
-    pub gate: String,
+    /// The name of the gate in `[gate.<name>]`. A stream names a gate, a policy file, or both (then
+    /// both apply).
+    #[serde(default)]
+    pub gate: Option<String>,
+    /// A policy file (same keys as a `[gate.<name>]` table), read again at every decision so edits apply
+    /// without a restart. A file that cannot be read or parsed fails that stream's decisions, naming the
+    /// error.
+    #[serde(default)]
+    pub policy: Option<PathBuf>,
     /// A one-line description for the website.
     #[serde(default)]
     pub description: String,
@@ -219,6 +271,9 @@ impl Config {
         config.signing.key = base.join(&config.signing.key);
         for stream in &mut config.streams {
             stream.recipe = base.join(&stream.recipe);
+            if let Some(policy) = &mut stream.policy {
+                *policy = base.join(&*policy);
+            }
         }
         config.base_dir = base;
         config.validate(path, &text)?;
@@ -263,19 +318,58 @@ impl Config {
                     format!("stream {:?} is defined twice", stream.name),
                 ));
             }
-            if !self.gates.contains_key(&stream.gate) {
-                let known: Vec<_> = self.gates.keys().cloned().collect();
+            match &stream.gate {
+                Some(gate) if !self.gates.contains_key(gate) => {
+                    let known: Vec<_> = self.gates.keys().cloned().collect();
+                    return Err(ConfigError::at_key(
+                        path,
+                        text,
+                        "gate",
+                        &format!("stream[{i}].gate"),
+                        format!(
+                            "no [gate.{gate}] is defined (known gates: {})",
+                            known.join(", ")
+                        ),
+                    ));
+                }
+                None if stream.policy.is_none() => {
+                    return Err(ConfigError::at_key(
+                        path,
+                        text,
+                        "name",
+                        &format!("stream[{i}].gate"),
+                        format!(
+                            "stream {:?} names no gate: add `gate = \"<name>\"` or `policy = \"<file>\"`",
+                            stream.name
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        for (name, gate) in &self.gates {
+            if let Some(i) = gate.required.iter().position(|t| t.trim().is_empty()) {
                 return Err(ConfigError::at_key(
                     path,
                     text,
-                    "gate",
-                    &format!("stream[{i}].gate"),
-                    format!(
-                        "no [gate.{}] is defined (known gates: {})",
-                        stream.gate,
-                        known.join(", ")
-                    ),
+                    "required",
+                    &format!("gate.{name}.required[{i}]"),
+                    "an empty testcase name",
                 ));
+            }
+            if gate.requirements().is_empty() {
+                let header = format!("[gate.{name}]");
+                return Err(ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    location: text
+                        .find(&header)
+                        .map(|offset| Location::of_offset(text, offset)),
+                    field: Some(format!("gate.{name}")),
+                    message: "the gate requires nothing: add `required = [...]` or a \
+                              [[gate.<name>.require]] table (a gate that requires nothing would pass \
+                              every compose)"
+                        .into(),
+                });
             }
         }
         if let Some(url) = &self.base_url {
@@ -372,5 +466,142 @@ gate = "default"
         .expect("write");
         let message = Config::load(&path).expect_err("must fail").to_string();
         assert!(message.contains("signing"), "{message}");
+    }
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&path, text).expect("write");
+        path
+    }
+
+    const BASE: &str = r#"
+[signing]
+key = "k.asc"
+
+[gate.strict]
+required = ["boot"]
+
+[[gate.strict.require]]
+testcase = "ssh"
+scenario = "qcow2.x86_64.uefi"
+min-count = 2
+valid-since = 2026-01-01
+valid-until = "2026-06-01T12:00:00Z"
+
+[[stream]]
+name = "cloud"
+recipe = "cloud.toml"
+gate = "strict"
+policy = "policies/extra.toml"
+"#;
+
+    #[test]
+    fn short_and_table_requirements_combine() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config::load(&write(dir.path(), "slipway.toml", BASE)).expect("valid");
+        let reqs = config.gates["strict"].requirements();
+        assert_eq!(reqs.len(), 2);
+        assert_eq!(reqs[0], Requirement::testcase("boot"));
+        assert_eq!(reqs[1].scenario.as_deref(), Some("qcow2.x86_64.uefi"));
+        assert_eq!(reqs[1].min_count, 2);
+        assert_eq!(
+            reqs[1].valid_since,
+            Some("2026-01-01T00:00:00Z".parse().expect("ts"))
+        );
+        assert_eq!(
+            reqs[1].valid_until,
+            Some("2026-06-01T12:00:00Z".parse().expect("ts"))
+        );
+        assert_eq!(
+            config.streams[0].policy.as_deref(),
+            Some(dir.path().join("policies/extra.toml").as_path())
+        );
+    }
+
+    #[test]
+    fn a_bad_min_count_is_refused_at_its_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(
+            dir.path(),
+            "slipway.toml",
+            &BASE.replace("min-count = 2", "min-count = 0"),
+        );
+        let message = Config::load(&path).expect_err("must fail").to_string();
+        assert!(message.contains("slipway.toml:11:13"), "{message}");
+        assert!(message.contains("min-count"), "{message}");
+    }
+
+    #[test]
+    fn a_bad_time_or_reversed_window_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(
+            dir.path(),
+            "slipway.toml",
+            &BASE.replace("valid-since = 2026-01-01", "valid-since = \"soon\""),
+        );
+        let message = Config::load(&path).expect_err("must fail").to_string();
+        assert!(message.contains("slipway.toml:12:"), "{message}");
+        assert!(message.contains("\"soon\" is not a time"), "{message}");
+        let path = write(
+            dir.path(),
+            "slipway.toml",
+            &BASE.replace("valid-since = 2026-01-01", "valid-since = 2027-01-01"),
+        );
+        let message = Config::load(&path).expect_err("must fail").to_string();
+        assert!(message.contains("must be before `valid-until`"), "{message}");
+        assert!(message.contains("gate.strict.require[0]"), "{message}");
+    }
+
+    #[test]
+    fn a_gate_that_requires_nothing_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = "[signing]\nkey = \"k\"\n[gate.empty]\nrequired = []\n[[stream]]\nname = \"c\"\n\
+                    recipe = \"c.toml\"\ngate = \"empty\"\n";
+        let message = Config::load(&write(dir.path(), "slipway.toml", text))
+            .expect_err("must fail")
+            .to_string();
+        assert!(message.contains("slipway.toml:3:1: field `gate.empty`"), "{message}");
+    }
+
+    #[test]
+    fn a_stream_needs_a_gate_or_a_policy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = BASE
+            .replace("gate = \"strict\"\n", "")
+            .replace("policy = \"policies/extra.toml\"\n", "");
+        let message = Config::load(&write(dir.path(), "slipway.toml", &text))
+            .expect_err("must fail")
+            .to_string();
+        assert!(message.contains("names no gate"), "{message}");
+    }
+
+    #[test]
+    fn policy_files_load_and_name_their_mistakes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let good = write(
+            dir.path(),
+            "good.toml",
+            "required = [\"boot\"]\n[[require]]\ntestcase = \"ssh\"\n",
+        );
+        assert_eq!(GateConfig::load(&good).expect("valid").requirements().len(), 2);
+        let bad = write(
+            dir.path(),
+            "bad.toml",
+            "required = [\"boot\"]\n[[require]]\ntestcase = \"ssh\"\nmin-cont = 2\n",
+        );
+        let message = GateConfig::load(&bad).expect_err("must fail").to_string();
+        assert!(message.contains("bad.toml:4:1"), "{message}");
+        assert!(message.contains("min-cont"), "{message}");
+        let empty = write(dir.path(), "empty.toml", "# nothing\n");
+        let message = GateConfig::load(&empty).expect_err("must fail").to_string();
+        assert!(message.contains("requires nothing"), "{message}");
     }
 }

@@ -55,6 +55,10 @@ pub mod topics {
     pub const TEST_COMPLETE: &str = "test.complete";
     /// A person marked a compose failed, or withdrew that.
     pub const COMPOSE_VERDICT: &str = "compose.verdict";
+    /// A person waived a testcase of a compose.
+    pub const WAIVER_CREATED: &str = "waiver.created";
+    /// A waiver was revoked (it is kept, marked revoked).
+    pub const WAIVER_REVOKED: &str = "waiver.revoked";
     /// The gate's decision on a compose in a stream changed.
     pub const DECISION_CHANGED: &str = "decision.changed";
     /// A release was chosen and given its version.

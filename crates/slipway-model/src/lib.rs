@@ -27,7 +27,10 @@ pub use config::{
 };
 pub use digest::{sha256_file, sha256_hex, Sha256};
 pub use event::{topics, Event, EventId, EventSeq};
-pub use gate::{Decision, Requirement, Unsatisfied, UnsatisfiedKind, Verdict};
+pub use gate::{
+    parse_time, Decision, NewWaiver, Requirement, ResultUsed, Revocation, Satisfied, Unsatisfied,
+    UnsatisfiedKind, Verdict, Waiver,
+};
 pub use pkgdiff::{is_security_suite, PackageChange, PkgDiff};
 pub use recipe::{
     DiskLayout, FileEntry, OutputFormat, PackageSource, Recipe, SystemSettings, Units,

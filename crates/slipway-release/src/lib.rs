@@ -67,7 +67,11 @@ mod tests {
             passed,
             summary: String::new(),
             unsatisfied: vec![],
+            satisfied: vec![],
             results_used: vec![],
+            waivers_used: vec![],
+            not_applicable: vec![],
+            at: None,
         })
     }
 

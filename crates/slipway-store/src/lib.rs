@@ -16,8 +16,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use slipway_model::{
-    Artifact, Compose, ComposeId, Decision, Event, EventId, EventSeq, InputHash, Lock, PkgDiff,
-    Release, RunId, Sha256, TestResult, TestRun, Verdict, Version,
+    Artifact, Compose, ComposeId, Decision, Event, EventId, EventSeq, InputHash, Lock, NewWaiver,
+    PkgDiff, Release, RunId, Sha256, TestResult, TestRun, Verdict, Version, Waiver,
 };
 
 pub use sqlite::SqliteStore;
@@ -164,13 +164,37 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         at: Timestamp,
     ) -> StoreResult<Vec<TestResult>>;
 
-    // ----- verdicts and decisions -----
+    /// Every result of a compose submitted by `at`, oldest first (by submission time, then id): what the
+    /// gate reads to count passes and find each testcase's latest result per scenario.
+    async fn results(&self, compose: &ComposeId, at: Timestamp) -> StoreResult<Vec<TestResult>>;
+
+    // ----- verdicts, waivers and decisions -----
 
     /// Records a person's verdict on a compose; appends `compose.verdict`. `NotFound` if no such compose.
     async fn add_verdict(&self, verdict: &Verdict) -> StoreResult<()>;
 
     /// Every verdict on a compose, oldest first.
     async fn verdicts(&self, compose: &ComposeId) -> StoreResult<Vec<Verdict>>;
+
+    /// Records a waiver and appends `waiver.created` carrying it; returns it with its id. `NotFound` if
+    /// there is no such compose.
+    async fn add_waiver(&self, waiver: &NewWaiver) -> StoreResult<Waiver>;
+
+    /// Marks a waiver revoked (the waiver is kept) and appends `waiver.revoked` carrying it. `NotFound` if
+    /// there is no such waiver, `Conflict` if it is already revoked.
+    async fn revoke_waiver(
+        &self,
+        id: u64,
+        author: &str,
+        reason: &str,
+        at: Timestamp,
+    ) -> StoreResult<Waiver>;
+
+    /// One waiver.
+    async fn waiver(&self, id: u64) -> StoreResult<Option<Waiver>>;
+
+    /// The waivers of one compose, or of all, oldest first; revoked ones included.
+    async fn waivers(&self, compose: Option<&ComposeId>) -> StoreResult<Vec<Waiver>>;
 
     /// Stores a decision if it differs (by [`Decision::same_answer`]) from the latest one for the same
     /// compose and stream, appending `decision.changed` with the new and the previous decision. Returns
@@ -183,6 +207,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         compose: &ComposeId,
         stream: &str,
     ) -> StoreResult<Option<Decision>>;
+
+    /// Every decision recorded for a compose in a stream, oldest first, with the time it was recorded:
+    /// the history of its answers (only changes are recorded).
+    async fn decisions(
+        &self,
+        compose: &ComposeId,
+        stream: &str,
+    ) -> StoreResult<Vec<(Timestamp, Decision)>>;
 
     // ----- releases -----
 

@@ -20,6 +20,7 @@
 //!   - `test.result`: the [`TestResult`]
 //!   - `test.complete`: `{compose, stream, results}` (`results`: how many were recorded in the run)
 //!   - `compose.verdict`: the [`Verdict`]
+//!   - `waiver.created`: the [`Waiver`] (with its id); `waiver.revoked`: the [`Waiver`] with `revoked` set
 //!   - `decision.changed`: `{decision, previous}` ([`Decision`]s; `previous` is null for the first one)
 //!   - `release.created`: the [`Release`] (`stream`, `version`, `compose`, `state`, ...)
 //!   - `release.published`: the [`Release`] after the change, plus `superseded`: the versions it
@@ -39,8 +40,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, Transact
 use serde_json::json;
 use slipway_model::{
     topics, Artifact, Compose, ComposeId, ComposeState, Decision, Event, EventId, EventSeq,
-    InputHash, Lock, Outcome, PkgDiff, Release, ReleaseState, RunId, Sha256, TestResult, TestRun,
-    Verdict, Version,
+    InputHash, Lock, NewWaiver, Outcome, PkgDiff, Release, ReleaseState, Revocation, RunId, Sha256,
+    TestResult, TestRun, Verdict, Version, Waiver,
 };
 use uuid::Uuid;
 
@@ -549,6 +550,79 @@ fn latest_decision_in(
         .db(op)?;
     body.map(|b| parse_json("decisions", "body", &b))
         .transpose()
+}
+
+const WAIVER_COLUMNS: &str = "id, compose_id, testcase, scenario, author, comment, created_at, \
+                              revoked_at, revoked_by, revoke_reason";
+
+/// A `waivers` row as stored, read with [`WAIVER_COLUMNS`].
+struct WaiverRow {
+    id: i64,
+    compose: String,
+    testcase: String,
+    scenario: Option<String>,
+    author: String,
+    comment: String,
+    created_at: String,
+    revoked_at: Option<String>,
+    revoked_by: Option<String>,
+    revoke_reason: Option<String>,
+}
+
+impl WaiverRow {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            compose: row.get(1)?,
+            testcase: row.get(2)?,
+            scenario: row.get(3)?,
+            author: row.get(4)?,
+            comment: row.get(5)?,
+            created_at: row.get(6)?,
+            revoked_at: row.get(7)?,
+            revoked_by: row.get(8)?,
+            revoke_reason: row.get(9)?,
+        })
+    }
+
+    fn decode(self) -> StoreResult<Waiver> {
+        const T: &str = "waivers";
+        let revoked = match parse_opt_ts(T, "revoked_at", self.revoked_at)? {
+            Some(at) => Some(Revocation {
+                author: self.revoked_by.unwrap_or_default(),
+                reason: self.revoke_reason.unwrap_or_default(),
+                at,
+            }),
+            None => None,
+        };
+        Ok(Waiver {
+            id: to_u64(T, "id", self.id)?,
+            compose: ComposeId(self.compose),
+            testcase: self.testcase,
+            scenario: self.scenario,
+            author: self.author,
+            comment: self.comment,
+            created_at: parse_ts(T, "created_at", &self.created_at)?,
+            revoked,
+        })
+    }
+}
+
+fn waiver_in(conn: &Connection, op: &str, id: i64) -> StoreResult<Option<Waiver>> {
+    conn.query_row(
+        &format!("SELECT {WAIVER_COLUMNS} FROM waivers WHERE id = ?1"),
+        params![id],
+        WaiverRow::read,
+    )
+    .optional()
+    .db(op)?
+    .map(WaiverRow::decode)
+    .transpose()
+}
+
+/// A waiver id as SQLite stores it; ids beyond its range name no waiver.
+fn waiver_key(id: u64) -> StoreResult<i64> {
+    i64::try_from(id).map_err(|_| StoreError::NotFound(format!("waiver {id}")))
 }
 
 // ----- releases -----
@@ -1188,6 +1262,161 @@ impl Store for SqliteStore {
         let (compose, stream) = (compose.clone(), stream.to_owned());
         self.read(OP, move |tx| {
             latest_decision_in(tx, OP, compose.as_str(), &stream)
+        })
+        .await
+    }
+
+    async fn results(&self, compose: &ComposeId, at: Timestamp) -> StoreResult<Vec<TestResult>> {
+        const OP: &str = "results";
+        let compose = compose.clone();
+        self.read(OP, move |tx| {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {RESULT_COLUMNS} FROM test_results r \
+                     WHERE r.compose_id = ?1 AND r.submitted_at <= ?2 \
+                     ORDER BY r.submitted_at, r.id"
+                ))
+                .db(OP)?;
+            let rows = stmt
+                .query_map(params![compose.as_str(), ts(at)], ResultRow::read)
+                .db(OP)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db(OP)?;
+            rows.into_iter().map(ResultRow::decode).collect()
+        })
+        .await
+    }
+
+    async fn add_waiver(&self, waiver: &NewWaiver) -> StoreResult<Waiver> {
+        const OP: &str = "add_waiver";
+        let waiver = NewWaiver {
+            created_at: normalize(waiver.created_at),
+            ..waiver.clone()
+        };
+        self.write(OP, move |tx| {
+            compose_state(tx, OP, waiver.compose.as_str())?;
+            tx.execute(
+                "INSERT INTO waivers (compose_id, testcase, scenario, author, comment, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    waiver.compose.as_str(),
+                    waiver.testcase,
+                    waiver.scenario,
+                    waiver.author,
+                    waiver.comment,
+                    ts(waiver.created_at),
+                ],
+            )
+            .db(OP)?;
+            let stored = waiver_in(tx, OP, tx.last_insert_rowid())?
+                .ok_or_else(|| StoreError::Database(format!("{OP}: the new row vanished")))?;
+            append_event(
+                tx,
+                OP,
+                topics::WAIVER_CREATED,
+                stored.created_at,
+                to_json_value(OP, &stored)?,
+            )?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn revoke_waiver(
+        &self,
+        id: u64,
+        author: &str,
+        reason: &str,
+        at: Timestamp,
+    ) -> StoreResult<Waiver> {
+        const OP: &str = "revoke_waiver";
+        let (author, reason, at) = (author.to_owned(), reason.to_owned(), normalize(at));
+        let key = waiver_key(id)?;
+        self.write(OP, move |tx| {
+            let existing =
+                waiver_in(tx, OP, key)?.ok_or_else(|| StoreError::NotFound(format!("waiver {id}")))?;
+            if let Some(revoked) = &existing.revoked {
+                return Err(StoreError::Conflict(format!(
+                    "waiver {id} was already revoked by {} at {}",
+                    revoked.author, revoked.at
+                )));
+            }
+            tx.execute(
+                "UPDATE waivers SET revoked_at = ?1, revoked_by = ?2, revoke_reason = ?3 WHERE id = ?4",
+                params![ts(at), author, reason, key],
+            )
+            .db(OP)?;
+            let stored = waiver_in(tx, OP, key)?
+                .ok_or_else(|| StoreError::Database(format!("{OP}: the row vanished")))?;
+            append_event(
+                tx,
+                OP,
+                topics::WAIVER_REVOKED,
+                at,
+                to_json_value(OP, &stored)?,
+            )?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn waiver(&self, id: u64) -> StoreResult<Option<Waiver>> {
+        const OP: &str = "waiver";
+        let Ok(key) = i64::try_from(id) else {
+            return Ok(None);
+        };
+        self.read(OP, move |tx| waiver_in(tx, OP, key)).await
+    }
+
+    async fn waivers(&self, compose: Option<&ComposeId>) -> StoreResult<Vec<Waiver>> {
+        const OP: &str = "waivers";
+        let compose = compose.map(|c| c.as_str().to_owned());
+        self.read(OP, move |tx| {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {WAIVER_COLUMNS} FROM waivers \
+                     WHERE ?1 IS NULL OR compose_id = ?1 ORDER BY id"
+                ))
+                .db(OP)?;
+            let rows = stmt
+                .query_map(params![compose], WaiverRow::read)
+                .db(OP)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db(OP)?;
+            rows.into_iter().map(WaiverRow::decode).collect()
+        })
+        .await
+    }
+
+    async fn decisions(
+        &self,
+        compose: &ComposeId,
+        stream: &str,
+    ) -> StoreResult<Vec<(Timestamp, Decision)>> {
+        const OP: &str = "decisions";
+        let (compose, stream) = (compose.clone(), stream.to_owned());
+        self.read(OP, move |tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT decided_at, body FROM decisions WHERE compose_id = ?1 AND stream = ?2 \
+                     ORDER BY id",
+                )
+                .db(OP)?;
+            let rows = stmt
+                .query_map(params![compose.as_str(), stream], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                })
+                .db(OP)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db(OP)?;
+            rows.into_iter()
+                .map(|(at, body)| {
+                    Ok((
+                        parse_ts("decisions", "decided_at", &at)?,
+                        parse_json("decisions", "body", &body)?,
+                    ))
+                })
+                .collect()
         })
         .await
     }

@@ -8,7 +8,7 @@ use serde_json::json;
 use slipway_model::{
     sha256_hex, topics, Artifact, ArtifactKind, Attempt, ComposeId, ComposeState, Decision, Event,
     InputHash, Lock, LockedPackage, Outcome, OutputFormat, PackageChange, PkgDiff, ReleaseState,
-    RunId, TestResult, TestRun, Unsatisfied, UnsatisfiedKind, Verdict, Version,
+    NewWaiver, RunId, TestResult, TestRun, Unsatisfied, UnsatisfiedKind, Verdict, Version,
 };
 use slipway_store::{JobOutcome, NewJob, SqliteStore, Store, StoreError};
 
@@ -115,11 +115,17 @@ fn decision(compose: &ComposeId, passed: bool, summary: &str) -> Decision {
         } else {
             vec![Unsatisfied {
                 subject: "boot".into(),
+                scenario: None,
                 kind: UnsatisfiedKind::Missing,
                 detail: "no result".into(),
+                results: Vec::new(),
             }]
         },
+        satisfied: Vec::new(),
         results_used: Vec::new(),
+        waivers_used: Vec::new(),
+        not_applicable: Vec::new(),
+        at: None,
     }
 }
 
@@ -699,6 +705,151 @@ async fn decisions_are_recorded_only_when_the_answer_changes() {
     ));
 }
 
+// ----- waivers and decision history -----
+
+fn new_waiver(compose: &ComposeId, testcase: &str, scenario: Option<&str>, at: Timestamp) -> NewWaiver {
+    NewWaiver {
+        compose: compose.clone(),
+        testcase: testcase.into(),
+        scenario: scenario.map(str::to_string),
+        author: "bob".into(),
+        comment: "known flaky mirror".into(),
+        created_at: at,
+    }
+}
+
+#[tokio::test]
+async fn waivers_get_ids_events_and_are_revoked_without_being_deleted() {
+    let s = store();
+    let at = t("2026-11-21T10:00:00Z");
+    let c = complete(&s, "cloud", at).await;
+    let other = complete(&s, "cloud", at).await;
+    let seq = last_seq(&s).await;
+
+    let first = s
+        .add_waiver(&new_waiver(&c, "sshd.active", None, at))
+        .await
+        .expect("waive");
+    let second = s
+        .add_waiver(&new_waiver(&c, "boot", Some("qcow2.uefi"), at))
+        .await
+        .expect("waive");
+    let third = s
+        .add_waiver(&new_waiver(&other, "boot", None, at))
+        .await
+        .expect("waive");
+    assert_ne!(first.id, second.id);
+    assert_eq!(first.testcase, "sshd.active");
+    assert_eq!(second.scenario.as_deref(), Some("qcow2.uefi"));
+    assert_eq!(first.revoked, None);
+
+    let later = t("2026-11-21T11:00:00Z");
+    let revoked = s
+        .revoke_waiver(first.id, "carol", "fixed upstream", later)
+        .await
+        .expect("revoke");
+    let revocation = revoked.revoked.clone().expect("revoked");
+    assert_eq!(revocation.author, "carol");
+    assert_eq!(revocation.reason, "fixed upstream");
+    assert_eq!(revocation.at, later);
+    assert!(matches!(
+        s.revoke_waiver(first.id, "carol", "", later).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.revoke_waiver(9999, "carol", "", later).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // The revoked waiver is still there, and listing is per compose or for all.
+    assert_eq!(
+        s.waivers(Some(&c)).await.expect("list"),
+        vec![revoked.clone(), second.clone()]
+    );
+    assert_eq!(s.waivers(None).await.expect("list").len(), 3);
+    assert_eq!(s.waiver(third.id).await.expect("one"), Some(third.clone()));
+    assert_eq!(s.waiver(9999).await.expect("none"), None);
+
+    let events = s.events_after(seq, 10).await.expect("events");
+    let topics: Vec<_> = events.iter().map(|e| e.topic.as_str()).collect();
+    assert_eq!(
+        topics,
+        vec![
+            topics::WAIVER_CREATED,
+            topics::WAIVER_CREATED,
+            topics::WAIVER_CREATED,
+            topics::WAIVER_REVOKED
+        ]
+    );
+    assert_eq!(events[0].body, serde_json::to_value(&first).expect("json"));
+    assert_eq!(events[3].body, serde_json::to_value(&revoked).expect("json"));
+
+    assert!(matches!(
+        s.add_waiver(&new_waiver(&ComposeId("x-20261121.0".into()), "boot", None, at))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn decision_history_keeps_each_change_in_order() {
+    let s = store();
+    let at = t("2026-11-21T10:00:00Z");
+    let c = complete(&s, "cloud", at).await;
+    let failing = decision(&c, false, "waiting");
+    let passing = decision(&c, true, "passed");
+    s.record_decision(&failing, at).await.expect("record");
+    s.record_decision(&failing, t("2026-11-21T10:30:00Z"))
+        .await
+        .expect("same answer, not stored");
+    s.record_decision(&passing, t("2026-11-21T11:00:00Z"))
+        .await
+        .expect("record");
+    s.record_decision(&failing, t("2026-11-21T12:00:00Z"))
+        .await
+        .expect("record");
+    let history = s.decisions(&c, "s").await.expect("history");
+    let answers: Vec<(Timestamp, bool)> = history.iter().map(|(at, d)| (*at, d.passed)).collect();
+    assert_eq!(
+        answers,
+        vec![
+            (at, false),
+            (t("2026-11-21T11:00:00Z"), true),
+            (t("2026-11-21T12:00:00Z"), false)
+        ]
+    );
+    assert!(s.decisions(&c, "other").await.expect("history").is_empty());
+}
+
+#[tokio::test]
+async fn results_lists_every_result_up_to_a_time() {
+    let s = store();
+    let at = t("2026-11-21T10:00:00Z");
+    let c = complete(&s, "cloud", at).await;
+    let later = t("2026-11-21T12:00:00Z");
+    s.record_test_run(
+        &run(&c, at),
+        &[
+            result(&c, "boot", Outcome::Failed, at),
+            result(&c, "boot", Outcome::Passed, at),
+        ],
+        at,
+    )
+    .await
+    .expect("run");
+    s.record_test_run(&run(&c, later), &[result(&c, "boot", Outcome::Passed, later)], later)
+        .await
+        .expect("run");
+    let all = s.results(&c, later).await.expect("results");
+    assert_eq!(all.len(), 3);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    let early = s.results(&c, at).await.expect("results");
+    assert_eq!(
+        early.iter().map(|r| r.outcome).collect::<Vec<_>>(),
+        vec![Outcome::Failed, Outcome::Passed]
+    );
+}
+
 // ----- releases -----
 
 #[tokio::test]
@@ -1176,7 +1327,7 @@ async fn a_reopened_store_keeps_everything() {
     };
 
     let s = SqliteStore::open(&path).expect("reopen");
-    assert_eq!(s.schema_version().await.expect("version"), 3);
+    assert_eq!(s.schema_version().await.expect("version"), 4);
     assert_eq!(
         s.compose(&compose.id).await.expect("read"),
         Some(compose.clone())

@@ -50,6 +50,10 @@ enum Command {
     MarkFailed(cmd::verdict::MarkArgs),
     /// Withdraw a veto given with mark-failed.
     UnmarkFailed(cmd::verdict::MarkArgs),
+    /// Waive a testcase of a compose (its unmet requirement counts as satisfied), or revoke a waiver.
+    Waive(cmd::waive::Args),
+    /// List waivers, revoked ones included.
+    Waivers(cmd::waive::ListArgs),
     /// Manage the release signing key.
     #[command(subcommand)]
     Keys(cmd::keys::Command),
@@ -97,6 +101,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Decision(args) => cmd::decision::run(&config, args).await,
         Command::MarkFailed(args) => cmd::verdict::run(&config, args, true).await,
         Command::UnmarkFailed(args) => cmd::verdict::run(&config, args, false).await,
+        Command::Waive(args) => cmd::waive::run(&config, args).await,
+        Command::Waivers(args) => cmd::waive::list(&config, args).await,
         Command::Keys(command) => cmd::keys::run(&config, command).await,
         Command::Affected(args) => cmd::affected::run(&config, args).await,
         Command::Changes(args) => cmd::changes::run(&config, args).await,

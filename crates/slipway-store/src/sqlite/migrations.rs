@@ -160,7 +160,24 @@ CREATE INDEX test_results_by_run ON test_results (run_id, id);
 CREATE INDEX test_results_by_time ON test_results (submitted_at, id);
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+/// Version 4: waivers. A revoked waiver keeps its row; the revocation fills the `revoked_*` columns.
+const V4: &str = r#"
+CREATE TABLE waivers (
+    id            INTEGER PRIMARY KEY,
+    compose_id    TEXT NOT NULL REFERENCES composes (id),
+    testcase      TEXT NOT NULL,
+    scenario      TEXT,
+    author        TEXT NOT NULL,
+    comment       TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    revoked_at    TEXT,
+    revoked_by    TEXT,
+    revoke_reason TEXT
+);
+CREATE INDEX waivers_by_compose ON waivers (compose_id, id);
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this build writes.
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -9,3 +9,4 @@ pub mod keys;
 pub mod run;
 pub mod status;
 pub mod verdict;
+pub mod waive;

@@ -17,20 +17,25 @@ pub struct MarkArgs {
     /// Why; kept with the verdict and shown in decisions.
     #[arg(long)]
     reason: String,
-    /// Who says so; defaults to $SUDO_USER, $USER or "unknown".
+    /// Who says so; defaults to $SUDO_USER, $USER, $LOGNAME or "unknown".
     #[arg(long)]
     author: Option<String>,
+}
+
+/// The person running the command, from the environment: the user behind sudo first.
+pub fn default_author() -> String {
+    ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .find(|value| !value.trim().is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 pub async fn run(config: &Path, args: MarkArgs, failed: bool) -> anyhow::Result<ExitCode> {
     if args.reason.trim().is_empty() {
         anyhow::bail!("--reason must say why");
     }
-    let author = args
-        .author
-        .or_else(|| std::env::var("SUDO_USER").ok())
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "unknown".into());
+    let author = args.author.unwrap_or_else(default_author);
     let engine = open_engine(config, Arc::new(LogProgress)).await?;
     let id = ComposeId(args.compose);
     let decision = engine
