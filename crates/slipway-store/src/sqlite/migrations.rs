@@ -160,7 +160,13 @@ CREATE INDEX test_results_by_run ON test_results (run_id, id);
 CREATE INDEX test_results_by_time ON test_results (submitted_at, id);
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+/// Version 4: indexes for the ResultsDB API: results by testcase (newest first), runs by start time.
+const V4: &str = r#"
+CREATE INDEX test_results_by_testcase ON test_results (testcase, submitted_at, id);
+CREATE INDEX test_runs_by_time ON test_runs (started_at, id);
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this build writes.
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

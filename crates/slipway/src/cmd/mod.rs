@@ -6,6 +6,8 @@ pub mod compose;
 pub mod decision;
 pub mod events;
 pub mod keys;
+pub mod results;
 pub mod run;
+pub mod serve;
 pub mod status;
 pub mod verdict;
