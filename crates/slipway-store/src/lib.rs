@@ -8,6 +8,7 @@
 //!
 //! The SQL is kept to what PostgreSQL also speaks, so a second implementation can follow.
 
+mod query;
 mod sqlite;
 
 use std::time::Duration;
@@ -20,6 +21,10 @@ use slipway_model::{
     PkgDiff, Release, RunId, Sha256, TestResult, TestRun, Verdict, Version, Waiver,
 };
 
+pub use query::{
+    DataFilter, DataKey, GroupEntry, GroupQuery, PageRequest, Paged, ResultEntry, ResultQuery,
+    SortOrder, TestcaseQuery, ITEM_TYPE,
+};
 pub use sqlite::SqliteStore;
 
 /// Errors of the store.
@@ -322,4 +327,42 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Every state record whose key starts with `prefix`, sorted by key.
     async fn states(&self, prefix: &str) -> StoreResult<Vec<(String, serde_json::Value)>>;
+
+    // ----- ResultsDB queries -----
+
+    /// Results matching `query`, in its order (ties by id, in the same direction), one page of them.
+    async fn find_results(
+        &self,
+        query: &ResultQuery,
+        page: PageRequest,
+    ) -> StoreResult<Paged<ResultEntry>>;
+
+    /// One result by its id; `None` if there is none.
+    async fn find_result(&self, id: u64) -> StoreResult<Option<ResultEntry>>;
+
+    /// The newest result (by submission time, then id) of each testcase among those matching `query`
+    /// (its outcomes are ignored, as ResultsDB does), newest first. With `distinct_on`, the newest of each
+    /// combination of testcase and those keys' values.
+    async fn find_latest_results(
+        &self,
+        query: &ResultQuery,
+        distinct_on: &[DataKey],
+    ) -> StoreResult<Vec<ResultEntry>>;
+
+    /// Distinct testcase names that have results, sorted by name, one page of them.
+    async fn find_testcases(
+        &self,
+        query: &TestcaseQuery,
+        page: PageRequest,
+    ) -> StoreResult<Paged<String>>;
+
+    /// Test runs matching `query`, newest first (by start, then id), one page of them.
+    async fn find_groups(
+        &self,
+        query: &GroupQuery,
+        page: PageRequest,
+    ) -> StoreResult<Paged<GroupEntry>>;
+
+    /// One test run with its result count; `None` if there is none.
+    async fn find_group(&self, id: &RunId) -> StoreResult<Option<GroupEntry>>;
 }

@@ -29,6 +29,7 @@
 
 mod codec;
 mod migrations;
+mod resultsdb;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -49,7 +50,10 @@ use self::codec::{
     corrupt, day, kind_text, lease_end, normalize, parse_json, parse_kind, parse_opt_ts, parse_sha,
     parse_ts, sql_limit, to_json, to_json_value, to_u32, to_u64, ts,
 };
-use crate::{Job, JobOutcome, NewJob, Store, StoreError, StoreResult};
+use crate::{
+    DataKey, GroupEntry, GroupQuery, Job, JobOutcome, NewJob, PageRequest, Paged, ResultEntry,
+    ResultQuery, Store, StoreError, StoreResult, TestcaseQuery,
+};
 
 /// How long a call waits for another process's write lock before giving up. Write transactions are short,
 /// so waiting long only happens when something is wrong; failing fast would turn contention into errors.
@@ -1992,5 +1996,45 @@ impl Store for SqliteStore {
                 .collect()
         })
         .await
+    }
+
+    async fn find_results(
+        &self,
+        query: &ResultQuery,
+        page: PageRequest,
+    ) -> StoreResult<Paged<ResultEntry>> {
+        self.rdb_find_results(query, page).await
+    }
+
+    async fn find_result(&self, id: u64) -> StoreResult<Option<ResultEntry>> {
+        self.rdb_find_result(id).await
+    }
+
+    async fn find_latest_results(
+        &self,
+        query: &ResultQuery,
+        distinct_on: &[DataKey],
+    ) -> StoreResult<Vec<ResultEntry>> {
+        self.rdb_find_latest_results(query, distinct_on).await
+    }
+
+    async fn find_testcases(
+        &self,
+        query: &TestcaseQuery,
+        page: PageRequest,
+    ) -> StoreResult<Paged<String>> {
+        self.rdb_find_testcases(query, page).await
+    }
+
+    async fn find_groups(
+        &self,
+        query: &GroupQuery,
+        page: PageRequest,
+    ) -> StoreResult<Paged<GroupEntry>> {
+        self.rdb_find_groups(query, page).await
+    }
+
+    async fn find_group(&self, id: &RunId) -> StoreResult<Option<GroupEntry>> {
+        self.rdb_find_group(id).await
     }
 }

@@ -61,6 +61,10 @@ enum Command {
     Affected(cmd::affected::Args),
     /// List, per recipe, the packages with newer versions in the repositories now.
     Changes(cmd::changes::Args),
+    /// Show a compose's test runs and results, or write a run's JUnit report.
+    Results(cmd::results::Args),
+    /// Serve test results over HTTP (ResultsDB 2.0 API, JUnit reports).
+    Serve(cmd::serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -106,5 +110,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys(command) => cmd::keys::run(&config, command).await,
         Command::Affected(args) => cmd::affected::run(&config, args).await,
         Command::Changes(args) => cmd::changes::run(&config, args).await,
+        Command::Results(args) => cmd::results::run(&config, args).await,
+        Command::Serve(args) => cmd::serve::run(&config, args).await,
     }
 }

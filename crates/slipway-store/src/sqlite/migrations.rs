@@ -136,7 +136,8 @@ CREATE TABLE state (
 );
 "#;
 
-/// Version 3: test runs (ResultsDB groups), and each result's scenario, item data, flake flag and attempts.
+/// Version 3: test runs (ResultsDB groups), each result's scenario, item data, flake flag and attempts, and
+/// the indexes the ResultsDB API reads by (results by testcase, runs by start time).
 const V3: &str = r#"
 CREATE TABLE test_runs (
     id          TEXT PRIMARY KEY,
@@ -158,6 +159,8 @@ ALTER TABLE test_results ADD COLUMN flaky BOOLEAN NOT NULL DEFAULT FALSE;
 ALTER TABLE test_results ADD COLUMN attempts_json TEXT NOT NULL DEFAULT '[]';
 CREATE INDEX test_results_by_run ON test_results (run_id, id);
 CREATE INDEX test_results_by_time ON test_results (submitted_at, id);
+CREATE INDEX test_results_by_testcase ON test_results (testcase, submitted_at, id);
+CREATE INDEX test_runs_by_time ON test_runs (started_at, id);
 "#;
 
 /// Version 4: waivers. A revoked waiver keeps its row; the revocation fills the `revoked_*` columns.
