@@ -547,7 +547,14 @@ async fn results(
 ) -> ApiResult<Json<Value>> {
     let params = Params::parse(raw);
     let query = result_query(&params)?;
-    results_page(&state, &headers, &format!("{PREFIX}/results"), &params, query).await
+    results_page(
+        &state,
+        &headers,
+        &format!("{PREFIX}/results"),
+        &params,
+        query,
+    )
+    .await
 }
 
 async fn latest(
@@ -588,9 +595,9 @@ async fn result(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let number: u64 = id.parse().map_err(|_| {
-        ApiError::NotFound(format!("Result not found: {id:?} is not a result id"))
-    })?;
+    let number: u64 = id
+        .parse()
+        .map_err(|_| ApiError::NotFound(format!("Result not found: {id:?} is not a result id")))?;
     let entry = state
         .store
         .find_result(number)
@@ -613,7 +620,13 @@ async fn testcases(
     };
     let found = state.store.find_testcases(&query, page).await?;
     let base = base_url(&state, &headers);
-    let links = page_links(&base, &format!("{PREFIX}/testcases"), &params, page, found.more);
+    let links = page_links(
+        &base,
+        &format!("{PREFIX}/testcases"),
+        &params,
+        page,
+        found.more,
+    );
     Ok(list_json(&found, links, |name| testcase_json(&base, name)))
 }
 
@@ -676,7 +689,13 @@ async fn groups(
     };
     let found = state.store.find_groups(&query, page).await?;
     let base = base_url(&state, &headers);
-    let links = page_links(&base, &format!("{PREFIX}/groups"), &params, page, found.more);
+    let links = page_links(
+        &base,
+        &format!("{PREFIX}/groups"),
+        &params,
+        page,
+        found.more,
+    );
     Ok(list_json(&found, links, |g| group_json(&base, g)))
 }
 

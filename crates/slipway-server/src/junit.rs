@@ -203,7 +203,11 @@ fn interim(out: &mut String, final_kind: Kind, attempt: &Attempt, number: usize,
         attempt.outcome
     );
     if let Some(output) = &attempt.output {
-        let truncated = if attempt.truncated { " (truncated)" } else { "" };
+        let truncated = if attempt.truncated {
+            " (truncated)"
+        } else {
+            ""
+        };
         let _ = write!(
             out,
             "<system-out>output: sha256 {}{truncated}</system-out>",
@@ -281,7 +285,10 @@ mod tests {
     #[test]
     fn control_characters_become_readable_escapes() {
         assert_eq!(text("a\u{1b}[0m<b>&"), "a\\x1b[0m&lt;b&gt;&amp;");
-        assert_eq!(attr("say \"hi\"\n'x'"), "say &quot;hi&quot;&#10;&apos;x&apos;");
+        assert_eq!(
+            attr("say \"hi\"\n'x'"),
+            "say &quot;hi&quot;&#10;&apos;x&apos;"
+        );
     }
 
     #[test]

@@ -59,7 +59,13 @@ fn result(c: &ComposeId, testcase: &str, scenario: &str, outcome: Outcome, at: &
         arch: "x86_64".into(),
         stream: "cloud".into(),
         attempts: vec![attempt(outcome, 2.0)],
-        ..TestResult::new(c.clone(), testcase, outcome, format!("{testcase} said {outcome}"), t(at))
+        ..TestResult::new(
+            c.clone(),
+            testcase,
+            outcome,
+            format!("{testcase} said {outcome}"),
+            t(at),
+        )
     }
 }
 
@@ -85,13 +91,34 @@ async fn start() -> Server {
     let store = Arc::new(SqliteStore::open(&dir.path().join("slipway.db")).expect("store"));
     let a = compose(&store, "cloud").await;
     let b = compose(&store, "edge").await;
-    let mut boot_failed = result(&a, "boot.multi-user", "uefi", Outcome::Failed, "2026-11-21T10:00:00Z");
+    let mut boot_failed = result(
+        &a,
+        "boot.multi-user",
+        "uefi",
+        Outcome::Failed,
+        "2026-11-21T10:00:00Z",
+    );
     boot_failed.log = Some(sha256_hex(b"serial log"));
-    let mut flaky = result(&a, "sshd.active", "uefi", Outcome::Passed, "2026-11-21T10:00:00Z");
+    let mut flaky = result(
+        &a,
+        "sshd.active",
+        "uefi",
+        Outcome::Passed,
+        "2026-11-21T10:00:00Z",
+    );
     flaky.flaky = true;
-    flaky.attempts = vec![attempt(Outcome::Failed, 1.25), attempt(Outcome::Passed, 0.5)];
+    flaky.attempts = vec![
+        attempt(Outcome::Failed, 1.25),
+        attempt(Outcome::Passed, 0.5),
+    ];
     flaky.note = "passed on rerun".into();
-    let skipped = result(&a, "rootfs.grown", "", Outcome::Skipped, "2026-11-21T10:00:00Z");
+    let skipped = result(
+        &a,
+        "rootfs.grown",
+        "",
+        Outcome::Skipped,
+        "2026-11-21T10:00:00Z",
+    );
     let mut missing = result(
         &a,
         "cloud-init.finished",
@@ -102,21 +129,44 @@ async fn start() -> Server {
     missing.attempts.clear();
     missing.note = "no report <before> the deadline & \"quoted\"\n\u{1b}[0mlast line".into();
     let plans = [
-        (&a, "default", "2026-11-21T10:00:00Z", vec![boot_failed, flaky, skipped, missing]),
+        (
+            &a,
+            "default",
+            "2026-11-21T10:00:00Z",
+            vec![boot_failed, flaky, skipped, missing],
+        ),
         (
             &a,
             "smoke",
             "2026-11-21T11:00:00Z",
             vec![
-                result(&a, "boot.multi-user", "uefi", Outcome::Passed, "2026-11-21T11:00:00Z"),
-                result(&a, "boot.multi-user", "bios", Outcome::Passed, "2026-11-21T11:00:01Z"),
+                result(
+                    &a,
+                    "boot.multi-user",
+                    "uefi",
+                    Outcome::Passed,
+                    "2026-11-21T11:00:00Z",
+                ),
+                result(
+                    &a,
+                    "boot.multi-user",
+                    "bios",
+                    Outcome::Passed,
+                    "2026-11-21T11:00:01Z",
+                ),
             ],
         ),
         (
             &b,
             "default",
             "2026-11-21T12:00:00Z",
-            vec![result(&b, "boot.multi-user", "uefi", Outcome::Error, "2026-11-21T12:00:00Z")],
+            vec![result(
+                &b,
+                "boot.multi-user",
+                "uefi",
+                Outcome::Error,
+                "2026-11-21T12:00:00Z",
+            )],
         ),
     ];
     let mut runs = Vec::new();
@@ -130,7 +180,10 @@ async fn start() -> Server {
             started_at: t(at),
             finished_at: t(at) + jiff::SignedDuration::from_secs(90),
         };
-        store.record_test_run(&run, &results, t(at)).await.expect("record");
+        store
+            .record_test_run(&run, &results, t(at))
+            .await
+            .expect("record");
         runs.push(run.id);
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -219,10 +272,25 @@ async fn a_result_has_resultsdb_shape() {
         .expect("boot result")
         .clone();
     let id = boot["id"].as_u64().expect("integer id");
-    let keys: Vec<&str> = boot.as_object().expect("object").keys().map(String::as_str).collect();
+    let keys: Vec<&str> = boot
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(
         keys,
-        ["data", "groups", "href", "id", "note", "outcome", "ref_url", "submit_time", "testcase"]
+        [
+            "data",
+            "groups",
+            "href",
+            "id",
+            "note",
+            "outcome",
+            "ref_url",
+            "submit_time",
+            "testcase"
+        ]
     );
     assert_eq!(boot["groups"], serde_json::json!([s.runs[0].as_str()]));
     assert_eq!(boot["outcome"], "FAILED");
@@ -263,7 +331,10 @@ async fn a_result_has_resultsdb_shape() {
         .find(|r| r["testcase"]["name"] == "sshd.active")
         .expect("flaky result");
     assert_eq!(flaky["data"]["flaky"], serde_json::json!(["true"]));
-    assert_eq!(flaky["data"]["attempts"], serde_json::json!(["FAILED", "PASSED"]));
+    assert_eq!(
+        flaky["data"]["attempts"],
+        serde_json::json!(["FAILED", "PASSED"])
+    );
     s.stop().await;
 }
 
@@ -288,13 +359,19 @@ async fn results_filter_and_page_with_links() {
         }
         if pages > 1 {
             let prev = page["prev"].as_str().expect("prev link");
-            assert!(prev.starts_with(&s.base) && prev.contains(&format!("page={}", pages - 2)), "{prev}");
+            assert!(
+                prev.starts_with(&s.base) && prev.contains(&format!("page={}", pages - 2)),
+                "{prev}"
+            );
         } else {
             assert_eq!(page["prev"], Value::Null);
         }
         match page["next"].as_str() {
             Some(next) => {
-                assert!(next.contains("testcases:like=boot.*,sshd.*") && next.contains("limit=2"), "{next}");
+                assert!(
+                    next.contains("testcases:like=boot.*,sshd.*") && next.contains("limit=2"),
+                    "{next}"
+                );
                 url = next.strip_prefix(&s.base).expect("same server").to_string();
             }
             None => break,
@@ -311,21 +388,33 @@ async fn results_filter_and_page_with_links() {
         .await;
     assert_eq!(
         testcases_of(&failed),
-        [pair("boot.multi-user", "ERROR"), pair("boot.multi-user", "FAILED")]
+        [
+            pair("boot.multi-user", "ERROR"),
+            pair("boot.multi-user", "FAILED")
+        ]
     );
     let since = s
         .json("/api/v2.0/results?since=2026-11-21T11:00:00,2026-11-21T12:00:00%2B01:00")
         .await;
-    assert_eq!(since["data"].as_array().expect("data").len(), 2);
-    let oldest = s.json("/api/v2.0/results?_sort=asc:submit_time&limit=1").await;
+    // The end is 11:00 UTC: the offset counts, so 11:00:01 and 12:00 are outside.
+    assert_eq!(testcases_of(&since), [pair("boot.multi-user", "PASSED")]);
+    assert_eq!(since["data"][0]["submit_time"], "2026-11-21T11:00:00");
+    let oldest = s
+        .json("/api/v2.0/results?_sort=asc:submit_time&limit=1")
+        .await;
     assert_eq!(oldest["data"][0]["submit_time"], "2026-11-21T10:00:00");
     let of_b = s.json(&format!("/api/v2.0/results?item={}", s.b)).await;
     assert_eq!(testcases_of(&of_b), [pair("boot.multi-user", "ERROR")]);
     let repeated = s
-        .json(&format!("/api/v2.0/results?item={}&item={}&scenario:like=bi*", s.a, s.b))
+        .json(&format!(
+            "/api/v2.0/results?item={}&item={}&scenario:like=bi*",
+            s.a, s.b
+        ))
         .await;
     assert_eq!(testcases_of(&repeated), [pair("boot.multi-user", "PASSED")]);
-    let flaky = s.json("/api/v2.0/results?flaky=true&type=slipway-compose").await;
+    let flaky = s
+        .json("/api/v2.0/results?flaky=true&type=slipway-compose")
+        .await;
     assert_eq!(testcases_of(&flaky), [pair("sshd.active", "PASSED")]);
     let smoke = s.json("/api/v2.0/results?plan=smoke").await;
     assert_eq!(smoke["data"].as_array().expect("data").len(), 2);
@@ -336,15 +425,27 @@ async fn results_filter_and_page_with_links() {
         .json(&format!("/api/v2.0/groups/{}/results?limit=1", s.runs[1]))
         .await;
     assert_eq!(in_group["data"].as_array().expect("data").len(), 1);
-    assert!(in_group["next"].as_str().expect("next").contains(&format!("/groups/{}/results?", s.runs[1])));
+    assert!(in_group["next"]
+        .as_str()
+        .expect("next")
+        .contains(&format!("/groups/{}/results?", s.runs[1])));
     s.stop().await;
 }
 
 #[tokio::test]
 async fn latest_results_are_one_per_testcase_and_scenario() {
     let s = start().await;
-    let latest = s.json(&format!("/api/v2.0/results/latest?item={}", s.a)).await;
-    assert_eq!(latest.as_object().expect("object").keys().collect::<Vec<_>>(), ["data"]);
+    let latest = s
+        .json(&format!("/api/v2.0/results/latest?item={}", s.a))
+        .await;
+    assert_eq!(
+        latest
+            .as_object()
+            .expect("object")
+            .keys()
+            .collect::<Vec<_>>(),
+        ["data"]
+    );
     let mut got = testcases_of(&latest);
     got.sort();
     assert_eq!(
@@ -356,7 +457,10 @@ async fn latest_results_are_one_per_testcase_and_scenario() {
             pair("sshd.active", "PASSED"),
         ]
     );
-    assert_eq!(latest["data"][0]["data"]["scenario"], serde_json::json!(["bios"]));
+    assert_eq!(
+        latest["data"][0]["data"]["scenario"],
+        serde_json::json!(["bios"])
+    );
 
     let per_scenario = s
         .json("/api/v2.0/results/latest?testcases=boot.multi-user&_distinct_on=scenario")
@@ -367,14 +471,19 @@ async fn latest_results_are_one_per_testcase_and_scenario() {
         .iter()
         .map(|r| {
             (
-                r["data"]["scenario"][0].as_str().expect("scenario").to_string(),
+                r["data"]["scenario"][0]
+                    .as_str()
+                    .expect("scenario")
+                    .to_string(),
                 r["outcome"].as_str().expect("outcome").to_string(),
             )
         })
         .collect();
     assert_eq!(scenarios, [pair("uefi", "ERROR"), pair("bios", "PASSED")]);
 
-    let message = s.error("/api/v2.0/results/latest?_distinct_on=scenario", 400).await;
+    let message = s
+        .error("/api/v2.0/results/latest?_distinct_on=scenario", 400)
+        .await;
     assert!(message.contains("_distinct_on"), "{message}");
     s.stop().await;
 }
@@ -423,7 +532,10 @@ async fn testcases_and_groups_are_listed_and_found() {
         .iter()
         .map(|g| g["uuid"].as_str().expect("uuid"))
         .collect();
-    assert_eq!(uuids, [s.runs[2].as_str(), s.runs[1].as_str(), s.runs[0].as_str()]);
+    assert_eq!(
+        uuids,
+        [s.runs[2].as_str(), s.runs[1].as_str(), s.runs[0].as_str()]
+    );
     let group = s.json(&format!("/api/v2.0/groups/{}", s.runs[0])).await;
     assert_eq!(
         group,
@@ -438,13 +550,22 @@ async fn testcases_and_groups_are_listed_and_found() {
     );
     assert_eq!(groups["data"][2], group);
     let by_link = s
-        .json(group["results"].as_str().expect("link").strip_prefix(&s.base).expect("same server"))
+        .json(
+            group["results"]
+                .as_str()
+                .expect("link")
+                .strip_prefix(&s.base)
+                .expect("same server"),
+        )
         .await;
     assert_eq!(by_link["data"].as_array().expect("data").len(), 4);
     let smoke = s.json("/api/v2.0/groups?description:like=*smoke").await;
     assert_eq!(smoke["data"][0]["uuid"], s.runs[1].as_str());
     let by_uuid = s
-        .json(&format!("/api/v2.0/groups?uuid={},{}&limit=1", s.runs[0], s.runs[2]))
+        .json(&format!(
+            "/api/v2.0/groups?uuid={},{}&limit=1",
+            s.runs[0], s.runs[2]
+        ))
         .await;
     assert_eq!(by_uuid["data"][0]["uuid"], s.runs[2].as_str());
     assert!(by_uuid["next"].as_str().is_some());
@@ -464,7 +585,10 @@ async fn bad_parameters_are_400_and_unknown_ids_404() {
         ("/api/v2.0/results?page=-1", "`page`"),
         ("/api/v2.0/results?outcome=GREEN", "`outcome`"),
         ("/api/v2.0/results?since=yesterday", "`since`"),
-        ("/api/v2.0/results?since=2026-01-01,2026-01-02,2026-01-03", "`since`"),
+        (
+            "/api/v2.0/results?since=2026-01-01,2026-01-02,2026-01-03",
+            "`since`",
+        ),
         ("/api/v2.0/results?_sort=desc:outcome", "`_sort`"),
         ("/api/v2.0/results?flaky=maybe", "`flaky`"),
         ("/api/v2.0/results?item:regex=x", "`item:regex`"),
@@ -488,16 +612,29 @@ async fn bad_parameters_are_400_and_unknown_ids_404() {
         "/api/v3/results".to_string(),
     ] {
         let message = s.error(&path, 404).await;
-        assert!(message.contains("not found"), "{path}: {message}");
+        assert!(
+            message.to_lowercase().contains("not found"),
+            "{path}: {message}"
+        );
     }
     // Nothing stored was lost or changed by the bad requests.
-    assert_eq!(s.store.find_group(&s.runs[0]).await.expect("group").expect("run").results, 4);
+    assert_eq!(
+        s.store
+            .find_group(&s.runs[0])
+            .await
+            .expect("group")
+            .expect("run")
+            .results,
+        4
+    );
     s.stop().await;
 }
 
 /// Runs a Python script from `tests/fixtures` and parses the JSON it prints.
 fn python(script: &str, args: &[&str]) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(script);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(script);
     let output = Command::new("python3")
         .arg(&path)
         .args(args)
@@ -515,7 +652,10 @@ fn python(script: &str, args: &[&str]) -> Value {
 async fn the_standard_resultsdb_client_reads_it() {
     let s = start().await;
     let one = s
-        .json(&format!("/api/v2.0/results?groups={}&testcases=sshd.active", s.runs[0]))
+        .json(&format!(
+            "/api/v2.0/results?groups={}&testcases=sshd.active",
+            s.runs[0]
+        ))
         .await;
     let id = one["data"][0]["id"].as_u64().expect("id").to_string();
     let url = format!("{}/api/v2.0", s.base);
@@ -531,10 +671,22 @@ async fn the_standard_resultsdb_client_reads_it() {
     assert!(page["next"].as_str().expect("next").contains("page=1"));
     assert_eq!(
         testcases_of(&got["results_failed"]),
-        [pair("boot.multi-user", "ERROR"), pair("boot.multi-user", "FAILED")]
+        [
+            pair("boot.multi-user", "ERROR"),
+            pair("boot.multi-user", "FAILED")
+        ]
     );
-    assert_eq!(testcases_of(&got["results_by_item"]), [pair("boot.multi-user", "ERROR")]);
-    assert_eq!(got["results_in_group"]["data"].as_array().expect("data").len(), 4);
+    assert_eq!(
+        testcases_of(&got["results_by_item"]),
+        [pair("boot.multi-user", "ERROR")]
+    );
+    assert_eq!(
+        got["results_in_group"]["data"]
+            .as_array()
+            .expect("data")
+            .len(),
+        4
+    );
     assert_eq!(got["result"], one["data"][0]);
     assert_eq!(got["result"]["data"]["flaky"], serde_json::json!(["true"]));
     assert_eq!(got["testcases"]["data"].as_array().expect("data").len(), 4);
@@ -550,7 +702,9 @@ async fn the_standard_resultsdb_client_reads_it() {
 #[tokio::test]
 async fn junit_reports_are_read_by_a_junit_parser() {
     let s = start().await;
-    let (status, xml) = s.get(&format!("/api/v2.0/groups/{}/junit", s.runs[0])).await;
+    let (status, xml) = s
+        .get(&format!("/api/v2.0/groups/{}/junit", s.runs[0]))
+        .await;
     assert_eq!(status, 200, "{xml}");
     let file = tempfile::NamedTempFile::new().expect("temp");
     std::fs::write(file.path(), &xml).expect("write");
@@ -561,8 +715,18 @@ async fn junit_reports_are_read_by_a_junit_parser() {
 
     assert_eq!(report["name"], format!("{} default", s.a));
     assert_eq!(
-        (&report["tests"], &report["failures"], &report["errors"], &report["skipped"]),
-        (&serde_json::json!(4), &serde_json::json!(1), &serde_json::json!(1), &serde_json::json!(1))
+        (
+            &report["tests"],
+            &report["failures"],
+            &report["errors"],
+            &report["skipped"]
+        ),
+        (
+            &serde_json::json!(4),
+            &serde_json::json!(1),
+            &serde_json::json!(1),
+            &serde_json::json!(1)
+        )
     );
     assert_eq!(report["properties"]["run"], s.runs[0].as_str());
     assert_eq!(report["properties"]["flaky"], "1");
@@ -579,18 +743,37 @@ async fn junit_reports_are_read_by_a_junit_parser() {
     assert_eq!(boot["kinds"], serde_json::json!(["Failure"]));
     assert_eq!(boot["classname"], "uefi");
     let boot_out = boot["system_out"].as_str().expect("system-out");
-    assert!(boot_out.contains("boot.multi-user said FAILED"), "{boot_out}");
-    assert!(boot_out.contains(sha256_hex(b"serial log").as_str()), "{boot_out}");
+    assert!(
+        boot_out.contains("boot.multi-user said FAILED"),
+        "{boot_out}"
+    );
+    assert!(
+        boot_out.contains(sha256_hex(b"serial log").as_str()),
+        "{boot_out}"
+    );
 
     let flaky = case("sshd.active");
-    assert_eq!(flaky["kinds"], serde_json::json!([]), "a flaky pass is a pass");
-    assert_eq!(flaky["flaky"], serde_json::json!(["attempt 1 of 2: FAILED after 1.250s"]));
+    assert_eq!(
+        flaky["kinds"],
+        serde_json::json!([]),
+        "a flaky pass is a pass"
+    );
+    assert_eq!(
+        flaky["flaky"],
+        serde_json::json!(["attempt 1 of 2: FAILED after 1.250s"])
+    );
     assert_eq!(flaky["reruns"], serde_json::json!([]));
-    assert_eq!(case("rootfs.grown")["kinds"], serde_json::json!(["Skipped"]));
+    assert_eq!(
+        case("rootfs.grown")["kinds"],
+        serde_json::json!(["Skipped"])
+    );
 
     let missing = case("cloud-init.finished");
     assert_eq!(missing["kinds"], serde_json::json!(["Error"]));
-    assert_eq!(missing["messages"], serde_json::json!(["no report <before> the deadline & \"quoted\""]));
+    assert_eq!(
+        missing["messages"],
+        serde_json::json!(["no report <before> the deadline & \"quoted\""])
+    );
     assert_eq!(
         missing["system_out"],
         "no report <before> the deadline & \"quoted\"\n\\x1b[0mlast line"

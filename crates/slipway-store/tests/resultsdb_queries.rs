@@ -79,7 +79,13 @@ async fn fixture() -> Fixture {
     let store = SqliteStore::open_in_memory().expect("store");
     let a = compose(&store, "cloud", t("2026-11-21T09:00:00Z")).await;
     let b = compose(&store, "edge", t("2026-11-21T09:00:00Z")).await;
-    let mut flaky = result(&a, "sshd.active", "uefi", Outcome::Passed, "2026-11-21T10:00:00Z");
+    let mut flaky = result(
+        &a,
+        "sshd.active",
+        "uefi",
+        Outcome::Passed,
+        "2026-11-21T10:00:00Z",
+    );
     flaky.flaky = true;
     flaky.attempts = vec![attempt(Outcome::Failed), attempt(Outcome::Passed)];
     let plans = [
@@ -88,9 +94,21 @@ async fn fixture() -> Fixture {
             "default",
             "2026-11-21T10:00:00Z",
             vec![
-                result(&a, "boot.multi-user", "uefi", Outcome::Failed, "2026-11-21T10:00:00Z"),
+                result(
+                    &a,
+                    "boot.multi-user",
+                    "uefi",
+                    Outcome::Failed,
+                    "2026-11-21T10:00:00Z",
+                ),
                 flaky,
-                result(&a, "rootfs.grown", "", Outcome::Skipped, "2026-11-21T10:00:00Z"),
+                result(
+                    &a,
+                    "rootfs.grown",
+                    "",
+                    Outcome::Skipped,
+                    "2026-11-21T10:00:00Z",
+                ),
             ],
         ),
         (
@@ -98,15 +116,33 @@ async fn fixture() -> Fixture {
             "smoke",
             "2026-11-21T11:00:00Z",
             vec![
-                result(&a, "boot.multi-user", "uefi", Outcome::Passed, "2026-11-21T11:00:00Z"),
-                result(&a, "boot.multi-user", "bios", Outcome::Passed, "2026-11-21T11:00:01Z"),
+                result(
+                    &a,
+                    "boot.multi-user",
+                    "uefi",
+                    Outcome::Passed,
+                    "2026-11-21T11:00:00Z",
+                ),
+                result(
+                    &a,
+                    "boot.multi-user",
+                    "bios",
+                    Outcome::Passed,
+                    "2026-11-21T11:00:01Z",
+                ),
             ],
         ),
         (
             &b,
             "default",
             "2026-11-21T12:00:00Z",
-            vec![result(&b, "boot.multi-user", "uefi", Outcome::Error, "2026-11-21T12:00:00Z")],
+            vec![result(
+                &b,
+                "boot.multi-user",
+                "uefi",
+                Outcome::Error,
+                "2026-11-21T12:00:00Z",
+            )],
         ),
     ];
     let mut runs = Vec::new();
@@ -234,7 +270,10 @@ async fn results_filter_by_testcase_outcome_time_and_group() {
         },
     )
     .await;
-    assert!(glob_is_not_a_prefix_of_everything.is_empty(), "globs are case-sensitive");
+    assert!(
+        glob_is_not_a_prefix_of_everything.is_empty(),
+        "globs are case-sensitive"
+    );
 
     let failing = found(
         &f,
@@ -295,7 +334,10 @@ async fn results_filter_by_item_data() {
         },
     )
     .await;
-    assert_eq!(bios_or_none, [row("boot.multi-user", "bios", Outcome::Passed)]);
+    assert_eq!(
+        bios_or_none,
+        [row("boot.multi-user", "bios", Outcome::Passed)]
+    );
 
     let any_scenario = found(
         &f,
@@ -305,7 +347,11 @@ async fn results_filter_by_item_data() {
         },
     )
     .await;
-    assert_eq!(any_scenario.len(), 5, "a result without a scenario has no such key");
+    assert_eq!(
+        any_scenario.len(),
+        5,
+        "a result without a scenario has no such key"
+    );
 
     let flaky = found(
         &f,
@@ -349,7 +395,11 @@ async fn results_filter_by_item_data() {
     let typed = found(
         &f,
         ResultQuery {
-            data: vec![data(DataKey::Type, &["koji_build", "slipway-compose"], false)],
+            data: vec![data(
+                DataKey::Type,
+                &["koji_build", "slipway-compose"],
+                false,
+            )],
             ..ResultQuery::default()
         },
     )
@@ -373,7 +423,10 @@ async fn results_filter_by_item_data() {
         },
     )
     .await;
-    assert!(unknown_key.is_empty(), "no result has a key slipway does not record");
+    assert!(
+        unknown_key.is_empty(),
+        "no result has a key slipway does not record"
+    );
 }
 
 #[tokio::test]
@@ -387,7 +440,12 @@ async fn a_result_is_found_by_id_with_its_plan() {
         .items
         .remove(0);
     let id = first.result.id.expect("id");
-    let again = f.store.find_result(id).await.expect("find").expect("exists");
+    let again = f
+        .store
+        .find_result(id)
+        .await
+        .expect("find")
+        .expect("exists");
     assert_eq!(again, first);
     assert_eq!(again.plan.as_deref(), Some("default"));
     assert_eq!(again.result.run.as_ref(), Some(&f.runs[2]));
@@ -453,7 +511,10 @@ async fn testcases_are_distinct_sorted_and_paged() {
         .find_testcases(&TestcaseQuery::default(), ALL)
         .await
         .expect("testcases");
-    assert_eq!(all.items, ["boot.multi-user", "rootfs.grown", "sshd.active"]);
+    assert_eq!(
+        all.items,
+        ["boot.multi-user", "rootfs.grown", "sshd.active"]
+    );
     assert!(!all.more);
     let second = f
         .store

@@ -97,7 +97,10 @@ fn get(address: &str, path: &str) -> (String, String) {
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read");
     let (head, body) = response.split_once("\r\n\r\n").expect("head and body");
-    (head.lines().next().unwrap_or("").to_string(), body.to_string())
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
 }
 
 /// The log without terminal colour sequences.
@@ -219,7 +222,10 @@ fn results_lists_runs_marks_flaky_ones_and_writes_junit() {
     );
     assert!(out.status.success(), "{}", text(&out));
     let xml = std::fs::read_to_string(&file).expect("report written");
-    assert!(xml.contains("tests=\"2\" failures=\"1\" errors=\"0\""), "{xml}");
+    assert!(
+        xml.contains("tests=\"2\" failures=\"1\" errors=\"0\""),
+        "{xml}"
+    );
     assert!(xml.contains("<flakyFailure"), "{xml}");
 
     let out = slipway(&project, &["results", "--junit", "no-such-run"]);

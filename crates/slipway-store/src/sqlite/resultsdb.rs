@@ -11,7 +11,9 @@ use rusqlite::{params, params_from_iter, OptionalExtension};
 use slipway_model::RunId;
 
 use super::codec::ts;
-use super::{decode_run, run_from_columns, Db, ResultRow, SqliteStore, RESULT_COLUMNS, RUN_COLUMNS};
+use super::{
+    decode_run, run_from_columns, Db, ResultRow, SqliteStore, RESULT_COLUMNS, RUN_COLUMNS,
+};
 use crate::{
     DataFilter, DataKey, GroupEntry, GroupQuery, PageRequest, Paged, ResultEntry, ResultQuery,
     SortOrder, StoreResult, TestcaseQuery, ITEM_TYPE,
@@ -441,7 +443,10 @@ impl SqliteStore {
         let row = self
             .read(OP, move |tx| {
                 tx.query_row(
-                    &format!("SELECT {} FROM test_runs g WHERE g.id = ?1", group_columns()),
+                    &format!(
+                        "SELECT {} FROM test_runs g WHERE g.id = ?1",
+                        group_columns()
+                    ),
                     params![id],
                     read_group,
                 )
@@ -481,7 +486,10 @@ mod tests {
                 || plan.contains(&format!("SEARCH r USING COVERING INDEX {index}")),
             "expected a search of {index}:\n{plan}"
         );
-        assert!(!plan.contains("SCAN r\n") && !plan.ends_with("SCAN r"), "{plan}");
+        assert!(
+            !plan.contains("SCAN r\n") && !plan.ends_with("SCAN r"),
+            "{plan}"
+        );
     }
 
     #[test]

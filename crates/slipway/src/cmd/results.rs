@@ -79,8 +79,9 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("no test run {id}; `slipway results COMPOSE` lists them"))?;
         let xml = junit::render(&run, &results);
         match args.output {
-            Some(path) => std::fs::write(&path, xml)
-                .with_context(|| format!("writing {}", path.display()))?,
+            Some(path) => {
+                std::fs::write(&path, xml).with_context(|| format!("writing {}", path.display()))?
+            }
             None => print!("{xml}"),
         }
         return Ok(ExitCode::SUCCESS);
@@ -131,7 +132,8 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
                 format!(" [{}]", result.scenario)
             };
             let flaky = if result.flaky {
-                let attempts: Vec<&str> = result.attempts.iter().map(|a| a.outcome.as_str()).collect();
+                let attempts: Vec<&str> =
+                    result.attempts.iter().map(|a| a.outcome.as_str()).collect();
                 format!("  FLAKY ({})", attempts.join(" → "))
             } else {
                 String::new()
