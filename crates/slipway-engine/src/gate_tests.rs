@@ -7,8 +7,8 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use slipway_exec::SystemRunner;
 use slipway_model::{
-    sha256_hex, topics, Artifact, ArtifactKind, Clock, Compose, Config, Decision, Event,
-    InputHash, Lock, NewWaiver, Outcome, OutputFormat, RunId, SystemClock, TestResult, TestRun,
+    sha256_hex, topics, Artifact, ArtifactKind, Clock, Compose, Config, Decision, Event, InputHash,
+    Lock, NewWaiver, Outcome, OutputFormat, RunId, SystemClock, TestResult, TestRun,
     UnsatisfiedKind,
 };
 use slipway_store::{SqliteStore, Store};
@@ -82,7 +82,11 @@ async fn built(store: &dyn Store, stream: &str) -> Compose {
         )
         .await
         .expect("complete");
-    store.compose(&compose.id).await.expect("read").expect("exists")
+    store
+        .compose(&compose.id)
+        .await
+        .expect("read")
+        .expect("exists")
 }
 
 /// Records one test run of `compose` at `at` with the given outcomes.
@@ -103,7 +107,10 @@ async fn record(store: &dyn Store, compose: &Compose, outcomes: &[(&str, Outcome
         started_at: at,
         finished_at: at,
     };
-    store.record_test_run(&run, &results, at).await.expect("results");
+    store
+        .record_test_run(&run, &results, at)
+        .await
+        .expect("results");
 }
 
 async fn changes_after(store: &dyn Store, seq: i64) -> Vec<Event> {
@@ -156,7 +163,13 @@ async fn a_waiver_flips_a_failed_decision_once_and_a_revocation_flips_it_back() 
 
     let (waiver, decision) = f
         .engine
-        .waive(&compose.id, "sshd.active", None, "bob", "sshd flake, tracked in #12")
+        .waive(
+            &compose.id,
+            "sshd.active",
+            None,
+            "bob",
+            "sshd flake, tracked in #12",
+        )
         .await
         .expect("waive");
     assert!(decision.passed, "{decision:?}");
@@ -256,7 +269,12 @@ async fn unmark_failed_without_a_veto_is_refused() {
         .await
         .expect_err("no veto");
     assert!(err.to_string().contains("is not marked failed"), "{err}");
-    assert!(f.store.verdicts(&compose.id).await.expect("read").is_empty());
+    assert!(f
+        .store
+        .verdicts(&compose.id)
+        .await
+        .expect("read")
+        .is_empty());
 }
 
 #[tokio::test]
@@ -276,7 +294,10 @@ async fn a_malformed_policy_file_fails_only_its_stream_and_is_read_again_when_fi
     ];
     record(f.store.as_ref(), &cloud, &all_pass, tested).await;
     record(f.store.as_ref(), &edge, &all_pass, tested).await;
-    f.engine.handle_pending_events().await.expect("the engine keeps going");
+    f.engine
+        .handle_pending_events()
+        .await
+        .expect("the engine keeps going");
 
     let cloud_decision = f
         .store
@@ -349,10 +370,17 @@ async fn a_decision_as_of_a_past_time_ignores_what_came_later() {
     );
     let before_build = f
         .engine
-        .decision_at("cloud", &compose.id, compose.created_at - SignedDuration::from_mins(1))
+        .decision_at(
+            "cloud",
+            &compose.id,
+            compose.created_at - SignedDuration::from_mins(1),
+        )
         .await
         .expect("decide");
-    assert_eq!(before_build.unsatisfied[0].kind, UnsatisfiedKind::ComposeRunning);
+    assert_eq!(
+        before_build.unsatisfied[0].kind,
+        UnsatisfiedKind::ComposeRunning
+    );
     assert_eq!(
         last_seq(f.store.as_ref()).await,
         seq,

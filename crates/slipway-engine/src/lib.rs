@@ -281,7 +281,11 @@ impl Engine {
         author: &str,
         reason: &str,
     ) -> Result<(Waiver, Decision), EngineError> {
-        let waiver = match self.store.revoke_waiver(id, author, reason, self.now()).await {
+        let waiver = match self
+            .store
+            .revoke_waiver(id, author, reason, self.now())
+            .await
+        {
             Err(StoreError::NotFound(_)) => {
                 return Err(EngineError::NotFound(format!(
                     "no waiver {id}; `slipway waivers` lists them"
@@ -291,7 +295,12 @@ impl Engine {
         };
         let stream = match self.store.compose(&waiver.compose).await? {
             Some(found) => found.stream,
-            None => return Err(EngineError::NotFound(format!("no compose {}", waiver.compose))),
+            None => {
+                return Err(EngineError::NotFound(format!(
+                    "no compose {}",
+                    waiver.compose
+                )))
+            }
         };
         let decision = self.decide(&stream, &waiver.compose).await?;
         Ok((waiver, decision))
@@ -362,7 +371,10 @@ impl Engine {
                 },
                 at,
             )),
-            Err(err) => failed("store", format!("reading results and waivers failed: {err}")),
+            Err(err) => failed(
+                "store",
+                format!("reading results and waivers failed: {err}"),
+            ),
         }
     }
 

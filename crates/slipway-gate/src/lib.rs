@@ -255,7 +255,13 @@ fn requirement_problems(
             let mut others: Vec<&str> = all
                 .iter()
                 .filter(|r| r.testcase == requirement.testcase)
-                .map(|r| if r.scenario.is_empty() { "(none)" } else { r.scenario.as_str() })
+                .map(|r| {
+                    if r.scenario.is_empty() {
+                        "(none)"
+                    } else {
+                        r.scenario.as_str()
+                    }
+                })
                 .collect();
             others.sort_unstable();
             others.dedup();
@@ -359,13 +365,7 @@ mod tests {
         TestResult {
             id: Some(id),
             artifact: "cloud.qcow2".into(),
-            ..TestResult::new(
-                ComposeId(COMPOSE.into()),
-                testcase,
-                outcome,
-                "",
-                t(second),
-            )
+            ..TestResult::new(ComposeId(COMPOSE.into()), testcase, outcome, "", t(second))
         }
     }
 
@@ -469,7 +469,10 @@ mod tests {
     fn a_missing_result_fails_closed() {
         let decision = Case::new(vec![result(1, "boot", Outcome::Passed, 10)]).decide();
         assert!(!decision.passed);
-        assert_eq!(kinds(&decision), vec![("ssh".to_string(), UnsatisfiedKind::Missing)]);
+        assert_eq!(
+            kinds(&decision),
+            vec![("ssh".to_string(), UnsatisfiedKind::Missing)]
+        );
     }
 
     #[test]
@@ -541,7 +544,10 @@ mod tests {
         let decision = case.decide();
         assert_eq!(
             kinds(&decision),
-            vec![("ssh".to_string(), UnsatisfiedKind::NotPassed(Outcome::Failed))]
+            vec![(
+                "ssh".to_string(),
+                UnsatisfiedKind::NotPassed(Outcome::Failed)
+            )]
         );
     }
 
@@ -591,7 +597,10 @@ mod tests {
         // Inside the window it applies again.
         case.at = t(200);
         let decision = case.decide();
-        assert_eq!(kinds(&decision), vec![("ssh".to_string(), UnsatisfiedKind::Missing)]);
+        assert_eq!(
+            kinds(&decision),
+            vec![("ssh".to_string(), UnsatisfiedKind::Missing)]
+        );
     }
 
     #[test]
@@ -623,7 +632,11 @@ mod tests {
         let decision = case.decide();
         assert!(decision.passed, "{decision:?}");
         assert_eq!(decision.waivers_used, vec![3]);
-        assert!(decision.summary.contains("1 by waiver"), "{}", decision.summary);
+        assert!(
+            decision.summary.contains("1 by waiver"),
+            "{}",
+            decision.summary
+        );
     }
 
     #[test]
@@ -654,7 +667,10 @@ mod tests {
         case.verdicts.push(verdict(true, 20));
         let vetoed = case.decide();
         assert!(!vetoed.passed);
-        assert_eq!(kinds(&vetoed), vec![("compose".to_string(), UnsatisfiedKind::Vetoed)]);
+        assert_eq!(
+            kinds(&vetoed),
+            vec![("compose".to_string(), UnsatisfiedKind::Vetoed)]
+        );
         assert!(vetoed.unsatisfied[0].detail.contains("alice"));
         case.verdicts.push(verdict(false, 30));
         assert!(case.decide().passed, "unvetoed");
@@ -698,10 +714,7 @@ mod tests {
         case.compose = compose(ComposeState::Complete);
         case.compose.finished_at = Some(t(60));
         case.at = t(50);
-        assert_eq!(
-            kinds(&case.decide())[0].1,
-            UnsatisfiedKind::ComposeRunning
-        );
+        assert_eq!(kinds(&case.decide())[0].1, UnsatisfiedKind::ComposeRunning);
     }
 
     #[test]
@@ -716,7 +729,10 @@ mod tests {
         let decision = case.decide();
         assert_eq!(
             kinds(&decision),
-            vec![("ssh".to_string(), UnsatisfiedKind::NotPassed(Outcome::Failed))]
+            vec![(
+                "ssh".to_string(),
+                UnsatisfiedKind::NotPassed(Outcome::Failed)
+            )]
         );
     }
 

@@ -556,19 +556,26 @@ policy = "policies/extra.toml"
             &BASE.replace("valid-since = 2026-01-01", "valid-since = 2027-01-01"),
         );
         let message = Config::load(&path).expect_err("must fail").to_string();
-        assert!(message.contains("must be before `valid-until`"), "{message}");
+        assert!(
+            message.contains("must be before `valid-until`"),
+            "{message}"
+        );
         assert!(message.contains("gate.strict.require[0]"), "{message}");
     }
 
     #[test]
     fn a_gate_that_requires_nothing_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let text = "[signing]\nkey = \"k\"\n[gate.empty]\nrequired = []\n[[stream]]\nname = \"c\"\n\
+        let text =
+            "[signing]\nkey = \"k\"\n[gate.empty]\nrequired = []\n[[stream]]\nname = \"c\"\n\
                     recipe = \"c.toml\"\ngate = \"empty\"\n";
         let message = Config::load(&write(dir.path(), "slipway.toml", text))
             .expect_err("must fail")
             .to_string();
-        assert!(message.contains("slipway.toml:3:1: field `gate.empty`"), "{message}");
+        assert!(
+            message.contains("slipway.toml:3:1: field `gate.empty`"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -591,7 +598,10 @@ policy = "policies/extra.toml"
             "good.toml",
             "required = [\"boot\"]\n[[require]]\ntestcase = \"ssh\"\n",
         );
-        assert_eq!(GateConfig::load(&good).expect("valid").requirements().len(), 2);
+        assert_eq!(
+            GateConfig::load(&good).expect("valid").requirements().len(),
+            2
+        );
         let bad = write(
             dir.path(),
             "bad.toml",

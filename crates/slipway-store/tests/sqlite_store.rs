@@ -7,8 +7,8 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use slipway_model::{
     sha256_hex, topics, Artifact, ArtifactKind, Attempt, ComposeId, ComposeState, Decision, Event,
-    InputHash, Lock, LockedPackage, Outcome, OutputFormat, PackageChange, PkgDiff, ReleaseState,
-    NewWaiver, RunId, TestResult, TestRun, Unsatisfied, UnsatisfiedKind, Verdict, Version,
+    InputHash, Lock, LockedPackage, NewWaiver, Outcome, OutputFormat, PackageChange, PkgDiff,
+    ReleaseState, RunId, TestResult, TestRun, Unsatisfied, UnsatisfiedKind, Verdict, Version,
 };
 use slipway_store::{JobOutcome, NewJob, SqliteStore, Store, StoreError};
 
@@ -707,7 +707,12 @@ async fn decisions_are_recorded_only_when_the_answer_changes() {
 
 // ----- waivers and decision history -----
 
-fn new_waiver(compose: &ComposeId, testcase: &str, scenario: Option<&str>, at: Timestamp) -> NewWaiver {
+fn new_waiver(
+    compose: &ComposeId,
+    testcase: &str,
+    scenario: Option<&str>,
+    at: Timestamp,
+) -> NewWaiver {
     NewWaiver {
         compose: compose.clone(),
         testcase: testcase.into(),
@@ -782,11 +787,19 @@ async fn waivers_get_ids_events_and_are_revoked_without_being_deleted() {
         ]
     );
     assert_eq!(events[0].body, serde_json::to_value(&first).expect("json"));
-    assert_eq!(events[3].body, serde_json::to_value(&revoked).expect("json"));
+    assert_eq!(
+        events[3].body,
+        serde_json::to_value(&revoked).expect("json")
+    );
 
     assert!(matches!(
-        s.add_waiver(&new_waiver(&ComposeId("x-20261121.0".into()), "boot", None, at))
-            .await,
+        s.add_waiver(&new_waiver(
+            &ComposeId("x-20261121.0".into()),
+            "boot",
+            None,
+            at
+        ))
+        .await,
         Err(StoreError::NotFound(_))
     ));
 }
@@ -837,9 +850,13 @@ async fn results_lists_every_result_up_to_a_time() {
     )
     .await
     .expect("run");
-    s.record_test_run(&run(&c, later), &[result(&c, "boot", Outcome::Passed, later)], later)
-        .await
-        .expect("run");
+    s.record_test_run(
+        &run(&c, later),
+        &[result(&c, "boot", Outcome::Passed, later)],
+        later,
+    )
+    .await
+    .expect("run");
     let all = s.results(&c, later).await.expect("results");
     assert_eq!(all.len(), 3);
     assert!(all.windows(2).all(|w| w[0].id < w[1].id));

@@ -10,8 +10,8 @@ use std::process::Output;
 use common::{example_project, slipway, text};
 use jiff::{SignedDuration, Timestamp};
 use slipway_model::{
-    sha256_hex, Artifact, ArtifactKind, ComposeId, InputHash, Lock, Outcome, OutputFormat,
-    PkgDiff, RunId, TestResult, TestRun,
+    sha256_hex, Artifact, ArtifactKind, ComposeId, InputHash, Lock, Outcome, OutputFormat, PkgDiff,
+    RunId, TestResult, TestRun,
 };
 use slipway_store::{SqliteStore, Store};
 
@@ -93,7 +93,10 @@ async fn results(store: &SqliteStore, id: &ComposeId, at: Timestamp, other: &[(&
         started_at: at,
         finished_at: at,
     };
-    store.record_test_run(&run, &results, at).await.expect("run");
+    store
+        .record_test_run(&run, &results, at)
+        .await
+        .expect("run");
 }
 
 /// A project with one compose whose sshd.active failed an hour ago.
@@ -120,11 +123,23 @@ async fn a_waiver_passes_the_gate_and_revoking_it_fails_it_again() {
 
     let out = slipway(&project, &["decision", id]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    assert!(stdout(&out).contains("sshd.active is FAILED"), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("sshd.active is FAILED"),
+        "{}",
+        text(&out)
+    );
 
     let out = slipway(
         &project,
-        &["waive", id, "sshd.active", "--reason", "host key race, #12", "--author", "bob"],
+        &[
+            "waive",
+            id,
+            "sshd.active",
+            "--reason",
+            "host key race, #12",
+            "--author",
+            "bob",
+        ],
     );
     assert!(out.status.success(), "{}", text(&out));
     assert!(stdout(&out).contains("gate now PASSED"), "{}", text(&out));
@@ -133,7 +148,9 @@ async fn a_waiver_passes_the_gate_and_revoking_it_fails_it_again() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let decision = json(&out);
     assert_eq!(decision["passed"], true);
-    let waiver_id = decision["waivers_used"][0].as_u64().expect("a waiver cited");
+    let waiver_id = decision["waivers_used"][0]
+        .as_u64()
+        .expect("a waiver cited");
 
     let out = slipway(&project, &["waivers", id, "--json"]);
     assert!(out.status.success(), "{}", text(&out));
@@ -147,7 +164,15 @@ async fn a_waiver_passes_the_gate_and_revoking_it_fails_it_again() {
     let revoke = waiver_id.to_string();
     let out = slipway(
         &project,
-        &["waive", "--revoke", &revoke, "--reason", "a real bug", "--author", "carol"],
+        &[
+            "waive",
+            "--revoke",
+            &revoke,
+            "--reason",
+            "a real bug",
+            "--author",
+            "carol",
+        ],
     );
     assert!(out.status.success(), "{}", text(&out));
     assert!(stdout(&out).contains("gate now FAILED"), "{}", text(&out));
@@ -195,7 +220,10 @@ async fn decision_at_a_past_time_ignores_later_results_and_waivers() {
         )
         .await;
     }
-    let out = slipway(&project, &["waive", id.as_str(), "sshd.active", "--reason", "known"]);
+    let out = slipway(
+        &project,
+        &["waive", id.as_str(), "sshd.active", "--reason", "known"],
+    );
     assert!(out.status.success(), "{}", text(&out));
 
     // Now: sshd.active passed in the second run, rootfs.grown errored.
@@ -207,7 +235,10 @@ async fn decision_at_a_past_time_ignores_later_results_and_waivers() {
 
     // Forty-five minutes ago: only the first run, whose sshd.active failed; the waiver did not exist.
     let then = (now - SignedDuration::from_mins(45)).to_string();
-    let out = slipway(&project, &["decision", id.as_str(), "--at", &then, "--json"]);
+    let out = slipway(
+        &project,
+        &["decision", id.as_str(), "--at", &then, "--json"],
+    );
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     let decision = json(&out);
     assert_eq!(decision["unsatisfied"][0]["subject"], "sshd.active");
@@ -218,7 +249,11 @@ async fn decision_at_a_past_time_ignores_later_results_and_waivers() {
     let early = (now - SignedDuration::from_mins(150)).to_string();
     let out = slipway(&project, &["decision", id.as_str(), "--at", &early]);
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
-    assert!(stdout(&out).contains("no result for boot.multi-user"), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("no result for boot.multi-user"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[tokio::test]
@@ -229,23 +264,42 @@ async fn bad_input_is_named() {
 
     let out = slipway(&project, &["decision", "nope-20260101.0"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no compose nope-20260101.0"), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("no compose nope-20260101.0"),
+        "{}",
+        text(&out)
+    );
 
     let out = slipway(&project, &["decision", id, "--at", "yesterday"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("--at: \"yesterday\" is not a time"), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("--at: \"yesterday\" is not a time"),
+        "{}",
+        text(&out)
+    );
 
     let out = slipway(&project, &["decision", id, "--stream", "nope"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("no stream nope"), "{}", text(&out));
 
-    let out = slipway(&project, &["waive", "nope-20260101.0", "boot", "--reason", "x"]);
+    let out = slipway(
+        &project,
+        &["waive", "nope-20260101.0", "boot", "--reason", "x"],
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("no compose nope-20260101.0"), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("no compose nope-20260101.0"),
+        "{}",
+        text(&out)
+    );
 
     let out = slipway(&project, &["waive", id, "sshd.active", "--reason", " "]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("--reason must say why"), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("--reason must say why"),
+        "{}",
+        text(&out)
+    );
 
     let out = slipway(&project, &["waive", "--revoke", "99"]);
     assert_eq!(out.status.code(), Some(1));
@@ -253,7 +307,11 @@ async fn bad_input_is_named() {
 
     let out = slipway(&project, &["unmark-failed", id, "--reason", "x"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("is not marked failed"), "{}", text(&out));
+    assert!(
+        stderr(&out).contains("is not marked failed"),
+        "{}",
+        text(&out)
+    );
 
     // Nothing above stored anything.
     let out = slipway(&project, &["waivers", "--json"]);

@@ -91,7 +91,11 @@ fn print_text(decision: &Decision) {
         decision.summary
     );
     for unmet in &decision.unsatisfied {
-        println!("  unmet: {}{}", unmet.detail, ids("results", &unmet.results));
+        println!(
+            "  unmet: {}{}",
+            unmet.detail,
+            ids("results", &unmet.results)
+        );
     }
     for met in &decision.satisfied {
         let how = if met.waivers.is_empty() {

@@ -124,6 +124,11 @@ fn line(waiver: &Waiver) -> String {
     };
     format!(
         "#{} {} {}{scenario} by {} at {}: {} ({state})",
-        waiver.id, waiver.compose, waiver.testcase, waiver.author, waiver.created_at, waiver.comment
+        waiver.id,
+        waiver.compose,
+        waiver.testcase,
+        waiver.author,
+        waiver.created_at,
+        waiver.comment
     )
 }
