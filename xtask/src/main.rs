@@ -136,13 +136,19 @@ async fn bench() -> anyhow::Result<String> {
             .run(&BootTestRequest {
                 compose: request.compose_id.clone(),
                 image: qcow2.path.clone(),
+                tests: slipway_boottest::builtin_tests(),
                 lock: output.lock.clone(),
+                exclude_docs: recipe.exclude_docs,
+                exclude_locales: recipe.exclude_locales,
                 work_dir,
                 memory_mib: 1024,
                 cpus: 2,
-                deadline: Duration::from_secs(600),
+                boot_allowance: Duration::from_secs(600),
                 disk_gib: 4,
                 accel,
+                reruns: 1,
+                memory_budget_mib: 4096,
+                cpu_budget: 2,
             })
             .await?;
         let passed = report
