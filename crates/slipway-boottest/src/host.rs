@@ -17,7 +17,8 @@ pub(crate) type HostResults = BTreeMap<String, Vec<AttemptRecord>>;
 /// Captures a script's stdout and stderr up to a cap, drains and counts the rest, and keeps the script's
 /// own exit status in a file (a pipeline's status is its last command's). Arguments: script, status
 /// file, capture file, overflow-count file, cap.
-const CAPTURE: &str = r#"( "$0" </dev/null 2>&1; echo $? >"$1" ) | { head -c "$4" >"$2"; cat | wc -c >"$3"; }"#;
+const CAPTURE: &str =
+    r#"( "$0" </dev/null 2>&1; echo $? >"$1" ) | { head -c "$4" >"$2"; cat | wc -c >"$3"; }"#;
 
 /// The host tests of one boot and what they need to reach the guest.
 #[derive(Debug)]

@@ -369,10 +369,7 @@ impl BootTester {
                 let context = Arc::clone(&context);
                 running.spawn(async move {
                     let memory_cpus = (boot.memory_mib, boot.cpus);
-                    (
-                        memory_cpus,
-                        tester.run_boot(&context, index, &boot).await,
-                    )
+                    (memory_cpus, tester.run_boot(&context, index, &boot).await)
                 });
             }
             let Some(joined) = running.join_next().await else {
@@ -422,16 +419,26 @@ impl BootTester {
         self.runner
             .run(
                 Command::new("ssh-keygen")
-                    .args(["-q", "-t", "ed25519", "-N", "", "-C", "slipway-boot-test", "-f"])
+                    .args([
+                        "-q",
+                        "-t",
+                        "ed25519",
+                        "-N",
+                        "",
+                        "-C",
+                        "slipway-boot-test",
+                        "-f",
+                    ])
                     .arg(&key),
             )
             .await?;
-        let text = tokio::fs::read_to_string(&public)
-            .await
-            .map_err(|source| BootTestError::WorkDir {
-                path: public.clone(),
-                source,
-            })?;
+        let text =
+            tokio::fs::read_to_string(&public)
+                .await
+                .map_err(|source| BootTestError::WorkDir {
+                    path: public.clone(),
+                    source,
+                })?;
         Ok((key, text.trim().to_string()))
     }
 
@@ -451,7 +458,12 @@ impl BootTester {
                 source,
             })?;
         let files = vm::VmFiles::in_dir(&dir);
-        for stale in [&files.overlay, &files.vars, &files.serial_log, &files.results] {
+        for stale in [
+            &files.overlay,
+            &files.vars,
+            &files.serial_log,
+            &files.results,
+        ] {
             remove_if_present(stale).await?;
         }
         tokio::fs::copy(vm::OVMF_VARS, &files.vars)

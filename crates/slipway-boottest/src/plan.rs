@@ -86,7 +86,9 @@ pub fn plan_boots(
     if !host.is_empty() {
         // A host test that needs the network makes its boot one with network.
         let wants_network = host.iter().any(|t| t.needs_network);
-        let target = if wants_network || shared.guest_tests.is_empty() && !shared_network.guest_tests.is_empty() {
+        let target = if wants_network
+            || shared.guest_tests.is_empty() && !shared_network.guest_tests.is_empty()
+        {
             &mut shared_network
         } else {
             &mut shared
@@ -112,9 +114,8 @@ pub fn plan_boots(
                 .map(|t| t.timeout * (1 + reruns) + Duration::from_secs(5))
                 .sum()
         };
-        boot.deadline = boot_allowance
-            + time(&boot.guest_tests).max(time(&boot.host_tests))
-            + DEADLINE_MARGIN;
+        boot.deadline =
+            boot_allowance + time(&boot.guest_tests).max(time(&boot.host_tests)) + DEADLINE_MARGIN;
     }
     boots
 }
@@ -159,7 +160,8 @@ impl Budget {
     /// Takes room for a VM if it fits (or if nothing runs); returns whether it may start.
     pub fn try_start(&mut self, memory_mib: u32, cpus: u32) -> bool {
         let (memory, cpus) = (u64::from(memory_mib), u64::from(cpus));
-        let fits = self.used_memory + memory <= self.memory_mib && self.used_cpus + cpus <= self.cpus;
+        let fits =
+            self.used_memory + memory <= self.memory_mib && self.used_cpus + cpus <= self.cpus;
         if fits || self.running == 0 {
             self.used_memory += memory;
             self.used_cpus += cpus;
@@ -229,14 +231,38 @@ mod tests {
             exclude: vec!["ssh.*".into(), "sshd.*".into()],
         };
         let names = |tests: Vec<TestDef>| tests.into_iter().map(|t| t.name).collect::<Vec<_>>();
-        let chosen = names(select_tests("quick", Some(&plan), &available, "qcow2", "cloud"));
-        assert!(chosen.contains(&"boot.multi-user".to_string()), "{chosen:?}");
+        let chosen = names(select_tests(
+            "quick",
+            Some(&plan),
+            &available,
+            "qcow2",
+            "cloud",
+        ));
+        assert!(
+            chosen.contains(&"boot.multi-user".to_string()),
+            "{chosen:?}"
+        );
         assert!(chosen.contains(&"user.smoke".to_string()), "{chosen:?}");
-        assert!(chosen.contains(&"cloud-init.finished".to_string()), "smoke tag: {chosen:?}");
-        assert!(!chosen.contains(&"ssh.login".to_string()), "excluded: {chosen:?}");
-        assert!(!chosen.contains(&"user.edge".to_string()), "other stream: {chosen:?}");
+        assert!(
+            chosen.contains(&"cloud-init.finished".to_string()),
+            "smoke tag: {chosen:?}"
+        );
+        assert!(
+            !chosen.contains(&"ssh.login".to_string()),
+            "excluded: {chosen:?}"
+        );
+        assert!(
+            !chosen.contains(&"user.edge".to_string()),
+            "other stream: {chosen:?}"
+        );
         assert!(!chosen.contains(&"user.other".to_string()), "{chosen:?}");
-        let raw = names(select_tests("quick", Some(&plan), &available, "raw.xz", "edge"));
+        let raw = names(select_tests(
+            "quick",
+            Some(&plan),
+            &available,
+            "raw.xz",
+            "edge",
+        ));
         assert!(!raw.contains(&"user.smoke".to_string()), "{raw:?}");
         assert!(raw.contains(&"user.edge".to_string()), "{raw:?}");
     }
@@ -258,7 +284,11 @@ mod tests {
         let shared = &boots[0];
         assert!(!shared.network);
         assert_eq!(
-            shared.guest_tests.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+            shared
+                .guest_tests
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>(),
             ["a", "b"]
         );
         assert_eq!(shared.host_tests[0].name, "host");
@@ -266,8 +296,14 @@ mod tests {
         assert_eq!(boots[2].memory_mib, 2048);
         assert_eq!(shared.memory_mib, 1024);
         // 300 s to boot + the host test's 100 s twice (+5 s each) + the margin.
-        assert_eq!(shared.deadline, Duration::from_secs(300 + 205) + DEADLINE_MARGIN);
-        assert_eq!(boots[2].deadline, Duration::from_secs(300 + 25) + DEADLINE_MARGIN);
+        assert_eq!(
+            shared.deadline,
+            Duration::from_secs(300 + 205) + DEADLINE_MARGIN
+        );
+        assert_eq!(
+            boots[2].deadline,
+            Duration::from_secs(300 + 25) + DEADLINE_MARGIN
+        );
     }
 
     #[test]
@@ -282,7 +318,10 @@ mod tests {
         budget.finish(1024, 2);
         budget.finish(512, 2);
         assert_eq!(budget.running(), 0);
-        assert!(budget.try_start(8192, 8), "too big for the budget, but alone");
+        assert!(
+            budget.try_start(8192, 8),
+            "too big for the budget, but alone"
+        );
         assert!(!budget.try_start(256, 1));
     }
 }

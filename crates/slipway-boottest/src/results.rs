@@ -115,7 +115,11 @@ impl ResultsReader {
         let Ok(mut file) = tokio::fs::File::open(&self.path).await else {
             return;
         };
-        if file.seek(std::io::SeekFrom::Start(self.offset)).await.is_err() {
+        if file
+            .seek(std::io::SeekFrom::Start(self.offset))
+            .await
+            .is_err()
+        {
             return;
         }
         let mut fresh = Vec::new();
@@ -172,7 +176,8 @@ impl ResultsReader {
         if parsed.event.as_deref() == Some("settled") {
             self.report.settled = true;
         }
-        if let (Some(test), Some(attempt), Some(b64)) = (&parsed.chunk, parsed.attempt, &parsed.b64) {
+        if let (Some(test), Some(attempt), Some(b64)) = (&parsed.chunk, parsed.attempt, &parsed.b64)
+        {
             match decode_base64(b64) {
                 Ok(bytes) => self
                     .chunks
@@ -186,7 +191,9 @@ impl ResultsReader {
             }
             return;
         }
-        if let (Some(test), Some(attempt), Some(outcome)) = (parsed.test, parsed.attempt, parsed.outcome) {
+        if let (Some(test), Some(attempt), Some(outcome)) =
+            (parsed.test, parsed.attempt, parsed.outcome)
+        {
             let end = match outcome.as_str() {
                 "PASSED" => AttemptEnd::Passed,
                 "FAILED" => AttemptEnd::Failed,
@@ -198,14 +205,21 @@ impl ResultsReader {
                     return;
                 }
             };
-            let output = self.chunks.remove(&(test.clone(), attempt)).unwrap_or_default();
-            self.report.attempts.entry(test).or_default().push(AttemptRecord {
-                end,
-                status: parsed.status.unwrap_or(-1),
-                seconds: parsed.seconds.unwrap_or(0.0).max(0.0),
-                output,
-                truncated: parsed.truncated,
-            });
+            let output = self
+                .chunks
+                .remove(&(test.clone(), attempt))
+                .unwrap_or_default();
+            self.report
+                .attempts
+                .entry(test)
+                .or_default()
+                .push(AttemptRecord {
+                    end,
+                    status: parsed.status.unwrap_or(-1),
+                    seconds: parsed.seconds.unwrap_or(0.0).max(0.0),
+                    output,
+                    truncated: parsed.truncated,
+                });
         }
     }
 }
@@ -236,7 +250,9 @@ pub(crate) fn decide(test: &str, attempts: &[AttemptRecord]) -> Option<(Outcome,
             last.seconds,
             last_line(&last.output).map_or(String::new(), |l| format!("; last output: {l}"))
         ),
-        AttemptEnd::Skipped => last_line(&last.output).unwrap_or_else(|| "skipped (exit status 77)".into()),
+        AttemptEnd::Skipped => {
+            last_line(&last.output).unwrap_or_else(|| "skipped (exit status 77)".into())
+        }
         _ => {
             let line = last_line(&last.output).unwrap_or_else(|| "(no output)".into());
             format!("exit status {}: {line}", last.status)
@@ -282,7 +298,11 @@ pub(crate) fn encode_base64(bytes: &[u8]) -> String {
     const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -353,8 +373,20 @@ mod tests {
 
     #[test]
     fn base64_round_trips_every_length() {
-        for text in ["", "a", "ab", "abc", "abcd", "bash\t5.2\tamd64\n", "ü\u{0}x"] {
-            assert_eq!(decode_text(&encode_base64(text.as_bytes())).as_deref(), Ok(text), "{text:?}");
+        for text in [
+            "",
+            "a",
+            "ab",
+            "abc",
+            "abcd",
+            "bash\t5.2\tamd64\n",
+            "ü\u{0}x",
+        ] {
+            assert_eq!(
+                decode_text(&encode_base64(text.as_bytes())).as_deref(),
+                Ok(text),
+                "{text:?}"
+            );
         }
         assert_eq!(decode_text("YW Jj\nZA==").as_deref(), Ok("abcd"));
         assert!(decode_text("a").is_err());
@@ -380,7 +412,10 @@ mod tests {
         let a = &report.attempts["a"];
         assert_eq!(a.len(), 1);
         assert_eq!(a[0].output, b"line one\nall good\n");
-        assert_eq!(decide("a", a), Some((Outcome::Passed, false, "all good".into())));
+        assert_eq!(
+            decide("a", a),
+            Some((Outcome::Passed, false, "all good".into()))
+        );
         assert!(!report.attempts.contains_key("b"));
     }
 
@@ -403,7 +438,10 @@ mod tests {
         let report = reader.report();
         let (outcome, flaky, note) = decide("flaky", &report.attempts["flaky"]).expect("flaky");
         assert_eq!((outcome, flaky), (Outcome::Passed, true));
-        assert_eq!(note, "flaky: attempt 1 failed with exit status 1, attempt 2 passed: now");
+        assert_eq!(
+            note,
+            "flaky: attempt 1 failed with exit status 1, attempt 2 passed: now"
+        );
         let (outcome, flaky, note) = decide("bad", &report.attempts["bad"]).expect("bad");
         assert_eq!((outcome, flaky), (Outcome::Failed, false));
         assert_eq!(note, "exit status 3: (no output) (all 2 attempts)");
@@ -412,8 +450,14 @@ mod tests {
         assert!(note.starts_with("hang timed out after 2s"), "{note}");
         let noisy = &report.attempts["noisy"][0];
         assert!(noisy.truncated);
-        assert_eq!(decide("noisy", &report.attempts["noisy"]).expect("noisy").0, Outcome::Passed);
-        assert_eq!(decide("na", &report.attempts["na"]).expect("na").0, Outcome::Skipped);
+        assert_eq!(
+            decide("noisy", &report.attempts["noisy"]).expect("noisy").0,
+            Outcome::Passed
+        );
+        assert_eq!(
+            decide("na", &report.attempts["na"]).expect("na").0,
+            Outcome::Skipped
+        );
         assert_eq!(decide("none", &[]), None);
     }
 

@@ -115,7 +115,11 @@ pub(crate) fn user_data(payload: &SeedPayload) -> String {
         yaml_string(payload.ssh_public_key.trim())
     ));
     out.push_str("write_files:\n");
-    out.push_str(&write_file(GUEST_RUNNER_PATH, "0755", RUNNER_SCRIPT.as_bytes()));
+    out.push_str(&write_file(
+        GUEST_RUNNER_PATH,
+        "0755",
+        RUNNER_SCRIPT.as_bytes(),
+    ));
     out.push_str(&write_file(
         "/etc/systemd/system/slipway-runner.service",
         "0644",
@@ -127,18 +131,34 @@ pub(crate) fn user_data(payload: &SeedPayload) -> String {
         payload.output_cap,
         u8::from(payload.hold)
     );
-    out.push_str(&write_file(&format!("{GUEST_BASE}/runner.env"), "0644", settings.as_bytes()));
+    out.push_str(&write_file(
+        &format!("{GUEST_BASE}/runner.env"),
+        "0644",
+        settings.as_bytes(),
+    ));
     let manifest: String = payload
         .tests
         .iter()
         .map(|(name, timeout, _)| format!("{name}\t{timeout}\n"))
         .collect();
-    out.push_str(&write_file(&format!("{GUEST_BASE}/manifest"), "0644", manifest.as_bytes()));
+    out.push_str(&write_file(
+        &format!("{GUEST_BASE}/manifest"),
+        "0644",
+        manifest.as_bytes(),
+    ));
     for (name, _, script) in &payload.tests {
-        out.push_str(&write_file(&format!("{GUEST_BASE}/tests/{name}"), "0755", script));
+        out.push_str(&write_file(
+            &format!("{GUEST_BASE}/tests/{name}"),
+            "0755",
+            script,
+        ));
     }
     for (name, content) in &payload.data {
-        out.push_str(&write_file(&format!("{GUEST_BASE}/data/{name}"), "0644", content));
+        out.push_str(&write_file(
+            &format!("{GUEST_BASE}/data/{name}"),
+            "0644",
+            content,
+        ));
     }
     out.push_str("runcmd:\n  - [systemctl, start, --no-block, slipway-runner.service]\n");
     out
@@ -231,8 +251,16 @@ mod tests {
     fn payload() -> SeedPayload {
         SeedPayload {
             tests: vec![
-                ("boot.multi-user".into(), 30, b"#!/bin/sh\necho ok\n".to_vec()),
-                ("odd".into(), 5, b"#!/bin/sh\nprintf '\\033[1m: \"x\" #\\n'\n\xff".to_vec()),
+                (
+                    "boot.multi-user".into(),
+                    30,
+                    b"#!/bin/sh\necho ok\n".to_vec(),
+                ),
+                (
+                    "odd".into(),
+                    5,
+                    b"#!/bin/sh\nprintf '\\033[1m: \"x\" #\\n'\n\xff".to_vec(),
+                ),
             ],
             data: vec![("hostname".into(), b"slipway-test-1".to_vec())],
             reruns: 1,
@@ -267,11 +295,18 @@ mod tests {
                 .find(|f| f["path"] == path)
                 .unwrap_or_else(|| panic!("no {path}"));
             assert_eq!(entry["encoding"], "b64");
-            let content = crate::results::decode_base64(entry["content"].as_str().expect("content"))
-                .expect("base64");
-            (entry["permissions"].as_str().expect("mode").to_string(), content)
+            let content =
+                crate::results::decode_base64(entry["content"].as_str().expect("content"))
+                    .expect("base64");
+            (
+                entry["permissions"].as_str().expect("mode").to_string(),
+                content,
+            )
         };
-        assert_eq!(file(GUEST_RUNNER_PATH), ("0755".into(), RUNNER_SCRIPT.as_bytes().to_vec()));
+        assert_eq!(
+            file(GUEST_RUNNER_PATH),
+            ("0755".into(), RUNNER_SCRIPT.as_bytes().to_vec())
+        );
         assert_eq!(
             file("/var/lib/slipway/tests/odd"),
             ("0755".into(), payload.tests[1].2.clone())
@@ -280,12 +315,21 @@ mod tests {
             file("/var/lib/slipway/manifest").1,
             b"boot.multi-user\t30\nodd\t5\n"
         );
-        assert_eq!(file("/var/lib/slipway/runner.env").1, b"RERUNS=1\nCAP=1024\nHOLD=1\n");
+        assert_eq!(
+            file("/var/lib/slipway/runner.env").1,
+            b"RERUNS=1\nCAP=1024\nHOLD=1\n"
+        );
         assert_eq!(file("/var/lib/slipway/data/hostname").1, b"slipway-test-1");
-        assert_eq!(file("/etc/systemd/system/slipway-runner.service").1, unit_file().as_bytes());
+        assert_eq!(
+            file("/etc/systemd/system/slipway-runner.service").1,
+            unit_file().as_bytes()
+        );
         assert_eq!(doc["users"][0], "default");
         assert_eq!(doc["users"][1]["name"], SSH_USER);
-        assert_eq!(doc["users"][1]["ssh_authorized_keys"][0], "ssh-ed25519 AAAAC3Nza test");
+        assert_eq!(
+            doc["users"][1]["ssh_authorized_keys"][0],
+            "ssh-ed25519 AAAAC3Nza test"
+        );
         assert_eq!(
             doc["runcmd"][0],
             serde_json::json!(["systemctl", "start", "--no-block", "slipway-runner.service"])
@@ -437,8 +481,13 @@ mod tests {
             .stdout_text();
         assert_eq!(meta, meta_data(&identity));
         // A second build replaces the first instead of failing on the existing file.
-        build_seed(&SystemRunner, dir.path(), &SeedIdentity::random(), &payload())
-            .await
-            .expect("rebuilt seed");
+        build_seed(
+            &SystemRunner,
+            dir.path(),
+            &SeedIdentity::random(),
+            &payload(),
+        )
+        .await
+        .expect("rebuilt seed");
     }
 }

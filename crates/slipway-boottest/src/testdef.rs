@@ -196,16 +196,14 @@ fn parse_metadata(
         .script
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{stem}.sh")));
-    let script = read_script(&stem, &script_path).map_err(|message| {
-        match metadata.script {
-            Some(_) => ConfigError::at_key(path, text, "script", "script", message),
-            None => ConfigError::Invalid {
-                path: path.to_path_buf(),
-                location: None,
-                field: Some("script".into()),
-                message,
-            },
-        }
+    let script = read_script(&stem, &script_path).map_err(|message| match metadata.script {
+        Some(_) => ConfigError::at_key(path, text, "script", "script", message),
+        None => ConfigError::Invalid {
+            path: path.to_path_buf(),
+            location: None,
+            field: Some("script".into()),
+            message,
+        },
     })?;
     Ok(TestDef {
         name,
@@ -384,17 +382,26 @@ mod tests {
             .expect("builtin dir")
             .filter_map(|e| {
                 let path = e.expect("entry").path();
-                (path.extension()? == "toml")
-                    .then(|| path.file_stem().expect("stem").to_string_lossy().into_owned())
+                (path.extension()? == "toml").then(|| {
+                    path.file_stem()
+                        .expect("stem")
+                        .to_string_lossy()
+                        .into_owned()
+                })
             })
             .collect();
         on_disk.sort();
         let mut embedded: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         embedded.sort();
         assert_eq!(embedded, on_disk);
-        let ssh = tests.iter().find(|t| t.name == "ssh.login").expect("ssh.login");
+        let ssh = tests
+            .iter()
+            .find(|t| t.name == "ssh.login")
+            .expect("ssh.login");
         assert_eq!(ssh.runs_on, RunsOn::Host);
-        assert!(tests.iter().all(|t| t.builtin && t.script.starts_with(b"#!/bin/sh")));
+        assert!(tests
+            .iter()
+            .all(|t| t.builtin && t.script.starts_with(b"#!/bin/sh")));
     }
 
     #[test]
@@ -442,18 +449,27 @@ mod tests {
     #[test]
     fn errors_name_file_line_column_and_field() {
         let message = error_of("description = \"x\"\ntimeout = \"soon\"\n");
-        assert!(message.contains("t.toml:2:11: field `timeout`"), "{message}");
+        assert!(
+            message.contains("t.toml:2:11: field `timeout`"),
+            "{message}"
+        );
         assert!(message.contains("\"soon\" is not a timeout"), "{message}");
 
         let message = error_of("description = \"x\"\nexclusive = \"yes\"\n");
-        assert!(message.contains("t.toml:2:13: field `exclusive`"), "{message}");
+        assert!(
+            message.contains("t.toml:2:13: field `exclusive`"),
+            "{message}"
+        );
 
         let message = error_of("\n\nrun-on = \"host\"\n");
         assert!(message.contains("t.toml:3:1"), "{message}");
         assert!(message.contains("unknown field `run-on`"), "{message}");
 
         let message = error_of("runs-on = \"cloud\"\n");
-        assert!(message.contains("t.toml:1:11: field `runs-on`"), "{message}");
+        assert!(
+            message.contains("t.toml:1:11: field `runs-on`"),
+            "{message}"
+        );
 
         let message = error_of("name = \"bad name\"\n");
         assert!(message.contains("t.toml:1:1: field `name`"), "{message}");
@@ -472,7 +488,9 @@ mod tests {
 
         write(dir.path(), "b.sh", "#!/bin/sh\n");
         let path = write(dir.path(), "b.toml", "\nscript = \"b.sh\"\n");
-        let message = load_test_file(&path).expect_err("not executable").to_string();
+        let message = load_test_file(&path)
+            .expect_err("not executable")
+            .to_string();
         assert!(message.contains("b.toml:2:1: field `script`"), "{message}");
         assert!(message.contains("chmod +x"), "{message}");
     }
@@ -495,7 +513,11 @@ mod tests {
             .iter()
             .find(|b| b.testcase == "worse")
             .expect("worse");
-        assert!(worse.error.contains("worse.toml:1:11: field `timeout`"), "{}", worse.error);
+        assert!(
+            worse.error.contains("worse.toml:1:11: field `timeout`"),
+            "{}",
+            worse.error
+        );
         let dup = repository
             .broken
             .iter()

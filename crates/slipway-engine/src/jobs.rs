@@ -603,7 +603,12 @@ pub(crate) fn apply_denylist(
         .iter()
         .find(|e| e.applies(&result.testcase, tags, &result.stream, &result.arch, today))
     {
-        result.note = format!("{}; it was {}: {}", entry.note(), result.outcome, result.note);
+        result.note = format!(
+            "{}; it was {}: {}",
+            entry.note(),
+            result.outcome,
+            result.note
+        );
         result.outcome = Outcome::Skipped;
     }
 }
@@ -652,6 +657,10 @@ mod denylist_tests {
         assert_eq!(passed.outcome, Outcome::Passed);
         let mut late = result(Outcome::Failed);
         apply_denylist(&denylist, &mut late, &[], Date::constant(2026, 12, 1));
-        assert_eq!(late.outcome, Outcome::Failed, "past its snooze date it counts again");
+        assert_eq!(
+            late.outcome,
+            Outcome::Failed,
+            "past its snooze date it counts again"
+        );
     }
 }

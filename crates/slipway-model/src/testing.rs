@@ -95,9 +95,8 @@ fn date_or_string<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<D
         Written::Text(text) => text,
         Written::Toml(datetime) => datetime.to_string(),
     };
-    text.parse::<Date>().map_err(|_| {
-        serde::de::Error::custom(format!("{text:?} is not a date such as 2026-12-01"))
-    })
+    text.parse::<Date>()
+        .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a date such as 2026-12-01")))
 }
 
 /// The kernel's name of an architecture (`x86_64`) for Debian's (`amd64`); other names pass through.

@@ -114,10 +114,7 @@ fn check_test_results(project: &Path, compose: &str) {
     };
     let blob = |sha: &serde_json::Value| {
         let sha = sha.as_str().expect("sha256");
-        project
-            .join("state/blobs/sha256")
-            .join(&sha[..2])
-            .join(sha)
+        project.join("state/blobs/sha256").join(&sha[..2]).join(sha)
     };
     for builtin in [
         "boot.multi-user",
@@ -144,13 +141,29 @@ fn check_test_results(project: &Path, compose: &str) {
     assert_eq!(result("demo.pass")["note"], "all good");
     let fail = result("demo.fail");
     assert_eq!(fail["outcome"], "FAILED", "{fail:#}");
-    assert_eq!(fail["attempts"].as_array().expect("attempts").len(), 2, "rerun once");
-    assert!(fail["note"].as_str().expect("note").contains("this is wrong"), "{fail:#}");
+    assert_eq!(
+        fail["attempts"].as_array().expect("attempts").len(),
+        2,
+        "rerun once"
+    );
+    assert!(
+        fail["note"]
+            .as_str()
+            .expect("note")
+            .contains("this is wrong"),
+        "{fail:#}"
+    );
     let output = blob(&fail["attempts"][0]["output"]);
-    assert_eq!(std::fs::read_to_string(&output).expect("output blob"), "this is wrong\n");
+    assert_eq!(
+        std::fs::read_to_string(&output).expect("output blob"),
+        "this is wrong\n"
+    );
     let hang = result("demo.hang");
     assert_eq!(hang["outcome"], "ERROR", "{hang:#}");
-    assert!(hang["note"].as_str().expect("note").contains("timed out"), "{hang:#}");
+    assert!(
+        hang["note"].as_str().expect("note").contains("timed out"),
+        "{hang:#}"
+    );
     let flaky = result("demo.flaky");
     assert_eq!(flaky["outcome"], "PASSED", "{flaky:#}");
     assert_eq!(flaky["flaky"], true, "{flaky:#}");
@@ -168,7 +181,11 @@ fn check_test_results(project: &Path, compose: &str) {
         note.contains("known breakage") && note.contains("https://bugs.example.org/42"),
         "{note}"
     );
-    assert_eq!(result("demo.expired")["outcome"], "FAILED", "past its snooze date it counts");
+    assert_eq!(
+        result("demo.expired")["outcome"],
+        "FAILED",
+        "past its snooze date it counts"
+    );
     let panic = result("demo.panic");
     assert_eq!(panic["outcome"], "ERROR", "{panic:#}");
     assert!(
