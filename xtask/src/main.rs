@@ -26,6 +26,7 @@ Sections (all when none is named):
   affected  `affected` over 1,000 synthetic locks of 500 packages against a scan of every lock
   noop      `slipway run --once` when nothing changed, against the compose of the same project (root, mirror)
   warm      a compose after a kernel-cmdline-only recipe change, against a cold one (root, mirror)
+  boottest  boot-to-first-test, per-test overhead and the default plan of the example image (root, mirror)
 
 Each section replaces its own part of docs/benchmarks.md.";
 
@@ -60,6 +61,7 @@ fn main() -> anyhow::Result<()> {
             "affected" => sections::affected_bench()?,
             "noop" => runtime.block_on(sections::noop_bench(&root, &work))?,
             "warm" => runtime.block_on(sections::warm_bench(&root, &work))?,
+            "boottest" => runtime.block_on(sections::boottest_bench(&root, &work))?,
             other => bail!("unknown section {other:?}"),
         };
         print!("{fragment}");
@@ -136,13 +138,19 @@ async fn bench() -> anyhow::Result<String> {
             .run(&BootTestRequest {
                 compose: request.compose_id.clone(),
                 image: qcow2.path.clone(),
+                tests: slipway_boottest::builtin_tests(),
                 lock: output.lock.clone(),
+                exclude_docs: recipe.exclude_docs,
+                exclude_locales: recipe.exclude_locales,
                 work_dir,
                 memory_mib: 1024,
                 cpus: 2,
-                deadline: Duration::from_secs(600),
+                boot_allowance: Duration::from_secs(600),
                 disk_gib: 4,
                 accel,
+                reruns: 1,
+                memory_budget_mib: 4096,
+                cpu_budget: 2,
             })
             .await?;
         let passed = report

@@ -13,7 +13,7 @@ use slipway_model::{ComposeId, Lock, LockedPackage, Recipe};
 use slipway_repo::{RecipeLock, ReverseIndex};
 
 /// Every section, in the order they appear in the document.
-pub const ALL: &[&str] = &["compose", "parse", "affected", "noop", "warm"];
+pub const ALL: &[&str] = &["compose", "parse", "affected", "noop", "warm", "boottest"];
 
 const HEADER: &str = "# Benchmarks
 
@@ -306,6 +306,117 @@ unchanged compressed chunk come from the caches.\n\n| compose | seconds | steps 
         steps(&warm.timings),
         warm_secs / cold_secs
     );
+    std::fs::remove_dir_all(&scratch)?;
+    Ok(doc)
+}
+
+/// A trivial guest test for the boot test benchmark.
+fn trivial_test(name: String) -> slipway_boottest::TestDef {
+    slipway_boottest::TestDef {
+        name,
+        description: "does nothing".into(),
+        script: b"#!/bin/sh\necho ok\n".to_vec(),
+        origin: "bench".into(),
+        timeout: std::time::Duration::from_secs(30),
+        tags: vec![],
+        needs_network: false,
+        exclusive: false,
+        formats: vec![],
+        streams: vec![],
+        min_memory_mib: 0,
+        runs_on: slipway_boottest::RunsOn::Guest,
+        builtin: false,
+    }
+}
+
+/// The boot test of the example image: the time from QEMU's start to the first test, the cost of each
+/// further shared test (20 trivial tests against 1), and the whole default plan against a boot with a
+/// single trivial test.
+pub async fn boottest_bench(root: &Path, work: &Path) -> anyhow::Result<String> {
+    use slipway_boottest::{BootTestRequest, BootTester};
+    let recipe = Recipe::load(&root.join("examples/debian-cloud/recipes/bookworm-cloud.toml"))?;
+    let scratch = work.join("boottest");
+    if scratch.exists() {
+        std::fs::remove_dir_all(&scratch)?;
+    }
+    std::fs::create_dir_all(&scratch)?;
+    let runner: Arc<dyn CommandRunner> = Arc::new(SystemRunner);
+    let composer = Composer::new(Arc::clone(&runner));
+    eprintln!("compose …");
+    let request = ComposeRequest {
+        recipe: recipe.clone(),
+        compose_id: ComposeId("bench-boottest".into()),
+        work_dir: scratch.join("compose"),
+        source_date_epoch: jiff::Timestamp::now().as_second() / 86_400 * 86_400,
+        threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        cache_dir: None,
+        expected_lock: None,
+    };
+    std::fs::create_dir_all(&request.work_dir)?;
+    let output = composer
+        .compose(&request, &|step: &str| eprintln!("  {step}"))
+        .await?;
+    let qcow2 = output
+        .images
+        .iter()
+        .find(|i| i.format == slipway_model::OutputFormat::Qcow2)
+        .context("the example recipe writes a qcow2")?;
+    let accel = slipway_boottest::probe_kvm(runner.as_ref(), &scratch).await;
+    let tester = BootTester::new(Arc::clone(&runner));
+    let boot = |name: &str, tests: Vec<slipway_boottest::TestDef>| BootTestRequest {
+        compose: request.compose_id.clone(),
+        image: qcow2.path.clone(),
+        tests,
+        lock: output.lock.clone(),
+        exclude_docs: recipe.exclude_docs,
+        exclude_locales: recipe.exclude_locales,
+        work_dir: scratch.join(name),
+        memory_mib: 1024,
+        cpus: 2,
+        boot_allowance: std::time::Duration::from_secs(600),
+        disk_gib: 4,
+        accel,
+        reruns: 0,
+        memory_budget_mib: 4096,
+        cpu_budget: 2,
+    };
+    let mut rows = Vec::new();
+    for (name, tests) in [
+        ("one trivial test", vec![trivial_test("bench.0".into())]),
+        (
+            "20 trivial tests",
+            (0..20).map(|i| trivial_test(format!("bench.{i}"))).collect(),
+        ),
+        ("default plan", slipway_boottest::builtin_tests()),
+    ] {
+        eprintln!("boot: {name} …");
+        let report = tester.run(&boot(&name.replace(' ', "-"), tests)).await?;
+        let passed = report
+            .cases
+            .iter()
+            .filter(|c| c.outcome == slipway_model::Outcome::Passed)
+            .count();
+        let settled = report.boots[0].settled_after.unwrap_or(f64::NAN);
+        rows.push((name, report.seconds, settled, passed, report.cases.len()));
+    }
+    let (one, twenty, full) = (rows[0].1, rows[1].1, rows[2].1);
+    let mut doc = format!(
+        "## Boot test plans\n\nThe example image booted under {accel} three times: with one trivial shared test, with 20, \
+and with the default plan (every built-in test, including `ssh.login` over SSH). Seconds run from QEMU's \
+start to the end of the run; \"first test\" is when the guest reported it had settled and began its tests.\n\n\
+| boot | seconds | first test after (s) | passed |\n| --- | ---: | ---: | ---: |\n"
+    );
+    for (name, seconds, settled, passed, total) in &rows {
+        doc.push_str(&format!(
+            "| {name} | {seconds:.1} | {settled:.1} | {passed}/{total} |\n"
+        ));
+    }
+    doc.push_str(&format!(
+        "\n**Each further shared test costs {:.2} s** ((20 tests − 1 test) / 19); **the default plan takes {:.2}× \
+a boot with a single trivial test.**\n",
+        (twenty - one) / 19.0,
+        full / one
+    ));
     std::fs::remove_dir_all(&scratch)?;
     Ok(doc)
 }

@@ -1,77 +1,94 @@
-//! Boots an image in QEMU, runs the default test battery inside it, and reports one outcome per testcase.
+//! Boots an image in QEMU and runs a test plan in it: scripts with metadata, in shared and exclusive
+//! boots, with reruns, reporting one outcome per testcase with every attempt's output.
+//!
+//! # Tests
+//!
+//! A test is a script plus a TOML metadata file. A test repository is a directory; every `*.toml` in it
+//! (searched recursively) describes one test ([`load_test_dirs`]). Keys (unknown keys are errors, and
+//! every error names file:line:col and the field):
+//!
+//! | key | meaning | default |
+//! | --- | --- | --- |
+//! | `name` | the testcase name (letters, digits, `.`, `-`, `_`) | the file's stem |
+//! | `description` | what it checks | empty |
+//! | `script` | the script, relative to the TOML file; must exist and be executable | `<stem>.sh` |
+//! | `timeout` | per attempt: integer seconds or `"30s"`, `"2m"`, `"1h"` | `"2m"` |
+//! | `tags` | words plans and the denylist select by (`tag:<word>`) | none |
+//! | `needs-network` | the guest must reach beyond the host | false |
+//! | `exclusive` | the test gets a boot of its own | false |
+//! | `formats`, `streams` | where it applies; empty means everywhere | empty |
+//! | `min-memory-mib` | the guest memory it needs at least | 0 |
+//! | `runs-on` | `"guest"` (as root in the VM) or `"host"` (on the host, over SSH) | `"guest"` |
+//!
+//! A script's exit status decides its attempt: 0 is PASSED, 77 is SKIPPED (the test does not apply), a
+//! kill at the timeout is ERROR, anything else FAILED. Its last non-empty output line is the result's note.
+//! Guest tests run as root with the working directory `$SLIPWAY_STATE` (kept between attempts, so a test
+//! can tell a rerun), `$SLIPWAY_ATTEMPT` (1, 2, …) and `$SLIPWAY_DATA`, which holds what the host knows:
+//! `hostname` (the name the seed gave), `lock.tsv` (the compose's lock, `name TAB version TAB
+//! architecture`) and `recipe.env` (`EXCLUDE_DOCS=0|1`, `EXCLUDE_LOCALES=0|1`). Host tests get
+//! `SLIPWAY_SSH_HOST`, `SLIPWAY_SSH_PORT`, `SLIPWAY_SSH_USER` and `SLIPWAY_SSH_KEY` to reach the guest.
+//!
+//! The built-in tests ([`builtin_tests`], files under `builtin/` compiled in) are the `default` plan:
+//! `boot.multi-user`, `cloud-init.finished`, `cloud-init.hostname`, `sshd.active`, `rootfs.grown`,
+//! `systemd.no-failed-units`, `packages.match-lock`, `journal.no-kernel-oops`, `time.synchronized`,
+//! `image.no-docs-locales` and `ssh.login` (a host test).
+//!
+//! # Boots
+//!
+//! [`plan_boots`] groups a plan's tests: shared guest tests that need no network in one boot whose user
+//! networking has `restrict=on` (the SSH forward still works), those that need network in another, and
+//! every exclusive test in a boot of its own; host tests join the first shared boot. A VM gets the
+//! configured memory or the most its tests ask for, and a deadline of the boot allowance plus each
+//! test's timeout × (1 + reruns) plus a margin. VMs run in parallel as far as the memory and CPU budget
+//! allows ([`Budget`]).
+//!
+//! # One boot
+//!
+//! The artifact is never written: each boot has, in its own directory under the request's `work_dir`, a
+//! throwaway qcow2 overlay (sized to `disk_gib`, so the first-boot growth of the root is exercised), a
+//! private copy of the OVMF variable store and a NoCloud seed. QEMU runs q35 with UEFI, virtio disk and
+//! network, a virtio RNG, no display, and `-no-reboot`. The first serial port (`ttyS0`, the console) goes
+//! to `serial.log`, the second (`ttyS1`) to `results.jsonl`: the results channel.
+//!
+//! The seed (`meta-data` with a fresh instance id and hostname, `#cloud-config` `user-data`) creates the
+//! test user `slipway` with the run's ephemeral ed25519 public key, and writes the runner
+//! (`src/runner.sh`), its manifest, the tests, their data and `slipway-runner.service`, started from
+//! `runcmd`. The runner waits for cloud-init's `result.json` and `systemctl is-system-running --wait`,
+//! reports `{"event":"settled"}`, then runs each test under `timeout -k 5`, capturing stdout and stderr
+//! up to [`OUTPUT_CAP`] (the rest is drained and counted, the test's own exit status kept in a file), and
+//! reports each attempt as base64 output chunks and an outcome line. A test that fails or times out is run
+//! again up to `reruns` times; a pass on a rerun is PASSED and flaky, and every attempt is kept. Then it
+//! reports `{"done":true}` and powers off, unless host tests run: those start once the guest has
+//! settled, and the VM is stopped when the runner is done and the host tests are too.
+//!
+//! # Waiting, deadlines, and what counts as an error
+//!
+//! QEMU runs through the [`CommandRunner`] with the boot's deadline as its timeout, so the runner kills
+//! its whole process group at the deadline. The results file is read incrementally every 0.5 s; the
+//! serial log is watched for a kernel panic, which ends the boot at once. A test without a result when the
+//! boot ends is ERROR, with a note saying why (the deadline passed, the guest panicked or stopped) and the
+//! last serial console lines. [`BootTester::run`] returns `Err` only when the test could not be set up (a
+//! missing tool or firmware, an unreadable image).
 //!
 //! # KVM probe
 //!
 //! [`probe_kvm`] boots a 512-byte BIOS boot sector (`finit; mov al,1; out 0xf4,al; hlt; jmp $`) under
 //! `-accel kvm -machine pc` with the boot test's CPU model, QEMU's `isa-debug-exit` device on port 0xf4
-//! and a 10 s timeout. When the guest really ran, QEMU exits with status 3; anything else (no `/dev/kvm`,
-//! a KVM that opens and then hangs, a QEMU error) gives [`Accel::Tcg`]. The `finit` matters: under some
-//! nested KVMs integer code runs but the first x87/SSE instruction stops the VM with an emulation
-//! failure, which OVMF and every kernel hit at once. The CPU model is `host,arch-capabilities=off`
-//! because QEMU 7.2 aborts on nested KVM setting the ARCH_CAPABILITIES MSR of plain `-cpu host`.
-//!
-//! # The VM
-//!
-//! The artifact is never written. Each run creates, in the request's `work_dir`, a throwaway qcow2
-//! overlay backed by the image and sized to `disk_gib` (at least the image's own size), so the guest's
-//! first-boot root-filesystem growth is exercised, and a private copy of the OVMF variable store. QEMU
-//! runs a q35 machine with UEFI, the host CPU under KVM or `-cpu max` under multi-threaded TCG, the
-//! overlay and the seed on virtio, virtio-net (without the iPXE ROM) with user networking, a virtio RNG
-//! and no display.
-//! The first serial port (the guest's `ttyS0` console) goes to `serial.log` and the second (`ttyS1`) to
-//! `results.jsonl`: that second port is the results channel. `-no-reboot` turns a guest that reboots
-//! (after a panic, say) into a VM that stops. The overlay and variable store are deleted after the run;
-//! the seed, serial log and results file stay for inspection.
-//!
-//! # The seed and the guest side
-//!
-//! slipway writes its own NoCloud seed: a 1 MiB FAT image labelled `CIDATA` (`mkfs.vfat` + `mcopy`)
-//! holding `meta-data` (a fresh `instance-id` and a random `local-hostname`, `slipway-test-<8 hex>`, for
-//! every run) and a `#cloud-config` `user-data`. The user-data writes the battery script
-//! (`/usr/local/libexec/slipway-battery`, POSIX sh, see `src/battery.sh`) and
-//! `slipway-battery.service`, ordered after `multi-user.target`, `cloud-init.target` and
-//! `cloud-final.service`, and starts it with `systemctl start --no-block` from `runcmd`. The unit is
-//! `Type=exec`, not `oneshot`: a oneshot start job would keep the boot unfinished while the script runs,
-//! so `systemctl is-system-running --wait` would wait on itself and `systemd-analyze` would not answer.
-//!
-//! The script waits for cloud-init's `result.json` (not `cloud-init status`: Python starts slowly under TCG)
-//! and for the boot to settle (`systemctl is-system-running --wait`), then writes one JSON line
-//! per guest-decided testcase to `/dev/ttyS1` (`{"testcase":…,"outcome":"PASSED|FAILED","note":…}`),
-//! fact lines for what the host decides (`{"fact":"hostname","value":…}`, and
-//! `{"fact":"dpkg-query","b64":…}` carrying the base64 of `dpkg-query -W -f
-//! '${Package}\t${Version}\t${Architecture}\n'` limited to installed packages), when asked for
-//! ([`BootTester::with_boot_timing`]) a `boot-timing` fact (`systemd-analyze` and its blame, gathered
-//! beside the tests) that is logged for people,
-//! then `{"done":true}`, and powers off.
-//!
-//! # The battery
-//!
-//! [`DEFAULT_BATTERY`], in order: `boot.multi-user`, `cloud-init.finished` (status done, no errors in
-//! `/run/cloud-init/result.json`), `cloud-init.hostname` (the host compares the guest's hostname with the
-//! name it put in meta-data), `sshd.active`, `rootfs.grown` (the root filesystem
-//! fills at least 90% of the disk the guest booted with), `systemd.no-failed-units`, `packages.match-lock` (the host
-//! parses the guest's package list with [`Lock::from_dpkg_query`] and compares it with the request's lock
-//! with [`Lock::differences`]).
-//!
-//! # Waiting, deadlines, and what counts as an error
-//!
-//! QEMU runs through the [`CommandRunner`] with the request's deadline as its timeout, so the runner kills
-//! its whole process group at the deadline (and the kernel kills it if slipway dies). While it runs, the
-//! results file is read every 0.5 s (at most 1 MiB of it); once `done` arrives the guest gets a few
-//! seconds to power off and is then stopped by dropping the run, which kills the process group too.
-//! Results are parsed forgivingly: lines that are not JSON objects are ignored and malformed objects are
-//! skipped with a warning. A testcase whose line never arrived is ERROR, with a note saying why (the
-//! deadline passed, or the VM stopped early, with the last serial console lines). Results that did arrive
-//! before a VM hung are kept: they are facts the guest established. [`BootTester::run`] returns `Err`
-//! only when the test could not be set up (a missing tool or firmware, an unreadable image).
-//!
-//! `seconds` in the report runs from QEMU's start to the `done` line (or to the VM's end without it).
+//! and a 10 s timeout. When the guest really ran, QEMU exits with status 3; anything else gives
+//! [`Accel::Tcg`]. The `finit` matters: under some nested KVMs integer code runs but the first x87/SSE
+//! instruction stops the VM with an emulation failure, which OVMF and every kernel hit at once. The CPU
+//! model is `host,arch-capabilities=off` because QEMU 7.2 aborts on nested KVM setting the
+//! ARCH_CAPABILITIES MSR of plain `-cpu host`.
 
+mod host;
+mod plan;
 mod probe;
 mod results;
 mod seed;
+mod testdef;
 mod vm;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,20 +97,20 @@ use serde::{Deserialize, Serialize};
 use slipway_exec::{require_programs, Command, CommandRunner, ExecError, Output};
 use slipway_model::{ComposeId, Lock, Outcome};
 
+pub use plan::{plan_boots, select_tests, BootPlan, Budget, DEADLINE_MARGIN};
 pub use probe::{probe_kvm, Accel, PROBE_TIMEOUT};
+pub use testdef::{
+    builtin_tests, load_test_dirs, load_test_file, BrokenTest, RunsOn, TestDef, TestRepository,
+    DEFAULT_TEST_TIMEOUT,
+};
 
-/// The testcases of the default battery, in the order they are reported.
-pub const DEFAULT_BATTERY: &[&str] = &[
-    "boot.multi-user",
-    "cloud-init.finished",
-    "cloud-init.hostname",
-    "sshd.active",
-    "rootfs.grown",
-    "systemd.no-failed-units",
-    "packages.match-lock",
-];
+/// The most of one attempt's output (stdout and stderr together) that is kept.
+///
+/// 256 KiB: it travels base64-encoded over an emulated UART, which under TCG moves well under a MiB a
+/// second, and a test's useful output is its end anyway.
+pub const OUTPUT_CAP: u64 = 256 * 1024;
 
-/// How often the results file is read while the VM runs.
+/// How often the results file and serial log are read while a VM runs.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How long a guest that reported `done` gets to power off before the VM is stopped. The overlay is
@@ -103,54 +120,107 @@ const POWEROFF_GRACE: Duration = Duration::from_secs(3);
 /// How many serial console lines an ERROR note quotes.
 const SERIAL_LINES_IN_NOTE: usize = 8;
 
-/// The programs a boot test runs.
-const REQUIRED_PROGRAMS: &[&str] = &["qemu-system-x86_64", "qemu-img", "mkfs.vfat", "mcopy"];
+/// What the kernel prints when it panics; the boot ends there.
+const PANIC_MARKER: &str = "Kernel panic - not syncing";
 
-/// One boot test to run.
+/// The programs a boot test runs.
+const REQUIRED_PROGRAMS: &[&str] = &[
+    "qemu-system-x86_64",
+    "qemu-img",
+    "mkfs.vfat",
+    "mcopy",
+    "ssh-keygen",
+];
+
+/// One test run: an image and the tests to run on it.
 #[derive(Debug, Clone)]
 pub struct BootTestRequest {
     /// The compose being tested, for logs.
     pub compose: ComposeId,
     /// The qcow2 image to boot. It is only ever read.
     pub image: PathBuf,
-    /// The compose's lock, which the guest's installed packages must match.
+    /// The tests, in the order their results are reported (see [`select_tests`]).
+    pub tests: Vec<TestDef>,
+    /// The compose's lock, given to the guest as `lock.tsv`.
     pub lock: Lock,
-    /// A directory for this run's files (overlay, seed, serial log, results); created if missing. Use a
-    /// fresh one per run: its serial log is the one the report points to.
+    /// The recipe drops documentation (given to the guest in `recipe.env`).
+    pub exclude_docs: bool,
+    /// The recipe drops translations (given to the guest in `recipe.env`).
+    pub exclude_locales: bool,
+    /// A directory for this run's files (one subdirectory per boot); created if missing. Use a fresh one
+    /// per run.
     pub work_dir: PathBuf,
-    /// Guest memory in MiB.
+    /// Guest memory in MiB (tests may ask for more).
     pub memory_mib: u32,
     /// Guest CPUs.
     pub cpus: u32,
-    /// How long the VM may run before it is killed and its missing results become ERROR.
-    pub deadline: Duration,
+    /// How long a VM may take to boot and settle; its deadline adds its tests' time to this.
+    pub boot_allowance: Duration,
     /// The virtual disk size in GiB (never less than the image's own size).
     pub disk_gib: u32,
     /// How the CPU is provided; see [`probe_kvm`].
     pub accel: Accel,
+    /// How many times a test that does not pass is run again.
+    pub reruns: u32,
+    /// The memory all VMs of the run may use together, in MiB.
+    pub memory_budget_mib: u32,
+    /// The guest CPUs all VMs of the run may use together.
+    pub cpu_budget: u32,
+}
+
+/// One attempt at a testcase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptReport {
+    /// What the attempt gave (a timeout is ERROR).
+    pub outcome: Outcome,
+    /// Seconds it ran.
+    pub seconds: f64,
+    /// Its captured output, in the boot's directory; `None` when it printed nothing.
+    pub output: Option<PathBuf>,
+    /// The output was cut at [`OUTPUT_CAP`].
+    pub truncated: bool,
 }
 
 /// The outcome of one testcase.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CaseOutcome {
-    /// The testcase's name, one of [`DEFAULT_BATTERY`].
+    /// The testcase's name.
     pub testcase: String,
     /// What happened.
     pub outcome: Outcome,
-    /// Why, in a line: the failing check's output, or why there is no result.
+    /// Why, in a line: the test's last output line, or why there is no result.
     pub note: String,
+    /// An attempt failed and a later one passed.
+    pub flaky: bool,
+    /// Every attempt, in order; empty when the test never reported.
+    pub attempts: Vec<AttemptReport>,
+    /// The index in [`BootTestReport::boots`] of the boot it ran in.
+    pub boot: usize,
 }
 
-/// What one boot test found.
+/// One boot of a test run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BootReport {
+    /// The boot's name (`shared`, `shared-network`, `exclusive-<test>`).
+    pub name: String,
+    /// The guest's serial console log.
+    pub serial_log: PathBuf,
+    /// Seconds from QEMU's start to the runner's end (or to the VM's end without it).
+    pub seconds: f64,
+    /// Seconds from QEMU's start until the guest settled and started its tests, when it did.
+    pub settled_after: Option<f64>,
+}
+
+/// What one test run found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BootTestReport {
-    /// One outcome per battery testcase, in [`DEFAULT_BATTERY`] order.
+    /// One outcome per requested test, in request order.
     pub cases: Vec<CaseOutcome>,
-    /// The guest's serial console log, in the work directory.
-    pub serial_log: PathBuf,
-    /// The accelerator the VM ran under.
+    /// The boots, in plan order.
+    pub boots: Vec<BootReport>,
+    /// The accelerator the VMs ran under.
     pub accel: Accel,
-    /// Seconds from QEMU's start to the battery's end (or to the VM's end, when the battery never ended).
+    /// Seconds from the first VM's start to the last one's end.
     pub seconds: f64,
 }
 
@@ -200,38 +270,54 @@ pub enum BootTestError {
 #[derive(Debug, Clone)]
 pub struct BootTester {
     runner: Arc<dyn CommandRunner>,
-    boot_timing: bool,
 }
 
-/// How the VM's run ended.
+/// How a VM's run ended.
 enum VmEnd {
     /// QEMU exited (or failed to) by itself or at its deadline.
     Exited(Result<Output, ExecError>),
-    /// The battery finished and the VM was stopped after its grace period.
+    /// The runner and the host tests finished and the VM was stopped.
     Stopped,
+    /// The serial console showed a kernel panic.
+    Panicked,
     /// The runner let the VM run well past its deadline (a runner that ignores timeouts); stopped.
     Overran,
+}
+
+/// What every boot of a run shares.
+#[derive(Debug)]
+struct RunContext {
+    image: ImageInfo,
+    request: BootTestRequest,
+    ssh_key: PathBuf,
+    ssh_public_key: String,
+    lock_tsv: Vec<u8>,
+}
+
+/// What one boot gave.
+struct BootOutcome {
+    index: usize,
+    report: BootReport,
+    cases: Vec<CaseOutcome>,
+}
+
+/// Stops a spawned task when dropped, so abandoning a boot stops its host tests too.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl BootTester {
     /// A tester that runs QEMU and its helpers through `runner`.
     pub fn new(runner: Arc<dyn CommandRunner>) -> Self {
-        Self {
-            runner,
-            boot_timing: false,
-        }
+        Self { runner }
     }
 
-    /// Also has the guest report where its boot time went (`systemd-analyze` and its blame), logged at
-    /// info level and kept in the work directory's `results.jsonl`. Off by default: under TCG it adds
-    /// seconds to every run.
-    pub fn with_boot_timing(mut self, on: bool) -> Self {
-        self.boot_timing = on;
-        self
-    }
-
-    /// Boots `request.image`, runs [`DEFAULT_BATTERY`] and reports. Only setup failures are `Err`; see
-    /// the crate documentation for what becomes ERROR.
+    /// Boots `request.image` as often as its tests need and runs them. Only setup failures are `Err`;
+    /// see the crate documentation for what becomes ERROR.
     pub async fn run(&self, request: &BootTestRequest) -> Result<BootTestReport, BootTestError> {
         require_programs(REQUIRED_PROGRAMS).map_err(BootTestError::MissingTool)?;
         for firmware in [vm::OVMF_CODE, vm::OVMF_VARS] {
@@ -249,7 +335,129 @@ impl BootTester {
                 path: work_dir.clone(),
                 source,
             })?;
-        let files = vm::VmFiles::in_dir(work_dir);
+        let (ssh_key, ssh_public_key) = self.ssh_key(work_dir).await?;
+        let boots = plan_boots(
+            &request.tests,
+            request.memory_mib,
+            request.cpus,
+            request.boot_allowance,
+            request.reruns,
+        );
+        let context = Arc::new(RunContext {
+            image,
+            request: request.clone(),
+            ssh_key,
+            ssh_public_key,
+            lock_tsv: lock_tsv(&request.lock),
+        });
+
+        let start = Instant::now();
+        let mut budget = Budget::new(request.memory_budget_mib, request.cpu_budget);
+        let mut waiting: std::collections::VecDeque<(usize, BootPlan)> =
+            boots.iter().cloned().enumerate().collect();
+        let mut running = tokio::task::JoinSet::new();
+        let mut finished: Vec<Option<BootOutcome>> = boots.iter().map(|_| None).collect();
+        loop {
+            while let Some((_, boot)) = waiting.front() {
+                if !budget.try_start(boot.memory_mib, boot.cpus) {
+                    break;
+                }
+                let Some((index, boot)) = waiting.pop_front() else {
+                    break;
+                };
+                let tester = self.clone();
+                let context = Arc::clone(&context);
+                running.spawn(async move {
+                    let memory_cpus = (boot.memory_mib, boot.cpus);
+                    (memory_cpus, tester.run_boot(&context, index, &boot).await)
+                });
+            }
+            let Some(joined) = running.join_next().await else {
+                break;
+            };
+            // A panicking boot task is a bug here, not a result; dropping the set stops the other VMs.
+            let ((memory, cpus), outcome) = joined.map_err(|err| BootTestError::WorkDir {
+                path: work_dir.clone(),
+                source: std::io::Error::other(format!("a boot task failed: {err}")),
+            })?;
+            budget.finish(memory, cpus);
+            let outcome = outcome?;
+            let index = outcome.index;
+            finished[index] = Some(outcome);
+        }
+
+        let mut by_test: BTreeMap<String, CaseOutcome> = BTreeMap::new();
+        let mut reports = Vec::new();
+        for outcome in finished.into_iter().flatten() {
+            reports.push(outcome.report);
+            for case in outcome.cases {
+                by_test.insert(case.testcase.clone(), case);
+            }
+        }
+        let cases = request
+            .tests
+            .iter()
+            .filter_map(|test| by_test.remove(&test.name))
+            .collect::<Vec<_>>();
+        let seconds = start.elapsed().as_secs_f64();
+        tracing::info!(compose = %request.compose, boots = reports.len(), seconds,
+            failed = cases.iter().filter(|c| c.outcome != Outcome::Passed).count(), "boot test finished");
+        Ok(BootTestReport {
+            cases,
+            boots: reports,
+            accel: request.accel,
+            seconds,
+        })
+    }
+
+    /// A fresh ed25519 key pair for this run, without a passphrase: (private key path, public key).
+    async fn ssh_key(&self, work_dir: &Path) -> Result<(PathBuf, String), BootTestError> {
+        let key = work_dir.join("ssh_key");
+        let public = work_dir.join("ssh_key.pub");
+        remove_if_present(&key).await?;
+        remove_if_present(&public).await?;
+        self.runner
+            .run(
+                Command::new("ssh-keygen")
+                    .args([
+                        "-q",
+                        "-t",
+                        "ed25519",
+                        "-N",
+                        "",
+                        "-C",
+                        "slipway-boot-test",
+                        "-f",
+                    ])
+                    .arg(&key),
+            )
+            .await?;
+        let text =
+            tokio::fs::read_to_string(&public)
+                .await
+                .map_err(|source| BootTestError::WorkDir {
+                    path: public.clone(),
+                    source,
+                })?;
+        Ok((key, text.trim().to_string()))
+    }
+
+    /// Boots once and runs `boot`'s tests.
+    async fn run_boot(
+        &self,
+        context: &RunContext,
+        index: usize,
+        boot: &BootPlan,
+    ) -> Result<BootOutcome, BootTestError> {
+        let request = &context.request;
+        let dir = request.work_dir.join(format!("boot-{index}-{}", boot.name));
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|source| BootTestError::WorkDir {
+                path: dir.clone(),
+                source,
+            })?;
+        let files = vm::VmFiles::in_dir(&dir);
         for stale in [
             &files.overlay,
             &files.vars,
@@ -264,24 +472,60 @@ impl BootTester {
                 path: files.vars.clone(),
                 source,
             })?;
-        let size = image
+        let size = context
+            .image
             .virtual_size
             .max(u64::from(request.disk_gib) * 1024 * 1024 * 1024);
         self.runner
             .run(
                 Command::new("qemu-img")
                     .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
-                    .arg(&image.path)
+                    .arg(&context.image.path)
                     .arg(&files.overlay)
                     .arg(size.to_string()),
             )
             .await?;
         let identity = seed::SeedIdentity::random();
-        seed::build_seed(self.runner.as_ref(), work_dir, &identity, self.boot_timing).await?;
+        let payload = seed::SeedPayload {
+            tests: boot
+                .guest_tests
+                .iter()
+                .map(|t| (t.name.clone(), t.timeout.as_secs().max(1), t.script.clone()))
+                .collect(),
+            data: vec![
+                ("hostname".into(), identity.hostname.clone().into_bytes()),
+                ("lock.tsv".into(), context.lock_tsv.clone()),
+                (
+                    "recipe.env".into(),
+                    format!(
+                        "EXCLUDE_DOCS={}\nEXCLUDE_LOCALES={}\n",
+                        u8::from(request.exclude_docs),
+                        u8::from(request.exclude_locales)
+                    )
+                    .into_bytes(),
+                ),
+            ],
+            reruns: request.reruns,
+            output_cap: OUTPUT_CAP,
+            hold: !boot.host_tests.is_empty(),
+            ssh_public_key: context.ssh_public_key.clone(),
+        };
+        seed::build_seed(self.runner.as_ref(), &dir, &identity, &payload).await?;
+        let network = vm::Network {
+            open: boot.network,
+            ssh_port: vm::free_port().map_err(|source| BootTestError::WorkDir {
+                path: dir.clone(),
+                source,
+            })?,
+        };
 
-        tracing::info!(compose = %request.compose, accel = %request.accel, image = %image.path.display(),
-            hostname = %identity.hostname, "booting");
-        let (end, seconds) = self.boot(request, &files).await;
+        tracing::info!(compose = %request.compose, boot = %boot.name, accel = %request.accel,
+            memory_mib = boot.memory_mib, deadline_secs = boot.deadline.as_secs(),
+            guest_tests = boot.guest_tests.len(), host_tests = boot.host_tests.len(), "booting");
+        let mut reader = results::ResultsReader::new(&files.results);
+        let run = self
+            .boot(context, boot, &files, network, &dir, &mut reader)
+            .await;
 
         // The overlay can hold hundreds of MiB after first boot; it has served its purpose.
         for scratch in [&files.overlay, &files.vars] {
@@ -289,50 +533,103 @@ impl BootTester {
                 tracing::warn!(%err, "cleaning up the boot test");
             }
         }
+        reader.poll().await;
+        let report = reader.report();
+        let missing_note = missing_note(run.end, report, boot.deadline, &files.serial_log).await?;
 
-        let report = results::parse(&results::read_capped(&files.results).await);
-        if let Some(timing) = &report.boot_timing {
-            tracing::info!(compose = %request.compose, "guest boot timing:\n{timing}");
+        let mut cases = Vec::new();
+        let outputs = dir.join("output");
+        for test in &boot.guest_tests {
+            let attempts = report.attempts.get(&test.name).cloned().unwrap_or_default();
+            cases.push(case_from(test, &attempts, &missing_note, &outputs, index).await?);
         }
-        let missing_note = self
-            .missing_note(end, report.done, request.deadline, &files.serial_log)
-            .await?;
-        let cases = results::evaluate(&report, &identity.hostname, &request.lock, &missing_note);
-        tracing::info!(compose = %request.compose, seconds, failed = cases.iter().filter(|c| c.outcome != Outcome::Passed).count(),
-            "boot test finished");
-        Ok(BootTestReport {
+        for test in &boot.host_tests {
+            let attempts = run
+                .host
+                .as_ref()
+                .and_then(|host| host.get(&test.name))
+                .cloned()
+                .unwrap_or_default();
+            let note = if run.host.is_none() && report.settled {
+                format!("the VM stopped before the host tests finished; {missing_note}")
+            } else {
+                missing_note.clone()
+            };
+            cases.push(case_from(test, &attempts, &note, &outputs, index).await?);
+        }
+        Ok(BootOutcome {
+            index,
+            report: BootReport {
+                name: boot.name.clone(),
+                serial_log: files.serial_log.clone(),
+                seconds: run.seconds,
+                settled_after: run.settled_after,
+            },
             cases,
-            serial_log: files.serial_log,
-            accel: request.accel,
-            seconds,
         })
     }
 
-    /// Runs the VM until it exits, its deadline passes, or the battery is done; returns how it ended and
-    /// the seconds from start to `done` (or to the end).
-    async fn boot(&self, request: &BootTestRequest, files: &vm::VmFiles) -> (VmEnd, f64) {
-        let command = vm::qemu_command(files, request.accel, request.memory_mib, request.cpus)
-            .timeout(request.deadline);
+    /// Runs the VM until it exits, panics, reaches its deadline, or its tests are done.
+    async fn boot(
+        &self,
+        context: &RunContext,
+        boot: &BootPlan,
+        files: &vm::VmFiles,
+        network: vm::Network,
+        dir: &Path,
+        reader: &mut results::ResultsReader,
+    ) -> BootRun {
+        let request = &context.request;
+        let command = vm::qemu_command(files, request.accel, boot.memory_mib, boot.cpus, network)
+            .timeout(boot.deadline);
         let start = Instant::now();
         let mut vm = self.runner.run(command);
         let mut ticker = tokio::time::interval(POLL_INTERVAL);
         let mut done_after: Option<Duration> = None;
+        let mut settled_after: Option<Duration> = None;
+        let mut host_task: Option<AbortOnDrop<host::HostResults>> = None;
+        let mut host_results: Option<host::HostResults> = None;
         // Past the deadline plus this, the VM is stopped here even if the runner has not done it.
-        let hard_limit = request.deadline + Duration::from_secs(30);
+        let hard_limit = boot.deadline + Duration::from_secs(30);
         let end = loop {
             tokio::select! {
                 result = &mut vm => break VmEnd::Exited(result),
                 _ = ticker.tick() => {
-                    if done_after.is_none()
-                        && results::parse(&results::read_capped(&files.results).await).done
-                    {
-                        done_after = Some(start.elapsed());
-                        tracing::debug!("the battery is done; waiting for the guest to power off");
+                    reader.poll().await;
+                    let report = reader.report();
+                    if report.settled && settled_after.is_none() {
+                        settled_after = Some(start.elapsed());
+                        if !boot.host_tests.is_empty() {
+                            let job = host::HostJob {
+                                runner: Arc::clone(&self.runner),
+                                tests: boot.host_tests.clone(),
+                                dir: dir.join("host"),
+                                ssh_port: network.ssh_port,
+                                ssh_key: context.ssh_key.clone(),
+                                reruns: request.reruns,
+                                output_cap: OUTPUT_CAP,
+                            };
+                            host_task = Some(AbortOnDrop(tokio::spawn(job.run())));
+                        }
                     }
-                    if let Some(after) = done_after {
-                        if start.elapsed() >= after + POWEROFF_GRACE {
+                    if let Some(task) = host_task.as_mut() {
+                        if task.0.is_finished() {
+                            host_results = Some((&mut task.0).await.unwrap_or_default());
+                            host_task = None;
+                        }
+                    }
+                    if report.done && done_after.is_none() {
+                        done_after = Some(start.elapsed());
+                    }
+                    let host_done = boot.host_tests.is_empty() || host_results.is_some();
+                    if let (Some(after), true) = (done_after, host_done) {
+                        // A guest that holds for host tests is stopped at once; others get to power off.
+                        if !boot.host_tests.is_empty() || start.elapsed() >= after + POWEROFF_GRACE {
                             break VmEnd::Stopped;
                         }
+                    }
+                    if serial_shows_panic(&files.serial_log).await {
+                        break VmEnd::Panicked;
                     }
                     if start.elapsed() >= hard_limit {
                         break VmEnd::Overran;
@@ -340,50 +637,16 @@ impl BootTester {
                 }
             }
         };
-        // Dropping the run kills QEMU's process group when it is still running.
+        // Dropping the run kills QEMU's process group when it is still running; dropping the host task
+        // stops the host tests.
         drop(vm);
-        let seconds = done_after.unwrap_or_else(|| start.elapsed()).as_secs_f64();
-        (end, seconds)
-    }
-
-    /// The note for testcases that never got a result.
-    async fn missing_note(
-        &self,
-        end: VmEnd,
-        done: bool,
-        deadline: Duration,
-        serial_log: &Path,
-    ) -> Result<String, BootTestError> {
-        if done {
-            return Ok("the guest finished its battery without reporting this testcase".into());
+        drop(host_task);
+        BootRun {
+            end,
+            seconds: done_after.unwrap_or_else(|| start.elapsed()).as_secs_f64(),
+            settled_after: settled_after.map(|d| d.as_secs_f64()),
+            host: host_results,
         }
-        let serial = || vm::serial_tail(serial_log, SERIAL_LINES_IN_NOTE);
-        Ok(match end {
-            VmEnd::Exited(Err(ExecError::TimedOut { .. })) | VmEnd::Overran => format!(
-                "deadline of {}s passed; last serial lines: {}",
-                deadline.as_secs(),
-                serial().await
-            ),
-            VmEnd::Exited(Ok(_)) => format!(
-                "the VM stopped before the battery finished; last serial lines: {}",
-                serial().await
-            ),
-            VmEnd::Exited(Err(ExecError::Failed {
-                status,
-                stderr_tail,
-                ..
-            })) => format!(
-                "QEMU exited ({status}) before the battery finished{}; last serial lines: {}",
-                last_line(&stderr_tail).map_or(String::new(), |l| format!(": {l}")),
-                serial().await
-            ),
-            // QEMU never started: that is a broken setup, not a result about the image.
-            VmEnd::Exited(Err(err @ ExecError::NotFound { .. })) => {
-                return Err(BootTestError::MissingTool(err))
-            }
-            VmEnd::Exited(Err(err)) => format!("running QEMU failed: {err}"),
-            VmEnd::Stopped => "the battery never reported done".into(),
-        })
     }
 
     /// Checks that the image can be read and is qcow2; returns its absolute path and virtual size.
@@ -433,6 +696,124 @@ impl BootTester {
     }
 }
 
+/// How a boot's run went.
+struct BootRun {
+    end: VmEnd,
+    seconds: f64,
+    settled_after: Option<f64>,
+    /// The host tests' attempts, when they finished.
+    host: Option<host::HostResults>,
+}
+
+/// Whether the serial console's recent output shows a kernel panic.
+async fn serial_shows_panic(serial_log: &Path) -> bool {
+    // The kernel's last words before it stops; the tail is enough, since the log is checked twice a second.
+    match vm::read_tail(serial_log, 16 * 1024).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).contains(PANIC_MARKER),
+        Err(_) => false,
+    }
+}
+
+/// The lock as the guest's `lock.tsv`: name, version, architecture, one package a line.
+fn lock_tsv(lock: &Lock) -> Vec<u8> {
+    lock.packages
+        .iter()
+        .map(|p| format!("{}\t{}\t{}\n", p.name, p.version, p.architecture))
+        .collect::<String>()
+        .into_bytes()
+}
+
+/// The outcome of one test from its attempts, writing each attempt's output into `outputs`.
+async fn case_from(
+    test: &TestDef,
+    attempts: &[results::AttemptRecord],
+    missing_note: &str,
+    outputs: &Path,
+    boot: usize,
+) -> Result<CaseOutcome, BootTestError> {
+    let mut reports = Vec::new();
+    for (n, attempt) in attempts.iter().enumerate() {
+        let output = if attempt.output.is_empty() {
+            None
+        } else {
+            tokio::fs::create_dir_all(outputs)
+                .await
+                .map_err(|source| BootTestError::WorkDir {
+                    path: outputs.to_path_buf(),
+                    source,
+                })?;
+            let path = outputs.join(format!("{}.{}.log", test.name, n + 1));
+            tokio::fs::write(&path, &attempt.output)
+                .await
+                .map_err(|source| BootTestError::WorkDir {
+                    path: path.clone(),
+                    source,
+                })?;
+            Some(path)
+        };
+        reports.push(AttemptReport {
+            outcome: attempt.end.outcome(),
+            seconds: attempt.seconds,
+            output,
+            truncated: attempt.truncated,
+        });
+    }
+    let (outcome, flaky, note) = results::decide(&test.name, attempts)
+        .unwrap_or_else(|| (Outcome::Error, false, missing_note.to_string()));
+    Ok(CaseOutcome {
+        testcase: test.name.clone(),
+        outcome,
+        note,
+        flaky,
+        attempts: reports,
+        boot,
+    })
+}
+
+/// The note for tests that never got a result.
+async fn missing_note(
+    end: VmEnd,
+    report: &results::GuestReport,
+    deadline: Duration,
+    serial_log: &Path,
+) -> Result<String, BootTestError> {
+    if report.done {
+        return Ok("the runner finished without reporting this test".into());
+    }
+    let serial = || vm::serial_tail(serial_log, SERIAL_LINES_IN_NOTE);
+    Ok(match end {
+        VmEnd::Exited(Err(ExecError::TimedOut { .. })) | VmEnd::Overran => format!(
+            "deadline of {}s passed; last serial lines: {}",
+            deadline.as_secs(),
+            serial().await
+        ),
+        VmEnd::Panicked => format!(
+            "the guest kernel panicked; last serial lines: {}",
+            serial().await
+        ),
+        VmEnd::Exited(Ok(_)) => format!(
+            "the VM stopped before its tests finished; last serial lines: {}",
+            serial().await
+        ),
+        VmEnd::Exited(Err(ExecError::Failed {
+            status,
+            stderr_tail,
+            ..
+        })) => format!(
+            "QEMU exited ({status}) before its tests finished{}; last serial lines: {}",
+            last_line(&stderr_tail).map_or(String::new(), |l| format!(": {l}")),
+            serial().await
+        ),
+        // QEMU never started: that is a broken setup, not a result about the image.
+        VmEnd::Exited(Err(err @ ExecError::NotFound { .. })) => {
+            return Err(BootTestError::MissingTool(err))
+        }
+        VmEnd::Exited(Err(err)) => format!("running QEMU failed: {err}"),
+        VmEnd::Stopped => "the runner never reported done".into(),
+    })
+}
+
+#[derive(Debug)]
 struct ImageInfo {
     path: PathBuf,
     virtual_size: u64,

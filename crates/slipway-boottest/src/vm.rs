@@ -47,9 +47,43 @@ pub(crate) fn path_option(prefix: &str, path: &Path) -> OsString {
     out
 }
 
+/// How the VM is networked: user networking, restricted to the host unless the tests need more, with the
+/// guest's SSH port forwarded to a host port on the loopback interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Network {
+    /// The guest may reach beyond the host.
+    pub open: bool,
+    /// The host port forwarded to the guest's port 22.
+    pub ssh_port: u16,
+}
+
+impl Network {
+    /// The `-netdev` value. `restrict=on` cuts the guest off from everything but the host's forwards.
+    pub fn netdev(self) -> String {
+        format!(
+            "user,id=net0,restrict={},hostfwd=tcp:127.0.0.1:{}-:22",
+            if self.open { "off" } else { "on" },
+            self.ssh_port
+        )
+    }
+}
+
+/// A free TCP port on the loopback interface, for the SSH forward. The listener is closed again so QEMU
+/// can bind it; another process taking it in that moment makes QEMU fail to start, which is an ERROR.
+pub(crate) fn free_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
 /// The VM that boots the image: q35 with UEFI, the overlay and the seed on virtio, user networking, the
 /// console on the first serial port and the results channel on the second.
-pub(crate) fn qemu_command(files: &VmFiles, accel: Accel, memory_mib: u32, cpus: u32) -> Command {
+pub(crate) fn qemu_command(
+    files: &VmFiles,
+    accel: Accel,
+    memory_mib: u32,
+    cpus: u32,
+    network: Network,
+) -> Command {
     let (accel_option, cpu) = match accel {
         Accel::Kvm => ("kvm", KVM_CPU),
         // thread=multi: one host thread per guest CPU, so 2 vCPUs use both cores.
@@ -83,7 +117,7 @@ pub(crate) fn qemu_command(files: &VmFiles, accel: Accel, memory_mib: u32, cpus:
             "if=virtio,format=raw,readonly=on,file=",
             &files.seed,
         ))
-        .args(["-netdev", "user,id=net0"])
+        .args(["-netdev", &network.netdev()])
         // No iPXE option ROM: the image boots from its disk, and loading iPXE costs seconds under TCG.
         .args(["-device", "virtio-net-pci,netdev=net0,romfile="])
         // Entropy from the host, so nothing in early boot waits for the guest's pool to fill.
@@ -117,7 +151,7 @@ pub(crate) async fn serial_tail(path: &Path, lines: usize) -> String {
     kept[kept.len().saturating_sub(lines)..].join(" | ")
 }
 
-async fn read_tail(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+pub(crate) async fn read_tail(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let mut file = tokio::fs::File::open(path).await?;
     let len = file.metadata().await?.len();
@@ -187,7 +221,15 @@ mod tests {
     #[test]
     fn the_command_names_both_serial_ports_and_the_accelerator() {
         let files = VmFiles::in_dir(Path::new("/w"));
-        let shown = qemu_command(&files, Accel::Tcg, 1024, 2).display();
+        let closed = Network {
+            open: false,
+            ssh_port: 2222,
+        };
+        let shown = qemu_command(&files, Accel::Tcg, 1024, 2, closed).display();
+        assert!(
+            shown.contains("-netdev user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22"),
+            "{shown}"
+        );
         assert!(
             shown.contains("-accel tcg,thread=multi -cpu max"),
             "{shown}"
@@ -200,7 +242,12 @@ mod tests {
             shown.contains("file,id=results,path=/w/results.jsonl"),
             "{shown}"
         );
-        let shown = qemu_command(&files, Accel::Kvm, 1024, 2).display();
+        let open = Network {
+            open: true,
+            ssh_port: 2222,
+        };
+        let shown = qemu_command(&files, Accel::Kvm, 1024, 2, open).display();
+        assert!(shown.contains("restrict=off"), "{shown}");
         assert!(
             shown.contains("-accel kvm -cpu host,arch-capabilities=off"),
             "{shown}"

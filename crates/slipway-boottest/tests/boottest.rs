@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use slipway_boottest::{
-    probe_kvm, Accel, BootTestError, BootTestRequest, BootTester, DEFAULT_BATTERY, PROBE_TIMEOUT,
+    probe_kvm, Accel, BootTestError, BootTestRequest, BootTester, RunsOn, TestDef, PROBE_TIMEOUT,
 };
 use slipway_exec::{Command, CommandRunner, ExecError, Output, SystemRunner};
 use slipway_model::{ComposeId, Lock, LockedPackage, Outcome};
@@ -19,9 +19,13 @@ static VM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The tools are installed by `scripts/install-deps`; their absence is a failure, not a reason to skip.
 fn have_qemu() -> bool {
-    if let Err(err) =
-        slipway_exec::require_programs(&["qemu-system-x86_64", "qemu-img", "mkfs.vfat", "mcopy"])
-    {
+    if let Err(err) = slipway_exec::require_programs(&[
+        "qemu-system-x86_64",
+        "qemu-img",
+        "mkfs.vfat",
+        "mcopy",
+        "ssh-keygen",
+    ]) {
         panic!("{err} (run scripts/install-deps)");
     }
     true
@@ -71,10 +75,44 @@ async fn empty_qcow2(path: &Path, size: &str) {
         .expect("qemu-img create");
 }
 
-fn request(image: PathBuf, work_dir: PathBuf, accel: Accel, deadline: Duration) -> BootTestRequest {
+fn test(name: &str, script: &str, runs_on: RunsOn) -> TestDef {
+    TestDef {
+        name: name.into(),
+        description: String::new(),
+        script: script.as_bytes().to_vec(),
+        origin: format!("test:{name}"),
+        timeout: Duration::from_secs(1),
+        tags: vec![],
+        needs_network: false,
+        exclusive: false,
+        formats: vec![],
+        streams: vec![],
+        min_memory_mib: 0,
+        runs_on,
+        builtin: false,
+    }
+}
+
+/// Guest tests the scripted QEMU reports as passed.
+const GUEST_TESTS: &[&str] = &["boot.multi-user", "rootfs.grown", "user.check"];
+
+fn guest_tests() -> Vec<TestDef> {
+    GUEST_TESTS
+        .iter()
+        .map(|name| test(name, "#!/bin/sh\ntrue\n", RunsOn::Guest))
+        .collect()
+}
+
+fn request(
+    image: PathBuf,
+    work_dir: PathBuf,
+    accel: Accel,
+    boot_allowance: Duration,
+) -> BootTestRequest {
     BootTestRequest {
         compose: ComposeId("test-20261121.0".into()),
         image,
+        tests: guest_tests(),
         lock: Lock::new(vec![LockedPackage {
             name: "bash".into(),
             version: "5.2.15-2+b7".into(),
@@ -83,12 +121,17 @@ fn request(image: PathBuf, work_dir: PathBuf, accel: Accel, deadline: Duration) 
             source: None,
             suite: None,
         }]),
+        exclude_docs: true,
+        exclude_locales: false,
         work_dir,
         memory_mib: 1024,
         cpus: 2,
-        deadline,
+        boot_allowance,
         disk_gib: 2,
         accel,
+        reruns: 1,
+        memory_budget_mib: 4096,
+        cpu_budget: 2,
     }
 }
 
@@ -127,31 +170,39 @@ async fn a_vm_that_never_powers_off_is_killed_at_its_deadline() {
     let tester = BootTester::new(Arc::new(SystemRunner));
     let started = Instant::now();
     let report = tester
-        .run(&request(
-            image.clone(),
-            work.clone(),
-            accel,
-            Duration::from_secs(15),
-        ))
+        .run(&BootTestRequest {
+            tests: vec![test("only", "#!/bin/sh\ntrue\n", RunsOn::Guest)],
+            ..request(image.clone(), work.clone(), accel, Duration::from_secs(1))
+        })
         .await
         .expect("a hung VM is a report, not an error");
     let took = started.elapsed();
     eprintln!("{report:#?}\ntook {took:.2?}");
 
-    assert!(took < Duration::from_secs(40), "took {took:?}");
-    assert_eq!(report.cases.len(), DEFAULT_BATTERY.len());
+    // 1 s to boot, the test's 1 s twice (it is rerun) plus 5 s of slack, and the margin.
+    let deadline = 1 + 2 + 5 + slipway_boottest::DEADLINE_MARGIN.as_secs();
+    assert!(took < Duration::from_secs(deadline + 25), "took {took:?}");
+    assert_eq!(report.cases.len(), 1);
     for case in &report.cases {
         assert_eq!(case.outcome, Outcome::Error, "{case:?}");
         assert!(
-            case.note.starts_with("deadline of 15s passed"),
+            case.note
+                .starts_with(&format!("deadline of {deadline}s passed")),
             "{}",
             case.note
         );
     }
     assert_eq!(report.accel, accel);
-    assert!(report.serial_log.starts_with(&work));
-    assert!(report.serial_log.exists());
-    assert!(!work.join("overlay.qcow2").exists(), "overlay left behind");
+    assert_eq!(report.boots.len(), 1);
+    assert!(report.boots[0].serial_log.starts_with(&work));
+    assert!(report.boots[0].serial_log.exists());
+    assert!(
+        !report.boots[0]
+            .serial_log
+            .with_file_name("overlay.qcow2")
+            .exists(),
+        "overlay left behind"
+    );
     assert_eq!(
         std::fs::read(&image).expect("image"),
         before,
@@ -170,7 +221,8 @@ struct ScriptedQemu {
 
 #[derive(Debug, Clone, Copy)]
 enum Behaviour {
-    /// Reports the whole battery as passed, then never exits (a slow shutdown).
+    /// Settles, reports every guest test as passed and `done`, then never exits (a guest that holds
+    /// for host tests, or a slow shutdown).
     PassAndHang,
     /// Exits cleanly without reporting anything (a guest that powered off early).
     ExitSilently,
@@ -187,7 +239,7 @@ impl Drop for DropFlag {
 
 fn option_value<'a>(shown: &'a str, prefix: &str) -> &'a str {
     let start = shown.find(prefix).expect("option present") + prefix.len();
-    shown[start..].split_whitespace().next().expect("value")
+    shown[start..].split([' ', ',']).next().expect("value")
 }
 
 #[async_trait]
@@ -200,40 +252,13 @@ impl CommandRunner for ScriptedQemu {
         let results = PathBuf::from(option_value(&shown, "file,id=results,path="));
         match self.behaviour {
             Behaviour::PassAndHang => {
-                let meta = std::fs::read_to_string(results.with_file_name("seed/meta-data"))
-                    .expect("meta-data");
-                let hostname = meta
-                    .lines()
-                    .find_map(|l| l.strip_prefix("local-hostname: "))
-                    .expect("hostname")
-                    .trim_matches('"')
-                    .to_string();
-                let packages = SystemRunner
-                    .run(
-                        Command::new("base64")
-                            .arg("-w0")
-                            .stdin("bash\t5.2.15-2+b7\tamd64\n"),
-                    )
-                    .await?
-                    .stdout_text();
-                let mut text = String::from("boot noise\r\n");
-                for testcase in [
-                    "boot.multi-user",
-                    "cloud-init.finished",
-                    "sshd.active",
-                    "rootfs.grown",
-                    "systemd.no-failed-units",
-                ] {
+                let mut text = String::from("boot noise\r\n{\"event\":\"settled\"}\r\n");
+                for testcase in GUEST_TESTS {
                     text.push_str(&format!(
-                        "{{\"testcase\":\"{testcase}\",\"outcome\":\"PASSED\",\"note\":\"fine\"}}\r\n"
+                        "{{\"chunk\":\"{testcase}\",\"attempt\":1,\"i\":0,\"b64\":\"ZmluZQo=\"}}\r\n\
+                         {{\"test\":\"{testcase}\",\"attempt\":1,\"outcome\":\"PASSED\",\"status\":0,\"seconds\":0.5,\"truncated\":false}}\r\n"
                     ));
                 }
-                text.push_str(&format!(
-                    "{{\"fact\":\"hostname\",\"value\":\"{hostname}\"}}\r\n"
-                ));
-                text.push_str(&format!(
-                    "{{\"fact\":\"dpkg-query\",\"b64\":\"{packages}\"}}\r\n"
-                ));
                 text.push_str("{\"done\":true}\r\n");
                 std::fs::write(&results, text).expect("results");
                 let _flag = DropFlag(self.dropped.clone());
@@ -273,16 +298,110 @@ async fn a_done_guest_that_does_not_power_off_is_stopped() {
         .await
         .expect("report");
     let took = started.elapsed();
-    assert!(
-        report.cases.iter().all(|c| c.outcome == Outcome::Passed),
-        "{report:#?}"
-    );
+    assert_eq!(report.cases.len(), GUEST_TESTS.len());
+    for case in &report.cases {
+        assert_eq!(case.outcome, Outcome::Passed, "{case:?}");
+        assert_eq!(case.note, "fine");
+        assert_eq!(case.attempts.len(), 1);
+        let output = case.attempts[0].output.as_ref().expect("output kept");
+        assert_eq!(std::fs::read(output).expect("output"), b"fine\n");
+    }
     assert!(
         dropped.load(Ordering::SeqCst),
         "the VM run was not abandoned"
     );
     assert!(took < Duration::from_secs(30), "took {took:?}");
-    assert!(report.seconds < 5.0, "{}", report.seconds);
+    assert!(report.boots[0].seconds < 5.0, "{}", report.boots[0].seconds);
+}
+
+#[tokio::test]
+async fn host_tests_run_once_the_guest_settles_and_hold_the_vm() {
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("image.qcow2");
+    empty_qcow2(&image, "64M").await;
+    let dropped = Arc::new(AtomicBool::new(false));
+    let tester = BootTester::new(Arc::new(ScriptedQemu {
+        behaviour: Behaviour::PassAndHang,
+        dropped: dropped.clone(),
+    }));
+    let mut tests = guest_tests();
+    // Reaches for the guest with what it was given; the key must be the run's private key.
+    tests.push(test(
+        "host.env",
+        "#!/bin/sh\ntest -s \"$SLIPWAY_SSH_KEY\" || exit 1\n\
+         grep -q 'PRIVATE KEY' \"$SLIPWAY_SSH_KEY\" || exit 2\n\
+         echo \"$SLIPWAY_SSH_USER@$SLIPWAY_SSH_HOST port $SLIPWAY_SSH_PORT\"\n",
+        RunsOn::Host,
+    ));
+    // Fails on its first attempt only: a marker in its state directory tells it it ran before.
+    tests.push(test(
+        "host.flaky",
+        "#!/bin/sh\nif [ -e marker ]; then echo second; exit 0; fi\ntouch marker\necho first; exit 3\n",
+        RunsOn::Host,
+    ));
+    let mut hang = test(
+        "host.hang",
+        "#!/bin/sh\necho waiting\nsleep 60\n",
+        RunsOn::Host,
+    );
+    hang.timeout = Duration::from_secs(1);
+    tests.push(hang);
+    tests.push(test(
+        "host.noisy",
+        "#!/bin/sh\nhead -c 3000000 /dev/urandom\nyes 'junk \\033[0m' | head -c 2000000\necho\necho end of noise\n",
+        RunsOn::Host,
+    ));
+    let report = tester
+        .run(&BootTestRequest {
+            tests,
+            ..request(
+                image,
+                dir.path().join("work"),
+                Accel::Tcg,
+                Duration::from_secs(600),
+            )
+        })
+        .await
+        .expect("report");
+    let case = |name: &str| {
+        report
+            .cases
+            .iter()
+            .find(|c| c.testcase == name)
+            .unwrap_or_else(|| panic!("no {name}: {report:#?}"))
+    };
+    let env = case("host.env");
+    assert_eq!(env.outcome, Outcome::Passed, "{env:?}");
+    assert!(
+        env.note.starts_with("slipway@127.0.0.1 port "),
+        "{}",
+        env.note
+    );
+    let flaky = case("host.flaky");
+    assert_eq!(
+        (flaky.outcome, flaky.flaky),
+        (Outcome::Passed, true),
+        "{flaky:?}"
+    );
+    assert_eq!(flaky.attempts.len(), 2);
+    assert_eq!(flaky.attempts[0].outcome, Outcome::Failed);
+    assert_eq!(flaky.attempts[1].outcome, Outcome::Passed);
+    let hang = case("host.hang");
+    assert_eq!(hang.outcome, Outcome::Error, "{hang:?}");
+    assert_eq!(hang.attempts.len(), 2, "a timed-out test is rerun");
+    assert!(hang.note.contains("timed out"), "{}", hang.note);
+    let noisy = case("host.noisy");
+    assert_eq!(noisy.outcome, Outcome::Passed, "{noisy:?}");
+    assert!(noisy.attempts[0].truncated);
+    let kept = std::fs::read(noisy.attempts[0].output.as_ref().expect("output")).expect("read");
+    assert_eq!(kept.len() as u64, slipway_boottest::OUTPUT_CAP);
+    assert!(dropped.load(Ordering::SeqCst), "the VM was not stopped");
+    for name in GUEST_TESTS {
+        assert_eq!(case(name).outcome, Outcome::Passed);
+    }
 }
 
 #[tokio::test]
@@ -303,11 +422,12 @@ async fn a_guest_that_stops_early_gives_errors_naming_why() {
         .run(&request(image, work, Accel::Tcg, Duration::from_secs(600)))
         .await
         .expect("report");
+    assert_eq!(report.cases.len(), GUEST_TESTS.len());
     for case in &report.cases {
         assert_eq!(case.outcome, Outcome::Error, "{case:?}");
         assert!(
             case.note
-                .starts_with("the VM stopped before the battery finished"),
+                .starts_with("the VM stopped before its tests finished"),
             "{}",
             case.note
         );

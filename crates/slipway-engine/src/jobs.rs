@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use slipway_boottest::{BootTestRequest, BootTester};
 use slipway_compose::{ComposeRequest, Composer};
 use slipway_model::{
-    Artifact, ArtifactKind, ComposeId, ComposeState, Outcome, OutputFormat, ReleaseState, RunId,
-    TestResult, TestRun,
+    canonical_arch, Artifact, ArtifactKind, Attempt, ComposeId, ComposeState, DenylistEntry,
+    Outcome, OutputFormat, ReleaseState, RunId, TestResult, TestRun,
 };
 use slipway_publish::{GpgSigner, PublishFile, ReleaseInput, SiteInput, StreamInput};
 use slipway_store::{Job, JobOutcome};
@@ -247,34 +247,72 @@ impl Engine {
             })
     }
 
+    /// Boots the compose's qcow2 and runs its stream's test plan: one test run with one result per test
+    /// (plus an ERROR result per unreadable user test file), with the denylist applied.
     async fn test_job(&self, id: &ComposeId) -> Result<(), EngineError> {
         let compose = self
             .store
             .compose(id)
             .await?
             .ok_or_else(|| EngineError::NotFound(format!("no compose {id}")))?;
+        let stream = self.config.stream(&compose.stream).ok_or_else(|| {
+            EngineError::NotFound(format!("stream {} is not configured", compose.stream))
+        })?;
+        let recipe = self.config.recipe(stream)?;
+        let plan_name = self.config.plan_name(stream, &recipe);
+        let format = OutputFormat::Qcow2;
+        let arch = canonical_arch(&recipe.architecture).to_string();
+        let scenario = format!("{}.{arch}.uefi", format.extension());
+
+        // A broken file in a user repository becomes ERROR results of this run, not a failed job.
+        let repository = slipway_boottest::load_test_dirs(&self.config.boottest.test_dirs);
+        let mut available = slipway_boottest::builtin_tests();
+        available.extend(repository.tests);
+        let tests = slipway_boottest::select_tests(
+            &plan_name,
+            self.config.plans.get(&plan_name),
+            &available,
+            format.extension(),
+            &stream.name,
+        );
+        let run_id = RunId::random();
+        let base = |testcase: &str, outcome: Outcome, note: String, at| TestResult {
+            run: Some(run_id.clone()),
+            scenario: scenario.clone(),
+            format: format.extension().to_string(),
+            arch: arch.clone(),
+            stream: stream.name.clone(),
+            ..TestResult::new(id.clone(), testcase, outcome, note, at)
+        };
+        let broken: Vec<TestResult> = repository
+            .broken
+            .iter()
+            .map(|b| base(&b.testcase, Outcome::Error, b.error.clone(), self.now()))
+            .collect();
+        for b in &repository.broken {
+            tracing::warn!(stream = %stream.name, error = %b.error, "a test file cannot be used");
+        }
+
         let now = self.now();
-        let image = compose
-            .artifact(ArtifactKind::Image(OutputFormat::Qcow2))
-            .cloned();
+        let image = compose.artifact(ArtifactKind::Image(format)).cloned();
         let (Some(image), Some(lock)) = (image, compose.lock.clone()) else {
-            // Nothing bootable: the battery's results are errors, and the gate fails closed on them.
-            let results = slipway_boottest::DEFAULT_BATTERY
+            // Nothing bootable: the plan's results are errors, and the gate fails closed on them.
+            let mut results: Vec<TestResult> = tests
                 .iter()
-                .map(|testcase| {
-                    TestResult::new(
-                        id.clone(),
-                        *testcase,
+                .map(|test| {
+                    base(
+                        &test.name,
                         Outcome::Error,
-                        "the compose has no qcow2 artifact to boot; add \"qcow2\" to the recipe's outputs",
+                        "the compose has no qcow2 artifact to boot; add \"qcow2\" to the recipe's outputs".into(),
                         now,
                     )
                 })
-                .collect::<Vec<_>>();
+                .collect();
+            results.extend(broken);
             let run = TestRun {
-                id: RunId::random(),
+                id: run_id.clone(),
                 compose: id.clone(),
-                plan: "default".into(),
+                plan: plan_name,
                 artifact: String::new(),
                 description: format!("{id}: nothing to boot"),
                 started_at: now,
@@ -292,17 +330,27 @@ impl Engine {
         let request = BootTestRequest {
             compose: id.clone(),
             image: self.blobs.path(&image.sha256),
+            tests: tests.clone(),
             lock,
+            exclude_docs: recipe.exclude_docs,
+            exclude_locales: recipe.exclude_locales,
             work_dir: work_dir.clone(),
             memory_mib: settings.memory_mib,
             cpus: settings.cpus,
-            deadline: Duration::from_secs(settings.deadline_secs),
+            boot_allowance: Duration::from_secs(settings.deadline_secs),
             disk_gib: settings.disk_gib,
             accel,
+            reruns: settings.reruns,
+            memory_budget_mib: settings.memory_budget_mib,
+            cpu_budget: settings.cpu_budget,
         };
         self.progress.step(
             &compose.stream,
-            &format!("boot testing {} under {accel}", image.file_name),
+            &format!(
+                "boot testing {} under {accel}: plan {plan_name}, {} tests",
+                image.file_name,
+                tests.len()
+            ),
         );
         let started_at = self.now();
         let tester = BootTester::new(Arc::clone(&self.runner));
@@ -316,56 +364,72 @@ impl Engine {
             }
         };
 
-        let mut log_digest = None;
-        if report.serial_log.exists() {
-            let (digest, size) =
-                slipway_model::sha256_file(&report.serial_log).map_err(|source| {
-                    EngineError::Io {
-                        action: "reading",
-                        path: report.serial_log.clone(),
-                        source,
-                    }
-                })?;
-            self.store_blob(&report.serial_log, &digest)?;
-            self.store
-                .add_artifact(
-                    id,
-                    &Artifact {
-                        kind: ArtifactKind::SerialLog,
-                        file_name: format!("{id}.serial.log"),
-                        sha256: digest.clone(),
-                        size,
-                    },
-                )
-                .await?;
-            log_digest = Some(digest);
+        // The run's files go under names that carry the run, so a second run of a compose adds its own.
+        let short_run: String = run_id.as_str().chars().take(8).collect();
+        let mut boot_logs = Vec::new();
+        for (n, boot) in report.boots.iter().enumerate() {
+            let name = format!("{id}.{short_run}.boot-{n}-{}.serial.log", boot.name);
+            boot_logs.push(
+                self.keep_file(id, &boot.serial_log, ArtifactKind::SerialLog, name)
+                    .await?,
+            );
         }
+        let today = self.now().to_zoned(jiff::tz::TimeZone::UTC).date();
         let now = self.now();
-        let results: Vec<TestResult> = report
-            .cases
-            .iter()
-            .map(|case| TestResult {
+        let mut results = Vec::new();
+        for case in &report.cases {
+            let mut attempts = Vec::new();
+            for (n, attempt) in case.attempts.iter().enumerate() {
+                let output = match &attempt.output {
+                    Some(path) => {
+                        let name =
+                            format!("{id}.{short_run}.{}.attempt-{}.log", case.testcase, n + 1);
+                        self.keep_file(id, path, ArtifactKind::TestOutput, name)
+                            .await?
+                    }
+                    None => None,
+                };
+                attempts.push(Attempt {
+                    outcome: attempt.outcome,
+                    seconds: attempt.seconds,
+                    output,
+                    truncated: attempt.truncated,
+                });
+            }
+            let mut result = TestResult {
                 artifact: image.file_name.clone(),
-                log: log_digest.clone(),
-                ..TestResult::new(
-                    id.clone(),
-                    case.testcase.clone(),
-                    case.outcome,
-                    case.note.clone(),
-                    now,
-                )
-            })
-            .collect();
+                log: boot_logs.get(case.boot).cloned().flatten(),
+                flaky: case.flaky,
+                attempts,
+                ..base(&case.testcase, case.outcome, case.note.clone(), now)
+            };
+            let tags = tests
+                .iter()
+                .find(|t| t.name == case.testcase)
+                .map(|t| t.tags.clone())
+                .unwrap_or_default();
+            apply_denylist(&self.config.denylist, &mut result, &tags, today);
+            results.push(result);
+        }
+        for mut result in broken {
+            result.artifact = image.file_name.clone();
+            apply_denylist(&self.config.denylist, &mut result, &[], today);
+            results.push(result);
+        }
         let passed = results
             .iter()
             .filter(|r| r.outcome == Outcome::Passed)
             .count();
         let run = TestRun {
-            id: RunId::random(),
+            id: run_id,
             compose: id.clone(),
-            plan: "default".into(),
+            plan: plan_name.clone(),
             artifact: image.file_name.clone(),
-            description: format!("{id} {} under {accel}", image.file_name),
+            description: format!(
+                "{id} {} under {accel}: plan {plan_name}, {} boot(s)",
+                image.file_name,
+                report.boots.len()
+            ),
             started_at,
             finished_at: now,
         };
@@ -380,6 +444,38 @@ impl Engine {
         );
         let _ = std::fs::remove_dir_all(&work_dir);
         Ok(())
+    }
+
+    /// Stores a file of a test run as a blob and an artifact of the compose; `None` when it is missing.
+    async fn keep_file(
+        &self,
+        id: &ComposeId,
+        path: &Path,
+        kind: ArtifactKind,
+        file_name: String,
+    ) -> Result<Option<slipway_model::Sha256>, EngineError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let (digest, size) =
+            slipway_model::sha256_file(path).map_err(|source| EngineError::Io {
+                action: "reading",
+                path: path.to_path_buf(),
+                source,
+            })?;
+        self.store_blob(path, &digest)?;
+        self.store
+            .add_artifact(
+                id,
+                &Artifact {
+                    kind,
+                    file_name,
+                    sha256: digest.clone(),
+                    size,
+                },
+            )
+            .await?;
+        Ok(Some(digest))
     }
 
     /// Loads the signing key named in the config.
@@ -489,5 +585,82 @@ impl Engine {
             );
         }
         Ok(())
+    }
+}
+
+/// A failed or errored result that an active denylist entry covers becomes SKIPPED, its note saying why
+/// and where it is tracked, and what it really was. Passing results stay as they are.
+pub(crate) fn apply_denylist(
+    denylist: &[DenylistEntry],
+    result: &mut TestResult,
+    tags: &[String],
+    today: jiff::civil::Date,
+) {
+    if !matches!(result.outcome, Outcome::Failed | Outcome::Error) {
+        return;
+    }
+    if let Some(entry) = denylist
+        .iter()
+        .find(|e| e.applies(&result.testcase, tags, &result.stream, &result.arch, today))
+    {
+        result.note = format!(
+            "{}; it was {}: {}",
+            entry.note(),
+            result.outcome,
+            result.note
+        );
+        result.outcome = Outcome::Skipped;
+    }
+}
+
+#[cfg(test)]
+mod denylist_tests {
+    use super::*;
+    use jiff::civil::Date;
+
+    fn result(outcome: Outcome) -> TestResult {
+        TestResult {
+            stream: "cloud".into(),
+            arch: "x86_64".into(),
+            ..TestResult::new(
+                ComposeId("cloud-20261121.0".into()),
+                "user.broken",
+                outcome,
+                "exit status 1: nope",
+                jiff::Timestamp::UNIX_EPOCH,
+            )
+        }
+    }
+
+    #[test]
+    fn a_denylisted_failure_is_skipped_until_its_snooze_date() {
+        let denylist = vec![DenylistEntry {
+            pattern: "user.*".into(),
+            reason: "known breakage".into(),
+            tracker: "https://bugs.example.org/7".into(),
+            snooze_until: Date::constant(2026, 11, 30),
+            streams: vec![],
+            arches: vec!["amd64".into()],
+        }];
+        let mut failed = result(Outcome::Failed);
+        apply_denylist(&denylist, &mut failed, &[], Date::constant(2026, 11, 21));
+        assert_eq!(failed.outcome, Outcome::Skipped);
+        assert_eq!(
+            failed.note,
+            "denylisted until 2026-11-30: known breakage (https://bugs.example.org/7); it was FAILED: exit status 1: nope"
+        );
+        let mut errored = result(Outcome::Error);
+        apply_denylist(&denylist, &mut errored, &[], Date::constant(2026, 11, 30));
+        assert_eq!(errored.outcome, Outcome::Skipped);
+        let mut passed = result(Outcome::Passed);
+        apply_denylist(&denylist, &mut passed, &[], Date::constant(2026, 11, 21));
+        assert_eq!(passed.outcome, Outcome::Passed);
+        let mut late = result(Outcome::Failed);
+        apply_denylist(&denylist, &mut late, &[], Date::constant(2026, 12, 1));
+        assert_eq!(
+            late.outcome,
+            Outcome::Failed,
+            "past its snooze date it counts again"
+        );
     }
 }

@@ -137,6 +137,8 @@ pub enum ArtifactKind {
     LockJson,
     /// The release notes of a release of the compose.
     ReleaseNotes,
+    /// The captured output of one attempt of a boot test.
+    TestOutput,
 }
 
 impl ArtifactKind {
@@ -147,6 +149,7 @@ impl ArtifactKind {
             Self::SerialLog => "serial-log".to_string(),
             Self::LockJson => "lock".to_string(),
             Self::ReleaseNotes => "release-notes".to_string(),
+            Self::TestOutput => "test-output".to_string(),
         }
     }
 }

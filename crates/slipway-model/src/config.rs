@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::testing::{DenylistEntry, PlanConfig, DEFAULT_PLAN};
 use crate::toml_file::{read_toml, ConfigError, Location};
 use crate::{Recipe, Requirement};
 
@@ -43,6 +44,12 @@ pub struct Config {
     /// Release streams.
     #[serde(rename = "stream")]
     pub streams: Vec<StreamConfig>,
+    /// Test plans by name, besides the built-in `default`.
+    #[serde(default, rename = "plan")]
+    pub plans: BTreeMap<String, PlanConfig>,
+    /// Known failures whose results are SKIPPED until their snooze date.
+    #[serde(default)]
+    pub denylist: Vec<DenylistEntry>,
     /// The directory of the config file; every relative path was resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -72,12 +79,27 @@ pub struct BootTestConfig {
     /// Guest CPUs.
     #[serde(default = "default_cpus")]
     pub cpus: u32,
-    /// Seconds a VM may run before it is killed and its results become ERROR.
+    /// Seconds a VM may take to boot and settle. Its deadline is this plus its tests' timeouts (times
+    /// one plus the reruns) plus a margin; a VM still running then is killed and its missing results are
+    /// ERROR.
     #[serde(default = "default_deadline")]
     pub deadline_secs: u64,
     /// Virtual disk size in GiB for the boot, larger than the image so growing the root is exercised.
     #[serde(default = "default_disk_gib")]
     pub disk_gib: u32,
+    /// Directories of user tests (one `*.toml` per test, searched recursively), relative to the config
+    /// file.
+    #[serde(default)]
+    pub test_dirs: Vec<PathBuf>,
+    /// How many times a failed test is run again; a pass on a rerun is PASSED and flaky.
+    #[serde(default = "default_reruns")]
+    pub reruns: u32,
+    /// The memory, in MiB, all VMs of one test run may use together; VMs wait for room.
+    #[serde(default = "default_memory_budget")]
+    pub memory_budget_mib: u32,
+    /// The guest CPUs all VMs of one test run may use together.
+    #[serde(default = "default_cpu_budget")]
+    pub cpu_budget: u32,
 }
 
 impl Default for BootTestConfig {
@@ -87,6 +109,10 @@ impl Default for BootTestConfig {
             cpus: default_cpus(),
             deadline_secs: default_deadline(),
             disk_gib: default_disk_gib(),
+            test_dirs: Vec::new(),
+            reruns: default_reruns(),
+            memory_budget_mib: default_memory_budget(),
+            cpu_budget: default_cpu_budget(),
         }
     }
 }
@@ -222,6 +248,10 @@ pub struct StreamConfig {
     /// (if its inputs changed) even when no poll noticed a change. Without it, only changes trigger.
     #[serde(default)]
     pub nightly: Option<TimeOfDay>,
+    /// The test plan its composes run: a `[plan.<name>]` or `default`. Without it, the recipe's
+    /// `[tests] plan`, else `default`.
+    #[serde(default)]
+    pub plan: Option<String>,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -251,6 +281,16 @@ fn default_poll_interval() -> u64 {
 fn default_disk_gib() -> u32 {
     4
 }
+fn default_reruns() -> u32 {
+    1
+}
+fn default_memory_budget() -> u32 {
+    4096
+}
+fn default_cpu_budget() -> u32 {
+    // Guest CPUs beyond the host's only make the VMs fight over them.
+    std::thread::available_parallelism().map_or(2, |n| n.get() as u32)
+}
 
 impl Config {
     /// Reads, parses and validates a config file, resolving relative paths against its directory.
@@ -274,6 +314,9 @@ impl Config {
             if let Some(policy) = &mut stream.policy {
                 *policy = base.join(&*policy);
             }
+        }
+        for dir in &mut config.boottest.test_dirs {
+            *dir = base.join(&*dir);
         }
         config.base_dir = base;
         config.validate(path, &text)?;
@@ -372,6 +415,30 @@ impl Config {
                 });
             }
         }
+        for (i, stream) in self.streams.iter().enumerate() {
+            if let Some(plan) = &stream.plan {
+                if !self.has_plan(plan) {
+                    return Err(ConfigError::at_key(
+                        path,
+                        text,
+                        "plan",
+                        &format!("stream[{i}].plan"),
+                        self.unknown_plan(plan),
+                    ));
+                }
+            } else {
+                self.check_recipe_plan(stream)?;
+            }
+        }
+        if let Some(name) = self.plans.keys().find(|n| n.as_str() == DEFAULT_PLAN) {
+            return Err(ConfigError::at_key(
+                path,
+                text,
+                "include",
+                &format!("plan.{name}"),
+                "`default` is the built-in plan of every built-in test; give this plan another name",
+            ));
+        }
         if let Some(url) = &self.base_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ConfigError::at_key(
@@ -391,6 +458,50 @@ impl Config {
         self.blob_dir
             .clone()
             .unwrap_or_else(|| self.state_dir.join("blobs"))
+    }
+
+    /// Whether a plan of this name exists (`default` always does).
+    pub fn has_plan(&self, name: &str) -> bool {
+        name == DEFAULT_PLAN || self.plans.contains_key(name)
+    }
+
+    fn unknown_plan(&self, name: &str) -> String {
+        let mut known = vec![DEFAULT_PLAN.to_string()];
+        known.extend(self.plans.keys().cloned());
+        format!(
+            "no [plan.{name}] is defined (known plans: {})",
+            known.join(", ")
+        )
+    }
+
+    /// A recipe's `[tests] plan` must name a plan too. A recipe that does not load is left for the
+    /// compose to report; only its plan is checked here.
+    fn check_recipe_plan(&self, stream: &StreamConfig) -> Result<(), ConfigError> {
+        let Ok(text) = std::fs::read_to_string(&stream.recipe) else {
+            return Ok(());
+        };
+        let Ok(recipe) = crate::toml_file::parse_toml::<Recipe>(&stream.recipe, &text) else {
+            return Ok(());
+        };
+        match &recipe.tests.plan {
+            Some(plan) if !self.has_plan(plan) => Err(ConfigError::at_key(
+                &stream.recipe,
+                &text,
+                "plan",
+                "tests.plan",
+                self.unknown_plan(plan),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The plan a stream's composes run: the stream's own, else its recipe's, else `default`.
+    pub fn plan_name(&self, stream: &StreamConfig, recipe: &Recipe) -> String {
+        stream
+            .plan
+            .clone()
+            .or_else(|| recipe.tests.plan.clone())
+            .unwrap_or_else(|| DEFAULT_PLAN.to_string())
     }
 
     /// The stream of a given name.
@@ -466,6 +577,89 @@ gate = "default"
         .expect("write");
         let message = Config::load(&path).expect_err("must fail").to_string();
         assert!(message.contains("signing"), "{message}");
+    }
+
+    #[test]
+    fn plans_denylist_and_test_dirs_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("slipway.toml");
+        let text = GOOD.replace(
+            "gate = \"default\"\n",
+            "gate = \"default\"\nplan = \"smoke\"\n",
+        ) + r#"
+[boottest]
+test-dirs = ["tests"]
+reruns = 2
+
+[plan.smoke]
+include = ["boot.*", "tag:smoke"]
+exclude = ["boot.slow"]
+
+[[denylist]]
+pattern = "time.*"
+reason = "no NTP"
+tracker = "https://bugs.example.org/1"
+snooze-until = 2026-12-01
+arches = ["x86_64"]
+"#;
+        std::fs::write(&path, text).expect("write");
+        let config = Config::load(&path).expect("valid config");
+        assert_eq!(config.boottest.test_dirs, vec![dir.path().join("tests")]);
+        assert_eq!(config.boottest.reruns, 2);
+        assert_eq!(config.streams[0].plan.as_deref(), Some("smoke"));
+        assert!(config.plans["smoke"].selects("boot.multi-user", &[]));
+        assert_eq!(
+            config.denylist[0].snooze_until,
+            jiff::civil::Date::constant(2026, 12, 1)
+        );
+    }
+
+    #[test]
+    fn an_unknown_plan_is_refused_at_its_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("slipway.toml");
+        std::fs::write(
+            &path,
+            GOOD.replace(
+                "gate = \"default\"\n",
+                "gate = \"default\"\nplan = \"nightly\"\n",
+            ),
+        )
+        .expect("write");
+        let message = Config::load(&path).expect_err("must fail").to_string();
+        assert!(
+            message.contains("slipway.toml:14:1: field `stream[0].plan`: no [plan.nightly]"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_recipe_naming_an_unknown_plan_is_refused_at_its_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("slipway.toml");
+        std::fs::write(&path, GOOD).expect("write");
+        std::fs::create_dir_all(dir.path().join("recipes")).expect("mkdir");
+        let recipe = "distribution = \"debian\"\nsuite = \"bookworm\"\npackages = []\n\
+                      outputs = [\"qcow2\"]\n[[source]]\nurl = \"http://deb.debian.org/debian\"\n\
+                      suite = \"bookworm\"\n[system]\nhostname = \"h\"\n[tests]\nplan = \"smoke\"\n";
+        std::fs::write(dir.path().join("recipes/cloud.toml"), recipe).expect("write");
+        let message = Config::load(&path).expect_err("must fail").to_string();
+        assert!(
+            message.contains("cloud.toml:11:1: field `tests.plan`: no [plan.smoke]"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_malformed_snooze_date_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("slipway.toml");
+        let text = GOOD.to_string()
+            + "\n[[denylist]]\npattern = \"x\"\nreason = \"y\"\nsnooze-until = \"soon\"\n";
+        std::fs::write(&path, text).expect("write");
+        let message = Config::load(&path).expect_err("must fail").to_string();
+        assert!(message.contains("denylist"), "{message}");
+        assert!(message.contains("\"soon\" is not a date"), "{message}");
     }
 }
 

@@ -16,6 +16,7 @@ mod pkgdiff;
 mod recipe;
 mod release;
 mod results;
+mod testing;
 mod toml_file;
 
 pub use clock::{Clock, SystemClock};
@@ -33,11 +34,14 @@ pub use gate::{
 };
 pub use pkgdiff::{is_security_suite, PackageChange, PkgDiff};
 pub use recipe::{
-    DiskLayout, FileEntry, OutputFormat, PackageSource, Recipe, SystemSettings, Units,
+    DiskLayout, FileEntry, OutputFormat, PackageSource, Recipe, RecipeTests, SystemSettings, Units,
 };
 pub use release::{Release, ReleaseState, Version, VersionError};
 pub use results::{Attempt, Outcome, RunId, TestResult, TestRun};
-pub use toml_file::{ConfigError, Location};
+pub use testing::{
+    canonical_arch, glob_matches, pattern_matches, DenylistEntry, PlanConfig, DEFAULT_PLAN,
+};
+pub use toml_file::{parse_toml, read_toml, ConfigError, Location};
 
 /// The version of slipway's builder, part of every input hash: a new builder may produce different bytes.
 pub const BUILDER_VERSION: &str = concat!("slipway-", env!("CARGO_PKG_VERSION"));

@@ -49,6 +49,24 @@ pub struct Recipe {
     pub disk: DiskLayout,
     /// Output formats to write; each becomes one artifact.
     pub outputs: Vec<OutputFormat>,
+    /// How the image is tested. Not part of the input hash: choosing other tests builds nothing new.
+    #[serde(default, skip_serializing_if = "RecipeTests::is_empty")]
+    pub tests: RecipeTests,
+}
+
+/// A recipe's `[tests]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RecipeTests {
+    /// The test plan its composes run when the stream names none.
+    #[serde(default)]
+    pub plan: Option<String>,
+}
+
+impl RecipeTests {
+    fn is_empty(&self) -> bool {
+        self.plan.is_none()
+    }
 }
 
 /// One package repository.
@@ -441,6 +459,7 @@ impl Recipe {
     /// that moving a project directory does not change the hash; their text is in.
     pub fn normalized_json(&self) -> String {
         let mut normalized = self.clone();
+        normalized.tests = RecipeTests::default();
         for source in &mut normalized.sources {
             // A keyring is identified by its location only loosely; its content is what matters, and the
             // repository layer checks it. Keep only the file name so relocating a project is not a change.

@@ -46,10 +46,176 @@ fn sha256_of(path: &Path) -> String {
         .to_string()
 }
 
+/// A user test repository beside the example's config, a plan that runs it with the built-in tests, and
+/// a denylist: one entry still snoozed, one past its date.
+fn add_user_tests(project: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = project.join("tests/demo");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    let tests: &[(&str, &str, &str)] = &[
+        ("pass", "description = \"passes\"\ntags = [\"demo\"]\n", "echo all good"),
+        ("fail", "timeout = \"30s\"\n", "echo 'this is wrong'\nexit 1"),
+        ("hang", "timeout = \"5s\"\n", "echo waiting forever\nsleep 600"),
+        (
+            "flaky",
+            "timeout = 30\n",
+            "if [ -e \"$SLIPWAY_STATE/ran\" ]; then echo passed on attempt $SLIPWAY_ATTEMPT; exit 0; fi\n\
+             touch \"$SLIPWAY_STATE/ran\"\necho first attempt fails\nexit 1",
+        ),
+        (
+            "noisy",
+            "timeout = \"1m\"\n",
+            "head -c 1000000 /dev/urandom\nyes 'junk \\033[2J {\"done\":true}' | head -c 3000000\necho\necho noisy but fine",
+        ),
+        ("denied", "", "echo known breakage\nexit 1"),
+        ("expired", "", "echo no longer excused\nexit 1"),
+        (
+            "panic",
+            "exclusive = true\ntimeout = \"2m\"\n",
+            "echo crashing the kernel\necho c > /proc/sysrq-trigger\nsleep 60",
+        ),
+    ];
+    for (stem, metadata, script) in tests {
+        std::fs::write(
+            repo.join(format!("{stem}.toml")),
+            format!("name = \"demo.{stem}\"\n{metadata}"),
+        )
+        .expect("metadata");
+        let path = repo.join(format!("{stem}.sh"));
+        std::fs::write(&path, format!("#!/bin/sh\n{script}\n")).expect("script");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    std::fs::write(repo.join("broken.toml"), "timeout = \"soon\"\n").expect("broken");
+
+    let config_path = project.join("slipway.toml");
+    let config = std::fs::read_to_string(&config_path).expect("config");
+    let config = config.replace("[boottest]\n", "[boottest]\ntest-dirs = [\"tests\"]\n")
+        + "plan = \"everything\"\n\n\
+           [plan.everything]\ninclude = [\"*\"]\n\n\
+           [[denylist]]\npattern = \"demo.denied\"\nreason = \"known breakage\"\n\
+           tracker = \"https://bugs.example.org/42\"\nsnooze-until = 2099-12-31\n\n\
+           [[denylist]]\npattern = \"demo.expired\"\nreason = \"was known\"\n\
+           tracker = \"https://bugs.example.org/43\"\nsnooze-until = 2001-01-01\n";
+    std::fs::write(&config_path, config).expect("config");
+}
+
+/// The plan's results as the store keeps them: every built-in test passes on the example image, and
+/// the user tests get the outcome their behaviour calls for, with attempts, outputs and serial logs.
+fn check_test_results(project: &Path, compose: &str) {
+    let show = slipway(project, &["compose", "show", compose, "--json"]);
+    assert!(show.status.success(), "{}", text(&show));
+    let shown: serde_json::Value = serde_json::from_slice(&show.stdout).expect("json");
+    let results = shown["results"].as_array().expect("results");
+    let result = |testcase: &str| -> &serde_json::Value {
+        results
+            .iter()
+            .find(|r| r["testcase"] == testcase)
+            .unwrap_or_else(|| panic!("no result for {testcase}: {results:#?}"))
+    };
+    let blob = |sha: &serde_json::Value| {
+        let sha = sha.as_str().expect("sha256");
+        project.join("state/blobs/sha256").join(&sha[..2]).join(sha)
+    };
+    for builtin in [
+        "boot.multi-user",
+        "cloud-init.finished",
+        "cloud-init.hostname",
+        "sshd.active",
+        "rootfs.grown",
+        "systemd.no-failed-units",
+        "packages.match-lock",
+        "journal.no-kernel-oops",
+        "time.synchronized",
+        "ssh.login",
+        "image.no-docs-locales",
+    ] {
+        let r = result(builtin);
+        assert_eq!(r["outcome"], "PASSED", "{r:#}");
+        assert_eq!(r["scenario"], "qcow2.x86_64.uefi", "{r:#}");
+        assert_eq!(r["stream"], "bookworm-cloud");
+        assert_eq!(r["format"], "qcow2");
+        assert_eq!(r["arch"], "x86_64");
+        assert!(r["run"].is_string(), "{r:#}");
+    }
+    assert_eq!(result("demo.pass")["outcome"], "PASSED");
+    assert_eq!(result("demo.pass")["note"], "all good");
+    let fail = result("demo.fail");
+    assert_eq!(fail["outcome"], "FAILED", "{fail:#}");
+    assert_eq!(
+        fail["attempts"].as_array().expect("attempts").len(),
+        2,
+        "rerun once"
+    );
+    assert!(
+        fail["note"]
+            .as_str()
+            .expect("note")
+            .contains("this is wrong"),
+        "{fail:#}"
+    );
+    let output = blob(&fail["attempts"][0]["output"]);
+    assert_eq!(
+        std::fs::read_to_string(&output).expect("output blob"),
+        "this is wrong\n"
+    );
+    let hang = result("demo.hang");
+    assert_eq!(hang["outcome"], "ERROR", "{hang:#}");
+    assert!(
+        hang["note"].as_str().expect("note").contains("timed out"),
+        "{hang:#}"
+    );
+    let flaky = result("demo.flaky");
+    assert_eq!(flaky["outcome"], "PASSED", "{flaky:#}");
+    assert_eq!(flaky["flaky"], true, "{flaky:#}");
+    assert_eq!(flaky["attempts"][0]["outcome"], "FAILED");
+    assert_eq!(flaky["attempts"][1]["outcome"], "PASSED");
+    let noisy = result("demo.noisy");
+    assert_eq!(noisy["outcome"], "PASSED", "{noisy:#}");
+    assert_eq!(noisy["attempts"][0]["truncated"], true, "{noisy:#}");
+    let kept = std::fs::metadata(blob(&noisy["attempts"][0]["output"])).expect("noisy output");
+    assert_eq!(kept.len(), 256 * 1024);
+    let denied = result("demo.denied");
+    assert_eq!(denied["outcome"], "SKIPPED", "{denied:#}");
+    let note = denied["note"].as_str().expect("note");
+    assert!(
+        note.contains("known breakage") && note.contains("https://bugs.example.org/42"),
+        "{note}"
+    );
+    assert_eq!(
+        result("demo.expired")["outcome"],
+        "FAILED",
+        "past its snooze date it counts"
+    );
+    let panic = result("demo.panic");
+    assert_eq!(panic["outcome"], "ERROR", "{panic:#}");
+    assert!(
+        panic["note"].as_str().expect("note").contains("panicked"),
+        "{panic:#}"
+    );
+    // The exclusive test had a boot of its own: its serial log is not the shared boot's, and shows
+    // the panic.
+    assert_ne!(panic["log"], result("demo.pass")["log"]);
+    let serial = std::fs::read(blob(&panic["log"])).expect("serial log");
+    assert!(
+        String::from_utf8_lossy(&serial).contains("Kernel panic"),
+        "the panic boot's serial log"
+    );
+    let broken = result("broken");
+    assert_eq!(broken["outcome"], "ERROR");
+    assert!(
+        broken["note"]
+            .as_str()
+            .expect("note")
+            .contains("broken.toml:1:11: field `timeout`"),
+        "{broken:#}"
+    );
+}
+
 #[test]
 fn builds_boots_releases_and_publishes_the_example_image() {
     let dir = tempfile::tempdir().expect("tempdir");
     let project = example_project(dir.path());
+    add_user_tests(&project);
     let publish = project.join("public");
 
     // Without a key nothing runs, and nothing is published.
@@ -130,6 +296,7 @@ fn builds_boots_releases_and_publishes_the_example_image() {
         .to_string();
     assert_eq!(status[0]["composes"].as_array().expect("composes").len(), 1);
     assert_eq!(status[0]["composes"][0]["decision"]["passed"], true);
+    check_test_results(&project, &interrupted);
 
     // The stream metadata is what Fedora CoreOS tooling reads.
     let stream_json =

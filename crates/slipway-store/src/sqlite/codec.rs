@@ -47,6 +47,7 @@ pub(super) fn kind_text(kind: ArtifactKind) -> String {
         ArtifactKind::SerialLog => "serial-log".to_string(),
         ArtifactKind::LockJson => "lock-json".to_string(),
         ArtifactKind::ReleaseNotes => "release-notes".to_string(),
+        ArtifactKind::TestOutput => "test-output".to_string(),
     }
 }
 
@@ -56,6 +57,7 @@ pub(super) fn parse_kind(text: &str) -> StoreResult<ArtifactKind> {
         "serial-log" => Some(ArtifactKind::SerialLog),
         "lock-json" => Some(ArtifactKind::LockJson),
         "release-notes" => Some(ArtifactKind::ReleaseNotes),
+        "test-output" => Some(ArtifactKind::TestOutput),
         other => other.strip_prefix("image:").and_then(|ext| {
             OutputFormat::ALL
                 .into_iter()
@@ -158,7 +160,12 @@ mod tests {
 
     #[test]
     fn artifact_kinds_round_trip() {
-        let mut kinds = vec![ArtifactKind::SerialLog, ArtifactKind::LockJson];
+        let mut kinds = vec![
+            ArtifactKind::SerialLog,
+            ArtifactKind::LockJson,
+            ArtifactKind::ReleaseNotes,
+            ArtifactKind::TestOutput,
+        ];
         kinds.extend(OutputFormat::ALL.into_iter().map(ArtifactKind::Image));
         for kind in kinds {
             assert_eq!(parse_kind(&kind_text(kind)).expect("known kind"), kind);
