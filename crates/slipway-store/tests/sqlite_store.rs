@@ -576,7 +576,10 @@ async fn a_test_run_keeps_its_results_attempts_and_item_data() {
     assert_eq!(results.iter().map(bare).collect::<Vec<_>>(), [flaky, plain]);
     assert_eq!(results[0].id, Some(ids[0]));
     assert_eq!(results[1].run.as_ref(), Some(&test_run.id));
-    assert_eq!(s.test_runs(&c).await.expect("runs"), [test_run.clone()]);
+    assert_eq!(
+        s.test_runs(&c).await.expect("runs"),
+        std::slice::from_ref(&test_run)
+    );
     assert!(s.test_run(&RunId::random()).await.expect("read").is_none());
 
     // Recording the same run twice is refused and adds nothing.
