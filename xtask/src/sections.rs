@@ -385,7 +385,9 @@ pub async fn boottest_bench(root: &Path, work: &Path) -> anyhow::Result<String> 
         ("one trivial test", vec![trivial_test("bench.0".into())]),
         (
             "20 trivial tests",
-            (0..20).map(|i| trivial_test(format!("bench.{i}"))).collect(),
+            (0..20)
+                .map(|i| trivial_test(format!("bench.{i}")))
+                .collect(),
         ),
         ("default plan", slipway_boottest::builtin_tests()),
     ] {
