@@ -151,6 +151,7 @@ async fn bench() -> anyhow::Result<String> {
                 reruns: 1,
                 memory_budget_mib: 4096,
                 cpu_budget: 2,
+                tuning: slipway_boottest::VmTuning::default(),
             })
             .await?;
         let passed = report

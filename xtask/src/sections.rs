@@ -363,7 +363,9 @@ pub async fn boottest_bench(root: &Path, work: &Path) -> anyhow::Result<String> 
         .context("the example recipe writes a qcow2")?;
     let accel = slipway_boottest::probe_kvm(runner.as_ref(), &scratch).await;
     let tester = BootTester::new(Arc::clone(&runner));
-    let boot = |name: &str, tests: Vec<slipway_boottest::TestDef>| BootTestRequest {
+    let boot = |name: &str,
+                tests: Vec<slipway_boottest::TestDef>,
+                tuning: slipway_boottest::VmTuning| BootTestRequest {
         compose: request.compose_id.clone(),
         image: qcow2.path.clone(),
         tests,
@@ -379,6 +381,7 @@ pub async fn boottest_bench(root: &Path, work: &Path) -> anyhow::Result<String> 
         reruns: 0,
         memory_budget_mib: 4096,
         cpu_budget: 2,
+        tuning,
     };
     let mut rows = Vec::new();
     for (name, tests) in [
@@ -392,7 +395,13 @@ pub async fn boottest_bench(root: &Path, work: &Path) -> anyhow::Result<String> 
         ("default plan", slipway_boottest::builtin_tests()),
     ] {
         eprintln!("boot: {name} …");
-        let report = tester.run(&boot(&name.replace(' ', "-"), tests)).await?;
+        let report = tester
+            .run(&boot(
+                &name.replace(' ', "-"),
+                tests,
+                slipway_boottest::VmTuning::default(),
+            ))
+            .await?;
         let passed = report
             .cases
             .iter()
@@ -419,6 +428,60 @@ a boot with a single trivial test.**\n",
         (twenty - one) / 19.0,
         full / one
     ));
+
+    // The machine's tuning: each variant boots the same image with one trivial test, against the default.
+    let default_tuning = slipway_boottest::VmTuning::default();
+    let variants = [
+        (
+            "`-cpu qemu64`",
+            slipway_boottest::VmTuning {
+                tcg_cpu: "qemu64".into(),
+                ..default_tuning.clone()
+            },
+        ),
+        (
+            "`tb-size=1024`",
+            slipway_boottest::VmTuning {
+                tb_size_mib: Some(1024),
+                ..default_tuning.clone()
+            },
+        ),
+        (
+            "no virtio-rng",
+            slipway_boottest::VmTuning {
+                rng: false,
+                ..default_tuning.clone()
+            },
+        ),
+    ];
+    doc.push_str(&format!(
+        "\n### Tuning the emulated machine\n\nThe same image with one trivial test, booted with one knob changed \
+from the defaults (`-cpu max`, QEMU's translation cache size, a virtio RNG, `-nodefaults`). The image, disk, \
+firmware and devices the tests look at stay the same.\n\n| machine | seconds | first test after (s) | \
+ratio to the defaults |\n| --- | ---: | ---: | ---: |\n| defaults | {one:.1} | {:.1} | 1.00 |\n",
+        rows[0].2
+    ));
+    for (name, tuning) in variants {
+        eprintln!("boot: {name} …");
+        let dir = format!(
+            "tuning-{}",
+            name.replace(|c: char| !c.is_alphanumeric(), "")
+        );
+        let report = tester
+            .run(&boot(&dir, vec![trivial_test("bench.0".into())], tuning))
+            .await?;
+        let passed = report
+            .cases
+            .iter()
+            .all(|c| c.outcome == slipway_model::Outcome::Passed);
+        let settled = report.boots[0].settled_after.unwrap_or(f64::NAN);
+        doc.push_str(&format!(
+            "| {name}{} | {:.1} | {settled:.1} | {:.2} |\n",
+            if passed { "" } else { " (test failed)" },
+            report.seconds,
+            report.seconds / one
+        ));
+    }
     std::fs::remove_dir_all(&scratch)?;
     Ok(doc)
 }

@@ -103,6 +103,7 @@ pub use testdef::{
     builtin_tests, load_test_dirs, load_test_file, BrokenTest, RunsOn, TestDef, TestRepository,
     DEFAULT_TEST_TIMEOUT,
 };
+pub use vm::VmTuning;
 
 /// The most of one attempt's output (stdout and stderr together) that is kept.
 ///
@@ -166,6 +167,8 @@ pub struct BootTestRequest {
     pub memory_budget_mib: u32,
     /// The guest CPUs all VMs of the run may use together.
     pub cpu_budget: u32,
+    /// How the emulated machine is tuned for speed.
+    pub tuning: VmTuning,
 }
 
 /// One attempt at a testcase.
@@ -580,8 +583,15 @@ impl BootTester {
         reader: &mut results::ResultsReader,
     ) -> BootRun {
         let request = &context.request;
-        let command = vm::qemu_command(files, request.accel, boot.memory_mib, boot.cpus, network)
-            .timeout(boot.deadline);
+        let command = vm::qemu_command(
+            files,
+            request.accel,
+            boot.memory_mib,
+            boot.cpus,
+            network,
+            &request.tuning,
+        )
+        .timeout(boot.deadline);
         let start = Instant::now();
         let mut vm = self.runner.run(command);
         let mut ticker = tokio::time::interval(POLL_INTERVAL);

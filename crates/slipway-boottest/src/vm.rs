@@ -18,6 +18,30 @@ pub(crate) const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 /// the same model, so a probe that passes means this boots.
 pub(crate) const KVM_CPU: &str = "host,arch-capabilities=off";
 
+/// Knobs of the emulated machine that change how fast it boots, never what it boots: the same image, disk,
+/// firmware and devices the tests look at. The defaults are the fastest measured under TCG
+/// (`cargo xtask bench boottest`, docs/benchmarks.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmTuning {
+    /// The CPU model under TCG. `max` offers the guest every feature QEMU can emulate; a plainer model
+    /// such as `qemu64` leaves the guest fewer code paths to pick. Ignored under KVM.
+    pub tcg_cpu: String,
+    /// The size of TCG's translated-code cache in MiB; `None` is QEMU's default. Ignored under KVM.
+    pub tb_size_mib: Option<u32>,
+    /// A virtio RNG device, so the guest's entropy comes from the host from the first moment.
+    pub rng: bool,
+}
+
+impl Default for VmTuning {
+    fn default() -> Self {
+        Self {
+            tcg_cpu: "max".into(),
+            tb_size_mib: None,
+            rng: true,
+        }
+    }
+}
+
 /// The files of one boot test inside its work directory.
 #[derive(Debug, Clone)]
 pub(crate) struct VmFiles {
@@ -83,14 +107,21 @@ pub(crate) fn qemu_command(
     memory_mib: u32,
     cpus: u32,
     network: Network,
+    tuning: &VmTuning,
 ) -> Command {
     let (accel_option, cpu) = match accel {
-        Accel::Kvm => ("kvm", KVM_CPU),
+        Accel::Kvm => ("kvm".to_string(), KVM_CPU),
         // thread=multi: one host thread per guest CPU, so 2 vCPUs use both cores.
-        Accel::Tcg => ("tcg,thread=multi", "max"),
+        Accel::Tcg => (
+            match tuning.tb_size_mib {
+                Some(mib) => format!("tcg,thread=multi,tb-size={mib}"),
+                None => "tcg,thread=multi".to_string(),
+            },
+            tuning.tcg_cpu.as_str(),
+        ),
     };
-    Command::new("qemu-system-x86_64")
-        .args(["-machine", "q35", "-accel", accel_option, "-cpu", cpu])
+    let command = Command::new("qemu-system-x86_64")
+        .args(["-machine", "q35", "-accel", &accel_option, "-cpu", cpu])
         .args(["-m", &memory_mib.max(256).to_string()])
         .args(["-smp", &cpus.max(1).to_string()])
         .args(["-nodefaults", "-no-user-config", "-display", "none"])
@@ -120,15 +151,19 @@ pub(crate) fn qemu_command(
         .args(["-netdev", &network.netdev()])
         // No iPXE option ROM: the image boots from its disk, and loading iPXE costs seconds under TCG.
         .args(["-device", "virtio-net-pci,netdev=net0,romfile="])
-        // Entropy from the host, so nothing in early boot waits for the guest's pool to fill.
-        .args(["-device", "virtio-rng-pci"])
         .arg("-chardev")
         .arg(path_option("file,id=console,path=", &files.serial_log))
         .args(["-serial", "chardev:console"])
         .arg("-chardev")
         .arg(path_option("file,id=results,path=", &files.results))
         .args(["-serial", "chardev:results"])
-        .discard_stdout()
+        .discard_stdout();
+    if tuning.rng {
+        // Entropy from the host, so nothing in early boot waits for the guest's pool to fill.
+        command.args(["-device", "virtio-rng-pci"])
+    } else {
+        command
+    }
 }
 
 /// The last `lines` readable lines of the serial log, for notes: escape sequences and control characters
@@ -225,7 +260,8 @@ mod tests {
             open: false,
             ssh_port: 2222,
         };
-        let shown = qemu_command(&files, Accel::Tcg, 1024, 2, closed).display();
+        let shown =
+            qemu_command(&files, Accel::Tcg, 1024, 2, closed, &VmTuning::default()).display();
         assert!(
             shown.contains("-netdev user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:2222-:22"),
             "{shown}"
@@ -246,7 +282,7 @@ mod tests {
             open: true,
             ssh_port: 2222,
         };
-        let shown = qemu_command(&files, Accel::Kvm, 1024, 2, open).display();
+        let shown = qemu_command(&files, Accel::Kvm, 1024, 2, open, &VmTuning::default()).display();
         assert!(shown.contains("restrict=off"), "{shown}");
         assert!(
             shown.contains("-accel kvm -cpu host,arch-capabilities=off"),

@@ -132,6 +132,7 @@ fn request(
         reruns: 1,
         memory_budget_mib: 4096,
         cpu_budget: 2,
+        tuning: slipway_boottest::VmTuning::default(),
     }
 }
 

@@ -343,6 +343,7 @@ impl Engine {
             reruns: settings.reruns,
             memory_budget_mib: settings.memory_budget_mib,
             cpu_budget: settings.cpu_budget,
+            tuning: slipway_boottest::VmTuning::default(),
         };
         self.progress.step(
             &compose.stream,
