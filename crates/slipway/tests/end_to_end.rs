@@ -74,6 +74,11 @@ fn add_user_tests(project: &Path) {
             "exclusive = true\ntimeout = \"2m\"\n",
             "echo crashing the kernel\necho c > /proc/sysrq-trigger\nsleep 60",
         ),
+        (
+            "poweroff",
+            "exclusive = true\ntimeout = \"2m\"\n",
+            "echo switching the machine off\nsystemctl poweroff --force --force\nsleep 60",
+        ),
     ];
     for (stem, metadata, script) in tests {
         std::fs::write(
@@ -200,6 +205,18 @@ fn check_test_results(project: &Path, compose: &str) {
         String::from_utf8_lossy(&serial).contains("Kernel panic"),
         "the panic boot's serial log"
     );
+    // A guest that powers off in the middle of a test: ERROR, with the reason and its own serial log.
+    let poweroff = result("demo.poweroff");
+    assert_eq!(poweroff["outcome"], "ERROR", "{poweroff:#}");
+    assert!(
+        poweroff["note"]
+            .as_str()
+            .expect("note")
+            .contains("stopped before its tests finished"),
+        "{poweroff:#}"
+    );
+    assert_ne!(poweroff["log"], panic["log"]);
+    assert_ne!(poweroff["log"], result("demo.pass")["log"]);
     let broken = result("broken");
     assert_eq!(broken["outcome"], "ERROR");
     assert!(
