@@ -144,6 +144,16 @@ pub struct Paged<T> {
     pub more: bool,
 }
 
+impl<T> Default for Paged<T> {
+    /// An empty page with nothing after it.
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            more: false,
+        }
+    }
+}
+
 /// A result as the API shows it: the result and the plan of its run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResultEntry {

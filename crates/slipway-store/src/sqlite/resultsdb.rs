@@ -194,6 +194,10 @@ fn paged<T>(mut items: Vec<T>, page: PageRequest) -> Paged<T> {
     Paged { items, more }
 }
 
+fn read_name(row: &rusqlite::Row<'_>) -> rusqlite::Result<String> {
+    row.get(0)
+}
+
 fn read_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<(ResultRow, Option<String>)> {
     Ok((ResultRow::read(row)?, row.get(15)?))
 }
@@ -312,6 +316,26 @@ fn decode_group((columns, count): ([String; 7], i64)) -> StoreResult<GroupEntry>
 }
 
 impl SqliteStore {
+    /// Every row of a read query with positional `values`, each read with `read_row`.
+    async fn read_all<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        sql: String,
+        values: Vec<Value>,
+        read_row: fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> StoreResult<Vec<T>> {
+        self.read(op, move |tx| {
+            let mut stmt = tx.prepare(&sql).db(op)?;
+            let rows = stmt
+                .query_map(params_from_iter(values), read_row)
+                .db(op)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db(op)?;
+            Ok(rows)
+        })
+        .await
+    }
+
     pub(super) async fn rdb_find_results(
         &self,
         query: &ResultQuery,
@@ -319,23 +343,10 @@ impl SqliteStore {
     ) -> StoreResult<Paged<ResultEntry>> {
         const OP: &str = "find_results";
         let Some((limit, offset)) = window(page) else {
-            return Ok(Paged {
-                items: Vec::new(),
-                more: false,
-            });
+            return Ok(Paged::default());
         };
         let (sql, values) = results_sql(query, limit, offset);
-        let rows = self
-            .read(OP, move |tx| {
-                let mut stmt = tx.prepare(&sql).db(OP)?;
-                let rows = stmt
-                    .query_map(params_from_iter(values), read_entry)
-                    .db(OP)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                    .db(OP)?;
-                Ok(rows)
-            })
-            .await?;
+        let rows = self.read_all(OP, sql, values, read_entry).await?;
         Ok(paged(decode_entries(rows)?, page))
     }
 
@@ -365,17 +376,7 @@ impl SqliteStore {
     ) -> StoreResult<Vec<ResultEntry>> {
         const OP: &str = "find_latest_results";
         let (sql, values) = latest_sql(query, distinct_on);
-        let rows = self
-            .read(OP, move |tx| {
-                let mut stmt = tx.prepare(&sql).db(OP)?;
-                let rows = stmt
-                    .query_map(params_from_iter(values), read_entry)
-                    .db(OP)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                    .db(OP)?;
-                Ok(rows)
-            })
-            .await?;
+        let rows = self.read_all(OP, sql, values, read_entry).await?;
         decode_entries(rows)
     }
 
@@ -386,23 +387,10 @@ impl SqliteStore {
     ) -> StoreResult<Paged<String>> {
         const OP: &str = "find_testcases";
         let Some((limit, offset)) = window(page) else {
-            return Ok(Paged {
-                items: Vec::new(),
-                more: false,
-            });
+            return Ok(Paged::default());
         };
         let (sql, values) = testcases_sql(query, limit, offset);
-        let names = self
-            .read(OP, move |tx| {
-                let mut stmt = tx.prepare(&sql).db(OP)?;
-                let names = stmt
-                    .query_map(params_from_iter(values), |row| row.get::<_, String>(0))
-                    .db(OP)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                    .db(OP)?;
-                Ok(names)
-            })
-            .await?;
+        let names = self.read_all(OP, sql, values, read_name).await?;
         Ok(paged(names, page))
     }
 
@@ -413,23 +401,10 @@ impl SqliteStore {
     ) -> StoreResult<Paged<GroupEntry>> {
         const OP: &str = "find_groups";
         let Some((limit, offset)) = window(page) else {
-            return Ok(Paged {
-                items: Vec::new(),
-                more: false,
-            });
+            return Ok(Paged::default());
         };
         let (sql, values) = groups_sql(query, limit, offset);
-        let rows = self
-            .read(OP, move |tx| {
-                let mut stmt = tx.prepare(&sql).db(OP)?;
-                let rows = stmt
-                    .query_map(params_from_iter(values), read_group)
-                    .db(OP)?
-                    .collect::<rusqlite::Result<Vec<_>>>()
-                    .db(OP)?;
-                Ok(rows)
-            })
-            .await?;
+        let rows = self.read_all(OP, sql, values, read_group).await?;
         let groups = rows
             .into_iter()
             .map(decode_group)
