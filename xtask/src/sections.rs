@@ -433,9 +433,9 @@ a boot with a single trivial test.**\n",
     let default_tuning = slipway_boottest::VmTuning::default();
     let variants = [
         (
-            "`-cpu qemu64`",
+            "`-cpu max`",
             slipway_boottest::VmTuning {
-                tcg_cpu: "qemu64".into(),
+                tcg_cpu: "max".into(),
                 ..default_tuning.clone()
             },
         ),
@@ -456,7 +456,7 @@ a boot with a single trivial test.**\n",
     ];
     doc.push_str(&format!(
         "\n### Tuning the emulated machine\n\nThe same image with one trivial test, booted with one knob changed \
-from the defaults (`-cpu max`, QEMU's translation cache size, a virtio RNG, `-nodefaults`). The image, disk, \
+from the defaults (`-cpu qemu64`, QEMU's translation cache size, a virtio RNG, `-nodefaults`). The image, disk, \
 firmware and devices the tests look at stay the same.\n\n| machine | seconds | first test after (s) | \
 ratio to the defaults |\n| --- | ---: | ---: | ---: |\n| defaults | {one:.1} | {:.1} | 1.00 |\n",
         rows[0].2
