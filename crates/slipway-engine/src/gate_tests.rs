@@ -7,9 +7,8 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use slipway_exec::SystemRunner;
 use slipway_model::{
-    sha256_hex, topics, Artifact, ArtifactKind, Clock, Compose, Config, Decision, Event, InputHash,
-    Lock, NewWaiver, Outcome, OutputFormat, RunId, SystemClock, TestResult, TestRun,
-    UnsatisfiedKind,
+    topics, Clock, Compose, Config, Decision, Event, NewWaiver, Outcome, RunId, SystemClock,
+    TestResult, TestRun, UnsatisfiedKind,
 };
 use slipway_store::{SqliteStore, Store};
 
@@ -60,33 +59,12 @@ fn fixture() -> Fixture {
 
 /// A complete compose of `stream`, built an hour ago.
 async fn built(store: &dyn Store, stream: &str) -> Compose {
-    let at = SystemClock.now() - SignedDuration::from_hours(1);
-    let compose = store
-        .create_compose(stream, "cloud", &sha256_hex(b"recipe"), at)
-        .await
-        .expect("create");
-    let image = Artifact {
-        kind: ArtifactKind::Image(OutputFormat::Qcow2),
-        file_name: format!("{}.qcow2", compose.id),
-        sha256: sha256_hex(b"image"),
-        size: 5,
-    };
-    store
-        .complete_compose(
-            &compose.id,
-            &InputHash(sha256_hex(b"inputs")),
-            &Lock::default(),
-            &slipway_model::PkgDiff::default(),
-            &[image],
-            at,
-        )
-        .await
-        .expect("complete");
-    store
-        .compose(&compose.id)
-        .await
-        .expect("read")
-        .expect("exists")
+    crate::tests::built_compose_at(
+        store,
+        stream,
+        SystemClock.now() - SignedDuration::from_hours(1),
+    )
+    .await
 }
 
 /// Records one test run of `compose` at `at` with the given outcomes.

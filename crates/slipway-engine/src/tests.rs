@@ -66,9 +66,17 @@ fn fixture() -> Fixture {
 }
 
 async fn built_compose(store: &dyn Store) -> Compose {
-    let now = SystemClock.now();
+    built_compose_at(store, "cloud", SystemClock.now()).await
+}
+
+/// A complete compose of `stream` with one qcow2 artifact, finished at `at`, as the store reads it back.
+pub(crate) async fn built_compose_at(
+    store: &dyn Store,
+    stream: &str,
+    at: jiff::Timestamp,
+) -> Compose {
     let compose = store
-        .create_compose("cloud", "cloud", &sha256_hex(b"recipe"), now)
+        .create_compose(stream, "cloud", &sha256_hex(b"recipe"), at)
         .await
         .expect("create");
     let image = Artifact {
@@ -84,11 +92,15 @@ async fn built_compose(store: &dyn Store) -> Compose {
             &Lock::default(),
             &slipway_model::PkgDiff::default(),
             &[image],
-            now,
+            at,
         )
         .await
         .expect("complete");
-    compose
+    store
+        .compose(&compose.id)
+        .await
+        .expect("read")
+        .expect("exists")
 }
 
 async fn pass_tests(store: &dyn Store, compose: &Compose, outcome: Outcome) {
