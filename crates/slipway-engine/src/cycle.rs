@@ -113,7 +113,11 @@ impl Engine {
             }
             selected.push((stream, self.config.recipe(stream)?));
         }
-        self.preflight().await?;
+        if self.world.is_none() {
+            self.preflight().await?;
+        } else {
+            self.signer().await?;
+        }
         let returned = self.store.release_leases(EMBEDDED_WORKER_PREFIX).await?;
         if returned > 0 {
             tracing::info!(
@@ -122,7 +126,7 @@ impl Engine {
             );
         }
         let recipes: Vec<&slipway_model::Recipe> = selected.iter().map(|(_, r)| r).collect();
-        if options.refresh_sources {
+        if options.refresh_sources && self.world.is_none() {
             self.refresh_sources(&recipes).await?;
         }
 

@@ -22,6 +22,7 @@ mod tests;
 mod watch;
 #[cfg(test)]
 mod watch_tests;
+mod world;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ pub use blobs::BlobStore;
 pub use cycle::{CycleOptions, CycleReport, StreamOutcome, Trigger};
 pub use queries::RecipeChanges;
 pub use watch::SourceStatus;
+pub use world::{SeededWorld, SimulatedBuild, SimulatedWorld};
 
 /// How long a worker holds a job before another may take it over; renewed while the job runs.
 const LEASE: Duration = Duration::from_secs(600);
@@ -134,6 +136,8 @@ pub struct Engine {
     /// Every event up to this sequence number is handled; later passes start after it instead of reading
     /// the whole log again.
     handled_through: std::sync::atomic::AtomicI64,
+    /// Set only by simulations: stands in for the package sources, the builder and the boot tester.
+    world: Option<Arc<dyn SimulatedWorld>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -187,7 +191,15 @@ impl Engine {
             accel: tokio::sync::OnceCell::new(),
             repos: tokio::sync::OnceCell::new(),
             handled_through: std::sync::atomic::AtomicI64::new(0),
+            world: None,
         }
+    }
+
+    /// The engine of a simulation: `world` replaces the package sources, the builder and the boot tester.
+    /// Nothing else changes. Never use it on a real project's state.
+    pub fn with_world(mut self, world: Arc<dyn SimulatedWorld>) -> Self {
+        self.world = Some(world);
+        self
     }
 
     /// The store, for read commands.

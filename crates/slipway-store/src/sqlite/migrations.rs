@@ -180,7 +180,13 @@ CREATE TABLE waivers (
 CREATE INDEX waivers_by_compose ON waivers (compose_id, id);
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+/// Version 5: a test run is recorded when it starts, with QUEUED results, and completed later; runs
+/// recorded before this version were recorded whole.
+const V5: &str = r#"
+ALTER TABLE test_runs ADD COLUMN completed BOOLEAN NOT NULL DEFAULT TRUE;
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this build writes.
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
