@@ -273,7 +273,8 @@ impl Serialize for Cadence {
     }
 }
 
-const CADENCE_FORMS: &str = "write \"on-pass\", { every = \"14d\", anchor = \"2026-01-06\", at = \"12:00\" } \
+const CADENCE_FORMS: &str =
+    "write \"on-pass\", { every = \"14d\", anchor = \"2026-01-06\", at = \"12:00\" } \
                              or { cron = \"0 12 * * 2\" }";
 
 impl<'de> Deserialize<'de> for Cadence {
@@ -344,7 +345,9 @@ impl Cadence {
                 Ok(Self::Cron(cron))
             }
             (Some(_), Some(_)) => Err("give either `every` or `cron`, not both".into()),
-            (None, None) => Err(format!("the cadence table is missing `every` or `cron`: {CADENCE_FORMS}")),
+            (None, None) => Err(format!(
+                "the cadence table is missing `every` or `cron`: {CADENCE_FORMS}"
+            )),
         }
     }
 }
@@ -416,7 +419,9 @@ pub struct CronSchedule {
 
 /// A cron expression that does not parse, or that can never fire.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{text:?} is not a cron expression (minute hour day-of-month month day-of-week): {message}")]
+#[error(
+    "{text:?} is not a cron expression (minute hour day-of-month month day-of-week): {message}"
+)]
 pub struct CronError {
     text: String,
     message: String,
@@ -472,7 +477,11 @@ impl CronField {
             let names = if self.names.is_empty() {
                 String::new()
             } else {
-                format!(" or a name ({}–{})", self.names[0], self.names[self.names.len() - 1])
+                format!(
+                    " or a name ({}–{})",
+                    self.names[0],
+                    self.names[self.names.len() - 1]
+                )
             };
             return Err(format!(
                 "{} field: {text:?} is not a number from {} to {}{names}",
@@ -500,7 +509,10 @@ impl CronField {
                         .ok()
                         .filter(|n| *n > 0 && step.bytes().all(|b| b.is_ascii_digit()))
                         .ok_or_else(|| {
-                            format!("{} field: step {step:?} is not a positive number", self.name)
+                            format!(
+                                "{} field: step {step:?} is not a positive number",
+                                self.name
+                            )
                         })?;
                     (range, Some(n))
                 }
@@ -599,7 +611,8 @@ impl CronSchedule {
         }
         const LONGEST: [u32; 12] = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
         (1..=12).any(|m| {
-            self.months & (1 << m) != 0 && (1..=LONGEST[m as usize - 1]).any(|d| self.days & (1 << d) != 0)
+            self.months & (1 << m) != 0
+                && (1..=LONGEST[m as usize - 1]).any(|d| self.days & (1 << d) != 0)
         })
     }
 
@@ -677,13 +690,30 @@ mod tests {
 
     #[test]
     fn periods_are_strict() {
-        assert_eq!("14d".parse::<Period>().map(Period::seconds), Ok(14 * 86_400));
+        assert_eq!(
+            "14d".parse::<Period>().map(Period::seconds),
+            Ok(14 * 86_400)
+        );
         assert_eq!("2w".parse::<Period>().map(Period::seconds), Ok(14 * 86_400));
         assert_eq!("36h".parse::<Period>().map(Period::seconds), Ok(36 * 3600));
         assert_eq!("14d".parse::<Period>().expect("valid").to_string(), "14d");
         for bad in [
-            "", "d", "14", "14 days", "14 d", " 14d", "-1d", "+1d", "0d", "00h", "014d", "1.5d",
-            "14D", "1y", "99999999999d", "5300w",
+            "",
+            "d",
+            "14",
+            "14 days",
+            "14 d",
+            " 14d",
+            "-1d",
+            "+1d",
+            "0d",
+            "00h",
+            "014d",
+            "1.5d",
+            "14D",
+            "1y",
+            "99999999999d",
+            "5300w",
         ] {
             assert!(bad.parse::<Period>().is_err(), "{bad:?} must be refused");
         }
@@ -763,10 +793,7 @@ mod tests {
             ("0 0 1,,2 * *", "not a number"),
             ("-1 * * * *", "not a number"),
         ] {
-            let message = text
-                .parse::<CronSchedule>()
-                .expect_err(text)
-                .to_string();
+            let message = text.parse::<CronSchedule>().expect_err(text).to_string();
             assert!(message.contains(expected), "{text}: {message}");
         }
     }
@@ -825,14 +852,18 @@ mod tests {
             cadence: Cadence,
         }
         let parse = |text: &str| toml::from_str::<Holder>(text).map(|h| h.cadence);
-        assert_eq!(parse("cadence = \"on-pass\"").expect("valid"), Cadence::OnPass);
+        assert_eq!(
+            parse("cadence = \"on-pass\"").expect("valid"),
+            Cadence::OnPass
+        );
         let every = parse("cadence = { every = \"14d\", anchor = 2026-01-06, at = \"12:00\" }")
             .expect("valid");
         assert_eq!(
             every.next_due(ts("2026-01-01T00:00:00Z")),
             Some(ts("2026-01-06T12:00:00Z"))
         );
-        let midnight = parse("cadence = { every = \"1w\", anchor = \"2026-01-06\" }").expect("valid");
+        let midnight =
+            parse("cadence = { every = \"1w\", anchor = \"2026-01-06\" }").expect("valid");
         assert_eq!(
             midnight.next_due(ts("2026-01-01T00:00:00Z")),
             Some(ts("2026-01-06T00:00:00Z"))
@@ -842,13 +873,28 @@ mod tests {
         for (text, expected) in [
             ("cadence = \"weekly\"", "not a cadence"),
             ("cadence = 14", "not a integer"),
-            ("cadence = { every = \"14 days\", anchor = \"2026-01-06\" }", "`every`"),
+            (
+                "cadence = { every = \"14 days\", anchor = \"2026-01-06\" }",
+                "`every`",
+            ),
             ("cadence = { every = \"14d\" }", "needs an `anchor`"),
-            ("cadence = { every = \"14d\", anchor = \"Jan 6\" }", "`anchor`"),
-            ("cadence = { every = \"14d\", anchor = \"2026-01-06\", at = \"25:00\" }", "`at`"),
-            ("cadence = { cron = \"0 12 * * 2\", at = \"12:00\" }", "belong to `every`"),
+            (
+                "cadence = { every = \"14d\", anchor = \"Jan 6\" }",
+                "`anchor`",
+            ),
+            (
+                "cadence = { every = \"14d\", anchor = \"2026-01-06\", at = \"25:00\" }",
+                "`at`",
+            ),
+            (
+                "cadence = { cron = \"0 12 * * 2\", at = \"12:00\" }",
+                "belong to `every`",
+            ),
             ("cadence = { cron = \"0 12 * *\" }", "`cron`"),
-            ("cadence = { every = \"1d\", cron = \"0 12 * * 2\", anchor = \"2026-01-06\" }", "not both"),
+            (
+                "cadence = { every = \"1d\", cron = \"0 12 * * 2\", anchor = \"2026-01-06\" }",
+                "not both",
+            ),
             ("cadence = { evry = \"1d\" }", "unknown cadence key `evry`"),
             ("cadence = {}", "missing `every` or `cron`"),
         ] {

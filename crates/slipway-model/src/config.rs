@@ -758,7 +758,7 @@ arches = ["x86_64"]
 #[cfg(test)]
 mod cadence_tests {
     use super::*;
-    use crate::{Cadence, OnMissed};
+    use crate::{Cadence, OnMissed, StreamPolicy};
 
     const HEAD: &str = "[signing]\nkey = \"k.asc\"\n\n[gate.g]\nrequired = [\"boot\"]\n";
 
@@ -810,12 +810,21 @@ mod cadence_tests {
             message.contains("slipway.toml:11:11: field `stream[0].cadence`"),
             "{message}"
         );
-        assert!(message.contains("day-of-week field: 9 is out of range"), "{message}");
+        assert!(
+            message.contains("day-of-week field: 9 is out of range"),
+            "{message}"
+        );
         let text = HEAD.to_string()
-            + &stream("testing", "cadence = { every = \"14 days\", anchor = \"2026-01-06\" }\n");
+            + &stream(
+                "testing",
+                "cadence = { every = \"14 days\", anchor = \"2026-01-06\" }\n",
+            );
         let message = load(&text).expect_err("must fail").to_string();
         assert!(message.contains("slipway.toml:11:"), "{message}");
-        assert!(message.contains("\"14 days\" is not a duration"), "{message}");
+        assert!(
+            message.contains("\"14 days\" is not a duration"),
+            "{message}"
+        );
         let text = HEAD.to_string() + &stream("testing", "on-missed = \"retry\"\n");
         let message = load(&text).expect_err("must fail").to_string();
         assert!(message.contains("stream[0].on-missed"), "{message}");
@@ -825,29 +834,43 @@ mod cadence_tests {
     fn a_soak_that_does_not_parse_is_named_at_its_place() {
         let text = HEAD.to_string()
             + &stream("testing", "")
-            + &stream("stable", "promote-from = { stream = \"testing\", soak = \"two weeks\" }\n");
+            + &stream(
+                "stable",
+                "promote-from = { stream = \"testing\", soak = \"two weeks\" }\n",
+            );
         let message = load(&text).expect_err("must fail").to_string();
+        assert!(message.contains("slipway.toml:16:"), "{message}");
+        assert!(message.contains("stream[1].promote-from.soak"), "{message}");
         assert!(
-            message.contains("slipway.toml:16:"),
+            message.contains("\"two weeks\" is not a duration"),
             "{message}"
         );
-        assert!(message.contains("stream[1].promote-from.soak"), "{message}");
-        assert!(message.contains("\"two weeks\" is not a duration"), "{message}");
     }
 
     #[test]
     fn promotion_from_an_unknown_stream_or_itself_is_refused() {
         let text = HEAD.to_string()
             + &stream("testing", "")
-            + &stream("stable", "promote-from = { stream = \"tseting\", soak = \"14d\" }\n");
+            + &stream(
+                "stable",
+                "promote-from = { stream = \"tseting\", soak = \"14d\" }\n",
+            );
         let message = load(&text).expect_err("must fail").to_string();
         assert!(
-            message.contains("slipway.toml:16:1: field `stream[1].promote-from`: no stream \"tseting\""),
+            message.contains(
+                "slipway.toml:16:1: field `stream[1].promote-from`: no stream \"tseting\""
+            ),
             "{message}"
         );
-        assert!(message.contains("known streams: testing, stable"), "{message}");
+        assert!(
+            message.contains("known streams: testing, stable"),
+            "{message}"
+        );
         let text = HEAD.to_string()
-            + &stream("testing", "promote-from = { stream = \"testing\", soak = \"14d\" }\n");
+            + &stream(
+                "testing",
+                "promote-from = { stream = \"testing\", soak = \"14d\" }\n",
+            );
         let message = load(&text).expect_err("must fail").to_string();
         assert!(
             message.contains("slipway.toml:11:1: field `stream[0].promote-from`"),
@@ -857,12 +880,49 @@ mod cadence_tests {
     }
 
     #[test]
+    fn the_example_releases_on_pass_and_its_commented_cadences_load() {
+        let example =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/debian-cloud/slipway.toml");
+        let config = Config::load(&example).expect("the example loads");
+        assert_eq!(config.streams.len(), 1);
+        assert_eq!(config.streams[0].release_policy(), StreamPolicy::default());
+
+        let text = std::fs::read_to_string(&example).expect("read");
+        let mut in_stable = false;
+        let uncommented: String = text
+            .lines()
+            .map(|line| {
+                in_stable |= line.starts_with("# [[stream]]");
+                let wanted = in_stable
+                    || line.starts_with("# cadence = { every")
+                    || line.starts_with("# on-missed");
+                match line.strip_prefix("# ") {
+                    Some(rest) if wanted => format!("{rest}\n"),
+                    _ => format!("{line}\n"),
+                }
+            })
+            .collect();
+        let config = load(&uncommented).expect("the commented keys load");
+        assert!(matches!(config.streams[0].cadence, Cadence::Every(_)));
+        assert!(matches!(config.streams[1].cadence, Cadence::Cron(_)));
+        assert_eq!(
+            config.streams[1]
+                .promote_from
+                .as_ref()
+                .map(|p| p.stream.as_str()),
+            Some("bookworm-cloud")
+        );
+    }
+
+    #[test]
     fn promotion_cycles_are_named() {
         let from = |s: &str| format!("promote-from = {{ stream = \"{s}\", soak = \"1d\" }}\n");
         let text = HEAD.to_string() + &stream("a", &from("b")) + &stream("b", &from("a"));
         let message = load(&text).expect_err("must fail").to_string();
         assert!(
-            message.contains("slipway.toml:11:1: field `stream[0].promote-from`: promotion cycle a -> b -> a"),
+            message.contains(
+                "slipway.toml:11:1: field `stream[0].promote-from`: promotion cycle a -> b -> a"
+            ),
             "{message}"
         );
         let text = HEAD.to_string()

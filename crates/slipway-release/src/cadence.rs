@@ -106,7 +106,8 @@ impl fmt::Display for ReleaseReason {
 ///   first of them (a stream already stale stays stale since its earlier day). While stale,
 ///   `retry-nightly` releases the newest candidate as soon as there is one; `skip` waits for a release
 ///   day.
-/// - A release made outside the plan (an emergency release) after the stream became stale ends it.
+/// - A release made outside the plan (an emergency release) after the stream became stale ends it, and
+///   one made after a release day that no call handled yet serves that day: it is not missed.
 pub fn plan_release(
     policy: &StreamPolicy,
     state: &CadenceState,
@@ -153,18 +154,32 @@ pub fn plan_release(
 
     let mut due = policy.cadence.due_between(handled, now);
     let action = if let Some(first) = due.next() {
-        let latest = due.last().unwrap_or(first);
+        // A release made out of cycle after a missed day (while the engine was not ticking) served
+        // that day late; only days after the stream's last release count as missed.
+        let last_release = inputs
+            .releases
+            .iter()
+            .filter(|r| r.state != ReleaseState::Revoked)
+            .map(|r| r.created_at)
+            .max();
+        let unserved = |day: &Timestamp| last_release.is_none_or(|at| *day > at);
+        let mut first_missed = Some(first).filter(unserved);
+        let mut latest = first;
+        for day in due {
+            latest = day;
+            first_missed = first_missed.or(Some(day).filter(unserved));
+        }
         next.handled_until = Some(now);
-        match candidate {
-            Some(c) => {
+        match (candidate, first_missed) {
+            (Some(c), _) => {
                 next.stale_since = None;
                 release(c, ReleaseReason::ReleaseDay { due: latest })
             }
-            None if next.stale_since.is_some() => ReleaseAction::Nothing,
-            None => {
-                next.stale_since = Some(first);
-                ReleaseAction::MarkStale { since: first }
+            (None, Some(since)) if next.stale_since.is_none() => {
+                next.stale_since = Some(since);
+                ReleaseAction::MarkStale { since }
             }
+            (None, _) => ReleaseAction::Nothing,
         }
     } else {
         match (next.stale_since, policy.on_missed, candidate) {
@@ -464,11 +479,17 @@ mod tests {
         s.passed("b", "2026-01-03T00:00:00Z");
         s.gate_failed("c", "2026-01-04T00:00:00Z");
         s.composes.push((
-            compose("d", "2026-01-05T00:00:00Z", ComposeState::Failed { reason: "x".into() }),
+            compose(
+                "d",
+                "2026-01-05T00:00:00Z",
+                ComposeState::Failed { reason: "x".into() },
+            ),
             Some(decision("d", true)),
         ));
-        s.composes
-            .push((compose("e", "2026-01-05T01:00:00Z", ComposeState::Running), None));
+        s.composes.push((
+            compose("e", "2026-01-05T01:00:00Z", ComposeState::Running),
+            None,
+        ));
         s.composes.push((
             compose("f", "2026-01-05T02:00:00Z", ComposeState::Complete),
             None,
@@ -635,6 +656,31 @@ mod tests {
         assert_eq!(s.state.stale_since, None);
     }
 
+    #[test]
+    fn an_out_of_cycle_release_after_an_unhandled_release_day_serves_it() {
+        let mut s = Stream::new(weekly(OnMissed::Skip));
+        s.tick("2026-01-01T00:00:00Z");
+        s.passed("a", "2026-01-02T00:00:00Z");
+        // The engine did not tick on 01-06; an emergency release of "a" came on 01-07.
+        s.releases.push(Release {
+            stream: "s".into(),
+            version: Version::new(t("2026-01-07T02:00:00Z"), 0),
+            compose: ComposeId("a".into()),
+            state: ReleaseState::Published,
+            created_at: t("2026-01-07T02:00:00Z"),
+            published_at: Some(t("2026-01-07T02:00:00Z")),
+        });
+        assert_eq!(s.tick("2026-01-08T00:00:00Z"), ReleaseAction::Nothing);
+        assert_eq!(s.state.stale_since, None);
+        // The next day after it with nothing new is missed.
+        assert_eq!(
+            s.tick("2026-01-20T13:00:00Z"),
+            ReleaseAction::MarkStale {
+                since: t("2026-01-13T12:00:00Z")
+            }
+        );
+    }
+
     fn promoting(cadence: Cadence, on_missed: OnMissed) -> Stream {
         Stream::new(StreamPolicy {
             cadence,
@@ -671,9 +717,24 @@ mod tests {
         let mut s = promoting(cron("0 12 * * tue"), OnMissed::Skip);
         s.tick("2026-01-01T00:00:00Z");
         s.source = vec![
-            source_release("a", "2026-01-01T00:00:00Z", Some("2026-01-01T06:00:00Z"), ReleaseState::Superseded),
-            source_release("b", "2026-01-02T00:00:00Z", Some("2026-01-02T06:00:00Z"), ReleaseState::Revoked),
-            source_release("c", "2026-01-03T00:00:00Z", Some("2026-01-10T06:00:00Z"), ReleaseState::Published),
+            source_release(
+                "a",
+                "2026-01-01T00:00:00Z",
+                Some("2026-01-01T06:00:00Z"),
+                ReleaseState::Superseded,
+            ),
+            source_release(
+                "b",
+                "2026-01-02T00:00:00Z",
+                Some("2026-01-02T06:00:00Z"),
+                ReleaseState::Revoked,
+            ),
+            source_release(
+                "c",
+                "2026-01-03T00:00:00Z",
+                Some("2026-01-10T06:00:00Z"),
+                ReleaseState::Published,
+            ),
             source_release("d", "2026-01-04T00:00:00Z", None, ReleaseState::Pending),
         ];
         // Its own passing composes are not candidates.
@@ -704,8 +765,18 @@ mod tests {
     fn promotion_never_goes_back_to_an_older_source_release() {
         let mut s = promoting(Cadence::OnPass, OnMissed::Skip);
         s.source = vec![
-            source_release("a", "2026-01-01T00:00:00Z", Some("2026-01-01T06:00:00Z"), ReleaseState::Superseded),
-            source_release("b", "2026-01-02T00:00:00Z", Some("2026-01-02T06:00:00Z"), ReleaseState::Published),
+            source_release(
+                "a",
+                "2026-01-01T00:00:00Z",
+                Some("2026-01-01T06:00:00Z"),
+                ReleaseState::Superseded,
+            ),
+            source_release(
+                "b",
+                "2026-01-02T00:00:00Z",
+                Some("2026-01-02T06:00:00Z"),
+                ReleaseState::Published,
+            ),
         ];
         assert!(released("b")(&s.tick("2026-02-01T00:00:00Z")));
         assert_eq!(s.tick("2026-02-02T00:00:00Z"), ReleaseAction::Nothing);
@@ -742,7 +813,13 @@ mod tests {
         assert_eq!(s.tick("2026-01-15T05:59:59Z"), ReleaseAction::Nothing);
         let action = s.tick("2026-01-15T06:00:00Z");
         assert!(
-            matches!(&action, ReleaseAction::Release { why: ReleaseReason::Retry { .. }, .. }),
+            matches!(
+                &action,
+                ReleaseAction::Release {
+                    why: ReleaseReason::Retry { .. },
+                    ..
+                }
+            ),
             "{action:?}"
         );
         assert!(released("a")(&action));
