@@ -6,6 +6,7 @@
 //! about any of them. The crate also parses the project config and recipes, with errors that name the file,
 //! line, column and field.
 
+mod cadence;
 mod clock;
 mod compose;
 mod config;
@@ -19,6 +20,10 @@ mod results;
 mod testing;
 mod toml_file;
 
+pub use cadence::{
+    Cadence, CadenceState, CronError, CronSchedule, DueInstants, EverySchedule, OnMissed, Period,
+    PeriodError, PeriodUnit, Promotion, StreamPolicy,
+};
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use compose::{
     Artifact, ArtifactKind, Compose, ComposeId, ComposeState, InputHash, Lock, LockedPackage,
