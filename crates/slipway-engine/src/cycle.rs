@@ -211,6 +211,12 @@ impl Engine {
         }
 
         self.drain().await?;
+        // Release days and promotions that came due are served now, so a `run --once` on a release day
+        // releases without waiting for a daemon.
+        for (stream, _) in &selected {
+            self.release_tick_stream(stream, true).await?;
+        }
+        self.drain().await?;
 
         // A compose whose job was given up (it crashed the worker every time) must not stay "running"
         // forever: that would block the stream's next cycle.
@@ -323,7 +329,7 @@ impl Engine {
     }
 
     /// Takes the state directory's lock, so two daemons never work on one project.
-    fn lock_state_dir(&self) -> Result<File, EngineError> {
+    pub(crate) fn lock_state_dir(&self) -> Result<File, EngineError> {
         let dir = &self.config.state_dir;
         std::fs::create_dir_all(dir).map_err(|source| EngineError::Io {
             action: "creating",

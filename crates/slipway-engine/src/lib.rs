@@ -17,6 +17,9 @@ mod gate_tests;
 mod handlers;
 mod jobs;
 mod queries;
+mod release;
+#[cfg(test)]
+mod release_tests;
 #[cfg(test)]
 mod tests;
 mod watch;
@@ -39,6 +42,7 @@ use slipway_store::{SqliteStore, Store, StoreError};
 pub use blobs::BlobStore;
 pub use cycle::{CycleOptions, CycleReport, StreamOutcome, Trigger};
 pub use queries::RecipeChanges;
+pub use release::TickOutcome;
 pub use watch::SourceStatus;
 pub use world::{SeededWorld, SimulatedBuild, SimulatedWorld};
 

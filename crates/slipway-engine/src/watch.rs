@@ -469,6 +469,7 @@ impl Engine {
     /// stream once; a nightly triggers once per UTC day, at the first poll after its time. Each triggered
     /// stream still composes only if its would-be input hash differs from its last compose's.
     pub async fn watch_tick(&self) -> Result<Option<crate::CycleReport>, EngineError> {
+        self.tick_releases().await?;
         let due = self.due_streams().await?;
         if due.nightly.is_empty() && due.changed.is_empty() {
             self.mark_triggered(&due).await?;

@@ -65,4 +65,8 @@ pub mod topics {
     pub const RELEASE_CREATED: &str = "release.created";
     /// A release's files and metadata are in the public tree.
     pub const RELEASE_PUBLISHED: &str = "release.published";
+    /// A release day passed with nothing to release: the stream keeps its previous release and is stale.
+    pub const STREAM_STALE: &str = "stream.stale";
+    /// A stale stream released again.
+    pub const STREAM_FRESH: &str = "stream.fresh";
 }
