@@ -20,6 +20,7 @@ mod queries;
 mod release;
 #[cfg(test)]
 mod release_tests;
+mod simulate;
 #[cfg(test)]
 mod tests;
 mod watch;
@@ -43,6 +44,7 @@ pub use blobs::BlobStore;
 pub use cycle::{CycleOptions, CycleReport, StreamOutcome, Trigger};
 pub use queries::RecipeChanges;
 pub use release::TickOutcome;
+pub use simulate::{SimulationOptions, SimulationReport, SimulationSummary, TimelineEntry};
 pub use watch::SourceStatus;
 pub use world::{SeededWorld, SimulatedBuild, SimulatedWorld};
 
