@@ -65,4 +65,10 @@ pub mod topics {
     pub const RELEASE_CREATED: &str = "release.created";
     /// A release's files and metadata are in the public tree.
     pub const RELEASE_PUBLISHED: &str = "release.published";
+    /// A stream with no good compose got an incident.
+    pub const INCIDENT_OPENED: &str = "incident.opened";
+    /// An incident got a comment (another failing compose, or a person's note).
+    pub const INCIDENT_COMMENTED: &str = "incident.commented";
+    /// An incident was closed, with a comment (a good compose came).
+    pub const INCIDENT_CLOSED: &str = "incident.closed";
 }
