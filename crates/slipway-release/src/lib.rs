@@ -1,8 +1,27 @@
-//! Release policy: which compose a stream releases next.
+//! Release policy: which compose a stream releases next, and the incidents of streams that have no good
+//! compose.
 //!
 //! The rule is the one the Fedora two-week plan asks for: release the newest compose whose gate decision
 //! passes. Never go backwards (a compose older than the stream's newest release is not a candidate) and
 //! never release the same compose twice.
+//!
+//! Incidents: [`render_incident`] and its siblings write their texts; a [`Tracker`] mirrors them to an
+//! external tracker, [`GitLabTracker`] being the one slipway ships.
+
+#[cfg(any(test, feature = "fixture"))]
+pub mod fixture;
+mod gitlab;
+#[cfg(test)]
+mod gitlab_tests;
+mod incident;
+mod tracker;
+
+pub use gitlab::{GitLabSettings, GitLabTracker, GITLAB};
+pub use incident::{
+    render_incident, render_incident_close, render_incident_comment, tail, LOG_TAIL_BYTES,
+    LOG_TAIL_LINES,
+};
+pub use tracker::{Tracker, TrackerError};
 
 use slipway_model::{Compose, ComposeId, ComposeState, Decision, Release, ReleaseState};
 
