@@ -15,6 +15,9 @@ mod cycle;
 #[cfg(test)]
 mod gate_tests;
 mod handlers;
+#[cfg(test)]
+mod incident_tests;
+mod incidents;
 mod jobs;
 mod queries;
 #[cfg(test)]
@@ -37,6 +40,7 @@ use slipway_store::{SqliteStore, Store, StoreError};
 
 pub use blobs::BlobStore;
 pub use cycle::{CycleOptions, CycleReport, StreamOutcome, Trigger};
+pub use incidents::MirrorSync;
 pub use queries::RecipeChanges;
 pub use watch::SourceStatus;
 
@@ -134,6 +138,8 @@ pub struct Engine {
     /// Every event up to this sequence number is handled; later passes start after it instead of reading
     /// the whole log again.
     handled_through: std::sync::atomic::AtomicI64,
+    /// The external tracker incidents are mirrored to, if any.
+    incidents: incidents::Mirror,
 }
 
 impl std::fmt::Debug for Engine {
@@ -175,6 +181,7 @@ impl Engine {
             .unwrap_or_else(|_| "localhost".into());
         let worker = format!("{EMBEDDED_WORKER_PREFIX}{host}:{}", std::process::id());
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let incidents = incidents::Mirror::from_config(&config);
         Self {
             config,
             store,
@@ -187,6 +194,7 @@ impl Engine {
             accel: tokio::sync::OnceCell::new(),
             repos: tokio::sync::OnceCell::new(),
             handled_through: std::sync::atomic::AtomicI64::new(0),
+            incidents,
         }
     }
 
