@@ -65,6 +65,14 @@ enum Command {
     Results(cmd::results::Args),
     /// Serve test results over HTTP (ResultsDB 2.0 API, JUnit reports).
     Serve(cmd::serve::Args),
+    /// List incidents: streams whose nightly produced no good compose.
+    ///
+    /// A stream's incident is opened when a nightly compose fails to build or fails its gate, gets a
+    /// comment for each further failure, and is closed by the next good compose. Only open incidents are
+    /// listed unless --all is given. When an external tracker is configured ([tracker] in the config), each
+    /// incident shows its issue there, and the changes the tracker has not received yet are listed as
+    /// pending.
+    Incidents(cmd::incidents::Args),
 }
 
 fn main() -> ExitCode {
@@ -112,5 +120,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Changes(args) => cmd::changes::run(&config, args).await,
         Command::Results(args) => cmd::results::run(&config, args).await,
         Command::Serve(args) => cmd::serve::run(&config, args).await,
+        Command::Incidents(args) => cmd::incidents::run(&config, args).await,
     }
 }
