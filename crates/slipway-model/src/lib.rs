@@ -13,6 +13,7 @@ mod config;
 mod digest;
 mod event;
 mod gate;
+mod incident;
 mod pkgdiff;
 mod recipe;
 mod release;
@@ -29,13 +30,18 @@ pub use compose::{
     Artifact, ArtifactKind, Compose, ComposeId, ComposeState, InputHash, Lock, LockedPackage,
 };
 pub use config::{
-    BootTestConfig, Config, GateConfig, SigningConfig, StreamConfig, TimeOfDay, WatchConfig,
+    BootTestConfig, Config, GateConfig, SigningConfig, StreamConfig, TimeOfDay, TrackerConfig,
+    TrackerKind, WatchConfig,
 };
 pub use digest::{sha256_file, sha256_hex, Sha256};
 pub use event::{topics, Event, EventId, EventSeq};
 pub use gate::{
     parse_time, Decision, NewWaiver, Requirement, ResultUsed, Revocation, Satisfied, Unsatisfied,
     UnsatisfiedKind, Verdict, Waiver,
+};
+pub use incident::{
+    ExternalIssue, FailureKind, Incident, IncidentAction, IncidentComment, IncidentReport,
+    IncidentState, LogTail, MirrorAction, MirrorStep, NewIncident, NewIncidentComment,
 };
 pub use pkgdiff::{is_security_suite, PackageChange, PkgDiff};
 pub use recipe::{

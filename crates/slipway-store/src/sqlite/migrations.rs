@@ -186,7 +186,54 @@ const V5: &str = r#"
 ALTER TABLE test_runs ADD COLUMN completed BOOLEAN NOT NULL DEFAULT TRUE;
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+/// Version 6: incidents (the embedded tracker), their comments, and the steps that mirror them to an
+/// external tracker. A partial unique index keeps at most one incident per stream open, whatever the code
+/// above does.
+const V6: &str = r#"
+CREATE TABLE incidents (
+    id               INTEGER PRIMARY KEY,
+    stream           TEXT NOT NULL,
+    state            TEXT NOT NULL CHECK (state IN ('open', 'closed')),
+    title            TEXT NOT NULL,
+    compose_id       TEXT NOT NULL REFERENCES composes (id),
+    opened_at        TEXT NOT NULL,
+    closed_at        TEXT,
+    external_tracker TEXT,
+    external_id      TEXT,
+    external_url     TEXT,
+    CHECK ((state = 'open') = (closed_at IS NULL)),
+    CHECK ((external_tracker IS NULL) = (external_id IS NULL))
+);
+CREATE UNIQUE INDEX incidents_one_open_per_stream ON incidents (stream) WHERE state = 'open';
+CREATE INDEX incidents_by_stream ON incidents (stream, id);
+
+CREATE TABLE incident_comments (
+    id          INTEGER PRIMARY KEY,
+    incident_id BIGINT NOT NULL REFERENCES incidents (id),
+    author      TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    compose_id  TEXT REFERENCES composes (id),
+    created_at  TEXT NOT NULL
+);
+CREATE INDEX incident_comments_by_incident ON incident_comments (incident_id, id);
+
+CREATE TABLE incident_mirror_steps (
+    id              INTEGER PRIMARY KEY,
+    incident_id     BIGINT NOT NULL REFERENCES incidents (id),
+    comment_id      BIGINT NOT NULL REFERENCES incident_comments (id),
+    action          TEXT NOT NULL CHECK (action IN ('open', 'comment', 'close')),
+    tracker         TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    last_attempt_at TEXT,
+    done_at         TEXT
+);
+CREATE INDEX incident_mirror_steps_by_incident ON incident_mirror_steps (incident_id, id);
+CREATE INDEX incident_mirror_steps_pending ON incident_mirror_steps (id) WHERE done_at IS NULL;
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The schema version this build writes.
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
