@@ -65,4 +65,8 @@ pub mod topics {
     pub const RELEASE_CREATED: &str = "release.created";
     /// A release's files and metadata are in the public tree.
     pub const RELEASE_PUBLISHED: &str = "release.published";
+    /// An announcement was put in the notification queue; it is sent (and retried) from there.
+    pub const ANNOUNCEMENT_QUEUED: &str = "announcement.queued";
+    /// A queued announcement was handed to the mail server or written to the outbox.
+    pub const ANNOUNCEMENT_SENT: &str = "announcement.sent";
 }

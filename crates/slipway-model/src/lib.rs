@@ -6,6 +6,7 @@
 //! about any of them. The crate also parses the project config and recipes, with errors that name the file,
 //! line, column and field.
 
+mod announce;
 mod clock;
 mod compose;
 mod config;
@@ -19,6 +20,10 @@ mod results;
 mod testing;
 mod toml_file;
 
+pub use announce::{
+    check_mailbox, AdvisoryRef, AnnounceConfig, Announcement, AnnouncementKind, DownloadLink,
+    EolNotice, MailSettings, ReleaseNotice, RevocationNotice, SmtpConfig, StaleNotice,
+};
 pub use clock::{Clock, SystemClock};
 pub use compose::{
     Artifact, ArtifactKind, Compose, ComposeId, ComposeState, InputHash, Lock, LockedPackage,
