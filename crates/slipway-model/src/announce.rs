@@ -271,8 +271,7 @@ pub struct SmtpConfig {
 impl SmtpConfig {
     /// The port to connect to: the configured one, else 587 with STARTTLS and 25 without.
     pub fn port(&self) -> u16 {
-        self.port
-            .unwrap_or(if self.starttls { 587 } else { 25 })
+        self.port.unwrap_or(if self.starttls { 587 } else { 25 })
     }
 }
 

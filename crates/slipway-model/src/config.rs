@@ -820,7 +820,10 @@ mod announce_tests {
             message.contains("slipway.toml:11:1: field `announce.recipients[1]`"),
             "{message}"
         );
-        assert!(message.contains("\"not-an-address\" is not a mail address"), "{message}");
+        assert!(
+            message.contains("\"not-an-address\" is not a mail address"),
+            "{message}"
+        );
         let message = load("[announce]\nfrom = \"Release Team releng@example.org\"\n")
             .expect_err("must fail")
             .to_string();

@@ -3,6 +3,19 @@
 //! The rule is the one the Fedora two-week plan asks for: release the newest compose whose gate decision
 //! passes. Never go backwards (a compose older than the stream's newest release is not a candidate) and
 //! never release the same compose twice.
+//!
+//! Announcements are rendered here too ([`release_announcement`] and its siblings) and sent through a
+//! [`Mailer`]: [`SmtpMailer`] or [`OutboxMailer`].
+
+mod announce;
+#[cfg(feature = "fixture")]
+pub mod fixture;
+mod mail;
+
+pub use announce::{
+    eol_announcement, release_announcement, revocation_announcement, stale_announcement,
+};
+pub use mail::{message, message_id, MailError, Mailer, OutboxMailer, SmtpMailer};
 
 use slipway_model::{Compose, ComposeId, ComposeState, Decision, Release, ReleaseState};
 
