@@ -16,6 +16,9 @@ mod cycle;
 mod gate_tests;
 mod handlers;
 mod jobs;
+mod notify;
+#[cfg(test)]
+mod notify_tests;
 mod queries;
 #[cfg(test)]
 mod tests;
@@ -37,6 +40,7 @@ use slipway_store::{SqliteStore, Store, StoreError};
 
 pub use blobs::BlobStore;
 pub use cycle::{CycleOptions, CycleReport, StreamOutcome, Trigger};
+pub use notify::{retry_delay, DeliveryReport};
 pub use queries::RecipeChanges;
 pub use watch::SourceStatus;
 
@@ -124,6 +128,8 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     runner: Arc<dyn CommandRunner>,
     progress: Arc<dyn Progress>,
+    /// Where announcements are sent: the config's SMTP server or `.eml` outbox, unless replaced.
+    mailer: Arc<dyn slipway_release::Mailer>,
     worker: String,
     threads: usize,
     /// The accelerator boot tests use, probed once per process: a probe on a host whose KVM hangs costs
@@ -175,7 +181,9 @@ impl Engine {
             .unwrap_or_else(|_| "localhost".into());
         let worker = format!("{EMBEDDED_WORKER_PREFIX}{host}:{}", std::process::id());
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mailer = notify::configured_mailer(&config);
         Self {
+            mailer,
             config,
             store,
             blobs,

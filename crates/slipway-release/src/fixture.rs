@@ -91,19 +91,27 @@ pub struct SmtpSink {
 impl SmtpSink {
     /// Starts a server that takes mail without a login.
     pub fn start() -> std::io::Result<Self> {
-        Self::spawn(None)
+        Self::spawn(None, None)
+    }
+
+    /// Starts a server on a given port, such as one a mailer already failed to reach.
+    pub fn start_on(port: u16) -> std::io::Result<Self> {
+        Self::spawn(Some(port), None)
     }
 
     /// Starts a server that requires a login as `user` with `password` (offered over the plain
     /// connection) before it takes mail.
     pub fn start_with_login(user: &str, password: &str) -> std::io::Result<Self> {
-        Self::spawn(Some(format!("{user}:{password}")))
+        Self::spawn(None, Some(format!("{user}:{password}")))
     }
 
-    fn spawn(login: Option<String>) -> std::io::Result<Self> {
+    fn spawn(port: Option<u16>, login: Option<String>) -> std::io::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut command = Command::new("python3");
         command.arg("-c").arg(SMTP_SINK).arg(dir.path());
+        if let Some(port) = port {
+            command.arg("--port").arg(port.to_string());
+        }
         if let Some(login) = login {
             command.arg("--login").arg(login);
         }

@@ -6,6 +6,7 @@ pub mod compose;
 pub mod decision;
 pub mod events;
 pub mod keys;
+pub mod outbox;
 pub mod results;
 pub mod run;
 pub mod serve;
