@@ -75,4 +75,8 @@ pub mod topics {
     pub const INCIDENT_COMMENTED: &str = "incident.commented";
     /// An incident was closed, with a comment (a good compose came).
     pub const INCIDENT_CLOSED: &str = "incident.closed";
+    /// An announcement was put in the notification queue; it is sent (and retried) from there.
+    pub const ANNOUNCEMENT_QUEUED: &str = "announcement.queued";
+    /// A queued announcement was handed to the mail server or written to the outbox.
+    pub const ANNOUNCEMENT_SENT: &str = "announcement.sent";
 }

@@ -7,6 +7,7 @@
 //! line, column and field.
 
 mod cadence;
+mod announce;
 mod clock;
 mod compose;
 mod config;
@@ -24,6 +25,10 @@ mod toml_file;
 pub use cadence::{
     Cadence, CadenceState, CronError, CronSchedule, DueInstants, EverySchedule, OnMissed, Period,
     PeriodError, PeriodUnit, Promotion, StreamPolicy,
+};
+pub use announce::{
+    check_mailbox, AdvisoryRef, AnnounceConfig, Announcement, AnnouncementKind, DownloadLink,
+    EolNotice, MailSettings, ReleaseNotice, RevocationNotice, SmtpConfig, StaleNotice,
 };
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use compose::{

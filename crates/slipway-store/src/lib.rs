@@ -8,6 +8,7 @@
 //!
 //! The SQL is kept to what PostgreSQL also speaks, so a second implementation can follow.
 
+mod notification;
 mod query;
 mod sqlite;
 
@@ -17,11 +18,10 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use slipway_model::{
-    Artifact, Compose, ComposeId, Decision, Event, EventId, EventSeq, ExternalIssue, Incident,
-    IncidentAction, InputHash, Lock, MirrorStep, NewIncident, NewIncidentComment, NewWaiver,
-    PkgDiff, Release, RunId, Sha256, TestResult, TestRun, Verdict, Version, Waiver,
+    Announcement, Artifact, Compose, ComposeId, Decision, Event, EventId, EventSeq, ExternalIssue, Incident, IncidentAction, InputHash, Lock, MirrorStep, NewIncident, NewIncidentComment, NewWaiver, PkgDiff, Release, RunId, Sha256, TestResult, TestRun, Verdict, Version, Waiver,
 };
 
+pub use notification::{Notification, NotificationState};
 pub use query::{
     DataFilter, DataKey, GroupEntry, GroupQuery, PageRequest, Paged, ResultEntry, ResultQuery,
     SortOrder, TestcaseQuery, ITEM_TYPE,
@@ -464,4 +464,47 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// One test run with its result count; `None` if there is none.
     async fn find_group(&self, id: &RunId) -> StoreResult<Option<GroupEntry>>;
+
+    // ----- notifications -----
+
+    /// Queues an announcement under a unique `key`, due at once, and appends `announcement.queued` in the
+    /// same transaction. Returns `None` (and changes nothing) when a notification with the key exists, so a
+    /// reaction repeated after a crash queues nothing twice.
+    async fn enqueue_notification(
+        &self,
+        key: &str,
+        announcement: &Announcement,
+        at: Timestamp,
+    ) -> StoreResult<Option<Notification>>;
+
+    /// Claims up to `limit` pending notifications due at `at`, oldest first, and holds them for `hold`:
+    /// their next attempt moves to `at + hold`, so another process does not send them meanwhile, and a
+    /// claimer that dies before recording the outcome leaves them due again when the hold ends.
+    async fn claim_notifications(
+        &self,
+        at: Timestamp,
+        hold: Duration,
+        limit: usize,
+    ) -> StoreResult<Vec<Notification>>;
+
+    /// Records a successful send (counting the attempt) and appends `announcement.sent`. Doing it again
+    /// is a no-op. `NotFound` if there is no such notification.
+    async fn mark_notification_sent(&self, id: i64, at: Timestamp) -> StoreResult<()>;
+
+    /// Records a failed send: counts the attempt, keeps the error, and makes the notification due again at
+    /// `retry_at` (never before `at`). Returns it as it is now. `NotFound` if there is no such
+    /// notification, `Conflict` if it was sent.
+    async fn mark_notification_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Timestamp,
+        at: Timestamp,
+    ) -> StoreResult<Notification>;
+
+    /// Every pending notification, oldest first.
+    async fn pending_notifications(&self) -> StoreResult<Vec<Notification>>;
+
+    /// The `limit` most recently sent notifications, newest first.
+    async fn sent_notifications(&self, limit: usize) -> StoreResult<Vec<Notification>>;
 }

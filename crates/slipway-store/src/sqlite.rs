@@ -28,11 +28,15 @@
 //!   - `incident.opened`: the [`Incident`] (with its first comment)
 //!   - `incident.commented`, `incident.closed`: `{incident, stream, state, comment}` (`incident` is the
 //!     id, `comment` the [`slipway_model::IncidentComment`] added)
+//!   - `announcement.queued` and `announcement.sent`: `{id, key, kind, stream, version, subject,
+//!     attempts}` of the notification (the text itself is in the queue)
 //! - Jobs: see [`SqliteStore`]'s documentation.
+//! - Notifications: see `sqlite/notifications.rs`; sending is at least once.
 
 mod codec;
 mod incidents;
 mod migrations;
+mod notifications;
 mod resultsdb;
 
 use std::path::{Path, PathBuf};
@@ -44,10 +48,7 @@ use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 use serde_json::json;
 use slipway_model::{
-    topics, Artifact, Compose, ComposeId, ComposeState, Decision, Event, EventId, EventSeq,
-    ExternalIssue, Incident, IncidentAction, InputHash, Lock, MirrorStep, NewIncident,
-    NewIncidentComment, NewWaiver, Outcome, PkgDiff, Release, ReleaseState, Revocation, RunId,
-    Sha256, TestResult, TestRun, Verdict, Version, Waiver,
+    Announcement, Artifact, Compose, ComposeId, ComposeState, Decision, Event, EventId, EventSeq, ExternalIssue, Incident, IncidentAction, InputHash, Lock, MirrorStep, NewIncident, NewIncidentComment, NewWaiver, Outcome, PkgDiff, Release, ReleaseState, Revocation, RunId, Sha256, TestResult, TestRun, Verdict, Version, Waiver, topics,
 };
 use uuid::Uuid;
 
@@ -56,8 +57,8 @@ use self::codec::{
     parse_ts, sql_limit, to_json, to_json_value, to_u32, to_u64, ts,
 };
 use crate::{
-    DataKey, GroupEntry, GroupQuery, Job, JobOutcome, NewJob, PageRequest, Paged, ResultEntry,
-    ResultQuery, Store, StoreError, StoreResult, TestcaseQuery,
+    DataKey, GroupEntry, GroupQuery, Job, JobOutcome, NewJob, Notification, PageRequest, Paged,
+    ResultEntry, ResultQuery, Store, StoreError, StoreResult, TestcaseQuery,
 };
 
 /// How long a call waits for another process's write lock before giving up. Write transactions are short,
@@ -2241,5 +2242,46 @@ impl Store for SqliteStore {
 
     async fn find_group(&self, id: &RunId) -> StoreResult<Option<GroupEntry>> {
         self.rdb_find_group(id).await
+    }
+
+    async fn enqueue_notification(
+        &self,
+        key: &str,
+        announcement: &Announcement,
+        at: Timestamp,
+    ) -> StoreResult<Option<Notification>> {
+        self.notifications_enqueue(key, announcement, at).await
+    }
+
+    async fn claim_notifications(
+        &self,
+        at: Timestamp,
+        hold: Duration,
+        limit: usize,
+    ) -> StoreResult<Vec<Notification>> {
+        self.notifications_claim(at, hold, limit).await
+    }
+
+    async fn mark_notification_sent(&self, id: i64, at: Timestamp) -> StoreResult<()> {
+        self.notifications_mark_sent(id, at).await
+    }
+
+    async fn mark_notification_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Timestamp,
+        at: Timestamp,
+    ) -> StoreResult<Notification> {
+        self.notifications_mark_failed(id, error, retry_at, at)
+            .await
+    }
+
+    async fn pending_notifications(&self) -> StoreResult<Vec<Notification>> {
+        self.notifications_pending().await
+    }
+
+    async fn sent_notifications(&self, limit: usize) -> StoreResult<Vec<Notification>> {
+        self.notifications_sent(limit).await
     }
 }

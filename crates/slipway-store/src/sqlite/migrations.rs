@@ -233,7 +233,28 @@ CREATE INDEX incident_mirror_steps_by_incident ON incident_mirror_steps (inciden
 CREATE INDEX incident_mirror_steps_pending ON incident_mirror_steps (id) WHERE done_at IS NULL;
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+/// Version 7: the notification queue. Each row is one announcement (serialized whole, so a retry sends
+/// exactly what was queued) under a unique key; `kind`, `stream` and `subject` are copies for SQL readers.
+const V7: &str = r#"
+CREATE TABLE notifications (
+    id              INTEGER PRIMARY KEY,
+    key             TEXT NOT NULL UNIQUE,
+    kind            TEXT NOT NULL,
+    stream          TEXT NOT NULL,
+    subject         TEXT NOT NULL,
+    announcement    TEXT NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'sent')),
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    queued_at       TEXT NOT NULL,
+    next_attempt_at TEXT NOT NULL,
+    last_error      TEXT,
+    sent_at         TEXT
+);
+CREATE INDEX notifications_due ON notifications (state, next_attempt_at, id);
+CREATE INDEX notifications_sent ON notifications (state, sent_at, id);
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// The schema version this build writes.
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -7,6 +7,7 @@ pub mod decision;
 pub mod events;
 pub mod incidents;
 pub mod keys;
+pub mod outbox;
 pub mod results;
 pub mod run;
 pub mod serve;
