@@ -65,4 +65,8 @@ pub mod topics {
     pub const RELEASE_CREATED: &str = "release.created";
     /// A release's files and metadata are in the public tree.
     pub const RELEASE_PUBLISHED: &str = "release.published";
+    /// A release was revoked as bad: the stream falls back to the newest release before it that is not.
+    pub const RELEASE_REVOKED: &str = "release.revoked";
+    /// A revocation was taken back: the release is served again.
+    pub const RELEASE_UNREVOKED: &str = "release.unrevoked";
 }

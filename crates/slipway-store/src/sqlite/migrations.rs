@@ -180,7 +180,27 @@ CREATE TABLE waivers (
 CREATE INDEX waivers_by_compose ON waivers (compose_id, id);
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+/// Version 5: release revocations. The release row carries its current revocation (reason, author, time),
+/// cleared when it is taken back; `release_revocations` keeps every revocation and unrevocation.
+const V5: &str = r#"
+ALTER TABLE releases ADD COLUMN revoke_reason TEXT;
+ALTER TABLE releases ADD COLUMN revoked_by TEXT;
+ALTER TABLE releases ADD COLUMN revoked_at TEXT;
+
+CREATE TABLE release_revocations (
+    id      INTEGER PRIMARY KEY,
+    stream  TEXT NOT NULL,
+    version TEXT NOT NULL,
+    action  TEXT NOT NULL CHECK (action IN ('revoked', 'unrevoked')),
+    author  TEXT NOT NULL,
+    reason  TEXT NOT NULL,
+    at      TEXT NOT NULL,
+    FOREIGN KEY (stream, version) REFERENCES releases (stream, version)
+);
+CREATE INDEX release_revocations_by_release ON release_revocations (stream, version, id);
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this build writes.
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
