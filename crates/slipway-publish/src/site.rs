@@ -637,6 +637,9 @@ impl Layout {
         let result = (|| {
             let mut touched = BTreeSet::new();
             for (from, to) in moves {
+                // The directory's own entries (files, signatures, CHECKSUM) must be durable before a name
+                // in the pool vouches for them.
+                fsutil::sync_dir(from).map_err(io_err("sync", from))?;
                 fs::rename(from, to).map_err(io_err("move into the release pool", from))?;
                 done.push((from, to));
                 if let Some(dir) = to.parent() {
@@ -791,6 +794,9 @@ struct Built {
     moves: Vec<(PathBuf, PathBuf)>,
 }
 
+/// `(file name, sha256, size)` of one file a release lists.
+type ExpectedFile = (String, Sha256, u64);
+
 /// Where a release directory to serve comes from.
 enum Source {
     /// Already in the pool, checked.
@@ -845,35 +851,44 @@ async fn build(
             })
             .await?
         };
-        let index = std::sync::Arc::new(index);
-        for release in sp.releases.iter().copied() {
-            if !is_served(release.release.state) {
-                continue;
-            }
+        // Where each served release is, found in one pass off the async threads: a stat per release.
+        let served: Vec<&ReleaseInput> = sp
+            .releases
+            .iter()
+            .copied()
+            .filter(|r| is_served(r.release.state))
+            .collect();
+        let wanted: Vec<(String, Vec<ExpectedFile>)> = served
+            .iter()
+            .map(|r| (r.release.version.to_string(), expected_files(r)))
+            .collect();
+        let sources = {
+            let (pool_stream, withdrawn, name) = (
+                pool_stream.clone(),
+                layout.withdrawn.join(&name),
+                name.clone(),
+            );
+            blocking(move || {
+                wanted
+                    .iter()
+                    .map(|(version, expected)| {
+                        locate_release(
+                            &pool_stream.join(version),
+                            &withdrawn.join(version),
+                            index.served.get(version),
+                            expected,
+                            &format!("{name} {version}"),
+                        )
+                    })
+                    .collect::<Result<Vec<Source>, PublishError>>()
+            })
+            .await?
+        };
+        for (release, found) in served.into_iter().zip(sources) {
             let version = release.release.version.to_string();
             let pooled = pool_stream.join(&version);
             let label = format!("{name} {version}");
             let expected = expected_files(release);
-            let found = {
-                let (pooled, withdrawn) =
-                    (pooled.clone(), layout.withdrawn.join(&name).join(&version));
-                let (index, version, label, expected) = (
-                    index.clone(),
-                    version.clone(),
-                    label.clone(),
-                    expected.clone(),
-                );
-                blocking(move || {
-                    locate_release(
-                        &pooled,
-                        &withdrawn,
-                        index.served.get(&version),
-                        &expected,
-                        &label,
-                    )
-                })
-                .await?
-            };
             match found {
                 Source::Pooled => {}
                 Source::Withdrawn(dir) => moves.push((dir, pooled)),
@@ -1022,7 +1037,7 @@ fn locate_release(
     pooled: &Path,
     withdrawn: &Path,
     indexed: Option<&Vec<(String, String, u64)>>,
-    expected: &[(String, Sha256, u64)],
+    expected: &[ExpectedFile],
     label: &str,
 ) -> Result<Source, PublishError> {
     if is_dir(pooled)? {
@@ -1066,7 +1081,7 @@ fn differences(
     diffs
 }
 
-fn wanted_map(expected: &[(String, Sha256, u64)]) -> BTreeMap<String, String> {
+fn wanted_map(expected: &[ExpectedFile]) -> BTreeMap<String, String> {
     expected
         .iter()
         .map(|(name, sha, _)| (name.clone(), sha.to_string()))
@@ -1077,7 +1092,7 @@ fn wanted_map(expected: &[(String, Sha256, u64)]) -> BTreeMap<String, String> {
 fn check_against_index(
     dir: &Path,
     listed: &[(String, String, u64)],
-    expected: &[(String, Sha256, u64)],
+    expected: &[ExpectedFile],
     label: &str,
 ) -> Result<(), PublishError> {
     let immutable = |detail: String| PublishError::Immutable {
@@ -1109,7 +1124,7 @@ fn check_against_index(
 /// the release's size and a signature beside it.
 fn check_release_dir(
     dir: &Path,
-    expected: &[(String, Sha256, u64)],
+    expected: &[ExpectedFile],
     label: &str,
 ) -> Result<(), PublishError> {
     let immutable = |detail: String| PublishError::Immutable {
@@ -1141,7 +1156,7 @@ fn check_release_dir(
 }
 
 /// `(file name, sha256, size)` of each file a release lists.
-fn expected_files(release: &ReleaseInput) -> Vec<(String, Sha256, u64)> {
+fn expected_files(release: &ReleaseInput) -> Vec<ExpectedFile> {
     release
         .files
         .iter()
@@ -1150,8 +1165,8 @@ fn expected_files(release: &ReleaseInput) -> Vec<(String, Sha256, u64)> {
 }
 
 /// The text of a release's CHECKSUM, in `sha256sum` format, sorted by file name.
-fn checksum_text(files: &[(String, Sha256, u64)]) -> String {
-    let mut sorted: Vec<&(String, Sha256, u64)> = files.iter().collect();
+fn checksum_text(files: &[ExpectedFile]) -> String {
+    let mut sorted: Vec<&ExpectedFile> = files.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     sorted
         .iter()
@@ -1176,7 +1191,7 @@ fn parse_checksum(text: &str) -> BTreeMap<String, String> {
 fn reuse_release(
     prev: &Path,
     dst: &Path,
-    expected: &[(String, Sha256, u64)],
+    expected: &[ExpectedFile],
     label: &str,
 ) -> Result<bool, PublishError> {
     match fs::symlink_metadata(prev) {
