@@ -52,7 +52,7 @@ pub use pkgdiff::{is_security_suite, PackageChange, PkgDiff};
 pub use recipe::{
     DiskLayout, FileEntry, OutputFormat, PackageSource, Recipe, RecipeTests, SystemSettings, Units,
 };
-pub use release::{Release, ReleaseState, Version, VersionError};
+pub use release::{Release, ReleaseState, RevocationNote, Version, VersionError};
 pub use results::{Attempt, Outcome, RunId, TestResult, TestRun};
 pub use testing::{
     canonical_arch, glob_matches, pattern_matches, DenylistEntry, PlanConfig, DEFAULT_PLAN,

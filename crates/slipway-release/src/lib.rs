@@ -117,6 +117,7 @@ mod tests {
             state,
             created_at: Timestamp::UNIX_EPOCH,
             published_at: None,
+            revocation: None,
         }
     }
 

@@ -254,7 +254,27 @@ CREATE INDEX notifications_due ON notifications (state, next_attempt_at, id);
 CREATE INDEX notifications_sent ON notifications (state, sent_at, id);
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+/// Version 8: release revocations. The release row carries its current revocation (reason, author, time),
+/// cleared when it is taken back; `release_revocations` keeps every revocation and unrevocation.
+const V8: &str = r#"
+ALTER TABLE releases ADD COLUMN revoke_reason TEXT;
+ALTER TABLE releases ADD COLUMN revoked_by TEXT;
+ALTER TABLE releases ADD COLUMN revoked_at TEXT;
+
+CREATE TABLE release_revocations (
+    id      INTEGER PRIMARY KEY,
+    stream  TEXT NOT NULL,
+    version TEXT NOT NULL,
+    action  TEXT NOT NULL CHECK (action IN ('revoked', 'unrevoked')),
+    author  TEXT NOT NULL,
+    reason  TEXT NOT NULL,
+    at      TEXT NOT NULL,
+    FOREIGN KEY (stream, version) REFERENCES releases (stream, version)
+);
+CREATE INDEX release_revocations_by_release ON release_revocations (stream, version, id);
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// The schema version this build writes.
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
