@@ -8,22 +8,8 @@ use slipway_exec::SystemRunner;
 use slipway_model::{topics, Compose, Config, Outcome, TestResult, VirtualClock};
 use slipway_store::{SqliteStore, Store};
 
-use crate::tests::built_compose_at;
+use crate::tests::{built_compose_at, RECIPE};
 use crate::{Engine, LogProgress, TickOutcome};
-
-const RECIPE: &str = r#"
-distribution = "debian"
-suite = "bookworm"
-packages = ["systemd"]
-outputs = ["qcow2"]
-
-[[source]]
-url = "http://deb.debian.org/debian"
-suite = "bookworm"
-
-[system]
-hostname = "debian"
-"#;
 
 struct Fixture {
     _dir: tempfile::TempDir,

@@ -25,7 +25,8 @@ recipe = "cloud.toml"
 gate = "default"
 "#;
 
-const RECIPE: &str = r#"
+/// A recipe every engine test can use; nothing is built from it.
+pub(crate) const RECIPE: &str = r#"
 distribution = "debian"
 suite = "bookworm"
 packages = ["systemd"]

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cadence::{Cadence, OnMissed, Promotion, StreamPolicy};
 use crate::announce::{check_mailbox, AnnounceConfig};
+use crate::cadence::{Cadence, OnMissed, Promotion, StreamPolicy};
 use crate::testing::{DenylistEntry, PlanConfig, DEFAULT_PLAN};
 use crate::toml_file::{read_toml, ConfigError, Location};
 use crate::{Recipe, Requirement};

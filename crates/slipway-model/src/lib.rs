@@ -6,8 +6,8 @@
 //! about any of them. The crate also parses the project config and recipes, with errors that name the file,
 //! line, column and field.
 
-mod cadence;
 mod announce;
+mod cadence;
 mod clock;
 mod compose;
 mod config;
@@ -22,13 +22,13 @@ mod results;
 mod testing;
 mod toml_file;
 
-pub use cadence::{
-    Cadence, CadenceState, CronError, CronSchedule, DueInstants, EverySchedule, OnMissed, Period,
-    PeriodError, PeriodUnit, Promotion, StreamPolicy,
-};
 pub use announce::{
     check_mailbox, AdvisoryRef, AnnounceConfig, Announcement, AnnouncementKind, DownloadLink,
     EolNotice, MailSettings, ReleaseNotice, RevocationNotice, SmtpConfig, StaleNotice,
+};
+pub use cadence::{
+    Cadence, CadenceState, CronError, CronSchedule, DueInstants, EverySchedule, OnMissed, Period,
+    PeriodError, PeriodUnit, Promotion, StreamPolicy,
 };
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use compose::{

@@ -18,7 +18,10 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use slipway_model::{
-    Announcement, Artifact, Compose, ComposeId, Decision, Event, EventId, EventSeq, ExternalIssue, Incident, IncidentAction, InputHash, Lock, MirrorStep, NewIncident, NewIncidentComment, NewWaiver, PkgDiff, Release, RunId, Sha256, TestResult, TestRun, Verdict, Version, Waiver, ReleaseState, RevocationNote,
+    Announcement, Artifact, Compose, ComposeId, Decision, Event, EventId, EventSeq, ExternalIssue,
+    Incident, IncidentAction, InputHash, Lock, MirrorStep, NewIncident, NewIncidentComment,
+    NewWaiver, PkgDiff, Release, ReleaseState, RevocationNote, RunId, Sha256, TestResult, TestRun,
+    Verdict, Version, Waiver,
 };
 
 pub use notification::{Notification, NotificationState};

@@ -51,7 +51,10 @@ use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 use serde_json::json;
 use slipway_model::{
-    Announcement, Artifact, Compose, ComposeId, ComposeState, Decision, Event, EventId, EventSeq, ExternalIssue, Incident, IncidentAction, InputHash, Lock, MirrorStep, NewIncident, NewIncidentComment, NewWaiver, Outcome, PkgDiff, Release, ReleaseState, Revocation, RunId, Sha256, TestResult, TestRun, Verdict, Version, Waiver, topics, RevocationNote,
+    topics, Announcement, Artifact, Compose, ComposeId, ComposeState, Decision, Event, EventId,
+    EventSeq, ExternalIssue, Incident, IncidentAction, InputHash, Lock, MirrorStep, NewIncident,
+    NewIncidentComment, NewWaiver, Outcome, PkgDiff, Release, ReleaseState, Revocation,
+    RevocationNote, RunId, Sha256, TestResult, TestRun, Verdict, Version, Waiver,
 };
 use uuid::Uuid;
 
@@ -60,7 +63,9 @@ use self::codec::{
     parse_ts, sql_limit, to_json, to_json_value, to_u32, to_u64, ts,
 };
 use crate::{
-    DataKey, GroupEntry, GroupQuery, Job, JobOutcome, NewJob, Notification, PageRequest, Paged, ResultEntry, ResultQuery, Store, StoreError, StoreResult, TestcaseQuery, RevocationAction, RevocationRecord,
+    DataKey, GroupEntry, GroupQuery, Job, JobOutcome, NewJob, Notification, PageRequest, Paged,
+    ResultEntry, ResultQuery, RevocationAction, RevocationRecord, Store, StoreError, StoreResult,
+    TestcaseQuery,
 };
 
 /// How long a call waits for another process's write lock before giving up. Write transactions are short,
