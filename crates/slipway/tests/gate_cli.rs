@@ -326,9 +326,11 @@ async fn a_malformed_policy_file_fails_the_decision_naming_its_place() {
     let text_before = std::fs::read_to_string(&config).expect("read");
     std::fs::write(
         &config,
-        text_before.replace(
-            "gate = \"default\"\n",
-            "gate = \"default\"\npolicy = \"policies/stable.toml\"\n",
+        // Only the stream's own line: the example also shows a commented-out second stream.
+        text_before.replacen(
+            "\ngate = \"default\"\n",
+            "\ngate = \"default\"\npolicy = \"policies/stable.toml\"\n",
+            1,
         ),
     )
     .expect("write");
