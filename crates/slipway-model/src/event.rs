@@ -65,4 +65,8 @@ pub mod topics {
     pub const RELEASE_CREATED: &str = "release.created";
     /// A release's files and metadata are in the public tree.
     pub const RELEASE_PUBLISHED: &str = "release.published";
+    /// A release passed its stream's retention and is withdrawn from the tree (kept in the index).
+    pub const RELEASE_EXPIRED: &str = "release.expired";
+    /// A compose and everything recorded about it were deleted by garbage collection.
+    pub const COMPOSE_DELETED: &str = "compose.deleted";
 }

@@ -6,12 +6,14 @@
 //! about any of them. The crate also parses the project config and recipes, with errors that name the file,
 //! line, column and field.
 
+mod advisory;
 mod clock;
 mod compose;
 mod config;
 mod digest;
 mod event;
 mod gate;
+mod package_version;
 mod pkgdiff;
 mod recipe;
 mod release;
@@ -19,12 +21,17 @@ mod results;
 mod testing;
 mod toml_file;
 
+pub use advisory::{
+    load_advisory_file, Advisory, AdvisoryPackage, MatchedAdvisory, SecurityThreshold, Severity,
+    SeverityError,
+};
 pub use clock::{Clock, SystemClock};
 pub use compose::{
     Artifact, ArtifactKind, Compose, ComposeId, ComposeState, InputHash, Lock, LockedPackage,
 };
 pub use config::{
-    BootTestConfig, Config, GateConfig, SigningConfig, StreamConfig, TimeOfDay, WatchConfig,
+    AdvisoryConfig, BootTestConfig, Config, GateConfig, RetentionConfig, SigningConfig,
+    StreamConfig, TimeOfDay, WatchConfig,
 };
 pub use digest::{sha256_file, sha256_hex, Sha256};
 pub use event::{topics, Event, EventId, EventSeq};
@@ -32,6 +39,7 @@ pub use gate::{
     parse_time, Decision, NewWaiver, Requirement, ResultUsed, Revocation, Satisfied, Unsatisfied,
     UnsatisfiedKind, Verdict, Waiver,
 };
+pub use package_version::{compare_versions, VersionScheme};
 pub use pkgdiff::{is_security_suite, PackageChange, PkgDiff};
 pub use recipe::{
     DiskLayout, FileEntry, OutputFormat, PackageSource, Recipe, RecipeTests, SystemSettings, Units,

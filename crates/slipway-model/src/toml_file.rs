@@ -124,6 +124,26 @@ impl ConfigError {
     }
 }
 
+impl ConfigError {
+    /// An error about the `occurrence`th (0-based) assignment of `key` in the file, for fields of nested
+    /// arrays of tables whose place the field path alone does not give.
+    pub fn at_occurrence(
+        path: &Path,
+        text: &str,
+        key: &str,
+        occurrence: usize,
+        field: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::Invalid {
+            path: path.to_path_buf(),
+            location: find_key(text, key, occurrence).or_else(|| find_key(text, key, 0)),
+            field: Some(field.to_string()),
+            message: message.into(),
+        }
+    }
+}
+
 /// The location of the first line that assigns `key` (`key = ...`), ignoring comments.
 fn find_key(text: &str, key: &str, occurrence: usize) -> Option<Location> {
     let mut offset = 0;
