@@ -78,7 +78,11 @@ impl Severity {
 impl FromStr for Severity {
     type Err = SeverityError;
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let word = text.trim().trim_end_matches('*').trim().to_ascii_lowercase();
+        let word = text
+            .trim()
+            .trim_end_matches('*')
+            .trim()
+            .to_ascii_lowercase();
         Ok(match word.as_str() {
             "unimportant" | "negligible" | "end-of-life" => Self::Unimportant,
             "low" => Self::Low,
@@ -443,7 +447,10 @@ fixed-version = "7.88.1-10+deb12u5"
             message.contains("advisories.toml:4:12: field `advisory[0].severity`"),
             "{message}"
         );
-        assert!(message.contains("\"urgent\" is not a severity"), "{message}");
+        assert!(
+            message.contains("\"urgent\" is not a severity"),
+            "{message}"
+        );
 
         let message = load(&GOOD.replace("fixed-version = \"7", "fixed-versoin = \"7"))
             .expect_err("misspelt key");

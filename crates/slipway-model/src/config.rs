@@ -841,7 +841,10 @@ gate = "g"
         )
         .expect_err("bad threshold");
         assert!(message.contains("slipway.toml:12:22"), "{message}");
-        assert!(message.contains("stream[0].security-threshold"), "{message}");
+        assert!(
+            message.contains("stream[0].security-threshold"),
+            "{message}"
+        );
 
         let message = load(
             dir.path(),

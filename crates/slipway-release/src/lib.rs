@@ -1,8 +1,20 @@
-//! Release policy: which compose a stream releases next.
+//! Release policy: which compose a stream releases next, which security advisories a compose fixes, and
+//! what a stream's retention lets garbage collection delete.
 //!
-//! The rule is the one the Fedora two-week plan asks for: release the newest compose whose gate decision
-//! passes. Never go backwards (a compose older than the stream's newest release is not a candidate) and
-//! never release the same compose twice.
+//! The release rule is the one the Fedora two-week plan asks for: release the newest compose whose gate
+//! decision passes. Never go backwards (a compose older than the stream's newest release is not a
+//! candidate) and never release the same compose twice.
+
+pub mod advisory;
+pub mod retention;
+
+pub use advisory::{
+    advisories_for, emergency_due, load_advisories, parse_debian_tracker, AdvisoryError,
+    DebianTracker, LoadedAdvisories, TrackerAdvisories,
+};
+pub use retention::{
+    plan_gc, ExpiredRelease, GcPlan, KeepReason, KeptCompose, StreamRetentionInput,
+};
 
 use slipway_model::{Compose, ComposeId, ComposeState, Decision, Release, ReleaseState};
 
