@@ -1347,7 +1347,7 @@ async fn a_reopened_store_keeps_everything() {
     };
 
     let s = SqliteStore::open(&path).expect("reopen");
-    assert_eq!(s.schema_version().await.expect("version"), 4);
+    assert_eq!(s.schema_version().await.expect("version"), 5);
     assert_eq!(
         s.compose(&compose.id).await.expect("read"),
         Some(compose.clone())

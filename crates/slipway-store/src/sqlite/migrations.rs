@@ -180,7 +180,47 @@ CREATE TABLE waivers (
 CREATE INDEX waivers_by_compose ON waivers (compose_id, id);
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+/// Version 5: garbage collection. A release may be `expired` and outlive its compose (an expired release
+/// stays in the releases index after garbage collection deleted its compose), so `releases.compose_id` no
+/// longer references `composes`; SQLite cannot change a table's constraints, so the table is rebuilt. A
+/// deleted compose leaves a tombstone, so its id (and its `n` of the day) is never given out again and an
+/// expired release never names a newer compose. Artifacts are indexed by digest for the question which
+/// blobs are still used.
+const V5: &str = r#"
+CREATE TABLE releases_v5 (
+    stream       TEXT NOT NULL,
+    version      TEXT NOT NULL,
+    day          TEXT NOT NULL,
+    n            BIGINT NOT NULL,
+    compose_id   TEXT NOT NULL,
+    state        TEXT NOT NULL
+                 CHECK (state IN ('pending', 'published', 'superseded', 'revoked', 'expired')),
+    created_at   TEXT NOT NULL,
+    published_at TEXT,
+    PRIMARY KEY (stream, version),
+    UNIQUE (stream, day, n),
+    UNIQUE (stream, compose_id)
+);
+INSERT INTO releases_v5 (stream, version, day, n, compose_id, state, created_at, published_at)
+    SELECT stream, version, day, n, compose_id, state, created_at, published_at FROM releases;
+DROP TABLE releases;
+ALTER TABLE releases_v5 RENAME TO releases;
+CREATE INDEX releases_by_compose ON releases (compose_id);
+
+CREATE TABLE deleted_composes (
+    id         TEXT PRIMARY KEY,
+    stream     TEXT NOT NULL,
+    recipe     TEXT NOT NULL,
+    day        TEXT NOT NULL,
+    n          BIGINT NOT NULL,
+    deleted_at TEXT NOT NULL,
+    UNIQUE (recipe, day, n)
+);
+
+CREATE INDEX artifacts_by_sha256 ON artifacts (sha256);
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this build writes.
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -242,4 +282,67 @@ pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {
 /// The version recorded in the database.
 pub(super) fn schema_version(conn: &Connection) -> StoreResult<i64> {
     current_version(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database written by a slipway that knew versions 1 to 4 keeps its releases through version 5,
+    /// and afterwards a release may expire and outlive its compose.
+    #[test]
+    fn version_5_keeps_releases_and_lets_them_outlive_their_compose() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .expect("pragma");
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
+        )
+        .expect("create");
+        for (i, script) in MIGRATIONS[..4].iter().enumerate() {
+            conn.execute_batch(script).expect("old script");
+            conn.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 'then')",
+                params![i as i64 + 1],
+            )
+            .expect("version");
+        }
+        conn.execute_batch(
+            "INSERT INTO composes (id, stream, recipe, day, n, recipe_hash, state, created_at) \
+             VALUES ('cloud-20261121.0', 'cloud', 'cloud', '20261121', 0, 'h', 'complete', 't'); \
+             INSERT INTO releases (stream, version, day, n, compose_id, state, created_at, published_at) \
+             VALUES ('cloud', '20261121.0', '20261121', 0, 'cloud-20261121.0', 'superseded', 't', 'p');",
+        )
+        .expect("rows");
+        assert!(
+            conn.execute("DELETE FROM composes", []).is_err(),
+            "before version 5 a release holds its compose"
+        );
+
+        migrate(&mut conn).expect("migrate");
+        assert_eq!(schema_version(&conn).expect("version"), 5);
+        let row: (String, String, String, Option<String>) = conn
+            .query_row(
+                "SELECT version, compose_id, state, published_at FROM releases",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .expect("release kept");
+        assert_eq!(
+            row,
+            (
+                "20261121.0".into(),
+                "cloud-20261121.0".into(),
+                "superseded".into(),
+                Some("p".into())
+            )
+        );
+        conn.execute("UPDATE releases SET state = 'expired'", [])
+            .expect("expired is a state");
+        conn.execute("DELETE FROM composes", [])
+            .expect("an expired release does not hold its compose");
+        assert!(conn
+            .execute("UPDATE releases SET state = 'gone'", [])
+            .is_err());
+    }
 }
