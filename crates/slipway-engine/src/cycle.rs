@@ -319,7 +319,7 @@ impl Engine {
     }
 
     /// Takes the state directory's lock, so two daemons never work on one project.
-    fn lock_state_dir(&self) -> Result<File, EngineError> {
+    pub(crate) fn lock_state_dir(&self) -> Result<File, EngineError> {
         let dir = &self.config.state_dir;
         std::fs::create_dir_all(dir).map_err(|source| EngineError::Io {
             action: "creating",

@@ -485,32 +485,36 @@ impl Engine {
     }
 
     /// Writes the whole public tree from the store's releases, then marks pending releases published.
-    async fn publish_job(&self, stream_name: &str) -> Result<(), EngineError> {
+    pub(crate) async fn publish_job(&self, stream_name: &str) -> Result<(), EngineError> {
         let signer = self.signer().await?;
         let now = self.now();
         let mut streams = Vec::new();
         let mut to_mark = Vec::new();
+        let mut advisories = None;
         for stream in &self.config.streams {
             let recipe = self.config.recipe(stream)?;
             let mut releases = Vec::new();
             for release in self.store.releases(&stream.name).await? {
-                let Some(compose) = self.store.compose(&release.compose).await? else {
+                let compose = self.store.compose(&release.compose).await?;
+                if release.state == ReleaseState::Expired {
+                    // Listed in the index only; garbage collection may have deleted its compose.
+                    let files = compose.map(|c| self.image_files(&c)).unwrap_or_default();
+                    releases.push(ReleaseInput { release, files });
+                    continue;
+                }
+                let Some(compose) = compose else {
                     continue;
                 };
-                let mut files: Vec<PublishFile> = compose
-                    .artifacts
-                    .iter()
-                    .filter(|a| matches!(a.kind, ArtifactKind::Image(_)))
-                    .map(|a| PublishFile {
-                        kind: a.kind,
-                        file_name: a.file_name.clone(),
-                        sha256: a.sha256.clone(),
-                        size: a.size,
-                        source: self.blobs.path(&a.sha256),
-                    })
-                    .collect();
-                let notes =
-                    slipway_publish::release_notes(&release, compose.pkgdiff.as_ref(), &files);
+                let mut files = self.image_files(&compose);
+                let fixed = self
+                    .release_advisories(&release, &compose, &mut advisories)
+                    .await?;
+                let notes = slipway_publish::release_notes(
+                    &release,
+                    compose.pkgdiff.as_ref(),
+                    &fixed,
+                    &files,
+                );
                 let digest =
                     self.blobs
                         .put_bytes(notes.as_bytes())
@@ -521,6 +525,8 @@ impl Engine {
                                 .path(&slipway_model::sha256_hex(notes.as_bytes())),
                             source,
                         })?;
+                self.keep_release_notes(&compose, &release, &digest, notes.len() as u64)
+                    .await?;
                 files.push(PublishFile {
                     kind: ArtifactKind::ReleaseNotes,
                     file_name: slipway_publish::RELEASE_NOTES.to_string(),
@@ -584,6 +590,45 @@ impl Engine {
                     summary.publish_dir.display()
                 ),
             );
+        }
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// The image files of a compose as the publisher takes them, from the blob store.
+    fn image_files(&self, compose: &slipway_model::Compose) -> Vec<PublishFile> {
+        compose
+            .artifacts
+            .iter()
+            .filter(|a| matches!(a.kind, ArtifactKind::Image(_)))
+            .map(|a| PublishFile {
+                kind: a.kind,
+                file_name: a.file_name.clone(),
+                sha256: a.sha256.clone(),
+                size: a.size,
+                source: self.blobs.path(&a.sha256),
+            })
+            .collect()
+    }
+
+    /// Records a release's notes as an artifact of its compose (once), so that the blob is known to be in
+    /// use and garbage collection deletes it with the compose, not before.
+    async fn keep_release_notes(
+        &self,
+        compose: &slipway_model::Compose,
+        release: &slipway_model::Release,
+        digest: &slipway_model::Sha256,
+        size: u64,
+    ) -> Result<(), EngineError> {
+        let artifact = Artifact {
+            kind: ArtifactKind::ReleaseNotes,
+            file_name: format!("release-notes-{}-{}.txt", release.stream, release.version),
+            sha256: digest.clone(),
+            size,
+        };
+        if !compose.artifacts.contains(&artifact) {
+            self.store.add_artifact(&compose.id, &artifact).await?;
         }
         Ok(())
     }

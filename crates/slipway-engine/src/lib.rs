@@ -10,10 +10,16 @@
 //! recovered by running again: leases of the dead process are returned, unhandled events are handled, and
 //! nothing is done twice.
 
+mod advisories;
+#[cfg(test)]
+mod advisory_tests;
 mod blobs;
 mod cycle;
 #[cfg(test)]
 mod gate_tests;
+mod gc;
+#[cfg(test)]
+mod gc_tests;
 mod handlers;
 mod jobs;
 mod queries;
@@ -35,8 +41,9 @@ use slipway_model::{
 };
 use slipway_store::{SqliteStore, Store, StoreError};
 
-pub use blobs::BlobStore;
+pub use blobs::{BlobFile, BlobStore};
 pub use cycle::{CycleOptions, CycleReport, StreamOutcome, Trigger};
+pub use gc::{BlobReason, DeletedBlob, GcReport};
 pub use queries::RecipeChanges;
 pub use watch::SourceStatus;
 
