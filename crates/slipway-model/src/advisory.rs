@@ -477,4 +477,14 @@ fixed-version = "7.88.1-10+deb12u5"
             "{message}"
         );
     }
+
+    #[test]
+    fn the_example_file_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/debian-cloud/advisories.toml");
+        let advisories = load_advisory_file(&path).expect("the example is valid");
+        let ids: Vec<&str> = advisories.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, ["DSA-5555-1", "EXAMPLE-2026-001"]);
+        assert_eq!(advisories[1].severity, Severity::Critical);
+    }
 }

@@ -65,6 +65,8 @@ enum Command {
     Results(cmd::results::Args),
     /// Serve test results over HTTP (ResultsDB 2.0 API, JUnit reports).
     Serve(cmd::serve::Args),
+    /// Expire releases and delete composes and blobs past the streams' retention.
+    Gc(cmd::gc::Args),
 }
 
 fn main() -> ExitCode {
@@ -112,5 +114,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Changes(args) => cmd::changes::run(&config, args).await,
         Command::Results(args) => cmd::results::run(&config, args).await,
         Command::Serve(args) => cmd::serve::run(&config, args).await,
+        Command::Gc(args) => cmd::gc::run(&config, args).await,
     }
 }
