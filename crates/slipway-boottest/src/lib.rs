@@ -171,6 +171,17 @@ pub struct BootTestRequest {
     pub tuning: VmTuning,
 }
 
+/// A VM of a run has started: its tests are now running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootStarted {
+    /// The boot's index in [`BootTestReport::boots`].
+    pub index: usize,
+    /// The boot's name (see [`BootPlan::name`]).
+    pub name: String,
+    /// The testcases it runs, guest and host.
+    pub testcases: Vec<String>,
+}
+
 /// One attempt at a testcase.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptReport {
@@ -322,6 +333,16 @@ impl BootTester {
     /// Boots `request.image` as often as its tests need and runs them. Only setup failures are `Err`;
     /// see the crate documentation for what becomes ERROR.
     pub async fn run(&self, request: &BootTestRequest) -> Result<BootTestReport, BootTestError> {
+        self.run_reporting(request, None).await
+    }
+
+    /// Like [`BootTester::run`], and sends a [`BootStarted`] on `started` as each VM starts, so a caller
+    /// can show which tests are running while the others still wait for the budget.
+    pub async fn run_reporting(
+        &self,
+        request: &BootTestRequest,
+        started: Option<tokio::sync::mpsc::UnboundedSender<BootStarted>>,
+    ) -> Result<BootTestReport, BootTestError> {
         require_programs(REQUIRED_PROGRAMS).map_err(BootTestError::MissingTool)?;
         for firmware in [vm::OVMF_CODE, vm::OVMF_VARS] {
             if !Path::new(firmware).is_file() {
@@ -368,6 +389,19 @@ impl BootTester {
                 let Some((index, boot)) = waiting.pop_front() else {
                     break;
                 };
+                if let Some(started) = &started {
+                    // A caller that stopped listening only loses the news, not the run.
+                    let _ = started.send(BootStarted {
+                        index,
+                        name: boot.name.clone(),
+                        testcases: boot
+                            .guest_tests
+                            .iter()
+                            .chain(&boot.host_tests)
+                            .map(|t| t.name.clone())
+                            .collect(),
+                    });
+                }
                 let tester = self.clone();
                 let context = Arc::clone(&context);
                 running.spawn(async move {

@@ -113,7 +113,11 @@ impl Engine {
             }
             selected.push((stream, self.config.recipe(stream)?));
         }
-        self.preflight().await?;
+        if self.world.is_none() {
+            self.preflight().await?;
+        } else {
+            self.signer().await?;
+        }
         let returned = self.store.release_leases(EMBEDDED_WORKER_PREFIX).await?;
         if returned > 0 {
             tracing::info!(
@@ -122,7 +126,7 @@ impl Engine {
             );
         }
         let recipes: Vec<&slipway_model::Recipe> = selected.iter().map(|(_, r)| r).collect();
-        if options.refresh_sources {
+        if options.refresh_sources && self.world.is_none() {
             self.refresh_sources(&recipes).await?;
         }
 
@@ -206,6 +210,12 @@ impl Engine {
             }
         }
 
+        self.drain().await?;
+        // Release days and promotions that came due are served now, so a `run --once` on a release day
+        // releases without waiting for a daemon.
+        for (stream, _) in &selected {
+            self.release_tick_stream(stream, true).await?;
+        }
         self.drain().await?;
 
         // A compose whose job was given up (it crashed the worker every time) must not stay "running"

@@ -83,7 +83,9 @@ impl Engine {
                     .pointer("/decision/stream")
                     .and_then(Value::as_str);
                 if let (Some(true), Some(stream)) = (passed, stream) {
-                    self.release_if_due(stream).await?;
+                    if let Some(config) = self.config.stream(stream) {
+                        self.release_tick_stream(config, false).await?;
+                    }
                 }
             }
             topics::RELEASE_CREATED => {
@@ -104,25 +106,6 @@ impl Engine {
                 }
             }
             _ => {}
-        }
-        Ok(())
-    }
-
-    /// Releases the stream's newest passing compose if it is not released yet. In this version a stream
-    /// releases on every pass; cadences decide *when* in a later version, not *what*.
-    async fn release_if_due(&self, stream: &str) -> Result<(), EngineError> {
-        let mut candidates = Vec::new();
-        for compose in self.store.composes(Some(stream), 50).await? {
-            let decision = self.store.latest_decision(&compose.id, stream).await?;
-            candidates.push((compose, decision));
-        }
-        let releases = self.store.releases(stream).await?;
-        if let Some(id) = slipway_release::next_release(&candidates, &releases) {
-            let release = self.store.create_release(stream, id, self.now()).await?;
-            self.progress.step(
-                stream,
-                &format!("release {} of {} chosen", release.version, release.compose),
-            );
         }
         Ok(())
     }

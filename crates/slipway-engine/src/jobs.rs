@@ -159,6 +159,9 @@ impl Engine {
             EngineError::NotFound(format!("stream {} is not configured", compose.stream))
         })?;
         let recipe = self.config.recipe(stream)?;
+        if let Some(world) = &self.world {
+            return self.simulated_compose(world.as_ref(), &compose).await;
+        }
         let expected_lock = match expected_lock_from {
             Some(from) => self.store.compose(from).await?.and_then(|c| c.lock),
             None => None,
@@ -233,6 +236,55 @@ impl Engine {
         Ok(())
     }
 
+    /// A compose built by a simulation's world: its image is a few bytes in the blob store, so the release
+    /// and publish that follow handle a real file.
+    async fn simulated_compose(
+        &self,
+        world: &dyn crate::SimulatedWorld,
+        compose: &slipway_model::Compose,
+    ) -> Result<(), EngineError> {
+        let id = &compose.id;
+        let previous = self
+            .store
+            .latest_complete_compose(&compose.recipe, Some(id))
+            .await?;
+        match world.build(compose, previous.as_ref().and_then(|c| c.lock.as_ref())) {
+            crate::SimulatedBuild::Failed { reason } => {
+                self.store.fail_compose(id, &reason, self.now()).await?;
+            }
+            crate::SimulatedBuild::Built {
+                lock,
+                mut pkgdiff,
+                image,
+            } => {
+                let sha256 = self
+                    .blobs
+                    .put_bytes(&image)
+                    .map_err(|source| EngineError::Io {
+                        action: "storing the simulated image of",
+                        path: self.blobs.path(&slipway_model::sha256_hex(&image)),
+                        source,
+                    })?;
+                pkgdiff.previous = previous.map(|c| c.id);
+                let input_hash = slipway_model::InputHash::compute(
+                    &compose.recipe_hash,
+                    Some(&lock.hash()),
+                    slipway_model::BUILDER_VERSION,
+                );
+                let artifact = Artifact {
+                    kind: ArtifactKind::Image(OutputFormat::Qcow2),
+                    file_name: format!("{id}.qcow2"),
+                    sha256,
+                    size: image.len() as u64,
+                };
+                self.store
+                    .complete_compose(id, &input_hash, &lock, &pkgdiff, &[artifact], self.now())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     fn store_blob(
         &self,
         path: &Path,
@@ -293,6 +345,27 @@ impl Engine {
             tracing::warn!(stream = %stream.name, error = %b.error, "a test file cannot be used");
         }
 
+        if let Some(world) = &self.world {
+            let run = TestRun {
+                id: run_id.clone(),
+                compose: id.clone(),
+                plan: plan_name.clone(),
+                artifact: format!("{id}.qcow2"),
+                description: format!("{id}: simulated"),
+                started_at: self.now(),
+                finished_at: self.now(),
+            };
+            let names: Vec<String> = tests.iter().map(|t| t.name.clone()).collect();
+            let results: Vec<TestResult> = names
+                .iter()
+                .zip(world.test(&compose, &names))
+                .map(|(testcase, (outcome, note))| base(testcase, outcome, note, self.now()))
+                .collect();
+            self.store
+                .record_test_run(&run, &results, self.now())
+                .await?;
+            return Ok(());
+        }
         let now = self.now();
         let image = compose.artifact(ArtifactKind::Image(format)).cloned();
         let (Some(image), Some(lock)) = (image, compose.lock.clone()) else {
@@ -354,8 +427,67 @@ impl Engine {
             ),
         );
         let started_at = self.now();
+        // The run is visible from its start: every planned test QUEUED, then RUNNING as its VM starts.
+        // The gate never counts either as passed, and the final results recorded below supersede them.
+        let in_flight = |testcase: &str, outcome: Outcome, note: String, at| TestResult {
+            artifact: image.file_name.clone(),
+            ..base(testcase, outcome, note, at)
+        };
+        let planned: Vec<String> = tests.iter().map(|t| t.name.clone()).collect();
+        let mut run = TestRun {
+            id: run_id.clone(),
+            compose: id.clone(),
+            plan: plan_name.clone(),
+            artifact: image.file_name.clone(),
+            description: format!(
+                "{id} {} under {accel}: plan {plan_name}, running",
+                image.file_name
+            ),
+            started_at,
+            finished_at: started_at,
+        };
+        let queued: Vec<TestResult> = planned
+            .iter()
+            .map(|testcase| {
+                in_flight(
+                    testcase,
+                    Outcome::Queued,
+                    "waiting for a VM within the budget".into(),
+                    started_at,
+                )
+            })
+            .collect();
+        self.store.start_test_run(&run, &queued, started_at).await?;
+
         let tester = BootTester::new(Arc::clone(&self.runner));
-        let report = match tester.run(&request).await {
+        let (started_tx, mut started_rx) =
+            tokio::sync::mpsc::unbounded_channel::<slipway_boottest::BootStarted>();
+        let record_running = async {
+            while let Some(boot) = started_rx.recv().await {
+                let at = self.now();
+                let running: Vec<TestResult> = boot
+                    .testcases
+                    .iter()
+                    .map(|testcase| {
+                        in_flight(
+                            testcase,
+                            Outcome::Running,
+                            format!("running in boot {}", boot.name),
+                            at,
+                        )
+                    })
+                    .collect();
+                if let Err(err) = self.store.add_test_results(&run_id, &running, at).await {
+                    // Only the in-flight view suffers; the final results are recorded all the same.
+                    tracing::warn!(compose = %id, "could not record running tests: {err}");
+                }
+            }
+        };
+        let (outcome, ()) = tokio::join!(
+            tester.run_reporting(&request, Some(started_tx)),
+            record_running
+        );
+        let report = match outcome {
             Ok(report) => report,
             Err(err) => {
                 let _ = std::fs::remove_dir_all(&work_dir);
@@ -421,20 +553,13 @@ impl Engine {
             .iter()
             .filter(|r| r.outcome == Outcome::Passed)
             .count();
-        let run = TestRun {
-            id: run_id,
-            compose: id.clone(),
-            plan: plan_name.clone(),
-            artifact: image.file_name.clone(),
-            description: format!(
-                "{id} {} under {accel}: plan {plan_name}, {} boot(s)",
-                image.file_name,
-                report.boots.len()
-            ),
-            started_at,
-            finished_at: now,
-        };
-        self.store.record_test_run(&run, &results, now).await?;
+        run.description = format!(
+            "{id} {} under {accel}: plan {plan_name}, {} boot(s)",
+            image.file_name,
+            report.boots.len()
+        );
+        run.finished_at = now;
+        self.store.finish_test_run(&run, &results, now).await?;
         self.progress.step(
             &compose.stream,
             &format!(

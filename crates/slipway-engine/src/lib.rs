@@ -23,11 +23,16 @@ mod gc_tests;
 mod handlers;
 mod jobs;
 mod queries;
+mod release;
+#[cfg(test)]
+mod release_tests;
+mod simulate;
 #[cfg(test)]
 mod tests;
 mod watch;
 #[cfg(test)]
 mod watch_tests;
+mod world;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,7 +50,10 @@ pub use blobs::{BlobFile, BlobStore};
 pub use cycle::{CycleOptions, CycleReport, StreamOutcome, Trigger};
 pub use gc::{BlobReason, DeletedBlob, GcReport};
 pub use queries::RecipeChanges;
+pub use release::TickOutcome;
+pub use simulate::{SimulationOptions, SimulationReport, SimulationSummary, TimelineEntry};
 pub use watch::SourceStatus;
+pub use world::{SeededWorld, SimulatedBuild, SimulatedWorld};
 
 /// How long a worker holds a job before another may take it over; renewed while the job runs.
 const LEASE: Duration = Duration::from_secs(600);
@@ -141,6 +149,8 @@ pub struct Engine {
     /// Every event up to this sequence number is handled; later passes start after it instead of reading
     /// the whole log again.
     handled_through: std::sync::atomic::AtomicI64,
+    /// Set only by simulations: stands in for the package sources, the builder and the boot tester.
+    world: Option<Arc<dyn SimulatedWorld>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -194,7 +204,15 @@ impl Engine {
             accel: tokio::sync::OnceCell::new(),
             repos: tokio::sync::OnceCell::new(),
             handled_through: std::sync::atomic::AtomicI64::new(0),
+            world: None,
         }
+    }
+
+    /// The engine of a simulation: `world` replaces the package sources, the builder and the boot tester.
+    /// Nothing else changes. Never use it on a real project's state.
+    pub fn with_world(mut self, world: Arc<dyn SimulatedWorld>) -> Self {
+        self.world = Some(world);
+        self
     }
 
     /// The store, for read commands.

@@ -274,6 +274,25 @@ impl Engine {
             .as_ref()
             .is_some_and(|c| c.id != last.id && matches!(c.state, ComposeState::Failed { .. }));
         let recipe_hash = recipe.hash();
+        if let Some(world) = &self.world {
+            let today = self.now().to_zoned(jiff::tz::TimeZone::UTC).date();
+            return Ok(if world.inputs_changed(&stream.name, today) {
+                Plan::Build {
+                    reason: "packages changed (simulated)".into(),
+                    expected_lock_from: None,
+                }
+            } else if newest_failed && retry_failed {
+                Plan::Build {
+                    reason: "the newest compose failed; trying again".into(),
+                    expected_lock_from: Some(last.id.clone()),
+                }
+            } else {
+                Plan::Skip {
+                    compose: last.id,
+                    input_hash,
+                }
+            });
+        }
         let Some(digests) = self.recipe_digests(recipe).await? else {
             return Ok(Plan::Build {
                 reason: "a package source has no good metadata to check against".into(),
@@ -450,6 +469,7 @@ impl Engine {
     /// stream once; a nightly triggers once per UTC day, at the first poll after its time. Each triggered
     /// stream still composes only if its would-be input hash differs from its last compose's.
     pub async fn watch_tick(&self) -> Result<Option<crate::CycleReport>, EngineError> {
+        self.tick_releases().await?;
         let due = self.due_streams().await?;
         if due.nightly.is_empty() && due.changed.is_empty() {
             self.mark_triggered(&due).await?;

@@ -2,12 +2,11 @@
 //! store seeded with a compose whose lock that repository gave. Nothing is built or booted here: the
 //! end-to-end test in the CLI crate does that.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use jiff::Timestamp;
 use slipway_exec::SystemRunner;
 use slipway_model::{
-    topics, Clock, Config, InputHash, Lock, LockedPackage, Sha256, BUILDER_VERSION,
+    topics, Clock, Config, InputHash, Lock, LockedPackage, Sha256, VirtualClock, BUILDER_VERSION,
 };
 use slipway_repo::fixture::apt::{AptRepoBuilder, DebPackage};
 use slipway_repo::fixture::server::HttpServer;
@@ -16,28 +15,12 @@ use slipway_store::{SqliteStore, Store};
 use crate::watch::Plan;
 use crate::{Engine, LogProgress};
 
-/// A clock the test moves by hand.
-#[derive(Debug)]
-struct TestClock(Mutex<Timestamp>);
-
-impl TestClock {
-    fn set(&self, at: &str) {
-        *self.0.lock().expect("clock") = at.parse().expect("timestamp");
-    }
-}
-
-impl Clock for TestClock {
-    fn now(&self) -> Timestamp {
-        *self.0.lock().expect("clock")
-    }
-}
-
 struct World {
     dir: tempfile::TempDir,
     repo: AptRepoBuilder,
     server: HttpServer,
     store: Arc<dyn Store>,
-    clock: Arc<TestClock>,
+    clock: Arc<VirtualClock>,
     engine: Engine,
 }
 
@@ -105,9 +88,9 @@ gate = "default"
     .expect("config");
     let config = Config::load(&dir.path().join("slipway.toml")).expect("config");
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open_in_memory().expect("store"));
-    let clock = Arc::new(TestClock(Mutex::new(
+    let clock = Arc::new(VirtualClock::new(
         "2026-11-21T01:00:00Z".parse().expect("time"),
-    )));
+    ));
     let engine = Engine::with_parts(
         config,
         Arc::clone(&store),
@@ -321,11 +304,13 @@ async fn the_daemon_triggers_on_recipe_edits_once_and_on_nightlies_once_a_day() 
     w.engine.mark_triggered(&due).await.expect("mark");
 
     // The nightly fires at the first tick after 03:00, once that day, and again the next day.
-    w.clock.set("2026-11-21T03:05:00Z");
+    w.clock
+        .set("2026-11-21T03:05:00Z".parse().expect("timestamp"));
     let due = w.engine.due_streams().await.expect("due");
     assert_eq!(due.nightly, ["a"]);
     w.engine.mark_triggered(&due).await.expect("mark");
-    w.clock.set("2026-11-21T23:00:00Z");
+    w.clock
+        .set("2026-11-21T23:00:00Z".parse().expect("timestamp"));
     assert!(w
         .engine
         .due_streams()
@@ -333,6 +318,7 @@ async fn the_daemon_triggers_on_recipe_edits_once_and_on_nightlies_once_a_day() 
         .expect("due")
         .nightly
         .is_empty());
-    w.clock.set("2026-11-22T03:00:00Z");
+    w.clock
+        .set("2026-11-22T03:00:00Z".parse().expect("timestamp"));
     assert_eq!(w.engine.due_streams().await.expect("due").nightly, ["a"]);
 }

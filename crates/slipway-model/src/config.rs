@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cadence::{Cadence, OnMissed, Promotion, StreamPolicy};
 use crate::testing::{DenylistEntry, PlanConfig, DEFAULT_PLAN};
 use crate::toml_file::{read_toml, ConfigError, Location};
 use crate::{Recipe, Requirement, SecurityThreshold};
@@ -316,6 +317,29 @@ pub struct StreamConfig {
     /// What garbage collection keeps of the stream: `{ keep-releases = 10, keep-days = 30 }`.
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// When the stream releases: `"on-pass"` (the default: every compose that passes its gate), `{ every
+    /// = "14d", anchor = "2026-01-06", at = "12:00" }` or `{ cron = "0 12 * * 2" }`, all in UTC.
+    #[serde(default)]
+    pub cadence: Cadence,
+    /// What a release day that finds nothing to release leads to: `skip` (the default) or
+    /// `retry-nightly`.
+    #[serde(default)]
+    pub on_missed: OnMissed,
+    /// Take candidates from another stream's releases after a soak instead of from this stream's
+    /// composes: `{ stream = "testing", soak = "14d" }`.
+    #[serde(default)]
+    pub promote_from: Option<Promotion>,
+}
+
+impl StreamConfig {
+    /// The stream's release policy: cadence, missed-day rule and promotion.
+    pub fn release_policy(&self) -> StreamPolicy {
+        StreamPolicy {
+            cadence: self.cadence.clone(),
+            on_missed: self.on_missed,
+            promote_from: self.promote_from.clone(),
+        }
+    }
 }
 
 fn default_state_dir() -> PathBuf {
@@ -500,6 +524,7 @@ impl Config {
                 self.check_recipe_plan(stream)?;
             }
         }
+        self.check_promotions(path, text)?;
         if let Some(name) = self.plans.keys().find(|n| n.as_str() == DEFAULT_PLAN) {
             return Err(ConfigError::at_key(
                 path,
@@ -544,6 +569,73 @@ impl Config {
                     "base-url",
                     "must start with http:// or https://",
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Each `promote-from` must name another configured stream, and following them must never come
+    /// back to where it started: a cycle would have every stream in it wait for the others forever.
+    fn check_promotions(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let at = |i: usize, message: String| {
+            ConfigError::in_table(
+                path,
+                text,
+                ("[[stream]]", i),
+                "promote-from",
+                &format!("stream[{i}].promote-from"),
+                message,
+            )
+        };
+        for (i, stream) in self.streams.iter().enumerate() {
+            let Some(promotion) = &stream.promote_from else {
+                continue;
+            };
+            if promotion.stream == stream.name {
+                return Err(at(
+                    i,
+                    format!(
+                        "stream {:?} promotes from itself: name the stream its releases come from",
+                        stream.name
+                    ),
+                ));
+            }
+            if self.stream(&promotion.stream).is_none() {
+                let known: Vec<_> = self.streams.iter().map(|s| s.name.as_str()).collect();
+                return Err(at(
+                    i,
+                    format!(
+                        "no stream {:?} is defined (known streams: {})",
+                        promotion.stream,
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+        for (i, stream) in self.streams.iter().enumerate() {
+            let mut chain = vec![stream.name.as_str()];
+            let mut current = stream;
+            while let Some(source) = current
+                .promote_from
+                .as_ref()
+                .and_then(|p| self.stream(&p.stream))
+            {
+                if source.name == stream.name {
+                    chain.push(&source.name);
+                    return Err(at(
+                        i,
+                        format!(
+                            "promotion cycle {}: a stream cannot, through others, promote from itself",
+                            chain.join(" -> ")
+                        ),
+                    ));
+                }
+                if chain.contains(&source.name.as_str()) {
+                    // A cycle that does not pass through this stream: reported at a stream inside it.
+                    break;
+                }
+                chain.push(&source.name);
+                current = source;
             }
         }
         Ok(())
@@ -897,6 +989,194 @@ gate = "g"
             ..AdvisoryConfig::default()
         };
         assert_eq!(fixed.release_for(&recipe), "bookworm");
+    }
+}
+
+#[cfg(test)]
+mod cadence_tests {
+    use super::*;
+    use crate::{Cadence, OnMissed, StreamPolicy};
+
+    const HEAD: &str = "[signing]\nkey = \"k.asc\"\n\n[gate.g]\nrequired = [\"boot\"]\n";
+
+    fn stream(name: &str, extra: &str) -> String {
+        format!("\n[[stream]]\nname = \"{name}\"\nrecipe = \"r.toml\"\ngate = \"g\"\n{extra}")
+    }
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("slipway.toml");
+        std::fs::write(&path, text).expect("write");
+        Config::load(&path)
+    }
+
+    #[test]
+    fn cadence_keys_load_with_their_defaults() {
+        let text = HEAD.to_string()
+            + &stream(
+                "testing",
+                "cadence = { every = \"14d\", anchor = \"2026-01-06\", at = \"12:00\" }\n\
+                 on-missed = \"retry-nightly\"\n",
+            )
+            + &stream(
+                "stable",
+                "cadence = { cron = \"0 12 * * 2\" }\npromote-from = { stream = \"testing\", soak = \"14d\" }\n",
+            )
+            + &stream("rawhide", "");
+        let config = load(&text).expect("valid");
+        let testing = config.streams[0].release_policy();
+        assert!(matches!(testing.cadence, Cadence::Every(_)));
+        assert_eq!(testing.on_missed, OnMissed::RetryNightly);
+        assert_eq!(testing.promote_from, None);
+        let stable = config.streams[1].release_policy();
+        assert!(matches!(stable.cadence, Cadence::Cron(_)));
+        assert_eq!(stable.on_missed, OnMissed::Skip);
+        let promotion = stable.promote_from.expect("promotes");
+        assert_eq!(promotion.stream, "testing");
+        assert_eq!(promotion.soak.seconds(), 14 * 86_400);
+        let rawhide = config.streams[2].release_policy();
+        assert_eq!(rawhide.cadence, Cadence::OnPass);
+        assert_eq!(rawhide.on_missed, OnMissed::Skip);
+    }
+
+    #[test]
+    fn a_cadence_that_does_not_parse_is_named_at_its_place() {
+        let text = HEAD.to_string() + &stream("testing", "cadence = { cron = \"0 12 * * 9\" }\n");
+        let message = load(&text).expect_err("must fail").to_string();
+        assert!(
+            message.contains("slipway.toml:11:11: field `stream[0].cadence`"),
+            "{message}"
+        );
+        assert!(
+            message.contains("day-of-week field: 9 is out of range"),
+            "{message}"
+        );
+        let text = HEAD.to_string()
+            + &stream(
+                "testing",
+                "cadence = { every = \"14 days\", anchor = \"2026-01-06\" }\n",
+            );
+        let message = load(&text).expect_err("must fail").to_string();
+        assert!(message.contains("slipway.toml:11:"), "{message}");
+        assert!(
+            message.contains("\"14 days\" is not a duration"),
+            "{message}"
+        );
+        let text = HEAD.to_string() + &stream("testing", "on-missed = \"retry\"\n");
+        let message = load(&text).expect_err("must fail").to_string();
+        assert!(message.contains("stream[0].on-missed"), "{message}");
+    }
+
+    #[test]
+    fn a_soak_that_does_not_parse_is_named_at_its_place() {
+        let text = HEAD.to_string()
+            + &stream("testing", "")
+            + &stream(
+                "stable",
+                "promote-from = { stream = \"testing\", soak = \"two weeks\" }\n",
+            );
+        let message = load(&text).expect_err("must fail").to_string();
+        assert!(message.contains("slipway.toml:16:"), "{message}");
+        assert!(message.contains("stream[1].promote-from.soak"), "{message}");
+        assert!(
+            message.contains("\"two weeks\" is not a duration"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn promotion_from_an_unknown_stream_or_itself_is_refused() {
+        let text = HEAD.to_string()
+            + &stream("testing", "")
+            + &stream(
+                "stable",
+                "promote-from = { stream = \"tseting\", soak = \"14d\" }\n",
+            );
+        let message = load(&text).expect_err("must fail").to_string();
+        assert!(
+            message.contains(
+                "slipway.toml:16:1: field `stream[1].promote-from`: no stream \"tseting\""
+            ),
+            "{message}"
+        );
+        assert!(
+            message.contains("known streams: testing, stable"),
+            "{message}"
+        );
+        let text = HEAD.to_string()
+            + &stream(
+                "testing",
+                "promote-from = { stream = \"testing\", soak = \"14d\" }\n",
+            );
+        let message = load(&text).expect_err("must fail").to_string();
+        assert!(
+            message.contains("slipway.toml:11:1: field `stream[0].promote-from`"),
+            "{message}"
+        );
+        assert!(message.contains("promotes from itself"), "{message}");
+    }
+
+    #[test]
+    fn the_example_releases_on_pass_and_its_commented_cadences_load() {
+        let example =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/debian-cloud/slipway.toml");
+        let config = Config::load(&example).expect("the example loads");
+        assert_eq!(config.streams.len(), 1);
+        assert_eq!(config.streams[0].release_policy(), StreamPolicy::default());
+
+        let text = std::fs::read_to_string(&example).expect("read");
+        let mut in_stable = false;
+        let uncommented: String = text
+            .lines()
+            .map(|line| {
+                in_stable |= line.starts_with("# [[stream]]");
+                let wanted = in_stable
+                    || line.starts_with("# cadence = { every")
+                    || line.starts_with("# on-missed");
+                match line.strip_prefix("# ") {
+                    Some(rest) if wanted => format!("{rest}\n"),
+                    _ => format!("{line}\n"),
+                }
+            })
+            .collect();
+        let config = load(&uncommented).expect("the commented keys load");
+        assert!(matches!(config.streams[0].cadence, Cadence::Every(_)));
+        assert!(matches!(config.streams[1].cadence, Cadence::Cron(_)));
+        assert_eq!(
+            config.streams[1]
+                .promote_from
+                .as_ref()
+                .map(|p| p.stream.as_str()),
+            Some("bookworm-cloud")
+        );
+    }
+
+    #[test]
+    fn promotion_cycles_are_named() {
+        let from = |s: &str| format!("promote-from = {{ stream = \"{s}\", soak = \"1d\" }}\n");
+        let text = HEAD.to_string() + &stream("a", &from("b")) + &stream("b", &from("a"));
+        let message = load(&text).expect_err("must fail").to_string();
+        assert!(
+            message.contains(
+                "slipway.toml:11:1: field `stream[0].promote-from`: promotion cycle a -> b -> a"
+            ),
+            "{message}"
+        );
+        let text = HEAD.to_string()
+            + &stream("head", &from("a"))
+            + &stream("a", &from("b"))
+            + &stream("b", &from("c"))
+            + &stream("c", &from("a"));
+        let message = load(&text).expect_err("must fail").to_string();
+        assert!(
+            message.contains("field `stream[1].promote-from`: promotion cycle a -> b -> c -> a"),
+            "{message}"
+        );
+        let text = HEAD.to_string()
+            + &stream("a", "")
+            + &stream("b", &from("a"))
+            + &stream("c", &from("b"));
+        load(&text).expect("a chain without a cycle is fine");
     }
 }
 

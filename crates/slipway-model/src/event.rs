@@ -69,4 +69,8 @@ pub mod topics {
     pub const RELEASE_EXPIRED: &str = "release.expired";
     /// A compose and everything recorded about it were deleted by garbage collection.
     pub const COMPOSE_DELETED: &str = "compose.deleted";
+    /// A release day passed with nothing to release: the stream keeps its previous release and is stale.
+    pub const STREAM_STALE: &str = "stream.stale";
+    /// A stale stream released again.
+    pub const STREAM_FRESH: &str = "stream.fresh";
 }

@@ -7,6 +7,7 @@
 //! line, column and field.
 
 mod advisory;
+mod cadence;
 mod clock;
 mod compose;
 mod config;
@@ -25,7 +26,11 @@ pub use advisory::{
     load_advisory_file, Advisory, AdvisoryPackage, MatchedAdvisory, SecurityThreshold, Severity,
     SeverityError,
 };
-pub use clock::{Clock, SystemClock};
+pub use cadence::{
+    Cadence, CadenceState, CronError, CronSchedule, DueInstants, EverySchedule, OnMissed, Period,
+    PeriodError, PeriodUnit, Promotion, StreamPolicy,
+};
+pub use clock::{Clock, SystemClock, VirtualClock};
 pub use compose::{
     Artifact, ArtifactKind, Compose, ComposeId, ComposeState, InputHash, Lock, LockedPackage,
 };

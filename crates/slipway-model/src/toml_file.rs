@@ -100,6 +100,24 @@ impl ConfigError {
         }
     }
 
+    /// An error about `key` in the `index`th table of an array of tables (`[[stream]]`), found by
+    /// searching the text: used for checks across tables, where not every table sets the key.
+    pub fn in_table(
+        path: &Path,
+        text: &str,
+        (header, index): (&str, usize),
+        key: &str,
+        field: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::Invalid {
+            path: path.to_path_buf(),
+            location: find_key_in_table(text, header, index, key),
+            field: Some(field.to_string()),
+            message: message.into(),
+        }
+    }
+
     /// An error about a field whose position is found by searching for its key in the text: used for
     /// checks that run after parsing, when serde no longer has a span.
     pub fn at_key(
@@ -142,6 +160,33 @@ impl ConfigError {
             message: message.into(),
         }
     }
+}
+
+/// The location of the line that assigns `key` inside the `index`th table of an array of tables whose
+/// header is `header` (such as `[[stream]]`), before the next header of any table.
+fn find_key_in_table(text: &str, header: &str, index: usize, key: &str) -> Option<Location> {
+    let mut offset = 0;
+    let mut tables_seen = 0;
+    let mut inside = false;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        if trimmed.starts_with('[') {
+            inside = false;
+            if trimmed.starts_with(header) {
+                tables_seen += 1;
+                inside = tables_seen == index + 1;
+            }
+        } else if inside {
+            if let Some(rest) = trimmed.strip_prefix(key) {
+                if rest.trim_start().starts_with('=') {
+                    return Some(Location::of_offset(text, offset + indent));
+                }
+            }
+        }
+        offset += line.len();
+    }
+    None
 }
 
 /// The location of the first line that assigns `key` (`key = ...`), ignoring comments.
@@ -217,6 +262,20 @@ mod tests {
         assert_eq!(
             Location::of_offset(text, 8),
             Location { line: 2, column: 3 }
+        );
+    }
+
+    #[test]
+    fn finds_a_key_inside_the_nth_table_of_an_array() {
+        let text = "[[s]]\nname = 1\n[[s]]\nname = 2\n[x]\nkey = 0\n[[s]]\n  key = 3\n";
+        assert_eq!(
+            find_key_in_table(text, "[[s]]", 2, "key"),
+            Some(Location { line: 8, column: 3 })
+        );
+        assert_eq!(find_key_in_table(text, "[[s]]", 1, "key"), None);
+        assert_eq!(
+            find_key_in_table(text, "[[s]]", 1, "name"),
+            Some(Location { line: 4, column: 1 })
         );
     }
 

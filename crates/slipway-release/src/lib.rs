@@ -1,9 +1,11 @@
-//! Release policy: which compose a stream releases next, which security advisories a compose fixes, and
-//! what a stream's retention lets garbage collection delete.
+//! Release policy: when a stream releases and which compose, which security advisories a compose fixes,
+//! and what a stream's retention lets garbage collection delete.
 //!
-//! The release rule is the one the Fedora two-week plan asks for: release the newest compose whose gate
-//! decision passes. Never go backwards (a compose older than the stream's newest release is not a
-//! candidate) and never release the same compose twice.
+//! The rule is the one the Fedora two-week plan asks for: release the newest compose whose gate decision
+//! passes, on the stream's cadence (every passing compose, or on release days given by a period or a cron
+//! expression), or promote what another stream released after a soak. Never go backwards (a compose older
+//! than the stream's newest release is not a candidate) and never release the same compose twice. A
+//! release day that finds nothing makes the stream stale ([`plan_release`]).
 
 pub mod advisory;
 pub mod retention;
@@ -16,9 +18,14 @@ pub use retention::{
     plan_gc, ExpiredRelease, GcPlan, KeepReason, KeptCompose, StreamRetentionInput,
 };
 
-use slipway_model::{Compose, ComposeId, ComposeState, Decision, Release, ReleaseState};
+mod cadence;
 
-/// The compose `stream` should release now, if any.
+pub use cadence::{plan_release, ReleaseAction, ReleaseInputs, ReleasePlan, ReleaseReason};
+
+use slipway_model::{CadenceState, Compose, ComposeId, Decision, Release, StreamPolicy};
+
+/// The compose a stream that releases on pass should release now, if any: [`plan_release`] with the
+/// default policy (`on-pass`, no promotion).
 ///
 /// `candidates` are the stream's composes with their latest decision in this stream (`None` when
 /// undecided), in any order; `releases` are the stream's releases. Composes are ordered by creation time,
@@ -27,34 +34,31 @@ pub fn next_release<'a>(
     candidates: &'a [(Compose, Option<Decision>)],
     releases: &[Release],
 ) -> Option<&'a ComposeId> {
-    let newest_released = releases
-        .iter()
-        .filter(|r| r.state != ReleaseState::Revoked)
-        .filter_map(|r| candidates.iter().find(|(c, _)| c.id == r.compose))
-        .map(|(c, _)| (c.created_at, &c.id))
-        .max();
-
-    candidates
-        .iter()
-        .filter(|(compose, decision)| {
-            compose.state == ComposeState::Complete && decision.as_ref().is_some_and(|d| d.passed)
-        })
-        .map(|(compose, _)| (compose.created_at, &compose.id))
-        .max()
-        .filter(|newest| {
-            newest_released
-                .as_ref()
-                .is_none_or(|released| newest > released)
-        })
-        .filter(|(_, id)| !releases.iter().any(|r| &r.compose == *id))
-        .map(|(_, id)| id)
+    let inputs = ReleaseInputs {
+        composes: candidates,
+        releases,
+        source_releases: &[],
+    };
+    let plan = plan_release(
+        &StreamPolicy::default(),
+        &CadenceState::default(),
+        jiff::Timestamp::UNIX_EPOCH,
+        &inputs,
+    );
+    match plan.action {
+        ReleaseAction::Release { compose, .. } => candidates
+            .iter()
+            .map(|(c, _)| &c.id)
+            .find(|id| **id == compose),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use jiff::Timestamp;
-    use slipway_model::{sha256_hex, Version};
+    use slipway_model::{sha256_hex, ComposeState, ReleaseState, Version};
 
     fn compose(id: &str, second: i64, state: ComposeState) -> Compose {
         Compose {

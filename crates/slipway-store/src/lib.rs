@@ -157,6 +157,34 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         at: Timestamp,
     ) -> StoreResult<Vec<u64>>;
 
+    /// Records a test run as it starts, with one QUEUED result per planned test, so readers and the gate
+    /// see it in flight. Appends a `test.result` event per result but no `test.complete`. Errors as
+    /// [`Store::record_test_run`].
+    async fn start_test_run(
+        &self,
+        run: &TestRun,
+        queued: &[TestResult],
+        at: Timestamp,
+    ) -> StoreResult<Vec<u64>>;
+
+    /// Appends results (RUNNING ones, say) to a started run; a testcase's latest result is the one that
+    /// counts, and earlier ones stay as history. `NotFound` if there is no such run.
+    async fn add_test_results(
+        &self,
+        run: &RunId,
+        results: &[TestResult],
+        at: Timestamp,
+    ) -> StoreResult<Vec<u64>>;
+
+    /// Finishes a started run: updates its artifact, description and end time, appends the final results
+    /// and then `test.complete`. `Conflict` if it is finished already or `run` names another compose.
+    async fn finish_test_run(
+        &self,
+        run: &TestRun,
+        results: &[TestResult],
+        at: Timestamp,
+    ) -> StoreResult<Vec<u64>>;
+
     /// A test run and its results in recorded order; `None` if there is no such run.
     async fn test_run(&self, id: &RunId) -> StoreResult<Option<(TestRun, Vec<TestResult>)>>;
 

@@ -362,6 +362,155 @@ fn load_compose(conn: &Connection, op: &str, id: &str) -> StoreResult<Option<Com
 }
 
 /// The state and stream of a compose; `NotFound` if there is no such compose.
+/// A test run and its results with their times normalized and every result tied to the run.
+fn normalize_run(
+    run: &TestRun,
+    results: &[TestResult],
+    at: Timestamp,
+) -> (TestRun, Vec<TestResult>, Timestamp) {
+    let run = TestRun {
+        started_at: normalize(run.started_at),
+        finished_at: normalize(run.finished_at),
+        ..run.clone()
+    };
+    let results = results
+        .iter()
+        .map(|r| TestResult {
+            run: Some(run.id.clone()),
+            submitted_at: normalize(r.submitted_at),
+            ..r.clone()
+        })
+        .collect();
+    (run, results, normalize(at))
+}
+
+/// Inserts a new test run; returns its compose's stream. `Conflict` if the run is already recorded.
+fn insert_test_run(tx: &Transaction<'_>, op: &str, run: &TestRun) -> StoreResult<String> {
+    let (_, stream) = compose_state(tx, op, run.compose.as_str())?;
+    let inserted = tx
+        .execute(
+            "INSERT INTO test_runs \
+             (id, compose_id, plan, artifact, description, started_at, finished_at, completed) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, FALSE) ON CONFLICT (id) DO NOTHING",
+            params![
+                run.id.as_str(),
+                run.compose.as_str(),
+                run.plan,
+                run.artifact,
+                run.description,
+                ts(run.started_at),
+                ts(run.finished_at),
+            ],
+        )
+        .db(op)?;
+    if inserted == 0 {
+        return Err(StoreError::Conflict(format!(
+            "test run {} is already recorded",
+            run.id
+        )));
+    }
+    Ok(stream)
+}
+
+/// A recorded test run and whether it has finished (its `test.complete` was appended).
+fn open_test_run(tx: &Transaction<'_>, op: &str, id: &RunId) -> StoreResult<(TestRun, bool)> {
+    let (columns, completed) = tx
+        .query_row(
+            &format!("SELECT {RUN_COLUMNS}, completed FROM test_runs WHERE id = ?1"),
+            params![id.as_str()],
+            |row| Ok((decode_run(row)?, row.get::<_, bool>(7)?)),
+        )
+        .optional()
+        .db(op)?
+        .ok_or_else(|| StoreError::NotFound(format!("test run {id}")))?;
+    Ok((run_from_columns(columns)?, completed))
+}
+
+/// Appends results to a run, each with its `test.result` event; returns their ids in order.
+fn insert_results(
+    tx: &Transaction<'_>,
+    op: &str,
+    run: &TestRun,
+    results: &[TestResult],
+    at: Timestamp,
+) -> StoreResult<Vec<u64>> {
+    let compose = &run.compose;
+    let mut ids = Vec::with_capacity(results.len());
+    for result in results {
+        if &result.compose != compose {
+            return Err(StoreError::Conflict(format!(
+                "a result for compose {} cannot be recorded in a test run of {compose}",
+                result.compose
+            )));
+        }
+        tx.execute(
+            "INSERT INTO test_results \
+             (run_id, compose_id, testcase, scenario, outcome, artifact, format, arch, stream, \
+              note, log_sha256, flaky, attempts_json, submitted_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            params![
+                run.id.as_str(),
+                compose.as_str(),
+                result.testcase,
+                result.scenario,
+                result.outcome.as_str(),
+                result.artifact,
+                result.format,
+                result.arch,
+                result.stream,
+                result.note,
+                result.log.as_ref().map(Sha256::as_str),
+                result.flaky,
+                to_json(op, &result.attempts)?,
+                ts(result.submitted_at),
+            ],
+        )
+        .db(op)?;
+        let id = to_u64("test_results", "id", tx.last_insert_rowid())?;
+        ids.push(id);
+        let stored = TestResult {
+            id: Some(id),
+            ..result.clone()
+        };
+        append_event(tx, op, topics::TEST_RESULT, at, to_json_value(op, &stored)?)?;
+    }
+    Ok(ids)
+}
+
+/// Marks a run finished and appends its `test.complete`, which makes the engine decide again.
+fn complete_test_run(
+    tx: &Transaction<'_>,
+    op: &str,
+    run: &TestRun,
+    stream: &str,
+    at: Timestamp,
+) -> StoreResult<()> {
+    tx.execute(
+        "UPDATE test_runs SET completed = 1 WHERE id = ?1",
+        params![run.id.as_str()],
+    )
+    .db(op)?;
+    let results: i64 = tx
+        .query_row(
+            "SELECT COUNT(*) FROM test_results WHERE run_id = ?1",
+            params![run.id.as_str()],
+            |row| row.get(0),
+        )
+        .db(op)?;
+    append_event(
+        tx,
+        op,
+        topics::TEST_COMPLETE,
+        at,
+        json!({
+            "compose": run.compose,
+            "stream": stream,
+            "run": run.id,
+            "results": results,
+        }),
+    )
+}
+
 fn compose_state(conn: &Connection, op: &str, id: &str) -> StoreResult<(String, String)> {
     conn.query_row(
         "SELECT state, stream FROM composes WHERE id = ?1",
@@ -979,96 +1128,84 @@ impl Store for SqliteStore {
         at: Timestamp,
     ) -> StoreResult<Vec<u64>> {
         const OP: &str = "record_test_run";
-        let run = TestRun {
-            started_at: normalize(run.started_at),
-            finished_at: normalize(run.finished_at),
-            ..run.clone()
-        };
-        let results: Vec<TestResult> = results
-            .iter()
-            .map(|r| TestResult {
-                run: Some(run.id.clone()),
-                submitted_at: normalize(r.submitted_at),
-                ..r.clone()
-            })
-            .collect();
+        let (run, results, at) = normalize_run(run, results, at);
+        self.write(OP, move |tx| {
+            let stream = insert_test_run(tx, OP, &run)?;
+            let ids = insert_results(tx, OP, &run, &results, at)?;
+            complete_test_run(tx, OP, &run, &stream, at)?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn start_test_run(
+        &self,
+        run: &TestRun,
+        queued: &[TestResult],
+        at: Timestamp,
+    ) -> StoreResult<Vec<u64>> {
+        const OP: &str = "start_test_run";
+        let (run, results, at) = normalize_run(run, queued, at);
+        self.write(OP, move |tx| {
+            insert_test_run(tx, OP, &run)?;
+            insert_results(tx, OP, &run, &results, at)
+        })
+        .await
+    }
+
+    async fn add_test_results(
+        &self,
+        run: &RunId,
+        results: &[TestResult],
+        at: Timestamp,
+    ) -> StoreResult<Vec<u64>> {
+        const OP: &str = "add_test_results";
+        let run_id = run.clone();
+        let results = results.to_vec();
         let at = normalize(at);
         self.write(OP, move |tx| {
-            let compose = &run.compose;
-            let (_, stream) = compose_state(tx, OP, compose.as_str())?;
-            let inserted = tx
-                .execute(
-                    "INSERT INTO test_runs \
-                     (id, compose_id, plan, artifact, description, started_at, finished_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
-                    params![
-                        run.id.as_str(),
-                        compose.as_str(),
-                        run.plan,
-                        run.artifact,
-                        run.description,
-                        ts(run.started_at),
-                        ts(run.finished_at),
-                    ],
-                )
-                .db(OP)?;
-            if inserted == 0 {
+            let (run, _) = open_test_run(tx, OP, &run_id)?;
+            let (run, results, at) = normalize_run(&run, &results, at);
+            insert_results(tx, OP, &run, &results, at)
+        })
+        .await
+    }
+
+    async fn finish_test_run(
+        &self,
+        run: &TestRun,
+        results: &[TestResult],
+        at: Timestamp,
+    ) -> StoreResult<Vec<u64>> {
+        const OP: &str = "finish_test_run";
+        let (run, results, at) = normalize_run(run, results, at);
+        self.write(OP, move |tx| {
+            let (stored, finished) = open_test_run(tx, OP, &run.id)?;
+            if finished {
                 return Err(StoreError::Conflict(format!(
-                    "test run {} is already recorded",
+                    "test run {} is already finished",
                     run.id
                 )));
             }
-            let mut ids = Vec::with_capacity(results.len());
-            for result in &results {
-                if &result.compose != compose {
-                    return Err(StoreError::Conflict(format!(
-                        "a result for compose {} cannot be recorded in a test run of {compose}",
-                        result.compose
-                    )));
-                }
-                tx.execute(
-                    "INSERT INTO test_results \
-                     (run_id, compose_id, testcase, scenario, outcome, artifact, format, arch, stream, \
-                      note, log_sha256, flaky, attempts_json, submitted_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                    params![
-                        run.id.as_str(),
-                        compose.as_str(),
-                        result.testcase,
-                        result.scenario,
-                        result.outcome.as_str(),
-                        result.artifact,
-                        result.format,
-                        result.arch,
-                        result.stream,
-                        result.note,
-                        result.log.as_ref().map(Sha256::as_str),
-                        result.flaky,
-                        to_json(OP, &result.attempts)?,
-                        ts(result.submitted_at),
-                    ],
-                )
-                .db(OP)?;
-                let id = to_u64("test_results", "id", tx.last_insert_rowid())?;
-                ids.push(id);
-                let stored = TestResult {
-                    id: Some(id),
-                    ..result.clone()
-                };
-                append_event(tx, OP, topics::TEST_RESULT, at, to_json_value(OP, &stored)?)?;
+            if stored.compose != run.compose {
+                return Err(StoreError::Conflict(format!(
+                    "test run {} belongs to compose {}, not {}",
+                    run.id, stored.compose, run.compose
+                )));
             }
-            append_event(
-                tx,
-                OP,
-                topics::TEST_COMPLETE,
-                at,
-                json!({
-                    "compose": compose,
-                    "stream": stream,
-                    "run": run.id,
-                    "results": results.len(),
-                }),
-            )?;
+            tx.execute(
+                "UPDATE test_runs SET artifact = ?2, description = ?3, finished_at = ?4 WHERE id = ?1",
+                params![
+                    run.id.as_str(),
+                    run.artifact,
+                    run.description,
+                    ts(run.finished_at)
+                ],
+            )
+            .db(OP)?;
+            let ids = insert_results(tx, OP, &run, &results, at)?;
+            let (_, stream) = compose_state(tx, OP, run.compose.as_str())?;
+            complete_test_run(tx, OP, &run, &stream, at)?;
             Ok(ids)
         })
         .await

@@ -538,6 +538,122 @@ async fn test_results_must_belong_to_the_compose_of_the_run() {
 }
 
 #[tokio::test]
+async fn a_run_in_flight_shows_queued_then_running_then_its_final_results() {
+    let s = store();
+    let at = t("2026-11-21T10:00:00Z");
+    let c = complete(&s, "cloud", at).await;
+    let seq = last_seq(&s).await;
+    let started = run(&c, at);
+    let queued = [
+        result(&c, "boot", Outcome::Queued, at),
+        result(&c, "ssh", Outcome::Queued, at),
+    ];
+    s.start_test_run(&started, &queued, at)
+        .await
+        .expect("start");
+    assert_eq!(
+        topics_after(&s, seq).await,
+        [topics::TEST_RESULT, topics::TEST_RESULT],
+        "a started run announces its queued results but is not complete"
+    );
+    let latest = |s: SqliteStore, when: Timestamp| {
+        let c = c.clone();
+        async move {
+            s.latest_results(&c, when)
+                .await
+                .expect("latest")
+                .into_iter()
+                .map(|r| (r.testcase, r.outcome))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        latest(s.clone(), at).await,
+        [
+            ("boot".to_string(), Outcome::Queued),
+            ("ssh".to_string(), Outcome::Queued)
+        ]
+    );
+
+    let later = t("2026-11-21T10:01:00Z");
+    s.add_test_results(
+        &started.id,
+        &[result(&c, "boot", Outcome::Running, later)],
+        later,
+    )
+    .await
+    .expect("running");
+    assert_eq!(
+        latest(s.clone(), later).await,
+        [
+            ("boot".to_string(), Outcome::Running),
+            ("ssh".to_string(), Outcome::Queued)
+        ]
+    );
+    assert!(matches!(
+        s.add_test_results(&RunId::random(), &[], later).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let end = t("2026-11-21T10:05:00Z");
+    let finished = TestRun {
+        description: "done".into(),
+        finished_at: end,
+        ..started.clone()
+    };
+    let seq = last_seq(&s).await;
+    s.finish_test_run(
+        &finished,
+        &[
+            result(&c, "boot", Outcome::Passed, end),
+            result(&c, "ssh", Outcome::Failed, end),
+        ],
+        end,
+    )
+    .await
+    .expect("finish");
+    let events = s.events_after(seq, 10).await.expect("events");
+    assert_eq!(
+        events.last().map(|e| e.topic.as_str()),
+        Some(topics::TEST_COMPLETE)
+    );
+    assert_eq!(
+        events.last().map(|e| e.body["results"].clone()),
+        Some(json!(5))
+    );
+    assert_eq!(
+        latest(s.clone(), end).await,
+        [
+            ("boot".to_string(), Outcome::Passed),
+            ("ssh".to_string(), Outcome::Failed)
+        ]
+    );
+    // As of before the end, the run is still seen in flight.
+    assert_eq!(
+        latest(s.clone(), later).await,
+        [
+            ("boot".to_string(), Outcome::Running),
+            ("ssh".to_string(), Outcome::Queued)
+        ]
+    );
+    let (stored, results) = s
+        .test_run(&started.id)
+        .await
+        .expect("read")
+        .expect("the run exists");
+    assert_eq!(stored, finished);
+    assert_eq!(
+        results.len(),
+        5,
+        "every state a result passed through is kept"
+    );
+    assert!(matches!(
+        s.finish_test_run(&finished, &[], end).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+#[tokio::test]
 async fn a_test_run_keeps_its_results_attempts_and_item_data() {
     let s = store();
     let at = t("2026-11-21T10:00:00Z");
@@ -1347,7 +1463,7 @@ async fn a_reopened_store_keeps_everything() {
     };
 
     let s = SqliteStore::open(&path).expect("reopen");
-    assert_eq!(s.schema_version().await.expect("version"), 5);
+    assert_eq!(s.schema_version().await.expect("version"), 6);
     assert_eq!(
         s.compose(&compose.id).await.expect("read"),
         Some(compose.clone())

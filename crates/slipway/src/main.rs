@@ -67,6 +67,8 @@ enum Command {
     Serve(cmd::serve::Args),
     /// Expire releases and delete composes and blobs past the streams' retention.
     Gc(cmd::gc::Args),
+    /// Simulate the streams over many days with a seeded random builder and tester.
+    Simulate(cmd::simulate::Args),
 }
 
 fn main() -> ExitCode {
@@ -115,5 +117,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Results(args) => cmd::results::run(&config, args).await,
         Command::Serve(args) => cmd::serve::run(&config, args).await,
         Command::Gc(args) => cmd::gc::run(&config, args).await,
+        Command::Simulate(args) => cmd::simulate::run(&config, args).await,
     }
 }

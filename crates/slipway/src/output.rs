@@ -78,3 +78,18 @@ impl Progress for TerminalProgress {
         }
     }
 }
+
+/// A bar counting `total` units of work on stderr when it is a TTY; `None` otherwise, so pipes and CI logs
+/// stay clean.
+pub fn counter_bar(total: u64, unit: &str) -> Option<ProgressBar> {
+    std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template(&format!(
+                "[{{elapsed_precise}}] {{bar:40}} {{pos}}/{{len}} {unit}"
+            ))
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    })
+}

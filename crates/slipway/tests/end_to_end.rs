@@ -401,15 +401,34 @@ fn builds_boots_releases_and_publishes_the_example_image() {
 
     // Events tell the story, in order.
     let events = slipway(&project, &["events", "--json", "--last", "1000"]);
-    let topics: Vec<String> = String::from_utf8_lossy(&events.stdout)
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&events.stdout)
         .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).expect("event json")["topic"]
-                .as_str()
-                .unwrap_or("")
-                .to_string()
-        })
+        .map(|l| serde_json::from_str(l).expect("event json"))
         .collect();
+    let topics: Vec<String> = events
+        .iter()
+        .map(|e| e["topic"].as_str().unwrap_or("").to_string())
+        .collect();
+    // A run is visible while in flight: each test is QUEUED when the run starts, RUNNING once its VM
+    // starts, then final.
+    for testcase in ["boot.multi-user", "demo.fail"] {
+        let outcomes: Vec<&str> = events
+            .iter()
+            .filter(|e| e["topic"] == "test.result")
+            .filter(|e| e["body"]["testcase"] == testcase && e["body"]["compose"] == interrupted)
+            .filter_map(|e| e["body"]["outcome"].as_str())
+            .collect();
+        let expected_final = if testcase == "demo.fail" {
+            "FAILED"
+        } else {
+            "PASSED"
+        };
+        assert_eq!(
+            outcomes,
+            ["QUEUED", "RUNNING", expected_final],
+            "{testcase} went through {outcomes:?}"
+        );
+    }
     let position = |topic: &str| {
         topics
             .iter()

@@ -180,14 +180,20 @@ CREATE TABLE waivers (
 CREATE INDEX waivers_by_compose ON waivers (compose_id, id);
 "#;
 
-/// Version 5: garbage collection. A release may be `expired` and outlive its compose (an expired release
+/// Version 5: a test run is recorded when it starts, with QUEUED results, and completed later; runs
+/// recorded before this version were recorded whole.
+const V5: &str = r#"
+ALTER TABLE test_runs ADD COLUMN completed BOOLEAN NOT NULL DEFAULT TRUE;
+"#;
+
+/// Version 6: garbage collection. A release may be `expired` and outlive its compose (an expired release
 /// stays in the releases index after garbage collection deleted its compose), so `releases.compose_id` no
 /// longer references `composes`; SQLite cannot change a table's constraints, so the table is rebuilt. A
 /// deleted compose leaves a tombstone, so its id (and its `n` of the day) is never given out again and an
 /// expired release never names a newer compose. Artifacts are indexed by digest for the question which
 /// blobs are still used.
-const V5: &str = r#"
-CREATE TABLE releases_v5 (
+const V6: &str = r#"
+CREATE TABLE releases_v6 (
     stream       TEXT NOT NULL,
     version      TEXT NOT NULL,
     day          TEXT NOT NULL,
@@ -201,10 +207,10 @@ CREATE TABLE releases_v5 (
     UNIQUE (stream, day, n),
     UNIQUE (stream, compose_id)
 );
-INSERT INTO releases_v5 (stream, version, day, n, compose_id, state, created_at, published_at)
+INSERT INTO releases_v6 (stream, version, day, n, compose_id, state, created_at, published_at)
     SELECT stream, version, day, n, compose_id, state, created_at, published_at FROM releases;
 DROP TABLE releases;
-ALTER TABLE releases_v5 RENAME TO releases;
+ALTER TABLE releases_v6 RENAME TO releases;
 CREATE INDEX releases_by_compose ON releases (compose_id);
 
 CREATE TABLE deleted_composes (
@@ -220,7 +226,7 @@ CREATE TABLE deleted_composes (
 CREATE INDEX artifacts_by_sha256 ON artifacts (sha256);
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The schema version this build writes.
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -288,10 +294,10 @@ pub(super) fn schema_version(conn: &Connection) -> StoreResult<i64> {
 mod tests {
     use super::*;
 
-    /// A database written by a slipway that knew versions 1 to 4 keeps its releases through version 5,
+    /// A database written by a slipway that knew versions 1 to 5 keeps its releases through version 6,
     /// and afterwards a release may expire and outlive its compose.
     #[test]
-    fn version_5_keeps_releases_and_lets_them_outlive_their_compose() {
+    fn version_6_keeps_releases_and_lets_them_outlive_their_compose() {
         let mut conn = Connection::open_in_memory().expect("open");
         conn.pragma_update(None, "foreign_keys", "ON")
             .expect("pragma");
@@ -299,7 +305,7 @@ mod tests {
             "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
         )
         .expect("create");
-        for (i, script) in MIGRATIONS[..4].iter().enumerate() {
+        for (i, script) in MIGRATIONS[..5].iter().enumerate() {
             conn.execute_batch(script).expect("old script");
             conn.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 'then')",
@@ -316,11 +322,11 @@ mod tests {
         .expect("rows");
         assert!(
             conn.execute("DELETE FROM composes", []).is_err(),
-            "before version 5 a release holds its compose"
+            "before version 6 a release holds its compose"
         );
 
         migrate(&mut conn).expect("migrate");
-        assert_eq!(schema_version(&conn).expect("version"), 5);
+        assert_eq!(schema_version(&conn).expect("version"), 6);
         let row: (String, String, String, Option<String>) = conn
             .query_row(
                 "SELECT version, compose_id, state, published_at FROM releases",

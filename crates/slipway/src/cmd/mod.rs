@@ -10,6 +10,7 @@ pub mod keys;
 pub mod results;
 pub mod run;
 pub mod serve;
+pub mod simulate;
 pub mod status;
 pub mod verdict;
 pub mod waive;

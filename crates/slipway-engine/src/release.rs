@@ -1,0 +1,190 @@
+//! Releasing on the stream's cadence: the engine asks the release policy
+//! ([`slipway_release::plan_release`]) what a stream should do now and carries out the answer.
+//!
+//! The policy is asked when a decision passes (for `on-pass` streams and stale `retry-nightly` ones) and
+//! on every clock tick (for release days and promotions, which mature with time). The per-stream
+//! [`CadenceState`] is kept in the store. Creating a release and saving the state are two transactions; a
+//! crash between them is harmless because the policy counts a release made after an unhandled release day
+//! as serving it.
+
+use serde_json::json;
+use slipway_model::{topics, CadenceState, Release, ReleaseState, StreamConfig};
+use slipway_release::{ReleaseAction, ReleaseInputs};
+
+use crate::{Engine, EngineError};
+
+/// How many of a stream's newest composes are considered as candidates.
+const CANDIDATE_WINDOW: usize = 50;
+
+fn cadence_key(stream: &str) -> String {
+    format!("cadence:{stream}")
+}
+
+/// What a release tick did for a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TickOutcome {
+    /// A release was chosen (and will be published by its publish job).
+    Released(Release),
+    /// A release day passed without a candidate: the stream is stale since then.
+    Stale {
+        /// The missed release day.
+        since: jiff::Timestamp,
+    },
+    /// Nothing to do.
+    Nothing,
+}
+
+impl Engine {
+    /// The stream's stored cadence state.
+    pub async fn cadence_state(&self, stream: &str) -> Result<CadenceState, EngineError> {
+        Ok(self
+            .store
+            .state(&cadence_key(stream))
+            .await?
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default())
+    }
+
+    /// Serves every stream's release days and promotions that came due, and publishes what they released.
+    /// Holds the state directory's lock meanwhile.
+    pub async fn tick_releases(&self) -> Result<Vec<(String, TickOutcome)>, EngineError> {
+        let _lock = self.lock_state_dir()?;
+        let outcomes = self.release_tick().await?;
+        self.drain().await?;
+        Ok(outcomes)
+    }
+
+    /// Runs the release policy of every stream at the current time.
+    pub async fn release_tick(&self) -> Result<Vec<(String, TickOutcome)>, EngineError> {
+        let mut outcomes = Vec::new();
+        for stream in &self.config.streams {
+            let outcome = self.release_tick_stream(stream, true).await?;
+            if outcome != TickOutcome::Nothing {
+                outcomes.push((stream.name.clone(), outcome));
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Runs the release policy of one stream at the current time. `timed` is true for a clock tick and
+    /// false when a decision just passed; the distinction only saves work, the policy decides the same.
+    pub(crate) async fn release_tick_stream(
+        &self,
+        stream: &StreamConfig,
+        timed: bool,
+    ) -> Result<TickOutcome, EngineError> {
+        let now = self.now();
+        let policy = stream.release_policy();
+        let state = self.cadence_state(&stream.name).await?;
+        // Most ticks find nothing due; answering that from the stored state alone keeps a daemon's polls
+        // and a simulation's clock steps cheap.
+        let nothing_due = match (policy.cadence.is_scheduled(), state.handled_until) {
+            (false, _) => timed && policy.promote_from.is_none(),
+            (true, None) => false,
+            (true, Some(handled)) => {
+                policy.cadence.due_between(handled, now).next().is_none()
+                    && !(state.stale_since.is_some()
+                        && policy.on_missed == slipway_model::OnMissed::RetryNightly)
+            }
+        };
+        if nothing_due {
+            return Ok(TickOutcome::Nothing);
+        }
+
+        let mut composes = Vec::new();
+        for compose in self
+            .store
+            .composes(Some(&stream.name), CANDIDATE_WINDOW)
+            .await?
+        {
+            let decision = self
+                .store
+                .latest_decision(&compose.id, &stream.name)
+                .await?;
+            composes.push((compose, decision));
+        }
+        let releases = self.store.releases(&stream.name).await?;
+        let mut source_releases = Vec::new();
+        if let Some(promotion) = &policy.promote_from {
+            for release in self.store.releases(&promotion.stream).await? {
+                if release.state == ReleaseState::Revoked {
+                    continue;
+                }
+                if let Some(compose) = self.store.compose(&release.compose).await? {
+                    source_releases.push((release, compose));
+                }
+            }
+        }
+        let plan = slipway_release::plan_release(
+            &policy,
+            &state,
+            now,
+            &ReleaseInputs {
+                composes: &composes,
+                releases: &releases,
+                source_releases: &source_releases,
+            },
+        );
+        let outcome = match &plan.action {
+            ReleaseAction::Release {
+                compose,
+                why,
+                promoted_from,
+            } => {
+                let release = self
+                    .store
+                    .create_release(&stream.name, compose, now)
+                    .await?;
+                let from = promoted_from
+                    .as_ref()
+                    .zip(policy.promote_from.as_ref())
+                    .map(|(version, p)| format!(", promoted from {} {version}", p.stream))
+                    .unwrap_or_default();
+                self.progress.step(
+                    &stream.name,
+                    &format!(
+                        "release {} of {} chosen: {why}{from}",
+                        release.version, release.compose
+                    ),
+                );
+                TickOutcome::Released(release)
+            }
+            ReleaseAction::MarkStale { since } => TickOutcome::Stale { since: *since },
+            _ => TickOutcome::Nothing,
+        };
+        if plan.state != state || matches!(outcome, TickOutcome::Stale { .. }) {
+            let value = serde_json::to_value(&plan.state).unwrap_or_default();
+            let current = releases
+                .iter()
+                .find(|r| r.state == ReleaseState::Published)
+                .map(|r| r.version.to_string());
+            // The stale transitions are events, so the site, announcements and incidents follow them.
+            let event = match (state.stale_since, plan.state.stale_since) {
+                (None, Some(since)) => Some((
+                    topics::STREAM_STALE,
+                    json!({"stream": stream.name, "since": since, "current": current}),
+                )),
+                (Some(since), None) => Some((
+                    topics::STREAM_FRESH,
+                    json!({"stream": stream.name, "stale_since": since}),
+                )),
+                _ => None,
+            };
+            self.store
+                .set_state(
+                    &cadence_key(&stream.name),
+                    &value,
+                    event.as_ref().map(|(topic, body)| (*topic, body)),
+                    now,
+                )
+                .await?;
+            if let TickOutcome::Stale { since } = &outcome {
+                self.progress.step(
+                    &stream.name,
+                    &format!("no passing compose on the release day {since}: the stream is stale"),
+                );
+            }
+        }
+        Ok(outcome)
+    }
+}
