@@ -265,7 +265,16 @@ impl Engine {
                     passing.insert(compose.id.clone());
                 }
             }
+            let mut incidents = BTreeMap::new();
+            for incident in self.store.incidents(Some(&name), true).await? {
+                let named = std::iter::once(&incident.compose)
+                    .chain(incident.comments.iter().filter_map(|c| c.compose.as_ref()));
+                for compose in named {
+                    incidents.entry(compose.clone()).or_insert(incident.id);
+                }
+            }
             inputs.push(StreamRetentionInput {
+                incidents,
                 releases: self.store.releases(&name).await?,
                 name,
                 retention,

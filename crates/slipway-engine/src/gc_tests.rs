@@ -375,3 +375,33 @@ async fn a_running_cycle_keeps_gc_out_but_not_a_dry_run() {
     let report = f.engine.gc(true).await.expect("dry run");
     assert_eq!(report.deleted_composes.len(), 2);
 }
+
+#[tokio::test]
+async fn composes_an_incident_names_are_kept() {
+    let f = fixture(CONFIG).await;
+    let [_, _, c2, _] = history(&f).await;
+    f.store
+        .open_or_comment_incident(
+            &slipway_model::NewIncident {
+                stream: "cloud".into(),
+                compose: c2.clone(),
+                author: "slipway".into(),
+                title: "cloud: no good compose".into(),
+                body: "the gate failed".into(),
+                comment: "still failing".into(),
+                at: days_ago(20),
+            },
+            None,
+        )
+        .await
+        .expect("incident");
+    let report = f.engine.gc(false).await.expect("gc");
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert!(!report.deleted_composes.contains(&c2));
+    let kept = report.kept.iter().find(|k| k.compose == c2).expect("kept");
+    assert!(matches!(
+        kept.reasons[..],
+        [slipway_release::KeepReason::Incident { .. }]
+    ));
+    assert!(f.has_blob("image-2"));
+}

@@ -21,6 +21,9 @@ mod gc;
 #[cfg(test)]
 mod gc_tests;
 mod handlers;
+#[cfg(test)]
+mod incident_tests;
+mod incidents;
 mod jobs;
 mod queries;
 mod release;
@@ -49,6 +52,7 @@ use slipway_store::{SqliteStore, Store, StoreError};
 pub use blobs::{BlobFile, BlobStore};
 pub use cycle::{CycleOptions, CycleReport, StreamOutcome, Trigger};
 pub use gc::{BlobReason, DeletedBlob, GcReport};
+pub use incidents::MirrorSync;
 pub use queries::RecipeChanges;
 pub use release::TickOutcome;
 pub use simulate::{SimulationOptions, SimulationReport, SimulationSummary, TimelineEntry};
@@ -151,6 +155,8 @@ pub struct Engine {
     handled_through: std::sync::atomic::AtomicI64,
     /// Set only by simulations: stands in for the package sources, the builder and the boot tester.
     world: Option<Arc<dyn SimulatedWorld>>,
+    /// The external tracker incidents are mirrored to, if any.
+    incidents: incidents::Mirror,
 }
 
 impl std::fmt::Debug for Engine {
@@ -192,6 +198,7 @@ impl Engine {
             .unwrap_or_else(|_| "localhost".into());
         let worker = format!("{EMBEDDED_WORKER_PREFIX}{host}:{}", std::process::id());
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let incidents = incidents::Mirror::from_config(&config);
         Self {
             config,
             store,
@@ -205,6 +212,7 @@ impl Engine {
             repos: tokio::sync::OnceCell::new(),
             handled_through: std::sync::atomic::AtomicI64::new(0),
             world: None,
+            incidents,
         }
     }
 

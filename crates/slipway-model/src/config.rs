@@ -54,6 +54,9 @@ pub struct Config {
     /// Where security advisories come from.
     #[serde(default)]
     pub advisories: AdvisoryConfig,
+    /// Where incidents are mirrored besides the store.
+    #[serde(default)]
+    pub tracker: TrackerConfig,
     /// The directory of the config file; every relative path was resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -140,7 +143,7 @@ impl Default for WatchConfig {
 
 /// Where security advisories come from: local files, and Debian's security tracker when configured and
 /// reachable.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct AdvisoryConfig {
     /// Local advisory files (see `docs/advisories.md`), relative to the config file. They are checked when
@@ -156,8 +159,19 @@ pub struct AdvisoryConfig {
     #[serde(default)]
     pub release: Option<String>,
     /// Seconds the tracker may take to answer, download included.
-    #[serde(default = "default_tracker_timeout")]
+    #[serde(default = "default_advisory_tracker_timeout")]
     pub tracker_timeout_secs: u64,
+}
+
+impl Default for AdvisoryConfig {
+    fn default() -> Self {
+        Self {
+            files: Vec::new(),
+            debian_tracker: None,
+            release: None,
+            tracker_timeout_secs: default_advisory_tracker_timeout(),
+        }
+    }
 }
 
 impl AdvisoryConfig {
@@ -176,6 +190,56 @@ impl AdvisoryConfig {
     }
 }
 
+/// Which tracker holds incidents besides the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackerKind {
+    /// Only the store: `slipway incidents` shows them.
+    #[default]
+    Embedded,
+    /// Mirrored to a GitLab project's issues through its REST API (v4).
+    Gitlab,
+}
+
+/// `[tracker]`: where incidents are mirrored. The store always holds them; an external tracker gets a
+/// copy (issue, comments, close), retried until it succeeds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TrackerConfig {
+    /// `embedded` (the default) or `gitlab`.
+    #[serde(default)]
+    pub kind: TrackerKind,
+    /// The tracker's base URL, such as `https://gitlab.example.org`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The project: GitLab's numeric id or its path (`group/project`).
+    #[serde(default)]
+    pub project: Option<String>,
+    /// The name of the environment variable that holds the access token; the token itself is never
+    /// written in the config.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// Labels given to the issues it opens.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Seconds a request to the tracker may take before it counts as failed (and is retried later).
+    #[serde(default = "default_tracker_timeout")]
+    pub timeout_secs: u64,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        Self {
+            kind: TrackerKind::Embedded,
+            url: None,
+            project: None,
+            token_env: None,
+            labels: Vec::new(),
+            timeout_secs: default_tracker_timeout(),
+        }
+    }
+}
+
 /// How much of a stream's history is kept. Both limits are optional, and without them nothing is deleted:
 /// every release stays listed and every compose stays.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,6 +254,106 @@ pub struct RetentionConfig {
     /// unless a listed release (or the stream's newest compose) needs them. Unset: no compose is deleted.
     #[serde(default)]
     pub keep_days: Option<u32>,
+}
+
+impl TrackerConfig {
+    fn validate(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let at_header = |field: &str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            location: text
+                .find("[tracker]")
+                .map(|offset| Location::of_offset(text, offset)),
+            field: Some(format!("tracker.{field}")),
+            message,
+        };
+        let at_key = |key: &str, message: String| {
+            ConfigError::at_key(path, text, key, &format!("tracker.{key}"), message)
+        };
+        if self.timeout_secs == 0 {
+            return Err(at_key("timeout-secs", "must be at least 1 second".into()));
+        }
+        match self.kind {
+            TrackerKind::Embedded => {
+                let set = [
+                    ("url", self.url.is_some()),
+                    ("project", self.project.is_some()),
+                    ("token-env", self.token_env.is_some()),
+                    ("labels", !self.labels.is_empty()),
+                ];
+                if let Some((key, _)) = set.iter().find(|(_, is_set)| *is_set) {
+                    return Err(at_key(
+                        key,
+                        "is only used by an external tracker: set `kind = \"gitlab\"` or remove it"
+                            .into(),
+                    ));
+                }
+            }
+            TrackerKind::Gitlab => {
+                match self.url.as_deref().map(str::trim) {
+                    None | Some("") => {
+                        return Err(at_header(
+                            "url",
+                            "kind = \"gitlab\" needs the server's URL: add `url = \"https://gitlab.example.org\"`"
+                                .into(),
+                        ))
+                    }
+                    Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                        return Err(at_key("url", "must start with http:// or https://".into()))
+                    }
+                    Some(_) => {}
+                }
+                match self.project.as_deref().map(str::trim) {
+                    None | Some("") => return Err(at_header(
+                        "project",
+                        "kind = \"gitlab\" needs the project: its numeric id or its path, such as \
+                             `project = \"releng/incidents\"`"
+                            .into(),
+                    )),
+                    Some(_) => {}
+                }
+                match self.token_env.as_deref() {
+                    None => {
+                        return Err(at_header(
+                            "token-env",
+                            "kind = \"gitlab\" needs the name of the environment variable that holds \
+                             the access token, such as `token-env = \"SLIPWAY_GITLAB_TOKEN\"`"
+                                .into(),
+                        ))
+                    }
+                    Some(name) if !is_env_name(name) => {
+                        return Err(at_key(
+                            "token-env",
+                            format!(
+                                "{name:?} is not an environment variable name: use letters, digits \
+                                 and '_', not starting with a digit (the token itself never goes in \
+                                 the config)"
+                            ),
+                        ))
+                    }
+                    Some(_) => {}
+                }
+                if let Some(i) = self
+                    .labels
+                    .iter()
+                    .position(|l| l.trim().is_empty() || l.contains(','))
+                {
+                    return Err(at_key(
+                        "labels",
+                        format!("labels[{i}] {:?} is empty or holds a comma", self.labels[i]),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// A time of day in UTC, `HH:MM`, at which a stream's nightly compose is due.
@@ -363,11 +527,15 @@ fn default_cpus() -> u32 {
 fn default_deadline() -> u64 {
     600
 }
-fn default_tracker_timeout() -> u64 {
-    60
+fn default_advisory_tracker_timeout() -> u64 {
+    // The tracker's document is about 50 MB.
+    120
 }
 fn default_poll_interval() -> u64 {
     900
+}
+fn default_tracker_timeout() -> u64 {
+    30
 }
 fn default_disk_gib() -> u32 {
     4
@@ -560,6 +728,7 @@ impl Config {
         for file in &self.advisories.files {
             crate::load_advisory_file(file)?;
         }
+        self.tracker.validate(path, text)?;
         if let Some(url) = &self.base_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(ConfigError::at_key(
@@ -889,6 +1058,7 @@ gate = "g"
         );
         assert!(config.advisories.files.is_empty());
         assert_eq!(config.advisories.debian_tracker, None);
+        assert_eq!(config.advisories.tracker_timeout_secs, 120);
     }
 
     #[test]
@@ -1177,6 +1347,112 @@ mod cadence_tests {
             + &stream("b", &from("a"))
             + &stream("c", &from("b"));
         load(&text).expect("a chain without a cycle is fine");
+    }
+}
+
+#[cfg(test)]
+mod tracker_tests {
+    use super::*;
+
+    const BASE: &str = "[signing]\nkey = \"k.asc\"\n[gate.g]\nrequired = [\"boot\"]\n\
+                        [[stream]]\nname = \"cloud\"\nrecipe = \"cloud.toml\"\ngate = \"g\"\n";
+
+    fn load(tracker: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("slipway.toml");
+        std::fs::write(&path, format!("{BASE}{tracker}")).expect("write");
+        Config::load(&path)
+    }
+
+    #[test]
+    fn the_embedded_tracker_is_the_default() {
+        let config = load("").expect("valid");
+        assert_eq!(config.tracker.kind, TrackerKind::Embedded);
+        assert_eq!(config.tracker.timeout_secs, 30);
+    }
+
+    #[test]
+    fn a_gitlab_tracker_loads() {
+        let config = load(
+            "[tracker]\nkind = \"gitlab\"\nurl = \"https://gitlab.example.org\"\n\
+             project = \"releng/images\"\ntoken-env = \"SLIPWAY_GITLAB_TOKEN\"\n\
+             labels = [\"slipway\", \"incident\"]\n",
+        )
+        .expect("valid");
+        let tracker = &config.tracker;
+        assert_eq!(tracker.kind, TrackerKind::Gitlab);
+        assert_eq!(tracker.project.as_deref(), Some("releng/images"));
+        assert_eq!(tracker.token_env.as_deref(), Some("SLIPWAY_GITLAB_TOKEN"));
+        assert_eq!(tracker.labels, ["slipway", "incident"]);
+    }
+
+    #[test]
+    fn a_gitlab_tracker_without_a_token_variable_is_refused_naming_the_field() {
+        let message = load(
+            "[tracker]\nkind = \"gitlab\"\nurl = \"https://gitlab.example.org\"\nproject = \"7\"\n",
+        )
+        .expect_err("must fail")
+        .to_string();
+        assert!(
+            message.contains("slipway.toml:9:1: field `tracker.token-env`"),
+            "{message}"
+        );
+        let message = load(
+            "[tracker]\nkind = \"gitlab\"\nurl = \"https://gitlab.example.org\"\nproject = \"7\"\n\
+             token-env = \"glpat-abc.def\"\n",
+        )
+        .expect_err("must fail")
+        .to_string();
+        assert!(
+            message.contains("slipway.toml:13:1: field `tracker.token-env`"),
+            "{message}"
+        );
+        assert!(
+            message.contains("not an environment variable name"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_gitlab_tracker_needs_a_url_and_a_project() {
+        let message = load("[tracker]\nkind = \"gitlab\"\nproject = \"7\"\ntoken-env = \"T\"\n")
+            .expect_err("must fail")
+            .to_string();
+        assert!(message.contains("field `tracker.url`"), "{message}");
+        let message = load(
+            "[tracker]\nkind = \"gitlab\"\nurl = \"gitlab.example.org\"\nproject = \"7\"\n\
+             token-env = \"T\"\n",
+        )
+        .expect_err("must fail")
+        .to_string();
+        assert!(
+            message.contains("slipway.toml:11:1: field `tracker.url`: must start with"),
+            "{message}"
+        );
+        let message =
+            load("[tracker]\nkind = \"gitlab\"\nurl = \"https://g\"\ntoken-env = \"T\"\n")
+                .expect_err("must fail")
+                .to_string();
+        assert!(message.contains("field `tracker.project`"), "{message}");
+    }
+
+    #[test]
+    fn unknown_kinds_and_settings_without_a_tracker_are_refused() {
+        let message = load("[tracker]\nkind = \"bugzilla\"\n")
+            .expect_err("must fail")
+            .to_string();
+        assert!(message.contains("slipway.toml:10:8"), "{message}");
+        assert!(
+            message.contains("`embedded`, `gitlab`") || message.contains("gitlab"),
+            "{message}"
+        );
+        let message = load("[tracker]\nurl = \"https://gitlab.example.org\"\n")
+            .expect_err("must fail")
+            .to_string();
+        assert!(
+            message.contains("field `tracker.url`: is only used"),
+            "{message}"
+        );
     }
 }
 

@@ -73,4 +73,10 @@ pub mod topics {
     pub const STREAM_STALE: &str = "stream.stale";
     /// A stale stream released again.
     pub const STREAM_FRESH: &str = "stream.fresh";
+    /// A stream with no good compose got an incident.
+    pub const INCIDENT_OPENED: &str = "incident.opened";
+    /// An incident got a comment (another failing compose, or a person's note).
+    pub const INCIDENT_COMMENTED: &str = "incident.commented";
+    /// An incident was closed, with a comment (a good compose came).
+    pub const INCIDENT_CLOSED: &str = "incident.closed";
 }

@@ -14,6 +14,7 @@ mod config;
 mod digest;
 mod event;
 mod gate;
+mod incident;
 mod package_version;
 mod pkgdiff;
 mod recipe;
@@ -36,13 +37,17 @@ pub use compose::{
 };
 pub use config::{
     AdvisoryConfig, BootTestConfig, Config, GateConfig, RetentionConfig, SigningConfig,
-    StreamConfig, TimeOfDay, WatchConfig,
+    StreamConfig, TimeOfDay, TrackerConfig, TrackerKind, WatchConfig,
 };
 pub use digest::{sha256_file, sha256_hex, Sha256};
 pub use event::{topics, Event, EventId, EventSeq};
 pub use gate::{
     parse_time, Decision, NewWaiver, Requirement, ResultUsed, Revocation, Satisfied, Unsatisfied,
     UnsatisfiedKind, Verdict, Waiver,
+};
+pub use incident::{
+    ExternalIssue, FailureKind, Incident, IncidentAction, IncidentComment, IncidentReport,
+    IncidentState, LogTail, MirrorAction, MirrorStep, NewIncident, NewIncidentComment,
 };
 pub use package_version::{compare_versions, VersionScheme};
 pub use pkgdiff::{is_security_suite, PackageChange, PkgDiff};

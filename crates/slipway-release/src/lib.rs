@@ -1,11 +1,30 @@
-//! Release policy: when a stream releases and which compose, which security advisories a compose fixes,
-//! and what a stream's retention lets garbage collection delete.
+//! Release policy: when a stream releases and which compose, the incidents of streams that have no good
+//! compose, which security advisories a compose fixes, and what a stream's retention lets garbage
+//! collection delete.
 //!
 //! The rule is the one the Fedora two-week plan asks for: release the newest compose whose gate decision
 //! passes, on the stream's cadence (every passing compose, or on release days given by a period or a cron
 //! expression), or promote what another stream released after a soak. Never go backwards (a compose older
 //! than the stream's newest release is not a candidate) and never release the same compose twice. A
 //! release day that finds nothing makes the stream stale ([`plan_release`]).
+//!
+//! Incidents: [`render_incident`] and its siblings write their texts; a [`Tracker`] mirrors them to an
+//! external tracker, [`GitLabTracker`] being the one slipway ships.
+
+#[cfg(any(test, feature = "fixture"))]
+pub mod fixture;
+mod gitlab;
+#[cfg(test)]
+mod gitlab_tests;
+mod incident;
+mod tracker;
+
+pub use gitlab::{GitLabSettings, GitLabTracker, GITLAB};
+pub use incident::{
+    render_incident, render_incident_close, render_incident_comment, tail, LOG_TAIL_BYTES,
+    LOG_TAIL_LINES,
+};
+pub use tracker::{Tracker, TrackerError};
 
 pub mod advisory;
 pub mod retention;

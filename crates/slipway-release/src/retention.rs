@@ -13,7 +13,7 @@
 //!   revoked release newer than the stream's oldest listed release is of it (so it can still be unrevoked);
 //!   it is its stream's newest compose, its recipe's newest complete compose (change detection and package
 //!   diffs compare against it) or its stream's newest compose that passed the gate (the next release may
-//!   still take it). Everything else is deleted.
+//!   still take it); an incident names it. Everything else is deleted.
 //! - **Blobs** are content-addressed and shared: one is deleted only when a deleted compose lists it and
 //!   no kept compose does.
 
@@ -39,6 +39,10 @@ pub struct StreamRetentionInput {
     pub composes: Vec<Compose>,
     /// The composes whose latest decision in this stream passed.
     pub passing: BTreeSet<ComposeId>,
+    /// The composes the stream's incidents name (the one that opened each, and those its comments are
+    /// about), with the incident: they are its evidence, and the store cannot delete them while it names
+    /// them.
+    pub incidents: BTreeMap<ComposeId, u64>,
 }
 
 /// What garbage collection should do, and why the rest stays.
@@ -121,6 +125,11 @@ pub enum KeepReason {
     NewestOfRecipe,
     /// It is its stream's newest compose that passed the gate, which the next release may take.
     NewestPassing,
+    /// An incident names it.
+    Incident {
+        /// The incident's id.
+        incident: u64,
+    },
 }
 
 impl fmt::Display for KeepReason {
@@ -136,6 +145,7 @@ impl fmt::Display for KeepReason {
             Self::NewestOfStream => f.write_str("its stream's newest compose"),
             Self::NewestOfRecipe => f.write_str("its recipe's newest complete compose"),
             Self::NewestPassing => f.write_str("its stream's newest compose that passed the gate"),
+            Self::Incident { incident } => write!(f, "named by incident {incident}"),
         }
     }
 }
@@ -266,6 +276,15 @@ pub fn plan_gc(now: Timestamp, streams: &[StreamRetentionInput]) -> GcPlan {
             .max_by_key(order)
         {
             keep(&passing.id, KeepReason::NewestPassing, &mut owned_reasons);
+        }
+        for (compose, incident) in &stream.incidents {
+            keep(
+                compose,
+                KeepReason::Incident {
+                    incident: *incident,
+                },
+                &mut owned_reasons,
+            );
         }
         for compose in &stream.composes {
             if compose.state == ComposeState::Running {

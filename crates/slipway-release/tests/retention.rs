@@ -69,6 +69,7 @@ fn input(
         releases,
         composes,
         passing: BTreeSet::new(),
+        incidents: BTreeMap::new(),
     }
 }
 
@@ -203,13 +204,22 @@ fn running_passing_and_newest_complete_composes_stay() {
         vec![],
     );
     stream.passing = BTreeSet::from([ComposeId("cloud-1".into())]);
-    let plan = plan_gc(at(100), &[stream]);
+    let plan = plan_gc(at(100), &[stream.clone()]);
     assert_eq!(ids(&plan), ["cloud-0", "cloud-3"]);
     assert_eq!(reasons(&plan, "cloud-1"), [KeepReason::NewestPassing]);
     assert_eq!(reasons(&plan, "cloud-2"), [KeepReason::NewestOfRecipe]);
     assert_eq!(
         reasons(&plan, "cloud-4"),
         [KeepReason::Running, KeepReason::NewestOfStream]
+    );
+
+    // The failed compose is the evidence of an incident: it stays.
+    stream.incidents = BTreeMap::from([(ComposeId("cloud-3".into()), 7)]);
+    let plan = plan_gc(at(100), &[stream]);
+    assert_eq!(ids(&plan), ["cloud-0"]);
+    assert_eq!(
+        reasons(&plan, "cloud-3"),
+        [KeepReason::Incident { incident: 7 }]
     );
 }
 
@@ -287,12 +297,13 @@ fn history() -> impl Strategy<Value = (i64, Vec<StreamRetentionInput>)> {
             ),
             0..12,
         ),
+        proptest::collection::btree_set(0usize..12, 0..3),
     );
     (40i64..120, proptest::collection::vec(stream, 1..4)).prop_map(|(now, streams)| {
         let inputs = streams
             .into_iter()
             .enumerate()
-            .map(|(s, (keep_releases, keep_days, composes))| {
+            .map(|(s, (keep_releases, keep_days, composes, held))| {
                 let name = format!("s{s}");
                 let mut made = Vec::new();
                 let mut releases = Vec::new();
@@ -347,6 +358,11 @@ fn history() -> impl Strategy<Value = (i64, Vec<StreamRetentionInput>)> {
                         keep_releases,
                         keep_days,
                     },
+                    incidents: held
+                        .iter()
+                        .filter(|i| **i < made.len())
+                        .map(|i| (made[*i].id.clone(), *i as u64))
+                        .collect(),
                     releases,
                     composes: made,
                     passing,
@@ -420,6 +436,9 @@ proptest! {
             }
             if let Some(newest) = stream.composes.iter().max_by_key(|c| (c.created_at, c.id.clone())) {
                 prop_assert!(!deleted.contains(&newest.id));
+            }
+            for held in stream.incidents.keys() {
+                prop_assert!(!deleted.contains(held), "{} named by an incident deleted", held);
             }
         }
 

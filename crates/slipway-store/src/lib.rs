@@ -18,7 +18,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use slipway_model::{
-    Artifact, Compose, ComposeId, Decision, Event, EventId, EventSeq, InputHash, Lock, NewWaiver,
+    Artifact, Compose, ComposeId, Decision, Event, EventId, EventSeq, ExternalIssue, Incident,
+    IncidentAction, InputHash, Lock, MirrorStep, NewIncident, NewIncidentComment, NewWaiver,
     PkgDiff, Release, RunId, Sha256, TestResult, TestRun, Verdict, Version, Waiver,
 };
 
@@ -291,12 +292,82 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes a compose and everything recorded about it (artifacts, test runs and results, verdicts,
     /// waivers, decisions) in one transaction, leaving a tombstone so its id is never given out again, and
     /// appends `compose.deleted` listing its artifacts. Returns the compose as it was. Blob files are the
-    /// caller's. `NotFound` if there is no such compose; `Conflict` if it is running or a release that has
-    /// not expired is of it.
+    /// caller's. `NotFound` if there is no such compose; `Conflict` if it is running, a release that has
+    /// not expired is of it, or an incident names it.
     async fn delete_compose(&self, id: &ComposeId, at: Timestamp) -> StoreResult<Compose>;
 
     /// Every blob digest that an artifact of some compose names.
     async fn referenced_blobs(&self) -> StoreResult<BTreeSet<Sha256>>;
+
+    // ----- incidents -----
+
+    /// Opens an incident for `new.stream` with `new.title` whose first comment is `new.body`, or, when the
+    /// stream has an open incident, adds `new.comment` to it as a comment; appends
+    /// `incident.opened` or `incident.commented`. When the open incident already has a comment about
+    /// `new.compose`, adds nothing and returns [`IncidentAction::AlreadyRecorded`], so a repeated report
+    /// is harmless. With `mirror` (a tracker kind such as `gitlab`), the change is queued as a mirror step
+    /// for that tracker in the same transaction; an open incident that was never mirrored gets its open
+    /// step first. `NotFound` if there is no such compose.
+    async fn open_or_comment_incident(
+        &self,
+        new: &NewIncident,
+        mirror: Option<&str>,
+    ) -> StoreResult<(IncidentAction, Incident)>;
+
+    /// Adds a comment to an incident (open or closed) and appends `incident.commented`; with `mirror`,
+    /// queues it as in [`Store::open_or_comment_incident`], except that a closed incident the tracker never
+    /// got is not brought over. `NotFound` if there is no such incident (or compose).
+    async fn comment_incident(
+        &self,
+        id: u64,
+        comment: &NewIncidentComment,
+        mirror: Option<&str>,
+    ) -> StoreResult<Incident>;
+
+    /// Closes an open incident with a comment and appends `incident.closed`. With `mirror`, queues the
+    /// close for that tracker if the incident was ever queued to it (an incident the tracker never saw is
+    /// not opened there just to be closed). `NotFound` if there is no such incident, `Conflict` if it is
+    /// closed already.
+    async fn close_incident(
+        &self,
+        id: u64,
+        comment: &NewIncidentComment,
+        mirror: Option<&str>,
+    ) -> StoreResult<Incident>;
+
+    /// Records the external issue mirroring an incident and marks the incident's pending open steps for
+    /// that tracker done, in one transaction: once an issue exists it is never opened again. Recording the
+    /// same issue again is a no-op; a different one is a `Conflict` (the first issue stays the incident's).
+    /// `NotFound` if there is no such incident.
+    async fn set_incident_external(
+        &self,
+        id: u64,
+        external: &ExternalIssue,
+        at: Timestamp,
+    ) -> StoreResult<()>;
+
+    /// The stream's open incident, if it has one.
+    async fn open_incident(&self, stream: &str) -> StoreResult<Option<Incident>>;
+
+    /// Incidents of one stream or of all, newest first; closed ones only with `include_closed`.
+    async fn incidents(
+        &self,
+        stream: Option<&str>,
+        include_closed: bool,
+    ) -> StoreResult<Vec<Incident>>;
+
+    /// One incident with its comments.
+    async fn incident(&self, id: u64) -> StoreResult<Option<Incident>>;
+
+    /// Mirror steps not done yet, oldest first (the order they must be applied in, per incident).
+    async fn pending_mirror_steps(&self) -> StoreResult<Vec<MirrorStep>>;
+
+    /// Marks a mirror step done. Doing it again is a no-op; `NotFound` if there is no such step.
+    async fn finish_mirror_step(&self, step: u64, at: Timestamp) -> StoreResult<()>;
+
+    /// Records a failed attempt at a mirror step (it stays pending): counts it and keeps the error.
+    /// `NotFound` if there is no such step.
+    async fn fail_mirror_step(&self, step: u64, error: &str, at: Timestamp) -> StoreResult<()>;
 
     // ----- events -----
 

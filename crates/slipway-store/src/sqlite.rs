@@ -27,10 +27,14 @@
 //!     superseded
 //!   - `release.expired`: the [`Release`] after the change, plus `expired_at`
 //!   - `compose.deleted`: `{compose, stream, recipe, state, created_at, artifacts, deleted_at}`
+//!   - `incident.opened`: the [`Incident`] (with its first comment)
+//!   - `incident.commented`, `incident.closed`: `{incident, stream, state, comment}` (`incident` is the
+//!     id, `comment` the [`slipway_model::IncidentComment`] added)
 //! - Jobs: see [`SqliteStore`]'s documentation.
 
 mod codec;
 mod gc;
+mod incidents;
 mod migrations;
 mod resultsdb;
 
@@ -44,8 +48,9 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, Transact
 use serde_json::json;
 use slipway_model::{
     topics, Artifact, Compose, ComposeId, ComposeState, Decision, Event, EventId, EventSeq,
-    InputHash, Lock, NewWaiver, Outcome, PkgDiff, Release, ReleaseState, Revocation, RunId, Sha256,
-    TestResult, TestRun, Verdict, Version, Waiver,
+    ExternalIssue, Incident, IncidentAction, InputHash, Lock, MirrorStep, NewIncident,
+    NewIncidentComment, NewWaiver, Outcome, PkgDiff, Release, ReleaseState, Revocation, RunId,
+    Sha256, TestResult, TestRun, Verdict, Version, Waiver,
 };
 use uuid::Uuid;
 
@@ -2162,6 +2167,69 @@ impl Store for SqliteStore {
                 .collect()
         })
         .await
+    }
+
+    async fn open_or_comment_incident(
+        &self,
+        new: &NewIncident,
+        mirror: Option<&str>,
+    ) -> StoreResult<(IncidentAction, Incident)> {
+        self.inc_open_or_comment(new, mirror).await
+    }
+
+    async fn comment_incident(
+        &self,
+        id: u64,
+        comment: &NewIncidentComment,
+        mirror: Option<&str>,
+    ) -> StoreResult<Incident> {
+        self.inc_comment(id, comment, mirror).await
+    }
+
+    async fn close_incident(
+        &self,
+        id: u64,
+        comment: &NewIncidentComment,
+        mirror: Option<&str>,
+    ) -> StoreResult<Incident> {
+        self.inc_close(id, comment, mirror).await
+    }
+
+    async fn set_incident_external(
+        &self,
+        id: u64,
+        external: &ExternalIssue,
+        at: Timestamp,
+    ) -> StoreResult<()> {
+        self.inc_set_external(id, external, at).await
+    }
+
+    async fn open_incident(&self, stream: &str) -> StoreResult<Option<Incident>> {
+        self.inc_open_incident(stream).await
+    }
+
+    async fn incidents(
+        &self,
+        stream: Option<&str>,
+        include_closed: bool,
+    ) -> StoreResult<Vec<Incident>> {
+        self.inc_incidents(stream, include_closed).await
+    }
+
+    async fn incident(&self, id: u64) -> StoreResult<Option<Incident>> {
+        self.inc_incident(id).await
+    }
+
+    async fn pending_mirror_steps(&self) -> StoreResult<Vec<MirrorStep>> {
+        self.inc_pending_steps().await
+    }
+
+    async fn finish_mirror_step(&self, step: u64, at: Timestamp) -> StoreResult<()> {
+        self.inc_finish_step(step, at).await
+    }
+
+    async fn fail_mirror_step(&self, step: u64, error: &str, at: Timestamp) -> StoreResult<()> {
+        self.inc_fail_step(step, error, at).await
     }
 
     async fn find_results(

@@ -278,3 +278,45 @@ async fn a_revoked_or_pending_release_keeps_its_compose() {
         Err(StoreError::Conflict(m)) if m.contains("stable")
     ));
 }
+
+#[tokio::test]
+async fn a_compose_an_incident_names_is_kept_as_its_evidence() {
+    let s = SqliteStore::open_in_memory().expect("store");
+    let day = t("2026-11-21T10:00:00Z");
+    let opened = complete(&s, day, &[]).await;
+    let commented = complete(&s, day, &[]).await;
+    let (_, incident) = s
+        .open_or_comment_incident(
+            &slipway_model::NewIncident {
+                stream: "cloud".into(),
+                compose: opened.clone(),
+                author: "slipway".into(),
+                title: "cloud: no good compose".into(),
+                body: "failed".into(),
+                comment: "still failing".into(),
+                at: day,
+            },
+            None,
+        )
+        .await
+        .expect("incident");
+    s.comment_incident(
+        incident.id,
+        &slipway_model::NewIncidentComment {
+            author: "slipway".into(),
+            body: "again".into(),
+            compose: Some(commented.clone()),
+            at: day,
+        },
+        None,
+    )
+    .await
+    .expect("comment");
+    for id in [&opened, &commented] {
+        assert!(matches!(
+            s.delete_compose(id, day).await,
+            Err(StoreError::Conflict(m)) if m.contains(&format!("incident {}", incident.id))
+        ));
+        assert!(s.compose(id).await.expect("read").is_some());
+    }
+}

@@ -1463,7 +1463,7 @@ async fn a_reopened_store_keeps_everything() {
     };
 
     let s = SqliteStore::open(&path).expect("reopen");
-    assert_eq!(s.schema_version().await.expect("version"), 6);
+    assert_eq!(s.schema_version().await.expect("version"), 7);
     assert_eq!(
         s.compose(&compose.id).await.expect("read"),
         Some(compose.clone())

@@ -69,6 +69,14 @@ enum Command {
     Gc(cmd::gc::Args),
     /// Simulate the streams over many days with a seeded random builder and tester.
     Simulate(cmd::simulate::Args),
+    /// List incidents: streams whose nightly produced no good compose.
+    ///
+    /// A stream's incident is opened when a nightly compose fails to build or fails its gate, gets a
+    /// comment for each further failure, and is closed by the next good compose. Only open incidents are
+    /// listed unless --all is given. When an external tracker is configured ([tracker] in the config), each
+    /// incident shows its issue there, and the changes the tracker has not received yet are listed as
+    /// pending.
+    Incidents(cmd::incidents::Args),
 }
 
 fn main() -> ExitCode {
@@ -118,5 +126,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => cmd::serve::run(&config, args).await,
         Command::Gc(args) => cmd::gc::run(&config, args).await,
         Command::Simulate(args) => cmd::simulate::run(&config, args).await,
+        Command::Incidents(args) => cmd::incidents::run(&config, args).await,
     }
 }

@@ -134,6 +134,21 @@ fn delete_compose(
              have all expired can be deleted"
         )));
     }
+    // An incident keeps its evidence: its rows name the compose.
+    let incident: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM incidents WHERE compose_id = ?1 \
+             UNION SELECT incident_id FROM incident_comments WHERE compose_id = ?1 LIMIT 1",
+            params![id.as_str()],
+            |row| row.get(0),
+        )
+        .optional()
+        .db(op)?;
+    if let Some(incident) = incident {
+        return Err(StoreError::Conflict(format!(
+            "compose {id} is named by incident {incident}; it is kept as the incident's evidence"
+        )));
+    }
     let (day, n): (String, i64) = tx
         .query_row(
             "SELECT day, n FROM composes WHERE id = ?1",

@@ -186,14 +186,61 @@ const V5: &str = r#"
 ALTER TABLE test_runs ADD COLUMN completed BOOLEAN NOT NULL DEFAULT TRUE;
 "#;
 
-/// Version 6: garbage collection. A release may be `expired` and outlive its compose (an expired release
+/// Version 6: incidents (the embedded tracker), their comments, and the steps that mirror them to an
+/// external tracker. A partial unique index keeps at most one incident per stream open, whatever the code
+/// above does.
+const V6: &str = r#"
+CREATE TABLE incidents (
+    id               INTEGER PRIMARY KEY,
+    stream           TEXT NOT NULL,
+    state            TEXT NOT NULL CHECK (state IN ('open', 'closed')),
+    title            TEXT NOT NULL,
+    compose_id       TEXT NOT NULL REFERENCES composes (id),
+    opened_at        TEXT NOT NULL,
+    closed_at        TEXT,
+    external_tracker TEXT,
+    external_id      TEXT,
+    external_url     TEXT,
+    CHECK ((state = 'open') = (closed_at IS NULL)),
+    CHECK ((external_tracker IS NULL) = (external_id IS NULL))
+);
+CREATE UNIQUE INDEX incidents_one_open_per_stream ON incidents (stream) WHERE state = 'open';
+CREATE INDEX incidents_by_stream ON incidents (stream, id);
+
+CREATE TABLE incident_comments (
+    id          INTEGER PRIMARY KEY,
+    incident_id BIGINT NOT NULL REFERENCES incidents (id),
+    author      TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    compose_id  TEXT REFERENCES composes (id),
+    created_at  TEXT NOT NULL
+);
+CREATE INDEX incident_comments_by_incident ON incident_comments (incident_id, id);
+
+CREATE TABLE incident_mirror_steps (
+    id              INTEGER PRIMARY KEY,
+    incident_id     BIGINT NOT NULL REFERENCES incidents (id),
+    comment_id      BIGINT NOT NULL REFERENCES incident_comments (id),
+    action          TEXT NOT NULL CHECK (action IN ('open', 'comment', 'close')),
+    tracker         TEXT NOT NULL,
+    created_at      TEXT NOT NULL,
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    last_error      TEXT,
+    last_attempt_at TEXT,
+    done_at         TEXT
+);
+CREATE INDEX incident_mirror_steps_by_incident ON incident_mirror_steps (incident_id, id);
+CREATE INDEX incident_mirror_steps_pending ON incident_mirror_steps (id) WHERE done_at IS NULL;
+"#;
+
+/// Version 7: garbage collection. A release may be `expired` and outlive its compose (an expired release
 /// stays in the releases index after garbage collection deleted its compose), so `releases.compose_id` no
 /// longer references `composes`; SQLite cannot change a table's constraints, so the table is rebuilt. A
 /// deleted compose leaves a tombstone, so its id (and its `n` of the day) is never given out again and an
 /// expired release never names a newer compose. Artifacts are indexed by digest for the question which
 /// blobs are still used.
-const V6: &str = r#"
-CREATE TABLE releases_v6 (
+const V7: &str = r#"
+CREATE TABLE releases_v7 (
     stream       TEXT NOT NULL,
     version      TEXT NOT NULL,
     day          TEXT NOT NULL,
@@ -207,10 +254,10 @@ CREATE TABLE releases_v6 (
     UNIQUE (stream, day, n),
     UNIQUE (stream, compose_id)
 );
-INSERT INTO releases_v6 (stream, version, day, n, compose_id, state, created_at, published_at)
+INSERT INTO releases_v7 (stream, version, day, n, compose_id, state, created_at, published_at)
     SELECT stream, version, day, n, compose_id, state, created_at, published_at FROM releases;
 DROP TABLE releases;
-ALTER TABLE releases_v6 RENAME TO releases;
+ALTER TABLE releases_v7 RENAME TO releases;
 CREATE INDEX releases_by_compose ON releases (compose_id);
 
 CREATE TABLE deleted_composes (
@@ -226,7 +273,7 @@ CREATE TABLE deleted_composes (
 CREATE INDEX artifacts_by_sha256 ON artifacts (sha256);
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// The schema version this build writes.
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -294,10 +341,10 @@ pub(super) fn schema_version(conn: &Connection) -> StoreResult<i64> {
 mod tests {
     use super::*;
 
-    /// A database written by a slipway that knew versions 1 to 5 keeps its releases through version 6,
+    /// A database written by a slipway that knew versions 1 to 6 keeps its releases through version 7,
     /// and afterwards a release may expire and outlive its compose.
     #[test]
-    fn version_6_keeps_releases_and_lets_them_outlive_their_compose() {
+    fn version_7_keeps_releases_and_lets_them_outlive_their_compose() {
         let mut conn = Connection::open_in_memory().expect("open");
         conn.pragma_update(None, "foreign_keys", "ON")
             .expect("pragma");
@@ -305,7 +352,7 @@ mod tests {
             "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
         )
         .expect("create");
-        for (i, script) in MIGRATIONS[..5].iter().enumerate() {
+        for (i, script) in MIGRATIONS[..6].iter().enumerate() {
             conn.execute_batch(script).expect("old script");
             conn.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 'then')",
@@ -322,11 +369,11 @@ mod tests {
         .expect("rows");
         assert!(
             conn.execute("DELETE FROM composes", []).is_err(),
-            "before version 6 a release holds its compose"
+            "before version 7 a release holds its compose"
         );
 
         migrate(&mut conn).expect("migrate");
-        assert_eq!(schema_version(&conn).expect("version"), 6);
+        assert_eq!(schema_version(&conn).expect("version"), 7);
         let row: (String, String, String, Option<String>) = conn
             .query_row(
                 "SELECT version, compose_id, state, published_at FROM releases",

@@ -13,8 +13,8 @@ use crate::output::{open_engine, print_json, TerminalProgress};
 /// Per stream, `retention = { keep-releases = N, keep-days = D }`: releases beyond the newest N that are
 /// not revoked expire (they leave the public tree and the stream and stay in the releases index; the
 /// current release never expires), and composes older than D days are deleted unless a listed release,
-/// a revoked release that may still be unrevoked, or their being the newest (or newest passing) compose
-/// keeps them. Blobs are deleted when no remaining compose names them, and so are files in the blob store
+/// a revoked release that may still be unrevoked, an incident naming them, or their being the newest (or
+/// newest passing) compose keeps them. Blobs are deleted when no remaining compose names them, and so are files in the blob store
 /// that nothing names (left by an interrupted run). Without retention settings nothing is deleted.
 ///
 /// Fails while `slipway run` is in the middle of a cycle; --dry-run never does.

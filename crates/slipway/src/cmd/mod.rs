@@ -6,6 +6,7 @@ pub mod compose;
 pub mod decision;
 pub mod events;
 pub mod gc;
+pub mod incidents;
 pub mod keys;
 pub mod results;
 pub mod run;
