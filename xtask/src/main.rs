@@ -15,6 +15,7 @@ use slipway_compose::{ComposeRequest, Composer};
 use slipway_exec::{Command, CommandRunner, SystemRunner};
 use slipway_model::{ComposeId, OutputFormat, Recipe};
 
+mod publish_bench;
 mod repo_bench;
 mod sections;
 
@@ -27,6 +28,7 @@ Sections (all when none is named):
   noop      `slipway run --once` when nothing changed, against the compose of the same project (root, mirror)
   warm      a compose after a kernel-cmdline-only recipe change, against a cold one (root, mirror)
   boottest  boot-to-first-test, per-test overhead and the default plan of the example image (root, mirror)
+  publish   republishing a stream of 500 releases after a revocation, against a stream of one release
 
 Each section replaces its own part of docs/benchmarks.md.";
 
@@ -62,6 +64,7 @@ fn main() -> anyhow::Result<()> {
             "noop" => runtime.block_on(sections::noop_bench(&root, &work))?,
             "warm" => runtime.block_on(sections::warm_bench(&root, &work))?,
             "boottest" => runtime.block_on(sections::boottest_bench(&root, &work))?,
+            "publish" => runtime.block_on(publish_bench::publish_bench(&work))?,
             other => bail!("unknown section {other:?}"),
         };
         print!("{fragment}");

@@ -13,7 +13,9 @@ use slipway_model::{ComposeId, Lock, LockedPackage, Recipe};
 use slipway_repo::{RecipeLock, ReverseIndex};
 
 /// Every section, in the order they appear in the document.
-pub const ALL: &[&str] = &["compose", "parse", "affected", "noop", "warm", "boottest"];
+pub const ALL: &[&str] = &[
+    "compose", "parse", "affected", "noop", "warm", "boottest", "publish",
+];
 
 const HEADER: &str = "# Benchmarks
 
@@ -64,7 +66,7 @@ impl Lcg {
     }
 }
 
-fn median(mut samples: Vec<f64>) -> f64 {
+pub(crate) fn median(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);
     samples[samples.len() / 2]
 }

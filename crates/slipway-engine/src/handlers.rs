@@ -105,6 +105,7 @@ impl Engine {
                     }
                 }
             }
+            topics::RELEASE_PUBLISHED => self.announce_published(event).await?,
             _ => {}
         }
         Ok(())

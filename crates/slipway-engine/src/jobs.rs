@@ -692,6 +692,8 @@ impl Engine {
                 description: stream.description.clone(),
                 architecture: recipe.architecture.clone(),
                 releases,
+                stale: None,
+                eol: None,
             });
         }
         let input = SiteInput {

@@ -25,6 +25,9 @@ mod handlers;
 mod incident_tests;
 mod incidents;
 mod jobs;
+mod notify;
+#[cfg(test)]
+mod notify_tests;
 mod queries;
 mod release;
 #[cfg(test)]
@@ -53,6 +56,7 @@ pub use blobs::{BlobFile, BlobStore};
 pub use cycle::{CycleOptions, CycleReport, StreamOutcome, Trigger};
 pub use gc::{BlobReason, DeletedBlob, GcReport};
 pub use incidents::MirrorSync;
+pub use notify::{retry_delay, DeliveryReport};
 pub use queries::RecipeChanges;
 pub use release::TickOutcome;
 pub use simulate::{SimulationOptions, SimulationReport, SimulationSummary, TimelineEntry};
@@ -143,6 +147,8 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     runner: Arc<dyn CommandRunner>,
     progress: Arc<dyn Progress>,
+    /// Where announcements are sent: the config's SMTP server or `.eml` outbox, unless replaced.
+    mailer: Arc<dyn slipway_release::Mailer>,
     worker: String,
     threads: usize,
     /// The accelerator boot tests use, probed once per process: a probe on a host whose KVM hangs costs
@@ -199,7 +205,9 @@ impl Engine {
         let worker = format!("{EMBEDDED_WORKER_PREFIX}{host}:{}", std::process::id());
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let incidents = incidents::Mirror::from_config(&config);
+        let mailer = notify::configured_mailer(&config);
         Self {
+            mailer,
             config,
             store,
             blobs,

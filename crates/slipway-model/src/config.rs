@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::announce::{check_mailbox, AnnounceConfig};
 use crate::cadence::{Cadence, OnMissed, Promotion, StreamPolicy};
 use crate::testing::{DenylistEntry, PlanConfig, DEFAULT_PLAN};
 use crate::toml_file::{read_toml, ConfigError, Location};
@@ -57,6 +58,9 @@ pub struct Config {
     /// Where incidents are mirrored besides the store.
     #[serde(default)]
     pub tracker: TrackerConfig,
+    /// Who announcements come from, who they go to, and how they are sent.
+    #[serde(default)]
+    pub announce: AnnounceConfig,
     /// The directory of the config file; every relative path was resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -580,6 +584,10 @@ impl Config {
         for file in &mut config.advisories.files {
             *file = base.join(&*file);
         }
+        config.announce.outbox_dir = Some(match &config.announce.outbox_dir {
+            Some(dir) => base.join(dir),
+            None => config.state_dir.join("outbox"),
+        });
         config.base_dir = base;
         config.validate(path, &text)?;
         Ok(config)
@@ -740,7 +748,105 @@ impl Config {
                 ));
             }
         }
-        Ok(())
+        self.validate_announce(path, text)
+    }
+
+    /// Addresses are checked now, so a typo in a recipient is found at load and not at the first release.
+    fn validate_announce(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let announce = &self.announce;
+        if let Err(message) = check_mailbox(&announce.from) {
+            return Err(ConfigError::at_key(
+                path,
+                text,
+                "from",
+                "announce.from",
+                message,
+            ));
+        }
+        if announce.recipients.is_empty() {
+            return Err(ConfigError::at_key(
+                path,
+                text,
+                "recipients",
+                "announce.recipients",
+                "name at least one recipient",
+            ));
+        }
+        for (i, recipient) in announce.recipients.iter().enumerate() {
+            if let Err(message) = check_mailbox(recipient) {
+                return Err(ConfigError::at_key(
+                    path,
+                    text,
+                    "recipients",
+                    &format!("announce.recipients[{i}]"),
+                    message,
+                ));
+            }
+        }
+        let Some(smtp) = &announce.smtp else {
+            return Ok(());
+        };
+        if smtp.host.trim().is_empty() || smtp.host.contains(char::is_whitespace) {
+            return Err(ConfigError::at_key(
+                path,
+                text,
+                "host",
+                "announce.smtp.host",
+                format!("{:?} is not a host name", smtp.host),
+            ));
+        }
+        if smtp.port == Some(0) {
+            return Err(ConfigError::at_key(
+                path,
+                text,
+                "port",
+                "announce.smtp.port",
+                "port 0 is not a port",
+            ));
+        }
+        if smtp.timeout_secs == 0 {
+            return Err(ConfigError::at_key(
+                path,
+                text,
+                "timeout-secs",
+                "announce.smtp.timeout-secs",
+                "a timeout of 0 seconds fails every send; give at least 1",
+            ));
+        }
+        match (&smtp.username, &smtp.password_env) {
+            (Some(_), None) => Err(ConfigError::at_key(
+                path,
+                text,
+                "username",
+                "announce.smtp.password-env",
+                "a username needs `password-env`, the environment variable that holds its password",
+            )),
+            (None, Some(_)) => Err(ConfigError::at_key(
+                path,
+                text,
+                "password-env",
+                "announce.smtp.username",
+                "`password-env` needs a `username` to log in with",
+            )),
+            (Some(_), Some(var)) if var.is_empty() || var.contains(['=', '\0']) => {
+                Err(ConfigError::at_key(
+                    path,
+                    text,
+                    "password-env",
+                    "announce.smtp.password-env",
+                    format!("{var:?} is not an environment variable name"),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Where announcements are written as `.eml` files when no SMTP server is configured.
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.announce
+            .outbox_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("outbox"))
     }
 
     /// Each `promote-from` must name another configured stream, and following them must never come
@@ -1453,6 +1559,88 @@ mod tracker_tests {
             message.contains("field `tracker.url`: is only used"),
             "{message}"
         );
+    }
+}
+
+#[cfg(test)]
+mod announce_tests {
+    use super::*;
+
+    const BASE: &str = "[signing]\nkey = \"k.asc\"\n[gate.g]\nrequired = [\"boot\"]\n\
+                        [[stream]]\nname = \"cloud\"\nrecipe = \"cloud.toml\"\ngate = \"g\"\n";
+
+    fn load(extra: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("slipway.toml");
+        std::fs::write(&path, format!("{BASE}{extra}")).expect("write");
+        Config::load(&path)
+    }
+
+    #[test]
+    fn without_an_announce_table_announcements_go_to_the_outbox_in_the_state_dir() {
+        let config = load("").expect("valid");
+        assert!(config.announce.smtp.is_none());
+        assert_eq!(config.outbox_dir(), config.state_dir.join("outbox"));
+        assert_eq!(config.announce.recipients, ["announce@localhost"]);
+    }
+
+    #[test]
+    fn smtp_and_outbox_settings_load() {
+        let config = load(
+            "[announce]\nfrom = \"Release Team <releng@example.org>\"\n\
+             recipients = [\"cloud-announce@lists.example.org\", \"ops@example.org\"]\n\
+             outbox-dir = \"mail\"\n\
+             smtp = { host = \"smtp.example.org\", port = 2525, starttls = false, \
+             username = \"releng\", password-env = \"SLIPWAY_SMTP_PASSWORD\" }\n",
+        )
+        .expect("valid");
+        let smtp = config.announce.smtp.as_ref().expect("smtp");
+        assert_eq!(smtp.host, "smtp.example.org");
+        assert_eq!(smtp.port(), 2525);
+        assert!(!smtp.starttls);
+        assert_eq!(smtp.password_env.as_deref(), Some("SLIPWAY_SMTP_PASSWORD"));
+        assert_eq!(smtp.timeout_secs, 30);
+        assert_eq!(config.outbox_dir(), config.base_dir.join("mail"));
+        assert_eq!(config.announce.mail_settings().recipients.len(), 2);
+    }
+
+    #[test]
+    fn a_bad_address_is_refused_naming_the_field_and_line() {
+        let message = load("[announce]\nfrom = \"releng@example.org\"\nrecipients = [\"ok@example.org\", \"not-an-address\"]\n")
+            .expect_err("must fail")
+            .to_string();
+        assert!(
+            message.contains("slipway.toml:11:1: field `announce.recipients[1]`"),
+            "{message}"
+        );
+        assert!(
+            message.contains("\"not-an-address\" is not a mail address"),
+            "{message}"
+        );
+        let message = load("[announce]\nfrom = \"Release Team releng@example.org\"\n")
+            .expect_err("must fail")
+            .to_string();
+        assert!(message.contains("field `announce.from`"), "{message}");
+    }
+
+    #[test]
+    fn smtp_mistakes_are_named() {
+        let message = load("[announce]\nrecipients = []\n")
+            .expect_err("must fail")
+            .to_string();
+        assert!(message.contains("announce.recipients"), "{message}");
+        let message = load("[announce.smtp]\nhost = \"mail\"\nusername = \"releng\"\n")
+            .expect_err("must fail")
+            .to_string();
+        assert!(message.contains("announce.smtp.password-env"), "{message}");
+        let message = load("[announce.smtp]\nhost = \"mail\"\npasword-env = \"X\"\n")
+            .expect_err("must fail")
+            .to_string();
+        assert!(message.contains("pasword-env"), "{message}");
+        let message = load("[announce.smtp]\nhost = \"\"\n")
+            .expect_err("must fail")
+            .to_string();
+        assert!(message.contains("announce.smtp.host"), "{message}");
     }
 }
 

@@ -79,4 +79,12 @@ pub mod topics {
     pub const INCIDENT_COMMENTED: &str = "incident.commented";
     /// An incident was closed, with a comment (a good compose came).
     pub const INCIDENT_CLOSED: &str = "incident.closed";
+    /// An announcement was put in the notification queue; it is sent (and retried) from there.
+    pub const ANNOUNCEMENT_QUEUED: &str = "announcement.queued";
+    /// A queued announcement was handed to the mail server or written to the outbox.
+    pub const ANNOUNCEMENT_SENT: &str = "announcement.sent";
+    /// A release was revoked as bad: the stream falls back to the newest release before it that is not.
+    pub const RELEASE_REVOKED: &str = "release.revoked";
+    /// A revocation was taken back: the release is served again.
+    pub const RELEASE_UNREVOKED: &str = "release.unrevoked";
 }

@@ -7,6 +7,7 @@
 //! line, column and field.
 
 mod advisory;
+mod announce;
 mod cadence;
 mod clock;
 mod compose;
@@ -26,6 +27,10 @@ mod toml_file;
 pub use advisory::{
     load_advisory_file, Advisory, AdvisoryPackage, MatchedAdvisory, SecurityThreshold, Severity,
     SeverityError,
+};
+pub use announce::{
+    check_mailbox, AdvisoryRef, AnnounceConfig, Announcement, AnnouncementKind, DownloadLink,
+    EolNotice, MailSettings, ReleaseNotice, RevocationNotice, SmtpConfig, StaleNotice,
 };
 pub use cadence::{
     Cadence, CadenceState, CronError, CronSchedule, DueInstants, EverySchedule, OnMissed, Period,
@@ -54,7 +59,7 @@ pub use pkgdiff::{is_security_suite, PackageChange, PkgDiff};
 pub use recipe::{
     DiskLayout, FileEntry, OutputFormat, PackageSource, Recipe, RecipeTests, SystemSettings, Units,
 };
-pub use release::{Release, ReleaseState, Version, VersionError};
+pub use release::{Release, ReleaseState, RevocationNote, Version, VersionError};
 pub use results::{Attempt, Outcome, RunId, TestResult, TestRun};
 pub use testing::{
     canonical_arch, glob_matches, pattern_matches, DenylistEntry, PlanConfig, DEFAULT_PLAN,

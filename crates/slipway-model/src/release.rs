@@ -147,6 +147,21 @@ pub struct Release {
     pub created_at: Timestamp,
     /// When it was first published.
     pub published_at: Option<Timestamp>,
+    /// Why, by whom and when it was revoked, while it is revoked. An unrevoked release has none here; the
+    /// store keeps every revocation and unrevocation in its history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<RevocationNote>,
+}
+
+/// The record of a release's revocation: the reason people are told, who decided it and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationNote {
+    /// Why the release must not be used.
+    pub reason: String,
+    /// Who revoked it.
+    pub author: String,
+    /// When.
+    pub at: Timestamp,
 }
 
 #[cfg(test)]
@@ -164,5 +179,28 @@ mod tests {
         assert!("20261121".parse::<Version>().is_err());
         let at: Timestamp = "2026-11-21T23:59:00Z".parse().expect("timestamp");
         assert_eq!(Version::new(at, 3).to_string(), "20261121.3");
+    }
+
+    #[test]
+    fn releases_written_before_revocation_notes_still_read() {
+        let old = r#"{"stream":"s","version":"20261121.0","compose":"c","state":"published",
+            "created_at":"2026-11-21T00:00:00Z","published_at":null}"#;
+        let release: Release = serde_json::from_str(old).expect("old release JSON");
+        assert_eq!(release.revocation, None);
+        let text = serde_json::to_string(&release).expect("serialize");
+        assert!(!text.contains("revocation"), "{text}");
+        let revoked = Release {
+            state: ReleaseState::Revoked,
+            revocation: Some(RevocationNote {
+                reason: "boots to a black screen".into(),
+                author: "alice".into(),
+                at: "2026-11-22T00:00:00Z".parse().expect("timestamp"),
+            }),
+            ..release
+        };
+        let back: Release =
+            serde_json::from_str(&serde_json::to_string(&revoked).expect("serialize"))
+                .expect("read");
+        assert_eq!(back, revoked);
     }
 }

@@ -1,20 +1,33 @@
 //! The public tree: release files, signed `CHECKSUM`s and detached signatures, Fedora CoreOS-shaped stream
-//! metadata, the releases index, public keys and the download page, written as a complete new generation and
-//! switched in with one atomic rename of a symbolic link.
+//! metadata, the releases index, public keys, the download page and an Atom feed. The metadata is written as
+//! a new generation and switched in with one atomic rename of a symbolic link; release directories live in a
+//! pool that every generation reaches through a link per stream, so a publish costs what changed.
 //!
 //! ```text
 //! <publish> -> .<publish>.generations/<n>/
+//!   <stream> -> ../../.<publish>.pool/<stream>
 //!   <stream>/<version>/           the release's files, <file>.sig each, CHECKSUM (clearsigned sha256sum lines)
-//!   streams/<stream>.json         newest live release, coreos-stream-metadata shape
-//!   releases/<stream>.json        every release, newest first
+//!   streams/<stream>.json         the newest release not revoked, coreos-stream-metadata shape, with the
+//!                                 stale and end-of-life markers under metadata.x-slipway-stale / -eol
+//!   releases/<stream>.json        every release, newest first; revoked ones with their revocation
+//!   archive/<stream>/releases-<YYYYMMDD>.json
+//!                                 the releases index as it was when the stream reached its end of life
 //!   keys/<fingerprint>.asc        the public key (and earlier ones), also as keys/release-key.asc
 //!   index.html                    the download page
+//!   feed.xml                      Atom feed: releases, revocations, stale streams, ends of life
+//! .<publish>.pool/
+//!   <stream>/<version>/           release directories, shared by the generations, never changed
+//!   .withdrawn/<stream>/<version>/  revoked releases, out of the site, restored on unrevocation
+//!   .staging/<n>/                 new releases being signed, out of the site until the switch
 //! ```
+//!
+//! Mirrors that copy the tree with rsync must resolve the stream links (`--copy-unsafe-links`, or `-L`).
 //!
 //! Signing sits behind the [`Signer`] trait; [`GpgSigner`] implements it with gpg(1) run through
 //! [`slipway_exec::CommandRunner`]. This crate takes plain values in ([`SiteInput`]) and never reads the
 //! store; the engine decides which releases exist and in which state.
 
+mod feed;
 mod fsutil;
 mod html;
 mod metadata;
@@ -25,5 +38,6 @@ mod site;
 pub use notes::{release_notes, RELEASE_NOTES};
 pub use sign::{GpgSigner, SignError, Signer};
 pub use site::{
-    publish, PublishError, PublishFile, PublishSummary, ReleaseInput, SiteInput, StreamInput,
+    publish, EolInfo, PublishError, PublishFile, PublishSummary, ReleaseInput, SiteInput,
+    StaleInfo, StreamInput,
 };

@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use serde::Serialize;
-use slipway_model::{ArtifactKind, OutputFormat, ReleaseState};
+use serde::{Deserialize, Serialize};
+use slipway_model::{ArtifactKind, OutputFormat, ReleaseState, RevocationNote};
 
-use crate::site::{ReleaseInput, StreamInput};
+use crate::site::{EolInfo, ReleaseInput, StaleInfo, StreamInput};
 
 /// The architecture name CoreOS stream metadata uses (RPM/GNU names) for a Debian architecture name.
 /// Names that are the same in both, and ones this table does not know, pass through unchanged.
@@ -57,9 +57,55 @@ pub(crate) fn is_served(state: ReleaseState) -> bool {
     !matches!(state, ReleaseState::Revoked | ReleaseState::Expired)
 }
 
-/// Whether a release can be the one a stream points at. Pending means "being published by this very run".
-pub(crate) fn is_live(state: ReleaseState) -> bool {
-    matches!(state, ReleaseState::Published | ReleaseState::Pending)
+/// The archived releases index of a stream that reached its end of life, relative to the site root. The
+/// date is the end of life's, so the name stays the same on every later publish.
+pub(crate) fn archive_path(stream: &str, eol: &EolInfo) -> String {
+    format!(
+        "archive/{stream}/releases-{}.json",
+        eol.at.strftime("%Y%m%d")
+    )
+}
+
+/// The stale marker, in stream metadata and the releases index.
+#[derive(Serialize)]
+struct StaleDoc {
+    since: String,
+    incident: Option<String>,
+}
+
+impl StaleDoc {
+    fn new(stale: &StaleInfo) -> Self {
+        Self {
+            since: rfc3339(stale.since),
+            incident: stale.incident_url.clone(),
+        }
+    }
+}
+
+/// The end-of-life marker, in stream metadata and the releases index.
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct EolDoc {
+    at: String,
+    successor: Option<String>,
+    /// The successor's stream metadata.
+    successor_stream: Option<String>,
+    /// The archived releases index.
+    archive: String,
+}
+
+impl EolDoc {
+    fn new(stream: &str, eol: &EolInfo, base_url: Option<&str>) -> Self {
+        Self {
+            at: rfc3339(eol.at),
+            successor: eol.successor.clone(),
+            successor_stream: eol
+                .successor
+                .as_ref()
+                .map(|s| location(base_url, &format!("streams/{s}.json"))),
+            archive: location(base_url, &archive_path(stream, eol)),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -69,10 +115,17 @@ struct StreamDoc<'a> {
     architectures: BTreeMap<&'a str, ArchDoc>,
 }
 
+/// CoreOS metadata has `last-modified` (and `generator`) here; readers of the format ignore other keys, so
+/// slipway's own markers live beside them under an `x-slipway-` prefix that no future CoreOS key takes.
 #[derive(Serialize)]
 struct StreamMetadata {
     #[serde(rename = "last-modified")]
     last_modified: String,
+    generator: &'static str,
+    #[serde(rename = "x-slipway-stale", skip_serializing_if = "Option::is_none")]
+    stale: Option<StaleDoc>,
+    #[serde(rename = "x-slipway-eol", skip_serializing_if = "Option::is_none")]
+    eol: Option<EolDoc>,
 }
 
 #[derive(Serialize)]
@@ -93,7 +146,8 @@ struct DiskDoc {
     sha256: String,
 }
 
-/// `streams/<stream>.json`: the stream's newest live release, in the shape `coreos-stream-metadata` reads.
+/// `streams/<stream>.json`: the stream's current release (never a revoked one), in the shape
+/// `coreos-stream-metadata` reads, with the stale and end-of-life markers under `metadata`.
 pub(crate) fn stream_json(
     stream: &StreamInput,
     latest: Option<&ReleaseInput>,
@@ -130,6 +184,12 @@ pub(crate) fn stream_json(
         stream: &stream.name,
         metadata: StreamMetadata {
             last_modified: rfc3339(generated_at),
+            generator: concat!("slipway ", env!("CARGO_PKG_VERSION")),
+            stale: stream.stale.as_ref().map(StaleDoc::new),
+            eol: stream
+                .eol
+                .as_ref()
+                .map(|eol| EolDoc::new(&stream.name, eol, base_url)),
         },
         architectures,
     };
@@ -142,6 +202,10 @@ struct ReleasesDoc<'a> {
     stream: &'a str,
     architecture: &'a str,
     generated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stale: Option<StaleDoc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eol: Option<EolDoc>,
     releases: Vec<ReleaseDoc<'a>>,
 }
 
@@ -156,7 +220,27 @@ struct ReleaseDoc<'a> {
     /// The release's directory; absent once it is revoked and withdrawn.
     location: Option<String>,
     checksum: Option<String>,
+    /// Why, by whom and when it was revoked; only on revoked releases.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revocation: Option<RevocationDoc<'a>>,
     files: Vec<FileDoc<'a>>,
+}
+
+#[derive(Serialize)]
+struct RevocationDoc<'a> {
+    reason: &'a str,
+    author: &'a str,
+    at: String,
+}
+
+impl<'a> RevocationDoc<'a> {
+    fn new(note: &'a RevocationNote) -> Self {
+        Self {
+            reason: &note.reason,
+            author: &note.author,
+            at: rfc3339(note.at),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -170,7 +254,8 @@ struct FileDoc<'a> {
     signature: Option<String>,
 }
 
-/// `releases/<stream>.json`: every release given, newest first, with its state and files.
+/// `releases/<stream>.json`: every release given, newest first, with its state and files; revoked ones stay,
+/// with their revocation, and without locations since their files are withdrawn.
 pub(crate) fn releases_json(
     stream: &StreamInput,
     releases: &[&ReleaseInput],
@@ -200,6 +285,10 @@ pub(crate) fn releases_json(
                 published_at: published_at.map(rfc3339),
                 location: at(format!("{dir}/")),
                 checksum: at(format!("{dir}/CHECKSUM")),
+                revocation: (r.release.state == ReleaseState::Revoked)
+                    .then_some(r.release.revocation.as_ref())
+                    .flatten()
+                    .map(RevocationDoc::new),
                 files: r
                     .files
                     .iter()
@@ -219,8 +308,65 @@ pub(crate) fn releases_json(
         stream: &stream.name,
         architecture: &stream.architecture,
         generated_at: rfc3339(generated_at),
+        stale: stream.stale.as_ref().map(StaleDoc::new),
+        eol: stream
+            .eol
+            .as_ref()
+            .map(|eol| EolDoc::new(&stream.name, eol, base_url)),
         releases,
     })
+}
+
+/// What the releases index of the current generation says a release directory holds, read back so that a
+/// publish can check a carried-over release against it without opening every directory.
+#[derive(Debug, Default)]
+pub(crate) struct PublishedIndex {
+    /// Served releases by version: `(file name, sha256, size)` of each file.
+    pub served: BTreeMap<String, Vec<(String, String, u64)>>,
+}
+
+#[derive(Deserialize)]
+struct IndexIn {
+    releases: Vec<ReleaseIn>,
+}
+
+#[derive(Deserialize)]
+struct ReleaseIn {
+    version: String,
+    location: Option<String>,
+    #[serde(default)]
+    files: Vec<FileIn>,
+}
+
+#[derive(Deserialize)]
+struct FileIn {
+    name: String,
+    sha256: String,
+    size: u64,
+}
+
+impl PublishedIndex {
+    /// Reads a releases index. Anything it cannot read (no file, another format) gives an empty index, which
+    /// only means every directory is checked from its own CHECKSUM instead.
+    pub(crate) fn parse(bytes: &[u8]) -> Self {
+        let Ok(index) = serde_json::from_slice::<IndexIn>(bytes) else {
+            return Self::default();
+        };
+        let served = index
+            .releases
+            .into_iter()
+            .filter(|r| r.location.is_some())
+            .map(|r| {
+                let files = r
+                    .files
+                    .into_iter()
+                    .map(|f| (f.name, f.sha256.to_ascii_lowercase(), f.size))
+                    .collect();
+                (r.version, files)
+            })
+            .collect();
+        Self { served }
+    }
 }
 
 fn pretty<T: Serialize>(doc: &T) -> serde_json::Result<Vec<u8>> {

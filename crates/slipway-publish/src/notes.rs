@@ -129,6 +129,7 @@ mod tests {
             state: ReleaseState::Pending,
             created_at: "2026-11-21T10:00:00Z".parse().expect("time"),
             published_at: None,
+            revocation: None,
         };
         let diff = PkgDiff {
             previous: Some(ComposeId("cloud-20261120.0".into())),
@@ -196,6 +197,7 @@ mod tests {
             state: ReleaseState::Pending,
             created_at: "2026-11-21T10:00:00Z".parse().expect("time"),
             published_at: None,
+            revocation: None,
         };
         let advisory = |id: &str, severity, url: Option<&str>| MatchedAdvisory {
             id: id.into(),

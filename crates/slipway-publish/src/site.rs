@@ -6,18 +6,19 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
-use slipway_model::{ArtifactKind, Release, Sha256};
+use slipway_model::{ArtifactKind, Release, ReleaseState, Sha256};
 
+use crate::feed;
 use crate::fsutil::{self, Placed};
 use crate::html::{self, StreamView};
-use crate::metadata::{self, is_live, is_served, release_dir};
+use crate::metadata::{self, archive_path, is_served, PublishedIndex};
 use crate::sign::{SignError, Signer};
 
 /// Everything one publish writes: the site's streams and all their releases.
 #[derive(Debug, Clone)]
 pub struct SiteInput {
     /// The public path. It becomes (or already is) a symbolic link to the current generation directory,
-    /// `<parent>/.<name>.generations/<n>/`.
+    /// `<parent>/.<name>.generations/<n>/`; release directories live in `<parent>/.<name>.pool/`.
     pub publish_dir: PathBuf,
     /// The URL the site is served under, such as `https://images.example.org/pub`; locations in the JSON
     /// documents are absolute under it. Without it they are paths relative to the site root.
@@ -41,6 +42,29 @@ pub struct StreamInput {
     pub architecture: String,
     /// Every release of the stream, in any state, newest first.
     pub releases: Vec<ReleaseInput>,
+    /// Set while the stream is stale: a release day passed with no compose good enough to release, so it
+    /// still offers its previous release.
+    pub stale: Option<StaleInfo>,
+    /// Set once the stream has reached its end of life: it gets no new releases.
+    pub eol: Option<EolInfo>,
+}
+
+/// Why a stream is stale and where people can follow it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleInfo {
+    /// The release day since which the stream has had nothing new to release.
+    pub since: Timestamp,
+    /// The incident that tracks the failures, if one is open.
+    pub incident_url: Option<String>,
+}
+
+/// A stream's end of life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EolInfo {
+    /// When it ended; its date names the archived releases index.
+    pub at: Timestamp,
+    /// The stream users should move to, by name; it should be a stream of the same site.
+    pub successor: Option<String>,
 }
 
 /// One release and the files it publishes.
@@ -183,15 +207,29 @@ where
         })?
 }
 
-/// Writes the whole public tree as a new generation and switches the public path to it.
+/// Writes the public tree's metadata as a new generation, adds new releases to the release pool, and switches
+/// the public path to the new generation.
 ///
-/// Every release directory already in the current generation is carried over by hard links (never
-/// re-signed or rewritten, and checked to list the same files); new releases get their files linked or
-/// copied from `source`, checked against their size and SHA-256, signed (`<file>.sig`) and listed in a
-/// clearsigned `CHECKSUM`. Revoked releases are withdrawn from the tree but stay in the releases index.
-/// Metadata, keys and the page are written fresh. Only when all of that succeeded does the public symbolic
-/// link move, in one `rename(2)`; the generation it pointed at is kept for readers still inside it, older
-/// ones are deleted.
+/// The cost follows what changed, not the history: release directories live in a pool beside the
+/// generations (`.<name>.pool/<stream>/<version>/`), which every generation reaches through one symbolic link
+/// per stream, so a publish writes the metadata (stream JSON, releases index, page, feed, keys) and the new
+/// releases only. The guarantees:
+///
+/// - **Readers never see metadata naming a missing file.** A new release is placed, checked against its
+///   size and SHA-256, signed (`<file>.sig`) and listed in a clearsigned `CHECKSUM` in a staging directory
+///   that nothing public reaches; it enters the pool only after the whole generation is built, just before
+///   the switch. A revoked release leaves the pool (to `.withdrawn/`, so an unrevocation restores it
+///   without signing anything again) only after the switch, when no current metadata names it any more.
+/// - **No published file is rewritten in place.** A release directory never changes once in the pool; a
+///   release that comes back with other files is refused ([`PublishError::Immutable`]). Every generation's
+///   metadata is written fresh into its own directory.
+/// - **The switch is atomic:** one `rename(2)` of the public symbolic link.
+/// - **A failed publish leaves the old tree:** a failure before the switch removes the staging directory
+///   and the unfinished generation, and moves back any release directory it had moved.
+///
+/// Release directories already in the pool are checked against the releases index of the current generation
+/// (the files, sizes and SHA-256 it promised) rather than read again. The generation the public path pointed
+/// at is kept for readers still inside it; older ones are deleted.
 ///
 /// Callers must not run two publishes of the same `publish_dir` at once.
 pub async fn publish(
@@ -210,24 +248,40 @@ pub async fn publish(
         "building a generation of the public tree"
     );
 
-    let built = build(input, &plan, signer, &prepared).await;
-    let files_written = match built {
-        Ok(n) => n,
+    let built = match build(input, &plan, signer, &layout, &prepared).await {
+        Ok(built) => built,
         Err(e) => {
-            let building = prepared.building.clone();
+            let (layout, prepared) = (layout.clone(), prepared.clone());
             let _ = blocking(move || {
-                fs::remove_dir_all(&building).map_err(io_err("remove", &building))
+                layout.discard(&prepared);
+                Ok(())
             })
-            .await
-            .map_err(|cleanup| tracing::warn!(error = %cleanup, "could not remove the failed generation"));
+            .await;
             return Err(e);
         }
     };
 
     let generation = prepared.next;
+    let files_written = built.files_written;
+    let keep = plan.keep();
     {
-        let layout = layout.clone();
-        blocking(move || layout.switch(&prepared)).await?;
+        let (layout, prepared) = (layout.clone(), prepared.clone());
+        blocking(move || {
+            let switched = layout.switch(&prepared, &built.moves);
+            if switched.is_err() {
+                layout.discard(&prepared);
+            }
+            switched
+        })
+        .await?;
+    }
+    {
+        let (layout, prepared) = (layout.clone(), prepared.clone());
+        blocking(move || {
+            layout.tidy(&prepared, &keep);
+            Ok(())
+        })
+        .await?;
     }
     tracing::info!(publish_dir = %layout.public.display(), generation, files_written, "published");
     Ok(PublishSummary {
@@ -249,8 +303,43 @@ struct Plan<'a> {
     streams: Vec<StreamPlan<'a>>,
 }
 
+/// What the pool should hold once a publish is switched in, by stream: the versions served and the versions
+/// revoked (kept aside, withdrawn). Anything else in the pool (expired releases among it) is gone from the
+/// site and deleted.
+#[derive(Debug, Clone, Default)]
+struct Keep {
+    streams: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)>,
+}
+
+impl Plan<'_> {
+    fn keep(&self) -> Keep {
+        let mut keep = Keep::default();
+        for sp in &self.streams {
+            let (served, revoked) = keep.streams.entry(sp.stream.name.clone()).or_default();
+            for r in &sp.releases {
+                let version = r.release.version.to_string();
+                if is_served(r.release.state) {
+                    served.insert(version);
+                } else if r.release.state == ReleaseState::Revoked {
+                    revoked.insert(version);
+                }
+                // An expired release is in neither: its directory leaves the pool for good, so garbage
+                // collection frees its files.
+            }
+        }
+        keep
+    }
+}
+
 /// Reserved names at the site root, which a stream directory must not shadow.
-const RESERVED: [&str; 5] = ["streams", "releases", "keys", "index.html", "feed.xml"];
+const RESERVED: [&str; 6] = [
+    "streams",
+    "releases",
+    "keys",
+    "archive",
+    "index.html",
+    "feed.xml",
+];
 
 fn check_name(what: &str, name: &str, extra: &str) -> Result<(), PublishError> {
     let ok = !name.is_empty()
@@ -333,7 +422,13 @@ impl<'a> Plan<'a> {
             let mut releases: Vec<&ReleaseInput> = stream.releases.iter().collect();
             // The caller gives them newest first; sorting anyway makes "newest" mean the version order.
             releases.sort_by(|a, b| b.release.version.cmp(&a.release.version));
-            let latest = releases.iter().copied().find(|r| is_live(r.release.state));
+            // The stream points at its newest release that is not revoked: after a revocation that is the
+            // release before it, whatever state the caller still gives it (the store agrees: it makes that
+            // release the published one).
+            let latest = releases
+                .iter()
+                .copied()
+                .find(|r| is_served(r.release.state));
             streams.push(StreamPlan {
                 stream,
                 releases,
@@ -344,7 +439,7 @@ impl<'a> Plan<'a> {
     }
 }
 
-/// Where the public path and its generations live.
+/// Where the public path, its generations and the release pool live.
 #[derive(Debug, Clone)]
 struct Layout {
     public: PathBuf,
@@ -352,6 +447,12 @@ struct Layout {
     /// `.<name>.generations`, as the symbolic link names it (relative, so the tree can move).
     generations_name: String,
     generations: PathBuf,
+    /// `.<name>.pool`, as a generation's stream links name it (relative, likewise).
+    pool_name: String,
+    /// Release directories by stream and version, shared by every generation.
+    pool: PathBuf,
+    /// Revoked releases' directories, kept out of the site so that an unrevocation need not sign again.
+    withdrawn: PathBuf,
     tmp_link: PathBuf,
 }
 
@@ -363,11 +464,14 @@ enum Current {
     Generation { n: u64, dir: PathBuf },
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Prepared {
     current: Current,
     next: u64,
+    /// The new generation's metadata, until the switch.
     building: PathBuf,
+    /// New releases' directories, until they enter the pool.
+    staging: PathBuf,
 }
 
 impl Prepared {
@@ -378,6 +482,10 @@ impl Prepared {
         }
     }
 }
+
+/// Names inside the pool that are not streams (stream names never start with a dot).
+const STAGING: &str = ".staging";
+const WITHDRAWN: &str = ".withdrawn";
 
 impl Layout {
     fn new(publish_dir: &Path) -> Result<Self, PublishError> {
@@ -396,11 +504,16 @@ impl Layout {
             ))
         })?;
         let generations_name = format!(".{name}.generations");
+        let pool_name = format!(".{name}.pool");
+        let pool = parent.join(&pool_name);
         Ok(Self {
             generations: parent.join(&generations_name),
             tmp_link: parent.join(format!(".{name}.tmp-link")),
             parent: parent.to_path_buf(),
             generations_name,
+            withdrawn: pool.join(WITHDRAWN),
+            pool,
+            pool_name,
             public,
         })
     }
@@ -452,12 +565,14 @@ impl Layout {
         Err(self.occupied("it exists and is not a directory"))
     }
 
-    /// Finds the current generation, clears leftovers of interrupted runs and creates the directory the new
-    /// generation is built in.
+    /// Finds the current generation, clears leftovers of interrupted runs and creates the directories the
+    /// new generation and its new releases are built in.
     fn prepare(&self) -> Result<Prepared, PublishError> {
         fs::create_dir_all(&self.parent).map_err(io_err("create", &self.parent))?;
         let current = self.inspect()?;
-        fs::create_dir_all(&self.generations).map_err(io_err("create", &self.generations))?;
+        for dir in [&self.generations, &self.pool, &self.withdrawn] {
+            fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        }
         let mut highest = match &current {
             Current::Generation { n, .. } => *n,
             _ => 0,
@@ -475,50 +590,173 @@ impl Layout {
                 highest = highest.max(n);
             }
         }
+        // Releases staged by an interrupted run were never public either.
+        let staging_root = self.pool.join(STAGING);
+        match fs::remove_dir_all(&staging_root) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(io_err("remove the unfinished staging area", &staging_root)(
+                    e,
+                ))
+            }
+        }
         let next = highest + 1;
         let building = self.generations.join(format!(".building-{next}"));
         fs::create_dir(&building).map_err(io_err("create", &building))?;
+        let staging = staging_root.join(next.to_string());
+        fs::create_dir_all(&staging).map_err(io_err("create", &staging))?;
         Ok(Prepared {
             current,
             next,
             building,
+            staging,
         })
     }
 
-    /// Moves the finished generation into place and points the public path at it in one rename, then deletes
-    /// generations older than the one just replaced.
-    fn switch(&self, prepared: &Prepared) -> Result<(), PublishError> {
+    /// Removes what a failed publish built. Nothing of it was public.
+    fn discard(&self, prepared: &Prepared) {
+        for dir in [&prepared.building, &self.pool.join(STAGING)] {
+            match fs::remove_dir_all(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(path = %dir.display(), error = %e, "could not remove what a failed publish built")
+                }
+            }
+        }
+    }
+
+    /// Moves the new and restored release directories into the pool, then the finished generation into
+    /// place, and points the public path at it in one rename. On failure, everything moved is moved back.
+    fn switch(
+        &self,
+        prepared: &Prepared,
+        moves: &[(PathBuf, PathBuf)],
+    ) -> Result<(), PublishError> {
+        let mut done: Vec<(&Path, &Path)> = Vec::new();
         let finished = self.generations.join(prepared.next.to_string());
-        fs::rename(&prepared.building, &finished).map_err(io_err("rename", &prepared.building))?;
-        fsutil::sync_dir(&self.generations).map_err(io_err("sync", &self.generations))?;
+        let mut renamed = false;
+        let result = (|| {
+            let mut touched = BTreeSet::new();
+            for (from, to) in moves {
+                // The directory's own entries (files, signatures, CHECKSUM) must be durable before a name
+                // in the pool vouches for them.
+                fsutil::sync_dir(from).map_err(io_err("sync", from))?;
+                fs::rename(from, to).map_err(io_err("move into the release pool", from))?;
+                done.push((from, to));
+                if let Some(dir) = to.parent() {
+                    touched.insert(dir.to_path_buf());
+                }
+            }
+            for dir in &touched {
+                fsutil::sync_dir(dir).map_err(io_err("sync", dir))?;
+            }
+            fs::rename(&prepared.building, &finished)
+                .map_err(io_err("rename", &prepared.building))?;
+            renamed = true;
+            fsutil::sync_dir(&self.generations).map_err(io_err("sync", &self.generations))?;
 
-        match fs::symlink_metadata(&self.tmp_link) {
-            Ok(_) => fs::remove_file(&self.tmp_link).map_err(io_err("remove", &self.tmp_link))?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("inspect", &self.tmp_link)(e)),
+            match fs::symlink_metadata(&self.tmp_link) {
+                Ok(_) => {
+                    fs::remove_file(&self.tmp_link).map_err(io_err("remove", &self.tmp_link))?
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("inspect", &self.tmp_link)(e)),
+            }
+            let target = Path::new(&self.generations_name).join(prepared.next.to_string());
+            std::os::unix::fs::symlink(&target, &self.tmp_link)
+                .map_err(io_err("create the link", &self.tmp_link))?;
+            if prepared.current == Current::EmptyDir {
+                // rename(2) cannot replace a directory with a link; the directory was empty, so nobody loses
+                // a file in the moment the name is missing.
+                fs::remove_dir(&self.public)
+                    .map_err(io_err("take over the empty directory", &self.public))?;
+            }
+            fs::rename(&self.tmp_link, &self.public)
+                .map_err(io_err("switch the link", &self.public))
+        })();
+        if let Err(e) = result {
+            if renamed {
+                if let Err(undo) = fs::rename(&finished, &prepared.building) {
+                    tracing::warn!(error = %undo, "could not set the unfinished generation aside");
+                }
+            }
+            for (from, to) in done.iter().rev() {
+                if let Err(undo) = fs::rename(to, from) {
+                    tracing::warn!(path = %to.display(), error = %undo, "could not move a release directory back out of the pool");
+                }
+            }
+            let _ = fs::remove_file(&self.tmp_link);
+            return Err(e);
         }
-        let target = Path::new(&self.generations_name).join(prepared.next.to_string());
-        std::os::unix::fs::symlink(&target, &self.tmp_link)
-            .map_err(io_err("create the link", &self.tmp_link))?;
-        if prepared.current == Current::EmptyDir {
-            // rename(2) cannot replace a directory with a link; the directory was empty, so nobody loses a
-            // file in the moment the name is missing.
-            fs::remove_dir(&self.public)
-                .map_err(io_err("take over the empty directory", &self.public))?;
+        if let Err(e) = fsutil::sync_dir(&self.parent) {
+            tracing::warn!(path = %self.parent.display(), error = %e, "could not sync the switch");
         }
-        fs::rename(&self.tmp_link, &self.public)
-            .map_err(io_err("switch the link", &self.public))?;
-        fsutil::sync_dir(&self.parent).map_err(io_err("sync", &self.parent))?;
-
-        let keep: BTreeSet<u64> = match &prepared.current {
-            Current::Generation { n, .. } => [*n, prepared.next].into(),
-            _ => [prepared.next].into(),
-        };
-        self.prune(&keep);
         Ok(())
     }
 
-    /// Deletes generations not in `keep`. Failing here leaves disk used, not a broken site, so it only warns.
+    /// After the switch: withdraws from the pool the releases the new metadata no longer names (revoked ones
+    /// to `.withdrawn/`, the rest deleted), deletes withdrawn releases that are no longer listed at all, the
+    /// staging area and generations older than the one just replaced. Failing here leaves disk used or an
+    /// unnamed directory reachable, never a broken site, so it only warns; the next publish tidies again.
+    fn tidy(&self, prepared: &Prepared, keep: &Keep) {
+        let warn = |what: &str, path: &Path, e: io::Error| {
+            tracing::warn!(path = %path.display(), error = %e, "could not {what}");
+        };
+        let remove = |path: &Path| {
+            if let Err(e) = fs::remove_dir_all(path) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    warn("delete", path, e);
+                }
+            }
+        };
+        for (stream, (served, revoked)) in &keep.streams {
+            let pooled = self.pool.join(stream);
+            let withdrawn = self.withdrawn.join(stream);
+            for version in dir_names(&pooled) {
+                if served.contains(&version) {
+                    continue;
+                }
+                let from = pooled.join(&version);
+                let to = withdrawn.join(&version);
+                if revoked.contains(&version) && !to.exists() {
+                    let moved =
+                        fs::create_dir_all(&withdrawn).and_then(|()| fs::rename(&from, &to));
+                    if let Err(e) = moved {
+                        warn("withdraw", &from, e);
+                    }
+                } else {
+                    remove(&from);
+                }
+            }
+            for version in dir_names(&withdrawn) {
+                if !revoked.contains(&version) || served.contains(&version) {
+                    remove(&withdrawn.join(&version));
+                }
+            }
+        }
+        // Streams no longer on the site.
+        for name in dir_names(&self.pool) {
+            if !name.starts_with('.') && !keep.streams.contains_key(&name) {
+                remove(&self.pool.join(&name));
+            }
+        }
+        for name in dir_names(&self.withdrawn) {
+            if !keep.streams.contains_key(&name) {
+                remove(&self.withdrawn.join(&name));
+            }
+        }
+        remove(&self.pool.join(STAGING));
+
+        let keep_generations: BTreeSet<u64> = match &prepared.current {
+            Current::Generation { n, .. } => [*n, prepared.next].into(),
+            _ => [prepared.next].into(),
+        };
+        self.prune(&keep_generations);
+    }
+
+    /// Deletes generations not in `keep`.
     fn prune(&self, keep: &BTreeSet<u64>) {
         let Ok(entries) = fs::read_dir(&self.generations) else {
             return;
@@ -540,13 +778,46 @@ impl Layout {
     }
 }
 
-/// Builds the whole new generation in `prepared.building`; returns how many files it wrote anew.
+/// The names of the directories in `dir` (none if it cannot be read).
+fn dir_names(dir: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .collect()
+}
+
+/// What building a generation produced: the count of files written anew and the release directories to move
+/// into the pool at the switch, `(from, to)`.
+struct Built {
+    files_written: usize,
+    moves: Vec<(PathBuf, PathBuf)>,
+}
+
+/// `(file name, sha256, size)` of one file a release lists.
+type ExpectedFile = (String, Sha256, u64);
+
+/// Where a release directory to serve comes from.
+enum Source {
+    /// Already in the pool, checked.
+    Pooled,
+    /// Withdrawn earlier (revoked) and checked: it goes back into the pool at the switch.
+    Withdrawn(PathBuf),
+    /// Nowhere yet: placed and signed in staging.
+    New,
+}
+
+/// Builds the new generation's metadata in `prepared.building` and each new release in `prepared.staging`.
 async fn build(
     input: &SiteInput,
     plan: &Plan<'_>,
     signer: &dyn Signer,
+    layout: &Layout,
     prepared: &Prepared,
-) -> Result<usize, PublishError> {
+) -> Result<Built, PublishError> {
     let root = prepared.building.clone();
     let base_url = input
         .base_url
@@ -554,26 +825,92 @@ async fn build(
         .map(str::trim)
         .filter(|b| !b.is_empty());
     let mut written = 0;
+    let mut moves = Vec::new();
 
     for sp in &plan.streams {
-        for release in sp.releases.iter().copied() {
-            if !is_served(release.release.state) {
-                continue;
-            }
-            let rel = release_dir(&sp.stream.name, release);
-            let dst = root.join(&rel);
-            let label = format!("{} {}", sp.stream.name, release.release.version);
-            let previous = prepared.current_dir().map(|dir| dir.join(&rel));
-            let reused = match previous {
-                Some(prev) => {
-                    let expected = expected_files(release);
-                    let (dst, label) = (dst.clone(), label.clone());
-                    blocking(move || reuse_release(&prev, &dst, &expected, &label)).await?
+        let name = sp.stream.name.clone();
+        let pool_stream = layout.pool.join(&name);
+        // What the current generation promised about its releases, and where an older tree kept them.
+        let (index, legacy_dir) = {
+            let (current, pool_stream) = (
+                prepared.current_dir().map(Path::to_path_buf),
+                pool_stream.clone(),
+            );
+            let name = name.clone();
+            blocking(move || {
+                fs::create_dir_all(&pool_stream).map_err(io_err("create", &pool_stream))?;
+                let Some(current) = current else {
+                    return Ok((PublishedIndex::default(), None));
+                };
+                let index = fs::read(current.join("releases").join(format!("{name}.json")))
+                    .map(|bytes| PublishedIndex::parse(&bytes))
+                    .unwrap_or_default();
+                // Trees written before the pool held each stream's releases in the generation itself.
+                let stream_dir = current.join(&name);
+                let legacy = fs::symlink_metadata(&stream_dir)
+                    .is_ok_and(|m| m.is_dir())
+                    .then_some(stream_dir);
+                Ok((index, legacy))
+            })
+            .await?
+        };
+        // Where each served release is, found in one pass off the async threads: a stat per release.
+        let served: Vec<&ReleaseInput> = sp
+            .releases
+            .iter()
+            .copied()
+            .filter(|r| is_served(r.release.state))
+            .collect();
+        let wanted: Vec<(String, Vec<ExpectedFile>)> = served
+            .iter()
+            .map(|r| (r.release.version.to_string(), expected_files(r)))
+            .collect();
+        let sources = {
+            let (pool_stream, withdrawn, name) = (
+                pool_stream.clone(),
+                layout.withdrawn.join(&name),
+                name.clone(),
+            );
+            blocking(move || {
+                wanted
+                    .iter()
+                    .map(|(version, expected)| {
+                        locate_release(
+                            &pool_stream.join(version),
+                            &withdrawn.join(version),
+                            index.served.get(version),
+                            expected,
+                            &format!("{name} {version}"),
+                        )
+                    })
+                    .collect::<Result<Vec<Source>, PublishError>>()
+            })
+            .await?
+        };
+        for (release, found) in served.into_iter().zip(sources) {
+            let version = release.release.version.to_string();
+            let pooled = pool_stream.join(&version);
+            let label = format!("{name} {version}");
+            let expected = expected_files(release);
+            match found {
+                Source::Pooled => {}
+                Source::Withdrawn(dir) => moves.push((dir, pooled)),
+                Source::New => {
+                    let staged = prepared.staging.join(&name).join(&version);
+                    let from_legacy = match &legacy_dir {
+                        Some(dir) => {
+                            let (prev, staged, label) =
+                                (dir.join(&version), staged.clone(), label.clone());
+                            blocking(move || reuse_release(&prev, &staged, &expected, &label))
+                                .await?
+                        }
+                        None => false,
+                    };
+                    if !from_legacy {
+                        written += place_release(release, &staged, &label, signer).await?;
+                    }
+                    moves.push((staged, pooled));
                 }
-                None => false,
-            };
-            if !reused {
-                written += place_release(release, &dst, &label, signer).await?;
             }
         }
     }
@@ -590,6 +927,7 @@ async fn build(
     }
 
     let mut documents: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    let mut archives: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     let mut views = Vec::new();
     for sp in &plan.streams {
         let name = &sp.stream.name;
@@ -608,6 +946,10 @@ async fn build(
                     what: format!("releases/{name}.json"),
                     source,
                 })?;
+        if let Some(eol) = &sp.stream.eol {
+            // Written once, at the first publish after the end of life, and carried over after that.
+            archives.push((root.join(archive_path(name, eol)), releases_doc.clone()));
+        }
         documents.push((
             root.join("releases").join(format!("{name}.json")),
             releases_doc,
@@ -615,7 +957,7 @@ async fn build(
         views.push(StreamView {
             stream: sp.stream,
             latest: sp.latest,
-            total: sp.releases.len(),
+            releases: &sp.releases,
         });
     }
     let page = html::index_html(
@@ -625,9 +967,19 @@ async fn build(
         &views,
     );
     documents.push((root.join("index.html"), page.into_bytes()));
+    let atom = feed::feed_xml(&input.title, input.generated_at, base_url, &views);
+    documents.push((root.join("feed.xml"), atom.into_bytes()));
     written += documents.len();
 
-    blocking(move || {
+    let streams: Vec<String> = plan
+        .streams
+        .iter()
+        .map(|sp| sp.stream.name.clone())
+        .collect();
+    let link_base = Path::new("..").join("..").join(&layout.pool_name);
+    let old_archive = prepared.current_dir().map(|d| d.join("archive"));
+    written += blocking(move || {
+        let mut written = 0;
         for dir in ["streams", "releases"] {
             let dir = root.join(dir);
             fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
@@ -635,14 +987,179 @@ async fn build(
         for (path, bytes) in &documents {
             fsutil::write_synced(path, bytes).map_err(io_err("write", path))?;
         }
-        fsutil::sync_tree_dirs(&root).map_err(io_err("sync", &root))
+        for name in &streams {
+            // The stream's releases, reached through the pool; the link is relative so the tree can move.
+            let link = root.join(name);
+            std::os::unix::fs::symlink(link_base.join(name), &link)
+                .map_err(io_err("create the link", &link))?;
+            if let Some(old) = &old_archive {
+                carry_over_dir(&old.join(name), &root.join("archive").join(name))?;
+            }
+        }
+        for (path, bytes) in &archives {
+            if !path.exists() {
+                if let Some(dir) = path.parent() {
+                    fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+                }
+                fsutil::write_synced(path, bytes).map_err(io_err("write", path))?;
+                written += 1;
+            }
+        }
+        fsutil::sync_tree_dirs(&root).map_err(io_err("sync", &root))?;
+        Ok(written)
     })
     .await?;
-    Ok(written)
+    Ok(Built {
+        files_written: written,
+        moves,
+    })
+}
+
+/// Hard-links every file of `from` (if it exists) into `to`.
+fn carry_over_dir(from: &Path, to: &Path) -> Result<(), PublishError> {
+    let entries = match fs::read_dir(from) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err("list", from)(e)),
+    };
+    fs::create_dir_all(to).map_err(io_err("create", to))?;
+    for entry in entries {
+        let entry = entry.map_err(io_err("list", from))?;
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            let dst = to.join(entry.file_name());
+            fsutil::link_or_copy(&entry.path(), &dst).map_err(io_err("link", &dst))?;
+        }
+    }
+    Ok(())
+}
+
+/// Finds a release to serve in the pool or among the withdrawn ones and checks that it holds the files the
+/// release lists: against the current releases index when it lists the release (cheap), else against the
+/// directory's own CHECKSUM, sizes and signatures.
+fn locate_release(
+    pooled: &Path,
+    withdrawn: &Path,
+    indexed: Option<&Vec<(String, String, u64)>>,
+    expected: &[ExpectedFile],
+    label: &str,
+) -> Result<Source, PublishError> {
+    if is_dir(pooled)? {
+        match indexed {
+            Some(listed) => check_against_index(pooled, listed, expected, label)?,
+            None => check_release_dir(pooled, expected, label)?,
+        }
+        return Ok(Source::Pooled);
+    }
+    if is_dir(withdrawn)? {
+        check_release_dir(withdrawn, expected, label)?;
+        return Ok(Source::Withdrawn(withdrawn.to_path_buf()));
+    }
+    Ok(Source::New)
+}
+
+fn is_dir(path: &Path) -> Result<bool, PublishError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => Ok(meta.is_dir()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err("inspect", path)(e)),
+    }
+}
+
+/// What differs between the files a release lists and the files a directory holds, by name and SHA-256.
+fn differences(
+    wanted: &BTreeMap<String, String>,
+    listed: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut diffs = Vec::new();
+    for (name, sha) in wanted {
+        match listed.get(name) {
+            None => diffs.push(format!("{name} is new")),
+            Some(old) if old != sha => diffs.push(format!("{name} has another sha256")),
+            Some(_) => {}
+        }
+    }
+    for name in listed.keys().filter(|n| !wanted.contains_key(*n)) {
+        diffs.push(format!("{name} is gone"));
+    }
+    diffs
+}
+
+fn wanted_map(expected: &[ExpectedFile]) -> BTreeMap<String, String> {
+    expected
+        .iter()
+        .map(|(name, sha, _)| (name.clone(), sha.to_string()))
+        .collect()
+}
+
+/// Checks a pooled release against what the current releases index says it holds.
+fn check_against_index(
+    dir: &Path,
+    listed: &[(String, String, u64)],
+    expected: &[ExpectedFile],
+    label: &str,
+) -> Result<(), PublishError> {
+    let immutable = |detail: String| PublishError::Immutable {
+        release: label.to_string(),
+        dir: dir.to_path_buf(),
+        detail,
+    };
+    let listed_map: BTreeMap<String, String> = listed
+        .iter()
+        .map(|(name, sha, _)| (name.clone(), sha.clone()))
+        .collect();
+    let diffs = differences(&wanted_map(expected), &listed_map);
+    if !diffs.is_empty() {
+        return Err(immutable(diffs.join(", ")));
+    }
+    for (name, _, size) in expected {
+        if let Some((_, _, was)) = listed.iter().find(|(n, _, _)| n == name) {
+            if was != size {
+                return Err(immutable(format!(
+                    "{name} was published with {was} bytes, the release says {size}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks a release directory from its own files: the CHECKSUM lists exactly the release's files, each has
+/// the release's size and a signature beside it.
+fn check_release_dir(
+    dir: &Path,
+    expected: &[ExpectedFile],
+    label: &str,
+) -> Result<(), PublishError> {
+    let immutable = |detail: String| PublishError::Immutable {
+        release: label.to_string(),
+        dir: dir.to_path_buf(),
+        detail,
+    };
+    let checksum = fs::read_to_string(dir.join("CHECKSUM"))
+        .map_err(|e| immutable(format!("its CHECKSUM cannot be read: {e}")))?;
+    let diffs = differences(&wanted_map(expected), &parse_checksum(&checksum));
+    if !diffs.is_empty() {
+        return Err(immutable(diffs.join(", ")));
+    }
+    for (name, _, size) in expected {
+        let file = dir.join(name);
+        let len = fs::metadata(&file)
+            .map_err(|e| immutable(format!("{name} cannot be read: {e}")))?
+            .len();
+        if len != *size {
+            return Err(immutable(format!(
+                "{name} has {len} bytes, the release says {size}"
+            )));
+        }
+        if !dir.join(format!("{name}.sig")).is_file() {
+            return Err(immutable(format!("{name}.sig is missing")));
+        }
+    }
+    Ok(())
 }
 
 /// `(file name, sha256, size)` of each file a release lists.
-fn expected_files(release: &ReleaseInput) -> Vec<(String, Sha256, u64)> {
+fn expected_files(release: &ReleaseInput) -> Vec<ExpectedFile> {
     release
         .files
         .iter()
@@ -651,8 +1168,8 @@ fn expected_files(release: &ReleaseInput) -> Vec<(String, Sha256, u64)> {
 }
 
 /// The text of a release's CHECKSUM, in `sha256sum` format, sorted by file name.
-fn checksum_text(files: &[(String, Sha256, u64)]) -> String {
-    let mut sorted: Vec<&(String, Sha256, u64)> = files.iter().collect();
+fn checksum_text(files: &[ExpectedFile]) -> String {
+    let mut sorted: Vec<&ExpectedFile> = files.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     sorted
         .iter()
@@ -672,60 +1189,27 @@ fn parse_checksum(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Carries a release directory over from the current generation by hard links, after checking that it lists
-/// exactly the files the release has. Returns false when the current generation does not have it.
+/// Carries a release directory over from a tree written before the pool existed, by hard links, after
+/// checking that it lists exactly the files the release has. Returns false when that tree does not have it.
 fn reuse_release(
     prev: &Path,
     dst: &Path,
-    expected: &[(String, Sha256, u64)],
+    expected: &[ExpectedFile],
     label: &str,
 ) -> Result<bool, PublishError> {
-    let immutable = |detail: String| PublishError::Immutable {
-        release: label.to_string(),
-        dir: prev.to_path_buf(),
-        detail,
-    };
     match fs::symlink_metadata(prev) {
         Ok(meta) if meta.is_dir() => {}
-        Ok(_) => return Err(immutable("it is not a directory".into())),
+        Ok(_) => {
+            return Err(PublishError::Immutable {
+                release: label.to_string(),
+                dir: prev.to_path_buf(),
+                detail: "it is not a directory".into(),
+            })
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(io_err("inspect", prev)(e)),
     }
-    let checksum = fs::read_to_string(prev.join("CHECKSUM"))
-        .map_err(|e| immutable(format!("its CHECKSUM cannot be read: {e}")))?;
-    let listed = parse_checksum(&checksum);
-    let wanted: BTreeMap<String, String> = expected
-        .iter()
-        .map(|(name, sha, _)| (name.clone(), sha.to_string()))
-        .collect();
-    if listed != wanted {
-        let mut diffs = Vec::new();
-        for (name, sha) in &wanted {
-            match listed.get(name) {
-                None => diffs.push(format!("{name} is new")),
-                Some(old) if old != sha => diffs.push(format!("{name} has another sha256")),
-                Some(_) => {}
-            }
-        }
-        for name in listed.keys().filter(|n| !wanted.contains_key(*n)) {
-            diffs.push(format!("{name} is gone"));
-        }
-        return Err(immutable(diffs.join(", ")));
-    }
-    for (name, _, size) in expected {
-        let file = prev.join(name);
-        let len = fs::metadata(&file)
-            .map_err(|e| immutable(format!("{name} cannot be read: {e}")))?
-            .len();
-        if len != *size {
-            return Err(immutable(format!(
-                "{name} has {len} bytes, the release says {size}"
-            )));
-        }
-        if !prev.join(format!("{name}.sig")).is_file() {
-            return Err(immutable(format!("{name}.sig is missing")));
-        }
-    }
+    check_release_dir(prev, expected, label)?;
     fs::create_dir_all(dst).map_err(io_err("create", dst))?;
     for entry in fs::read_dir(prev).map_err(io_err("list", prev))? {
         let entry = entry.map_err(io_err("list", prev))?;

@@ -33,6 +33,12 @@ async fn an_expired_release_leaves_the_tree_and_stays_in_the_index() {
 
     assert!(!public.join(STREAM).join("20261107.0").exists());
     assert!(public.join(STREAM).join("20261121.0").is_dir());
+    // Not kept aside either, as a revoked release would be: its files are gone from the disk.
+    let leftovers: Vec<_> = walk(tmp.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("20261107.0"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
     let index: serde_json::Value = serde_json::from_slice(
         &std::fs::read(public.join(format!("releases/{STREAM}.json"))).expect("releases"),
     )
@@ -46,4 +52,17 @@ async fn an_expired_release_leaves_the_tree_and_stays_in_the_index() {
     let stream =
         std::fs::read_to_string(public.join(format!("streams/{STREAM}.json"))).expect("stream");
     assert!(stream.contains("20261121.0") && !stream.contains("20261107.0"));
+}
+
+/// Every path under `dir` that is not followed through a symbolic link.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let path = entry.path();
+        out.push(path.clone());
+        if entry.file_type().expect("type").is_dir() {
+            out.extend(walk(&path));
+        }
+    }
+    out
 }

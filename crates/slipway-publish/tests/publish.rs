@@ -248,8 +248,17 @@ async fn republishing_reuses_release_directories_and_switches_generations_atomic
         assert_eq!(target, &PathBuf::from(".public.generations/1"));
         assert_eq!(stream, &stream1);
     }
-    // Generation 1 is kept for readers still inside it, byte for byte.
-    assert_eq!(snapshot(&gen1), gen1_before);
+    // Generation 1 is kept for readers still inside it: every file it had is there, byte for byte (it sees
+    // the new release too, through its link to the release pool).
+    let gen1_after = snapshot(&gen1);
+    for file in &gen1_before {
+        assert!(gen1_after.contains(file), "{} changed", file.0.display());
+    }
+    assert_eq!(
+        gen1_after.len(),
+        gen1_before.len() + 5,
+        "plus the new release's two images, two signatures and CHECKSUM"
+    );
 
     // The old release directory was carried over, not re-signed: same inodes, same mtimes.
     let new_dir = public.join(STREAM).join("20261107.0");
@@ -434,6 +443,8 @@ async fn revoked_releases_never_reach_the_stream_and_empty_streams_say_so() {
         description: "Debian 13".into(),
         architecture: "arm64".into(),
         releases: Vec::new(),
+        stale: None,
+        eol: None,
     });
     publish(&input, &signer).await.expect("publish");
 

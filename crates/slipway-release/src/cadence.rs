@@ -405,6 +405,7 @@ mod tests {
                     state: ReleaseState::Published,
                     created_at: now,
                     published_at: Some(now),
+                    revocation: None,
                 });
             }
             self.state = plan.state.clone();
@@ -651,6 +652,7 @@ mod tests {
             state: ReleaseState::Published,
             created_at: t("2026-01-07T02:00:00Z"),
             published_at: Some(t("2026-01-07T02:00:00Z")),
+            revocation: None,
         });
         assert_eq!(s.tick("2026-01-07T03:00:00Z"), ReleaseAction::Nothing);
         assert_eq!(s.state.stale_since, None);
@@ -669,6 +671,7 @@ mod tests {
             state: ReleaseState::Published,
             created_at: t("2026-01-07T02:00:00Z"),
             published_at: Some(t("2026-01-07T02:00:00Z")),
+            revocation: None,
         });
         assert_eq!(s.tick("2026-01-08T00:00:00Z"), ReleaseAction::Nothing);
         assert_eq!(s.state.stale_since, None);
@@ -707,6 +710,7 @@ mod tests {
                 state,
                 created_at: at,
                 published_at: published.map(t),
+                revocation: None,
             },
             compose(id, composed, ComposeState::Complete),
         )

@@ -10,6 +10,17 @@
 //!
 //! Incidents: [`render_incident`] and its siblings write their texts; a [`Tracker`] mirrors them to an
 //! external tracker, [`GitLabTracker`] being the one slipway ships.
+//!
+//! Announcements are rendered here too ([`release_announcement`] and its siblings) and sent through a
+//! [`Mailer`]: [`SmtpMailer`] or [`OutboxMailer`].
+
+mod announce;
+mod mail;
+
+pub use announce::{
+    eol_announcement, release_announcement, revocation_announcement, stale_announcement,
+};
+pub use mail::{message, message_id, MailError, Mailer, OutboxMailer, SmtpMailer};
 
 #[cfg(any(test, feature = "fixture"))]
 pub mod fixture;
@@ -118,6 +129,7 @@ mod tests {
             state,
             created_at: Timestamp::UNIX_EPOCH,
             published_at: None,
+            revocation: None,
         }
     }
 

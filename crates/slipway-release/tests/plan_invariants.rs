@@ -245,6 +245,7 @@ impl World {
             state: ReleaseState::Published,
             created_at: at,
             published_at: Some(at),
+            revocation: None,
         });
     }
 
@@ -376,6 +377,7 @@ proptest! {
                     state: if *revoked { ReleaseState::Revoked } else { ReleaseState::Published },
                     created_at: published,
                     published_at: Some(published),
+                    revocation: None,
                 },
                 Compose {
                     id,
@@ -425,6 +427,7 @@ proptest! {
                     state: ReleaseState::Published,
                     created_at: ts(now),
                     published_at: Some(ts(now)),
+                    revocation: None,
                 });
             }
             state = plan.state;

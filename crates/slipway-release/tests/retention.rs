@@ -54,6 +54,7 @@ fn release(stream: &str, n: i64, state: ReleaseState) -> Release {
         state,
         created_at: at(n),
         published_at: None,
+        revocation: None,
     }
 }
 
@@ -339,6 +340,7 @@ fn history() -> impl Strategy<Value = (i64, Vec<StreamRetentionInput>)> {
                                 state,
                                 created_at: at(day),
                                 published_at: None,
+                                revocation: None,
                             });
                         }
                     }

@@ -8,6 +8,7 @@
 //!
 //! The SQL is kept to what PostgreSQL also speaks, so a second implementation can follow.
 
+mod notification;
 mod query;
 mod sqlite;
 
@@ -18,11 +19,13 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use slipway_model::{
-    Artifact, Compose, ComposeId, Decision, Event, EventId, EventSeq, ExternalIssue, Incident,
-    IncidentAction, InputHash, Lock, MirrorStep, NewIncident, NewIncidentComment, NewWaiver,
-    PkgDiff, Release, RunId, Sha256, TestResult, TestRun, Verdict, Version, Waiver,
+    Announcement, Artifact, Compose, ComposeId, Decision, Event, EventId, EventSeq, ExternalIssue,
+    Incident, IncidentAction, InputHash, Lock, MirrorStep, NewIncident, NewIncidentComment,
+    NewWaiver, PkgDiff, Release, ReleaseState, RevocationNote, RunId, Sha256, TestResult, TestRun,
+    Verdict, Version, Waiver,
 };
 
+pub use notification::{Notification, NotificationState};
 pub use query::{
     DataFilter, DataKey, GroupEntry, GroupQuery, PageRequest, Paged, ResultEntry, ResultQuery,
     SortOrder, TestcaseQuery, ITEM_TYPE,
@@ -42,6 +45,29 @@ pub enum StoreError {
     /// The change is not allowed in the current state; the message says why.
     #[error("{0}")]
     Conflict(String),
+    /// A release cannot be revoked because it already is; nothing was changed.
+    #[error(
+        "release {version} of {stream} is already revoked (by {} at {}: {})",
+        .revocation.author, .revocation.at, .revocation.reason
+    )]
+    AlreadyRevoked {
+        /// The stream.
+        stream: String,
+        /// The release's version.
+        version: Version,
+        /// The revocation in force.
+        revocation: RevocationNote,
+    },
+    /// A release cannot be unrevoked because it is not revoked; nothing was changed.
+    #[error("release {version} of {stream} is not revoked (it is {}), so there is nothing to take back", .state.as_str())]
+    NotRevoked {
+        /// The stream.
+        stream: String,
+        /// The release's version.
+        version: Version,
+        /// Its state.
+        state: ReleaseState,
+    },
     /// A stored value could not be decoded; the database was changed by something else or is corrupt.
     #[error("corrupt value in {table}.{column}: {message}")]
     Corrupt {
@@ -81,6 +107,30 @@ pub struct NewJob {
     pub key: String,
     /// The parameters.
     pub payload: serde_json::Value,
+}
+
+/// Whether an entry of a release's revocation history revoked it or took a revocation back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RevocationAction {
+    /// The release was revoked.
+    Revoked,
+    /// A revocation was taken back.
+    Unrevoked,
+}
+
+/// One entry of a release's revocation history: every revocation and unrevocation is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevocationRecord {
+    /// What happened.
+    pub action: RevocationAction,
+    /// Who did it.
+    pub author: String,
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub at: Timestamp,
 }
 
 /// How a job ended.
@@ -368,6 +418,44 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Records a failed attempt at a mirror step (it stays pending): counts it and keeps the error.
     /// `NotFound` if there is no such step.
     async fn fail_mirror_step(&self, step: u64, error: &str, at: Timestamp) -> StoreResult<()>;
+    /// Revokes a release as bad: its state becomes revoked with the note (reason, author, time), a history
+    /// entry is kept, and `release.revoked` is appended. If it was the stream's published release, the
+    /// newest release that is published or superseded and not revoked becomes published, so the stream's
+    /// current release is always the newest good one. Returns the revoked release.
+    ///
+    /// `NotFound` for an unknown release, [`StoreError::AlreadyRevoked`] if it is revoked already; either
+    /// way nothing changes.
+    async fn revoke_release(
+        &self,
+        stream: &str,
+        version: &Version,
+        reason: &str,
+        author: &str,
+        at: Timestamp,
+    ) -> StoreResult<Release>;
+
+    /// Takes a revocation back: the release returns to the state it would have had (published if it is the
+    /// newest good release of its stream, the one published so far then superseded; superseded otherwise;
+    /// pending if it was revoked before it was ever published). Its revocation stays in the history, a new
+    /// entry records the unrevocation, and `release.unrevoked` is appended. Returns the release.
+    ///
+    /// `NotFound` for an unknown release, [`StoreError::NotRevoked`] if it is not revoked; either way
+    /// nothing changes.
+    async fn unrevoke_release(
+        &self,
+        stream: &str,
+        version: &Version,
+        author: &str,
+        reason: &str,
+        at: Timestamp,
+    ) -> StoreResult<Release>;
+
+    /// The revocations and unrevocations of a release, oldest first. `NotFound` for an unknown release.
+    async fn revocation_history(
+        &self,
+        stream: &str,
+        version: &Version,
+    ) -> StoreResult<Vec<RevocationRecord>>;
 
     // ----- events -----
 
@@ -487,4 +575,47 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// One test run with its result count; `None` if there is none.
     async fn find_group(&self, id: &RunId) -> StoreResult<Option<GroupEntry>>;
+
+    // ----- notifications -----
+
+    /// Queues an announcement under a unique `key`, due at once, and appends `announcement.queued` in the
+    /// same transaction. Returns `None` (and changes nothing) when a notification with the key exists, so a
+    /// reaction repeated after a crash queues nothing twice.
+    async fn enqueue_notification(
+        &self,
+        key: &str,
+        announcement: &Announcement,
+        at: Timestamp,
+    ) -> StoreResult<Option<Notification>>;
+
+    /// Claims up to `limit` pending notifications due at `at`, oldest first, and holds them for `hold`:
+    /// their next attempt moves to `at + hold`, so another process does not send them meanwhile, and a
+    /// claimer that dies before recording the outcome leaves them due again when the hold ends.
+    async fn claim_notifications(
+        &self,
+        at: Timestamp,
+        hold: Duration,
+        limit: usize,
+    ) -> StoreResult<Vec<Notification>>;
+
+    /// Records a successful send (counting the attempt) and appends `announcement.sent`. Doing it again
+    /// is a no-op. `NotFound` if there is no such notification.
+    async fn mark_notification_sent(&self, id: i64, at: Timestamp) -> StoreResult<()>;
+
+    /// Records a failed send: counts the attempt, keeps the error, and makes the notification due again at
+    /// `retry_at` (never before `at`). Returns it as it is now. `NotFound` if there is no such
+    /// notification, `Conflict` if it was sent.
+    async fn mark_notification_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Timestamp,
+        at: Timestamp,
+    ) -> StoreResult<Notification>;
+
+    /// Every pending notification, oldest first.
+    async fn pending_notifications(&self) -> StoreResult<Vec<Notification>>;
+
+    /// The `limit` most recently sent notifications, newest first.
+    async fn sent_notifications(&self, limit: usize) -> StoreResult<Vec<Notification>>;
 }

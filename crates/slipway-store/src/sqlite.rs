@@ -30,12 +30,19 @@
 //!   - `incident.opened`: the [`Incident`] (with its first comment)
 //!   - `incident.commented`, `incident.closed`: `{incident, stream, state, comment}` (`incident` is the
 //!     id, `comment` the [`slipway_model::IncidentComment`] added)
+//!   - `announcement.queued` and `announcement.sent`: `{id, key, kind, stream, version, subject,
+//!     attempts}` of the notification (the text itself is in the queue)
+//!   - `release.revoked`: `{stream, version, compose, reason, author, at, previous_state, current}` and
+//!     `release.unrevoked`: `{stream, version, compose, reason, author, at, state, current}`, where
+//!     `current` is the version the stream's published release has after the change (null if none)
 //! - Jobs: see [`SqliteStore`]'s documentation.
+//! - Notifications: see `sqlite/notifications.rs`; sending is at least once.
 
 mod codec;
 mod gc;
 mod incidents;
 mod migrations;
+mod notifications;
 mod resultsdb;
 
 use std::path::{Path, PathBuf};
@@ -47,10 +54,10 @@ use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 use serde_json::json;
 use slipway_model::{
-    topics, Artifact, Compose, ComposeId, ComposeState, Decision, Event, EventId, EventSeq,
-    ExternalIssue, Incident, IncidentAction, InputHash, Lock, MirrorStep, NewIncident,
-    NewIncidentComment, NewWaiver, Outcome, PkgDiff, Release, ReleaseState, Revocation, RunId,
-    Sha256, TestResult, TestRun, Verdict, Version, Waiver,
+    topics, Announcement, Artifact, Compose, ComposeId, ComposeState, Decision, Event, EventId,
+    EventSeq, ExternalIssue, Incident, IncidentAction, InputHash, Lock, MirrorStep, NewIncident,
+    NewIncidentComment, NewWaiver, Outcome, PkgDiff, Release, ReleaseState, Revocation,
+    RevocationNote, RunId, Sha256, TestResult, TestRun, Verdict, Version, Waiver,
 };
 use uuid::Uuid;
 
@@ -59,8 +66,9 @@ use self::codec::{
     parse_ts, sql_limit, to_json, to_json_value, to_u32, to_u64, ts,
 };
 use crate::{
-    DataKey, GroupEntry, GroupQuery, Job, JobOutcome, NewJob, PageRequest, Paged, ResultEntry,
-    ResultQuery, Store, StoreError, StoreResult, TestcaseQuery,
+    DataKey, GroupEntry, GroupQuery, Job, JobOutcome, NewJob, Notification, PageRequest, Paged,
+    ResultEntry, ResultQuery, RevocationAction, RevocationRecord, Store, StoreError, StoreResult,
+    TestcaseQuery,
 };
 
 /// How long a call waits for another process's write lock before giving up. Write transactions are short,
@@ -788,7 +796,8 @@ fn waiver_key(id: u64) -> StoreResult<i64> {
 
 // ----- releases -----
 
-const RELEASE_COLUMNS: &str = "stream, version, compose_id, state, created_at, published_at";
+const RELEASE_COLUMNS: &str = "stream, version, compose_id, state, created_at, published_at, \
+                               revoke_reason, revoked_by, revoked_at";
 
 struct ReleaseRow {
     stream: String,
@@ -797,6 +806,9 @@ struct ReleaseRow {
     state: String,
     created_at: String,
     published_at: Option<String>,
+    revoke_reason: Option<String>,
+    revoked_by: Option<String>,
+    revoked_at: Option<String>,
 }
 
 impl ReleaseRow {
@@ -808,11 +820,22 @@ impl ReleaseRow {
             state: row.get(3)?,
             created_at: row.get(4)?,
             published_at: row.get(5)?,
+            revoke_reason: row.get(6)?,
+            revoked_by: row.get(7)?,
+            revoked_at: row.get(8)?,
         })
     }
 
     fn decode(self) -> StoreResult<Release> {
         const T: &str = "releases";
+        let revocation = match (self.revoke_reason, self.revoked_by, self.revoked_at) {
+            (Some(reason), Some(author), Some(at)) => Some(RevocationNote {
+                reason,
+                author,
+                at: parse_ts(T, "revoked_at", &at)?,
+            }),
+            _ => None,
+        };
         Ok(Release {
             stream: self.stream,
             version: self
@@ -826,8 +849,90 @@ impl ReleaseRow {
                 .map_err(|e| corrupt(T, "state", e))?,
             created_at: parse_ts(T, "created_at", &self.created_at)?,
             published_at: parse_opt_ts(T, "published_at", self.published_at)?,
+            revocation,
         })
     }
+}
+
+/// One release, or `NotFound` naming it.
+fn load_release(
+    conn: &Connection,
+    op: &str,
+    stream: &str,
+    version: &Version,
+) -> StoreResult<Release> {
+    conn.query_row(
+        &format!("SELECT {RELEASE_COLUMNS} FROM releases WHERE stream = ?1 AND version = ?2"),
+        params![stream, version.to_string()],
+        ReleaseRow::from_row,
+    )
+    .optional()
+    .db(op)?
+    .ok_or_else(|| StoreError::NotFound(format!("release {version} of stream {stream}")))?
+    .decode()
+}
+
+/// Makes the newest release of a stream that is published or superseded the published one and every other
+/// such release superseded, so the stream's current release is its newest good one. Pending and revoked
+/// releases are left as they are. Returns the current release's version, if there is one.
+fn settle_current(tx: &Transaction<'_>, op: &str, stream: &str) -> StoreResult<Option<Version>> {
+    let current: Option<String> = tx
+        .query_row(
+            "SELECT version FROM releases WHERE stream = ?1 AND state IN ('published', 'superseded') \
+             ORDER BY day DESC, n DESC LIMIT 1",
+            params![stream],
+            |row| row.get(0),
+        )
+        .optional()
+        .db(op)?;
+    let Some(current) = current else {
+        return Ok(None);
+    };
+    tx.execute(
+        "UPDATE releases SET state = 'superseded' \
+         WHERE stream = ?1 AND state = 'published' AND version <> ?2",
+        params![stream, current],
+    )
+    .db(op)?;
+    tx.execute(
+        "UPDATE releases SET state = 'published' WHERE stream = ?1 AND version = ?2",
+        params![stream, current],
+    )
+    .db(op)?;
+    current
+        .parse()
+        .map(Some)
+        .map_err(|e| corrupt("releases", "version", e))
+}
+
+/// Appends an entry to a release's revocation history.
+fn record_revocation(
+    tx: &Transaction<'_>,
+    op: &str,
+    release: &Release,
+    action: RevocationAction,
+    author: &str,
+    reason: &str,
+    at: Timestamp,
+) -> StoreResult<()> {
+    let action = match action {
+        RevocationAction::Revoked => "revoked",
+        RevocationAction::Unrevoked => "unrevoked",
+    };
+    tx.execute(
+        "INSERT INTO release_revocations (stream, version, action, author, reason, at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            release.stream,
+            release.version.to_string(),
+            action,
+            author,
+            reason,
+            ts(at)
+        ],
+    )
+    .db(op)?;
+    Ok(())
 }
 
 // ----- jobs -----
@@ -1618,6 +1723,7 @@ impl Store for SqliteStore {
                 state: ReleaseState::Pending,
                 created_at: at,
                 published_at: None,
+                revocation: None,
             };
             tx.execute(
                 "INSERT INTO releases (stream, version, day, n, compose_id, state, created_at) \
@@ -1655,18 +1761,7 @@ impl Store for SqliteStore {
         let (stream, version) = (stream.to_owned(), version.clone());
         let at = normalize(at);
         self.write(OP, move |tx| {
-            let release = tx
-                .query_row(
-                    &format!(
-                        "SELECT {RELEASE_COLUMNS} FROM releases WHERE stream = ?1 AND version = ?2"
-                    ),
-                    params![stream, version.to_string()],
-                    ReleaseRow::from_row,
-                )
-                .optional()
-                .db(OP)?
-                .ok_or_else(|| StoreError::NotFound(format!("release {version} of {stream}")))?
-                .decode()?;
+            let release = load_release(tx, OP, &stream, &version)?;
             match release.state {
                 ReleaseState::Pending => {}
                 // Superseded releases were published before; publishing again changes nothing.
@@ -1776,6 +1871,175 @@ impl Store for SqliteStore {
 
     async fn referenced_blobs(&self) -> StoreResult<std::collections::BTreeSet<Sha256>> {
         self.referenced_blobs_tx().await
+    }
+
+    async fn revoke_release(
+        &self,
+        stream: &str,
+        version: &Version,
+        reason: &str,
+        author: &str,
+        at: Timestamp,
+    ) -> StoreResult<Release> {
+        const OP: &str = "revoke_release";
+        let (stream, version) = (stream.to_owned(), version.clone());
+        let (reason, author) = (reason.to_owned(), author.to_owned());
+        let at = normalize(at);
+        self.write(OP, move |tx| {
+            let release = load_release(tx, OP, &stream, &version)?;
+            if let Some(revocation) = release.revocation.clone() {
+                return Err(StoreError::AlreadyRevoked {
+                    stream,
+                    version,
+                    revocation,
+                });
+            }
+            if release.state == ReleaseState::Revoked {
+                // Revoked without a note cannot be written by this store; say what is there all the same.
+                return Err(StoreError::Conflict(format!(
+                    "release {version} of stream {stream} is already revoked"
+                )));
+            }
+            tx.execute(
+                "UPDATE releases SET state = 'revoked', revoke_reason = ?3, revoked_by = ?4, \
+                 revoked_at = ?5 WHERE stream = ?1 AND version = ?2",
+                params![stream, version.to_string(), reason, author, ts(at)],
+            )
+            .db(OP)?;
+            record_revocation(
+                tx,
+                OP,
+                &release,
+                RevocationAction::Revoked,
+                &author,
+                &reason,
+                at,
+            )?;
+            let current = settle_current(tx, OP, &stream)?;
+            let body = json!({
+                "stream": stream,
+                "version": version,
+                "compose": release.compose,
+                "reason": reason,
+                "author": author,
+                "at": at,
+                "previous_state": release.state,
+                "current": current,
+            });
+            append_event(tx, OP, topics::RELEASE_REVOKED, at, body)?;
+            load_release(tx, OP, &stream, &version)
+        })
+        .await
+    }
+
+    async fn unrevoke_release(
+        &self,
+        stream: &str,
+        version: &Version,
+        author: &str,
+        reason: &str,
+        at: Timestamp,
+    ) -> StoreResult<Release> {
+        const OP: &str = "unrevoke_release";
+        let (stream, version) = (stream.to_owned(), version.clone());
+        let (reason, author) = (reason.to_owned(), author.to_owned());
+        let at = normalize(at);
+        self.write(OP, move |tx| {
+            let release = load_release(tx, OP, &stream, &version)?;
+            if release.state != ReleaseState::Revoked {
+                return Err(StoreError::NotRevoked {
+                    stream,
+                    version,
+                    state: release.state,
+                });
+            }
+            // A release revoked before it was ever published goes back to waiting for its publish;
+            // the others rejoin the published ones, and settling decides which one is current.
+            let state = if release.published_at.is_some() {
+                ReleaseState::Superseded
+            } else {
+                ReleaseState::Pending
+            };
+            tx.execute(
+                "UPDATE releases SET state = ?3, revoke_reason = NULL, revoked_by = NULL, \
+                 revoked_at = NULL WHERE stream = ?1 AND version = ?2",
+                params![stream, version.to_string(), state.as_str()],
+            )
+            .db(OP)?;
+            record_revocation(
+                tx,
+                OP,
+                &release,
+                RevocationAction::Unrevoked,
+                &author,
+                &reason,
+                at,
+            )?;
+            let current = settle_current(tx, OP, &stream)?;
+            let release = load_release(tx, OP, &stream, &version)?;
+            let body = json!({
+                "stream": stream,
+                "version": version,
+                "compose": release.compose,
+                "reason": reason,
+                "author": author,
+                "at": at,
+                "state": release.state,
+                "current": current,
+            });
+            append_event(tx, OP, topics::RELEASE_UNREVOKED, at, body)?;
+            Ok(release)
+        })
+        .await
+    }
+
+    async fn revocation_history(
+        &self,
+        stream: &str,
+        version: &Version,
+    ) -> StoreResult<Vec<RevocationRecord>> {
+        const OP: &str = "revocation_history";
+        let (stream, version) = (stream.to_owned(), version.clone());
+        self.read(OP, move |tx| {
+            load_release(tx, OP, &stream, &version)?;
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT action, author, reason, at FROM release_revocations \
+                     WHERE stream = ?1 AND version = ?2 ORDER BY id",
+                )
+                .db(OP)?;
+            let rows = stmt
+                .query_map(params![stream, version.to_string()], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, String>(3)?,
+                    ))
+                })
+                .db(OP)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db(OP)?;
+            rows.into_iter()
+                .map(|(action, author, reason, at)| {
+                    const T: &str = "release_revocations";
+                    let action = match action.as_str() {
+                        "revoked" => RevocationAction::Revoked,
+                        "unrevoked" => RevocationAction::Unrevoked,
+                        other => {
+                            return Err(corrupt(T, "action", format!("unknown action {other:?}")))
+                        }
+                    };
+                    Ok(RevocationRecord {
+                        action,
+                        author,
+                        reason,
+                        at: parse_ts(T, "at", &at)?,
+                    })
+                })
+                .collect()
+        })
+        .await
     }
 
     async fn events_after(&self, after: EventSeq, limit: usize) -> StoreResult<Vec<Event>> {
@@ -2270,5 +2534,46 @@ impl Store for SqliteStore {
 
     async fn find_group(&self, id: &RunId) -> StoreResult<Option<GroupEntry>> {
         self.rdb_find_group(id).await
+    }
+
+    async fn enqueue_notification(
+        &self,
+        key: &str,
+        announcement: &Announcement,
+        at: Timestamp,
+    ) -> StoreResult<Option<Notification>> {
+        self.notifications_enqueue(key, announcement, at).await
+    }
+
+    async fn claim_notifications(
+        &self,
+        at: Timestamp,
+        hold: Duration,
+        limit: usize,
+    ) -> StoreResult<Vec<Notification>> {
+        self.notifications_claim(at, hold, limit).await
+    }
+
+    async fn mark_notification_sent(&self, id: i64, at: Timestamp) -> StoreResult<()> {
+        self.notifications_mark_sent(id, at).await
+    }
+
+    async fn mark_notification_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Timestamp,
+        at: Timestamp,
+    ) -> StoreResult<Notification> {
+        self.notifications_mark_failed(id, error, retry_at, at)
+            .await
+    }
+
+    async fn pending_notifications(&self) -> StoreResult<Vec<Notification>> {
+        self.notifications_pending().await
+    }
+
+    async fn sent_notifications(&self, limit: usize) -> StoreResult<Vec<Notification>> {
+        self.notifications_sent(limit).await
     }
 }

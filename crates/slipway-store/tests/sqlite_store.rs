@@ -10,7 +10,7 @@ use slipway_model::{
     InputHash, Lock, LockedPackage, NewWaiver, Outcome, OutputFormat, PackageChange, PkgDiff,
     ReleaseState, RunId, TestResult, TestRun, Unsatisfied, UnsatisfiedKind, Verdict, Version,
 };
-use slipway_store::{JobOutcome, NewJob, SqliteStore, Store, StoreError};
+use slipway_store::{JobOutcome, NewJob, RevocationAction, SqliteStore, Store, StoreError};
 
 fn t(text: &str) -> Timestamp {
     text.parse().expect("timestamp")
@@ -1103,6 +1103,234 @@ async fn release_versions_sort_by_number_not_text() {
     assert_eq!(versions[10], "20261121.0");
 }
 
+/// The stream's releases as `(version, state)`, newest first.
+async fn states(s: &SqliteStore) -> Vec<(String, ReleaseState)> {
+    s.releases("s")
+        .await
+        .expect("releases")
+        .into_iter()
+        .map(|r| (r.version.to_string(), r.state))
+        .collect()
+}
+
+fn v(text: &str) -> Version {
+    text.parse().expect("version")
+}
+
+#[tokio::test]
+async fn revoking_falls_back_to_the_newest_good_release_and_unrevoking_restores_it() {
+    use ReleaseState::{Pending, Published, Revoked, Superseded};
+    let s = store();
+    let day = t("2026-11-21T10:00:00Z");
+    let mut versions = Vec::new();
+    for _ in 0..3 {
+        let c = complete(&s, "cloud", day).await;
+        let r = s.create_release("s", &c, day).await.expect("release");
+        s.mark_release_published("s", &r.version, day)
+            .await
+            .expect("publish");
+        versions.push(r.version);
+    }
+    let (a, b, c) = (&versions[0], &versions[1], &versions[2]);
+    let revoked_at = t("2026-11-22T08:00:00Z");
+
+    // Revoking the published release makes the one before it current.
+    let seq = last_seq(&s).await;
+    let revoked = s
+        .revoke_release("s", c, "boots to a black screen", "alice", revoked_at)
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.state, Revoked);
+    let note = revoked.revocation.clone().expect("note");
+    assert_eq!(
+        (note.reason.as_str(), note.author.as_str(), note.at),
+        ("boots to a black screen", "alice", revoked_at)
+    );
+    assert_eq!(
+        states(&s).await,
+        [
+            (c.to_string(), Revoked),
+            (b.to_string(), Published),
+            (a.to_string(), Superseded)
+        ]
+    );
+    assert_eq!(s.releases("s").await.expect("releases")[0], revoked);
+    let events = s.events_after(seq, 10).await.expect("events");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].topic, topics::RELEASE_REVOKED);
+    let body = &events[0].body;
+    assert_eq!(body["stream"], "s");
+    assert_eq!(body["version"], c.to_string());
+    assert_eq!(body["compose"], revoked.compose.as_str());
+    assert_eq!(body["reason"], "boots to a black screen");
+    assert_eq!(body["author"], "alice");
+    assert_eq!(body["previous_state"], "published");
+    assert_eq!(body["current"], b.to_string());
+
+    // Bad input changes nothing and says what is wrong.
+    let before = s.releases("s").await.expect("releases");
+    let seq = last_seq(&s).await;
+    let err = s
+        .revoke_release("s", c, "again", "bob", revoked_at)
+        .await
+        .expect_err("already revoked");
+    assert!(
+        matches!(&err, StoreError::AlreadyRevoked { revocation, .. } if revocation.author == "alice"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("already revoked"), "{err}");
+    let err = s
+        .revoke_release("s", &v("20261231.0"), "x", "bob", revoked_at)
+        .await
+        .expect_err("unknown");
+    assert!(matches!(&err, StoreError::NotFound(_)), "{err}");
+    assert!(err.to_string().contains("20261231.0"), "{err}");
+    let err = s
+        .revoke_release("nope", a, "x", "bob", revoked_at)
+        .await
+        .expect_err("unknown stream");
+    assert!(matches!(&err, StoreError::NotFound(_)), "{err}");
+    let err = s
+        .unrevoke_release("s", b, "bob", "x", revoked_at)
+        .await
+        .expect_err("not revoked");
+    assert!(
+        matches!(
+            &err,
+            StoreError::NotRevoked {
+                state: Published,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("not revoked"), "{err}");
+    assert!(matches!(
+        s.unrevoke_release("s", &v("20261231.0"), "bob", "x", revoked_at)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(s.releases("s").await.expect("releases"), before);
+    assert_eq!(last_seq(&s).await, seq, "no event for refused changes");
+
+    // Revoking an older release leaves the current one alone.
+    s.revoke_release("s", a, "bad kernel", "bob", revoked_at)
+        .await
+        .expect("revoke");
+    assert_eq!(
+        states(&s).await,
+        [
+            (c.to_string(), Revoked),
+            (b.to_string(), Published),
+            (a.to_string(), Revoked)
+        ]
+    );
+
+    // Unrevoking the newest makes it current again; its revocation stays in the history.
+    let unrevoked_at = t("2026-11-22T09:00:00Z");
+    let seq = last_seq(&s).await;
+    let back = s
+        .unrevoke_release(
+            "s",
+            c,
+            "carol",
+            "the screen was the console's fault",
+            unrevoked_at,
+        )
+        .await
+        .expect("unrevoke");
+    assert_eq!(back.state, Published);
+    assert_eq!(back.revocation, None);
+    assert_eq!(
+        states(&s).await,
+        [
+            (c.to_string(), Published),
+            (b.to_string(), Superseded),
+            (a.to_string(), Revoked)
+        ]
+    );
+    let events = s.events_after(seq, 10).await.expect("events");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].topic, topics::RELEASE_UNREVOKED);
+    assert_eq!(events[0].body["version"], c.to_string());
+    assert_eq!(events[0].body["author"], "carol");
+    assert_eq!(
+        events[0].body["reason"],
+        "the screen was the console's fault"
+    );
+    assert_eq!(events[0].body["state"], "published");
+    assert_eq!(events[0].body["current"], c.to_string());
+    let history = s.revocation_history("s", c).await.expect("history");
+    assert_eq!(
+        history
+            .iter()
+            .map(|h| (h.action, h.author.as_str(), h.at))
+            .collect::<Vec<_>>(),
+        [
+            (RevocationAction::Revoked, "alice", revoked_at),
+            (RevocationAction::Unrevoked, "carol", unrevoked_at)
+        ]
+    );
+    assert_eq!(history[0].reason, "boots to a black screen");
+    assert!(s
+        .revocation_history("s", b)
+        .await
+        .expect("history")
+        .is_empty());
+    assert!(matches!(
+        s.revocation_history("s", &v("20261231.0")).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Unrevoking an older release makes it superseded, not current.
+    let back = s
+        .unrevoke_release("s", a, "carol", "", unrevoked_at)
+        .await
+        .expect("unrevoke");
+    assert_eq!(back.state, Superseded);
+    assert_eq!(
+        states(&s).await,
+        [
+            (c.to_string(), Published),
+            (b.to_string(), Superseded),
+            (a.to_string(), Superseded)
+        ]
+    );
+
+    // Revoking every release leaves the stream with none current.
+    for version in [a, b, c] {
+        s.revoke_release("s", version, "all bad", "dave", revoked_at)
+            .await
+            .expect("revoke");
+    }
+    assert!(states(&s).await.iter().all(|(_, state)| *state == Revoked));
+    let last = all_events(&s).await.pop().expect("event");
+    assert_eq!(last.body["current"], serde_json::Value::Null);
+
+    // A release revoked before it was published goes back to pending.
+    let d = complete(&s, "cloud", day).await;
+    let rd = s.create_release("s", &d, day).await.expect("release");
+    s.revoke_release("s", &rd.version, "wrong compose", "dave", revoked_at)
+        .await
+        .expect("revoke");
+    let err = s
+        .mark_release_published("s", &rd.version, day)
+        .await
+        .expect_err("a revoked release is not published");
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    let back = s
+        .unrevoke_release(
+            "s",
+            &rd.version,
+            "dave",
+            "right compose after all",
+            revoked_at,
+        )
+        .await
+        .expect("unrevoke");
+    assert_eq!(back.state, Pending);
+}
+
 #[tokio::test]
 async fn only_complete_composes_are_released() {
     let s = store();
@@ -1463,7 +1691,7 @@ async fn a_reopened_store_keeps_everything() {
     };
 
     let s = SqliteStore::open(&path).expect("reopen");
-    assert_eq!(s.schema_version().await.expect("version"), 7);
+    assert_eq!(s.schema_version().await.expect("version"), 9);
     assert_eq!(
         s.compose(&compose.id).await.expect("read"),
         Some(compose.clone())

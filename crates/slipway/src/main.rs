@@ -37,7 +37,7 @@ struct Cli {
 enum Command {
     /// Run the pipeline: compose → test → gate → release → publish for every stream.
     Run(cmd::run::Args),
-    /// Show streams, their latest composes with decisions, and releases.
+    /// Show streams, their latest composes with decisions, releases, and announcements not sent yet.
     Status(cmd::status::Args),
     /// Show the event log.
     Events(cmd::events::Args),
@@ -77,6 +77,15 @@ enum Command {
     /// incident shows its issue there, and the changes the tracker has not received yet are listed as
     /// pending.
     Incidents(cmd::incidents::Args),
+    /// Show announcements waiting to be sent and those sent recently; --send sends what is due.
+    ///
+    /// Announcements (releases, and revocations, stale streams and end of life where those are made) are
+    /// queued when they happen and sent by `slipway run` after each cycle and each daemon poll: to the
+    /// `[announce.smtp]` server, or without one as `.eml` files into `[announce] outbox-dir` (default
+    /// `<state-dir>/outbox`). A send that fails (the mail server is down) leaves the announcement pending
+    /// with its error; it is retried one minute later, then after twice as long each time, at most six
+    /// hours apart. `slipway status` shows each stream's pending announcements too.
+    Outbox(cmd::outbox::Args),
 }
 
 fn main() -> ExitCode {
@@ -127,5 +136,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gc(args) => cmd::gc::run(&config, args).await,
         Command::Simulate(args) => cmd::simulate::run(&config, args).await,
         Command::Incidents(args) => cmd::incidents::run(&config, args).await,
+        Command::Outbox(args) => cmd::outbox::run(&config, args).await,
     }
 }

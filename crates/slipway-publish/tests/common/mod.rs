@@ -68,6 +68,7 @@ pub fn release(blobs: &Path, version: &str, state: ReleaseState, fill: usize) ->
             state,
             created_at: at(&day),
             published_at: (state != ReleaseState::Pending).then(|| at(&day)),
+            revocation: None,
         },
         files: vec![
             blob(
@@ -96,6 +97,8 @@ pub fn site(publish_dir: &Path, releases: Vec<ReleaseInput>) -> SiteInput {
             description: "Debian 12 cloud image, \"every two weeks\"".into(),
             architecture: "amd64".into(),
             releases,
+            stale: None,
+            eol: None,
         }],
         generated_at: at("2026-11-21T13:14:15Z"),
     }
@@ -137,7 +140,8 @@ pub async fn gpgv(ring: &Path, args: &[&Path]) -> Result<(), String> {
         .map_err(|e| format!("{e}"))
 }
 
-/// Every regular file under `root` (following the top-level link) with its bytes, for before/after checks.
+/// Every regular file under `root` (following links, as a web server does) with its bytes, for before/after
+/// checks.
 pub fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     fn walk(dir: &Path, base: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
         let mut entries: Vec<_> = std::fs::read_dir(dir)
@@ -147,7 +151,7 @@ pub fn snapshot(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
             let path = e.path();
-            if e.file_type().expect("type").is_dir() {
+            if std::fs::metadata(&path).expect("metadata").is_dir() {
                 walk(&path, base, out);
             } else {
                 let rel = path.strip_prefix(base).expect("prefix").to_path_buf();

@@ -7,7 +7,7 @@
 //! `INTEGER PRIMARY KEY`, which a PostgreSQL port spells `BIGINT GENERATED ALWAYS AS IDENTITY`).
 
 use jiff::Timestamp;
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::codec::ts;
 use super::Db;
@@ -233,31 +233,78 @@ CREATE INDEX incident_mirror_steps_by_incident ON incident_mirror_steps (inciden
 CREATE INDEX incident_mirror_steps_pending ON incident_mirror_steps (id) WHERE done_at IS NULL;
 "#;
 
-/// Version 7: garbage collection. A release may be `expired` and outlive its compose (an expired release
-/// stays in the releases index after garbage collection deleted its compose), so `releases.compose_id` no
-/// longer references `composes`; SQLite cannot change a table's constraints, so the table is rebuilt. A
-/// deleted compose leaves a tombstone, so its id (and its `n` of the day) is never given out again and an
-/// expired release never names a newer compose. Artifacts are indexed by digest for the question which
-/// blobs are still used.
+/// Version 7: the notification queue. Each row is one announcement (serialized whole, so a retry sends
+/// exactly what was queued) under a unique key; `kind`, `stream` and `subject` are copies for SQL readers.
 const V7: &str = r#"
-CREATE TABLE releases_v7 (
-    stream       TEXT NOT NULL,
-    version      TEXT NOT NULL,
-    day          TEXT NOT NULL,
-    n            BIGINT NOT NULL,
-    compose_id   TEXT NOT NULL,
-    state        TEXT NOT NULL
-                 CHECK (state IN ('pending', 'published', 'superseded', 'revoked', 'expired')),
-    created_at   TEXT NOT NULL,
-    published_at TEXT,
+CREATE TABLE notifications (
+    id              INTEGER PRIMARY KEY,
+    key             TEXT NOT NULL UNIQUE,
+    kind            TEXT NOT NULL,
+    stream          TEXT NOT NULL,
+    subject         TEXT NOT NULL,
+    announcement    TEXT NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'sent')),
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    queued_at       TEXT NOT NULL,
+    next_attempt_at TEXT NOT NULL,
+    last_error      TEXT,
+    sent_at         TEXT
+);
+CREATE INDEX notifications_due ON notifications (state, next_attempt_at, id);
+CREATE INDEX notifications_sent ON notifications (state, sent_at, id);
+"#;
+
+/// Version 8: release revocations. The release row carries its current revocation (reason, author, time),
+/// cleared when it is taken back; `release_revocations` keeps every revocation and unrevocation.
+const V8: &str = r#"
+ALTER TABLE releases ADD COLUMN revoke_reason TEXT;
+ALTER TABLE releases ADD COLUMN revoked_by TEXT;
+ALTER TABLE releases ADD COLUMN revoked_at TEXT;
+
+CREATE TABLE release_revocations (
+    id      INTEGER PRIMARY KEY,
+    stream  TEXT NOT NULL,
+    version TEXT NOT NULL,
+    action  TEXT NOT NULL CHECK (action IN ('revoked', 'unrevoked')),
+    author  TEXT NOT NULL,
+    reason  TEXT NOT NULL,
+    at      TEXT NOT NULL,
+    FOREIGN KEY (stream, version) REFERENCES releases (stream, version)
+);
+CREATE INDEX release_revocations_by_release ON release_revocations (stream, version, id);
+"#;
+
+/// Version 9: garbage collection. A release may be `expired` and outlive its compose (an expired release
+/// stays in the releases index after garbage collection deleted its compose), so `releases.compose_id` no
+/// longer references `composes`. SQLite cannot change a table's constraints, so the table is rebuilt,
+/// with every column it has by version 8 (see [`REBUILDS`]). A deleted compose leaves a tombstone, so its
+/// id (and its `n` of the day) is never given out again and an expired release never names a newer
+/// compose. Artifacts are indexed by digest for the question which blobs are still used.
+const V9: &str = r#"
+CREATE TABLE releases_v9 (
+    stream        TEXT NOT NULL,
+    version       TEXT NOT NULL,
+    day           TEXT NOT NULL,
+    n             BIGINT NOT NULL,
+    compose_id    TEXT NOT NULL,
+    state         TEXT NOT NULL
+                  CHECK (state IN ('pending', 'published', 'superseded', 'revoked', 'expired')),
+    created_at    TEXT NOT NULL,
+    published_at  TEXT,
+    revoke_reason TEXT,
+    revoked_by    TEXT,
+    revoked_at    TEXT,
     PRIMARY KEY (stream, version),
     UNIQUE (stream, day, n),
     UNIQUE (stream, compose_id)
 );
-INSERT INTO releases_v7 (stream, version, day, n, compose_id, state, created_at, published_at)
-    SELECT stream, version, day, n, compose_id, state, created_at, published_at FROM releases;
+INSERT INTO releases_v9 (stream, version, day, n, compose_id, state, created_at, published_at,
+                         revoke_reason, revoked_by, revoked_at)
+    SELECT stream, version, day, n, compose_id, state, created_at, published_at,
+           revoke_reason, revoked_by, revoked_at
+    FROM releases;
 DROP TABLE releases;
-ALTER TABLE releases_v7 RENAME TO releases;
+ALTER TABLE releases_v9 RENAME TO releases;
 CREATE INDEX releases_by_compose ON releases (compose_id);
 
 CREATE TABLE deleted_composes (
@@ -273,7 +320,12 @@ CREATE TABLE deleted_composes (
 CREATE INDEX artifacts_by_sha256 ON artifacts (sha256);
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
+
+/// The versions whose script rebuilds a table that other tables reference (`release_revocations` names
+/// `releases`). SQLite's way is to switch foreign key enforcement off around the transaction (it cannot
+/// be switched inside one), rebuild, and check every foreign key before committing.
+const REBUILDS: &[i64] = &[9];
 
 /// The schema version this build writes.
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -310,25 +362,50 @@ pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {
     refuse_newer(current_version(conn)?)?;
     for (index, script) in MIGRATIONS.iter().enumerate() {
         let version = index as i64 + 1;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .db(OP)?;
-        // Read again under the write lock: another process may have migrated since the check above.
-        let current = current_version(&tx)?;
-        refuse_newer(current)?;
-        if current >= version {
-            continue;
+        let rebuild = REBUILDS.contains(&version);
+        if rebuild {
+            conn.pragma_update(None, "foreign_keys", "OFF").db(OP)?;
         }
-        tx.execute_batch(script)
-            .db(&format!("{OP} to version {version}"))?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-            params![version, ts(Timestamp::now())],
-        )
-        .db(OP)?;
-        tx.commit().db(OP)?;
-        tracing::info!(version, "applied schema migration");
+        let applied = apply(conn, version, script);
+        if rebuild {
+            conn.pragma_update(None, "foreign_keys", "ON").db(OP)?;
+        }
+        applied?;
     }
+    Ok(())
+}
+
+/// Applies one script in its own transaction unless the database already has its version.
+fn apply(conn: &mut Connection, version: i64, script: &str) -> StoreResult<()> {
+    const OP: &str = "migrating the schema";
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .db(OP)?;
+    // Read again under the write lock: another process may have migrated since the check above.
+    let current = current_version(&tx)?;
+    refuse_newer(current)?;
+    if current >= version {
+        return Ok(());
+    }
+    tx.execute_batch(script)
+        .db(&format!("{OP} to version {version}"))?;
+    // With enforcement off for a rebuild, nothing else checked the references.
+    let broken: Option<String> = tx
+        .query_row("PRAGMA foreign_key_check", [], |row| row.get(0))
+        .optional()
+        .db(OP)?;
+    if let Some(table) = broken {
+        return Err(StoreError::Database(format!(
+            "{OP} to version {version}: a row of {table} names a row that does not exist"
+        )));
+    }
+    tx.execute(
+        "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+        params![version, ts(Timestamp::now())],
+    )
+    .db(OP)?;
+    tx.commit().db(OP)?;
+    tracing::info!(version, "applied schema migration");
     Ok(())
 }
 
@@ -341,10 +418,10 @@ pub(super) fn schema_version(conn: &Connection) -> StoreResult<i64> {
 mod tests {
     use super::*;
 
-    /// A database written by a slipway that knew versions 1 to 6 keeps its releases through version 7,
-    /// and afterwards a release may expire and outlive its compose.
+    /// A database written by a slipway that knew versions 1 to 8 keeps its releases, their revocations
+    /// and their history through version 9, and afterwards a release may expire and outlive its compose.
     #[test]
-    fn version_7_keeps_releases_and_lets_them_outlive_their_compose() {
+    fn version_9_keeps_releases_and_lets_them_outlive_their_compose() {
         let mut conn = Connection::open_in_memory().expect("open");
         conn.pragma_update(None, "foreign_keys", "ON")
             .expect("pragma");
@@ -352,7 +429,7 @@ mod tests {
             "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
         )
         .expect("create");
-        for (i, script) in MIGRATIONS[..6].iter().enumerate() {
+        for (i, script) in MIGRATIONS[..8].iter().enumerate() {
             conn.execute_batch(script).expect("old script");
             conn.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 'then')",
@@ -363,22 +440,51 @@ mod tests {
         conn.execute_batch(
             "INSERT INTO composes (id, stream, recipe, day, n, recipe_hash, state, created_at) \
              VALUES ('cloud-20261121.0', 'cloud', 'cloud', '20261121', 0, 'h', 'complete', 't'); \
-             INSERT INTO releases (stream, version, day, n, compose_id, state, created_at, published_at) \
-             VALUES ('cloud', '20261121.0', '20261121', 0, 'cloud-20261121.0', 'superseded', 't', 'p');",
+             INSERT INTO releases (stream, version, day, n, compose_id, state, created_at, published_at, \
+                                   revoke_reason, revoked_by, revoked_at) \
+             VALUES ('cloud', '20261121.0', '20261121', 0, 'cloud-20261121.0', 'revoked', 't', 'p', \
+                     'broken', 'alice', 'r'); \
+             INSERT INTO release_revocations (stream, version, action, author, reason, at) \
+             VALUES ('cloud', '20261121.0', 'revoked', 'alice', 'broken', 'r');",
         )
         .expect("rows");
         assert!(
             conn.execute("DELETE FROM composes", []).is_err(),
-            "before version 7 a release holds its compose"
+            "before version 9 a release holds its compose"
         );
 
         migrate(&mut conn).expect("migrate");
-        assert_eq!(schema_version(&conn).expect("version"), 7);
-        let row: (String, String, String, Option<String>) = conn
+        assert_eq!(schema_version(&conn).expect("version"), 9);
+        let enforced: bool = conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .expect("pragma");
+        assert!(
+            enforced,
+            "foreign keys are enforced again after the rebuild"
+        );
+        type Row = (
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let row: Row = conn
             .query_row(
-                "SELECT version, compose_id, state, published_at FROM releases",
+                "SELECT version, compose_id, state, published_at, revoke_reason, revoked_by \
+                 FROM releases",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                },
             )
             .expect("release kept");
         assert_eq!(
@@ -386,9 +492,15 @@ mod tests {
             (
                 "20261121.0".into(),
                 "cloud-20261121.0".into(),
-                "superseded".into(),
-                Some("p".into())
+                "revoked".into(),
+                Some("p".into()),
+                Some("broken".into()),
+                Some("alice".into())
             )
+        );
+        assert!(
+            conn.execute("DELETE FROM releases", []).is_err(),
+            "the revocation history still names its release"
         );
         conn.execute("UPDATE releases SET state = 'expired'", [])
             .expect("expired is a state");

@@ -20,6 +20,8 @@ use crate::output::{open_engine, print_json, TerminalProgress};
 /// Without --once, runs as a daemon: polls the sources and recipe files every --interval (default: the
 /// config's `[watch] poll-interval-secs`) and runs a cycle for the streams a change touched, plus each
 /// stream's nightly (`nightly = "HH:MM"` UTC in its `[[stream]]`) at the first poll after its time.
+///
+/// After each cycle (and each poll), announcements that are due are sent: see `slipway outbox`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Run one cycle and exit.
@@ -61,6 +63,8 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
         let report = engine
             .run_cycle(&slipway_engine::CycleOptions::manual(args.force))
             .await;
+        // Announcements are sent even when the cycle failed: what it queued before failing is due.
+        deliver(&engine).await;
         progress.finish();
         let report = report?;
         print_report(&report, args.json)?;
@@ -86,10 +90,21 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
                 eprintln!("error: {err:#}");
             }
         }
+        // Every poll, so a failed announcement is retried when due even when nothing else happens.
+        deliver(&engine).await;
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
         }
+    }
+}
+
+/// Sends the announcements that are due. A mail server that is down only delays them: each failure is
+/// shown as a progress step, and the announcement stays queued (`slipway outbox` shows it).
+async fn deliver(engine: &slipway_engine::Engine) {
+    let report = engine.deliver_notifications().await;
+    for error in &report.errors {
+        eprintln!("warning: {error}");
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use slipway_engine::LogProgress;
 use slipway_model::{Compose, Decision, Release};
+use slipway_store::Notification;
 
 use crate::output::{open_engine, print_json};
 
@@ -28,6 +29,8 @@ struct StreamStatus {
     composes: Vec<ComposeStatus>,
     releases: Vec<Release>,
     sources: Vec<slipway_engine::SourceStatus>,
+    /// Announcements of the stream not sent yet (the mail server was down, say), oldest first.
+    pending_notifications: Vec<Notification>,
 }
 
 #[derive(Serialize)]
@@ -40,6 +43,7 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let engine = open_engine(config, Arc::new(LogProgress)).await?;
     let store = engine.store();
     let statuses = engine.source_statuses().await?;
+    let pending = engine.pending_notifications().await?;
     let mut streams = Vec::new();
     for stream in &engine.config().streams {
         let recipe = engine.config().recipe(stream)?;
@@ -63,6 +67,11 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
             composes,
             releases: store.releases(&stream.name).await?,
             sources,
+            pending_notifications: pending
+                .iter()
+                .filter(|n| n.announcement.stream == stream.name)
+                .cloned()
+                .collect(),
         });
     }
     if args.json {
@@ -97,6 +106,9 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
                         .to_string()),
                 ),
             }
+        }
+        for notification in &stream.pending_notifications {
+            crate::cmd::outbox::print_pending(notification, "  ");
         }
         if stream.composes.is_empty() {
             println!("  no composes yet");
