@@ -101,6 +101,24 @@ impl Engine {
         Ok(slipway_release::emergency_due(&matched, threshold))
     }
 
+    /// The advisories recorded for a release when it was first published (none for a release published
+    /// before advisories were recorded), as its notes list them.
+    pub(crate) async fn recorded_advisories(
+        &self,
+        release: &Release,
+    ) -> Result<Option<Vec<MatchedAdvisory>>, EngineError> {
+        let key = format!("{RELEASE_ADVISORIES}{}/{}", release.stream, release.version);
+        let Some(value) = self.store.state(&key).await? else {
+            return Ok(None);
+        };
+        serde_json::from_value(value).map(Some).map_err(|err| {
+            EngineError::Job(format!(
+                "the recorded advisories of {} {} are unreadable: {err}",
+                release.stream, release.version
+            ))
+        })
+    }
+
     /// The advisories a release's notes list. They are matched once, when the release is first published,
     /// and recorded: the notes are signed, so they must not change when an advisory appears or is rated
     /// later. A release published before advisories were recorded lists none. `loaded` is filled on first
@@ -111,14 +129,8 @@ impl Engine {
         compose: &Compose,
         loaded: &mut Option<LoadedAdvisories>,
     ) -> Result<Vec<MatchedAdvisory>, EngineError> {
-        let key = format!("{RELEASE_ADVISORIES}{}/{}", release.stream, release.version);
-        if let Some(value) = self.store.state(&key).await? {
-            return serde_json::from_value(value).map_err(|err| {
-                EngineError::Job(format!(
-                    "the recorded advisories of {} {} are unreadable: {err}",
-                    release.stream, release.version
-                ))
-            });
+        if let Some(recorded) = self.recorded_advisories(release).await? {
+            return Ok(recorded);
         }
         if release.state != ReleaseState::Pending {
             return Ok(Vec::new());
@@ -133,7 +145,26 @@ impl Engine {
         let value = serde_json::to_value(&matched).map_err(|err| {
             EngineError::Job(format!("cannot record the advisories of a release: {err}"))
         })?;
+        let key = format!("{RELEASE_ADVISORIES}{}/{}", release.stream, release.version);
         self.store.set_state(&key, &value, None, self.now()).await?;
         Ok(matched)
     }
+}
+
+/// The advisories as an announcement names them: one entry per advisory, with every source package it
+/// fixes in the release.
+pub(crate) fn advisory_refs(matched: &[MatchedAdvisory]) -> Vec<slipway_model::AdvisoryRef> {
+    let mut refs: Vec<slipway_model::AdvisoryRef> = Vec::new();
+    for m in matched {
+        match refs.iter_mut().find(|r| r.id == m.id) {
+            Some(existing) => existing.packages.push(m.source.clone()),
+            None => refs.push(slipway_model::AdvisoryRef {
+                id: m.id.clone(),
+                severity: m.severity.to_string(),
+                packages: vec![m.source.clone()],
+                url: m.url.clone(),
+            }),
+        }
+    }
+    refs
 }

@@ -239,6 +239,23 @@ async fn release_notes_list_the_advisories_and_never_change_afterwards() {
         "{notes}"
     );
 
+    // The announcement names what the notes list.
+    let notice = f
+        .engine
+        .release_notice("cloud", &release.version.to_string())
+        .await
+        .expect("notice")
+        .expect("a release");
+    assert_eq!(
+        notice.advisories,
+        [slipway_model::AdvisoryRef {
+            id: "DSA-5555-1".into(),
+            severity: "high".into(),
+            packages: vec!["openssl".into()],
+            url: Some("https://www.debian.org/security/2023/dsa-5555".into()),
+        }]
+    );
+
     // The advisory is rated again and another appears; the published notes stay as they were (their
     // signed CHECKSUM must stay valid), and the next release lists what is known then.
     std::fs::write(
