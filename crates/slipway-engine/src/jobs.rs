@@ -12,7 +12,7 @@ use slipway_model::{
     canonical_arch, Artifact, ArtifactKind, Attempt, ComposeId, ComposeState, DenylistEntry,
     Outcome, OutputFormat, ReleaseState, RunId, TestResult, TestRun,
 };
-use slipway_publish::{GpgSigner, PublishFile, ReleaseInput, SiteInput, StreamInput};
+use slipway_publish::{PublishFile, ReleaseInput, Signer, SiteInput, StreamInput};
 use slipway_store::{Job, JobOutcome};
 
 use crate::{Engine, EngineError, HEARTBEAT, LEASE, MAX_ATTEMPTS};
@@ -604,9 +604,24 @@ impl Engine {
         Ok(Some(digest))
     }
 
-    /// Loads the signing key named in the config.
-    pub(crate) async fn signer(&self) -> Result<GpgSigner, EngineError> {
-        Ok(GpgSigner::load(Arc::clone(&self.runner), &self.config.signing.key).await?)
+    /// Loads the signing key named in the config. Signatures are made in process; a key the in-process
+    /// signer does not take is used through gpg, which is said once per engine rather than on every publish.
+    pub(crate) async fn signer(&self) -> Result<Box<dyn Signer>, EngineError> {
+        let key = &self.config.signing.key;
+        let loaded = slipway_publish::load_signer(Arc::clone(&self.runner), key).await?;
+        if let Some(reason) = &loaded.gpg_fallback {
+            if !self
+                .gpg_fallback_warned
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                tracing::warn!(
+                    key_file = %key.display(),
+                    %reason,
+                    "signing through gpg, which is slower: the in-process signer cannot use this key"
+                );
+            }
+        }
+        Ok(loaded.signer)
     }
 
     /// Writes the whole public tree from the store's releases, then marks pending releases published.
@@ -696,7 +711,7 @@ impl Engine {
             generated_at: now,
         };
         self.progress.step(stream_name, "publishing");
-        let summary = slipway_publish::publish(&input, &signer).await?;
+        let summary = slipway_publish::publish(&input, signer.as_ref()).await?;
         // Oldest first, so the store's supersession follows the same order as the tree.
         for (stream, version) in to_mark.iter().rev() {
             self.store

@@ -18,6 +18,8 @@ mod handlers;
 mod jobs;
 mod queries;
 #[cfg(test)]
+mod signer_tests;
+#[cfg(test)]
 mod tests;
 mod watch;
 #[cfg(test)]
@@ -138,6 +140,9 @@ pub struct Engine {
     handled_through: std::sync::atomic::AtomicI64,
     /// Set only by simulations: stands in for the package sources, the builder and the boot tester.
     world: Option<Arc<dyn SimulatedWorld>>,
+    /// Whether the engine has said that it signs through gpg because the in-process signer cannot use the
+    /// key; every publish loads the key again, and once is enough to hear it.
+    gpg_fallback_warned: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -192,6 +197,7 @@ impl Engine {
             repos: tokio::sync::OnceCell::new(),
             handled_through: std::sync::atomic::AtomicI64::new(0),
             world: None,
+            gpg_fallback_warned: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
