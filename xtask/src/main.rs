@@ -17,6 +17,7 @@ use slipway_model::{ComposeId, OutputFormat, Recipe};
 
 mod repo_bench;
 mod sections;
+mod sign_bench;
 
 const USAGE: &str = "usage: cargo xtask bench [SECTION…]
 
@@ -27,6 +28,7 @@ Sections (all when none is named):
   noop      `slipway run --once` when nothing changed, against the compose of the same project (root, mirror)
   warm      a compose after a kernel-cmdline-only recipe change, against a cold one (root, mirror)
   boottest  boot-to-first-test, per-test overhead and the default plan of the example image (root, mirror)
+  sign      200 clearsigned CHECKSUMs and 200 detached signatures of 1 MiB files, in process against gpg
 
 Each section replaces its own part of docs/benchmarks.md.";
 
@@ -62,6 +64,7 @@ fn main() -> anyhow::Result<()> {
             "noop" => runtime.block_on(sections::noop_bench(&root, &work))?,
             "warm" => runtime.block_on(sections::warm_bench(&root, &work))?,
             "boottest" => runtime.block_on(sections::boottest_bench(&root, &work))?,
+            "sign" => runtime.block_on(sign_bench::sign_bench(&work))?,
             other => bail!("unknown section {other:?}"),
         };
         print!("{fragment}");

@@ -13,7 +13,9 @@ use slipway_model::{ComposeId, Lock, LockedPackage, Recipe};
 use slipway_repo::{RecipeLock, ReverseIndex};
 
 /// Every section, in the order they appear in the document.
-pub const ALL: &[&str] = &["compose", "parse", "affected", "noop", "warm", "boottest"];
+pub const ALL: &[&str] = &[
+    "compose", "parse", "affected", "noop", "warm", "boottest", "sign",
+];
 
 const HEADER: &str = "# Benchmarks
 
