@@ -18,6 +18,7 @@ use slipway_model::{ComposeId, OutputFormat, Recipe};
 mod publish_bench;
 mod repo_bench;
 mod sections;
+mod sign_bench;
 
 const USAGE: &str = "usage: cargo xtask bench [SECTION…]
 
@@ -29,6 +30,7 @@ Sections (all when none is named):
   warm      a compose after a kernel-cmdline-only recipe change, against a cold one (root, mirror)
   boottest  boot-to-first-test, per-test overhead and the default plan of the example image (root, mirror)
   publish   republishing a stream of 500 releases after a revocation, against a stream of one release
+  sign      200 clearsigned CHECKSUMs and 200 detached signatures of 1 MiB files, in process against gpg
 
 Each section replaces its own part of docs/benchmarks.md.";
 
@@ -65,6 +67,7 @@ fn main() -> anyhow::Result<()> {
             "warm" => runtime.block_on(sections::warm_bench(&root, &work))?,
             "boottest" => runtime.block_on(sections::boottest_bench(&root, &work))?,
             "publish" => runtime.block_on(publish_bench::publish_bench(&work))?,
+            "sign" => runtime.block_on(sign_bench::sign_bench(&work))?,
             other => bail!("unknown section {other:?}"),
         };
         print!("{fragment}");

@@ -14,7 +14,7 @@ use slipway_repo::{RecipeLock, ReverseIndex};
 
 /// Every section, in the order they appear in the document.
 pub const ALL: &[&str] = &[
-    "compose", "parse", "affected", "noop", "warm", "boottest", "publish",
+    "compose", "parse", "affected", "noop", "warm", "boottest", "publish", "sign",
 ];
 
 const HEADER: &str = "# Benchmarks

@@ -61,6 +61,69 @@ impl BlobStore {
     }
 }
 
+/// A file found in the blob directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobFile {
+    /// Its path.
+    pub path: PathBuf,
+    /// The digest its name gives; `None` for a file that is no blob (an interrupted write's
+    /// `.<digest>.partial`).
+    pub digest: Option<Sha256>,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+impl BlobStore {
+    /// Every file under the store, blobs and leftovers of interrupted writes alike, sorted by path. A store
+    /// that was never written to is empty.
+    pub fn scan(&self) -> std::io::Result<Vec<BlobFile>> {
+        let top = self.root.join("sha256");
+        let mut out = Vec::new();
+        let fans = match std::fs::read_dir(&top) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(err) => return Err(err),
+        };
+        for fan in fans {
+            let fan = fan?;
+            if !fan.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(fan.path())? {
+                let entry = entry?;
+                let meta = entry.metadata()?;
+                if !meta.is_file() {
+                    continue;
+                }
+                let name = entry.file_name();
+                let digest = name.to_str().and_then(|n| Sha256::parse(n).ok());
+                out.push(BlobFile {
+                    path: entry.path(),
+                    digest,
+                    size: meta.len(),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    /// The size of a blob, if it is stored.
+    pub fn size(&self, digest: &Sha256) -> Option<u64> {
+        std::fs::metadata(self.path(digest)).ok().map(|m| m.len())
+    }
+
+    /// Deletes a blob; true if it was there. The public tree holds its own links to published files, so
+    /// this never takes a file away from readers.
+    pub fn remove(&self, digest: &Sha256) -> std::io::Result<bool> {
+        match std::fs::remove_file(self.path(digest)) {
+            Ok(()) => Ok(true),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,5 +143,28 @@ mod tests {
         std::fs::write(&file, b"hello").expect("write");
         assert_eq!(blobs.put_file(&file, &digest).expect("put again"), stored);
         assert!(!file.exists());
+    }
+
+    #[test]
+    fn scans_and_removes_blobs_and_leftovers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let blobs = BlobStore::new(dir.path().join("blobs"));
+        assert!(blobs.scan().expect("scan of nothing").is_empty());
+        let a = blobs.put_bytes(b"aaa").expect("put");
+        let partial = blobs
+            .path(&a)
+            .with_file_name(format!(".{}.partial", slipway_model::sha256_hex(b"b")));
+        std::fs::write(&partial, b"b").expect("write");
+        let found = blobs.scan().expect("scan");
+        assert_eq!(found.len(), 2);
+        let blob = found.iter().find(|f| f.digest.is_some()).expect("the blob");
+        assert_eq!((blob.digest.as_ref(), blob.size), (Some(&a), 3));
+        assert!(found
+            .iter()
+            .any(|f| f.path == partial && f.digest.is_none()));
+        assert_eq!(blobs.size(&a), Some(3));
+        assert!(blobs.remove(&a).expect("remove"));
+        assert!(!blobs.remove(&a).expect("remove again"));
+        assert_eq!(blobs.size(&a), None);
     }
 }

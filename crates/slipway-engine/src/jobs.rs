@@ -12,7 +12,7 @@ use slipway_model::{
     canonical_arch, Artifact, ArtifactKind, Attempt, ComposeId, ComposeState, DenylistEntry,
     Outcome, OutputFormat, ReleaseState, RunId, TestResult, TestRun,
 };
-use slipway_publish::{GpgSigner, PublishFile, ReleaseInput, SiteInput, StreamInput};
+use slipway_publish::{PublishFile, ReleaseInput, Signer, SiteInput, StreamInput};
 use slipway_store::{Job, JobOutcome};
 
 use crate::{Engine, EngineError, HEARTBEAT, LEASE, MAX_ATTEMPTS};
@@ -604,38 +604,57 @@ impl Engine {
         Ok(Some(digest))
     }
 
-    /// Loads the signing key named in the config.
-    pub(crate) async fn signer(&self) -> Result<GpgSigner, EngineError> {
-        Ok(GpgSigner::load(Arc::clone(&self.runner), &self.config.signing.key).await?)
+    /// Loads the signing key named in the config. Signatures are made in process; a key the in-process
+    /// signer does not take is used through gpg, which is said once per engine rather than on every publish.
+    pub(crate) async fn signer(&self) -> Result<Box<dyn Signer>, EngineError> {
+        let key = &self.config.signing.key;
+        let loaded = slipway_publish::load_signer(Arc::clone(&self.runner), key).await?;
+        if let Some(reason) = &loaded.gpg_fallback {
+            if !self
+                .gpg_fallback_warned
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                tracing::warn!(
+                    key_file = %key.display(),
+                    %reason,
+                    "signing through gpg, which is slower: the in-process signer cannot use this key"
+                );
+            }
+        }
+        Ok(loaded.signer)
     }
 
     /// Writes the whole public tree from the store's releases, then marks pending releases published.
-    async fn publish_job(&self, stream_name: &str) -> Result<(), EngineError> {
+    pub(crate) async fn publish_job(&self, stream_name: &str) -> Result<(), EngineError> {
         let signer = self.signer().await?;
         let now = self.now();
         let mut streams = Vec::new();
         let mut to_mark = Vec::new();
+        let mut advisories = None;
         for stream in &self.config.streams {
             let recipe = self.config.recipe(stream)?;
             let mut releases = Vec::new();
             for release in self.store.releases(&stream.name).await? {
-                let Some(compose) = self.store.compose(&release.compose).await? else {
+                let compose = self.store.compose(&release.compose).await?;
+                if release.state == ReleaseState::Expired {
+                    // Listed in the index only; garbage collection may have deleted its compose.
+                    let files = compose.map(|c| self.image_files(&c)).unwrap_or_default();
+                    releases.push(ReleaseInput { release, files });
+                    continue;
+                }
+                let Some(compose) = compose else {
                     continue;
                 };
-                let mut files: Vec<PublishFile> = compose
-                    .artifacts
-                    .iter()
-                    .filter(|a| matches!(a.kind, ArtifactKind::Image(_)))
-                    .map(|a| PublishFile {
-                        kind: a.kind,
-                        file_name: a.file_name.clone(),
-                        sha256: a.sha256.clone(),
-                        size: a.size,
-                        source: self.blobs.path(&a.sha256),
-                    })
-                    .collect();
-                let notes =
-                    slipway_publish::release_notes(&release, compose.pkgdiff.as_ref(), &files);
+                let mut files = self.image_files(&compose);
+                let fixed = self
+                    .release_advisories(&release, &compose, &mut advisories)
+                    .await?;
+                let notes = slipway_publish::release_notes(
+                    &release,
+                    compose.pkgdiff.as_ref(),
+                    &fixed,
+                    &files,
+                );
                 let digest =
                     self.blobs
                         .put_bytes(notes.as_bytes())
@@ -646,6 +665,8 @@ impl Engine {
                                 .path(&slipway_model::sha256_hex(notes.as_bytes())),
                             source,
                         })?;
+                self.keep_release_notes(&compose, &release, &digest, notes.len() as u64)
+                    .await?;
                 files.push(PublishFile {
                     kind: ArtifactKind::ReleaseNotes,
                     file_name: slipway_publish::RELEASE_NOTES.to_string(),
@@ -698,7 +719,7 @@ impl Engine {
             generated_at: now,
         };
         self.progress.step(stream_name, "publishing");
-        let summary = slipway_publish::publish(&input, &signer).await?;
+        let summary = slipway_publish::publish(&input, signer.as_ref()).await?;
         // Oldest first, so the store's supersession follows the same order as the tree.
         for (stream, version) in to_mark.iter().rev() {
             self.store
@@ -711,6 +732,45 @@ impl Engine {
                     summary.publish_dir.display()
                 ),
             );
+        }
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// The image files of a compose as the publisher takes them, from the blob store.
+    fn image_files(&self, compose: &slipway_model::Compose) -> Vec<PublishFile> {
+        compose
+            .artifacts
+            .iter()
+            .filter(|a| matches!(a.kind, ArtifactKind::Image(_)))
+            .map(|a| PublishFile {
+                kind: a.kind,
+                file_name: a.file_name.clone(),
+                sha256: a.sha256.clone(),
+                size: a.size,
+                source: self.blobs.path(&a.sha256),
+            })
+            .collect()
+    }
+
+    /// Records a release's notes as an artifact of its compose (once), so that the blob is known to be in
+    /// use and garbage collection deletes it with the compose, not before.
+    async fn keep_release_notes(
+        &self,
+        compose: &slipway_model::Compose,
+        release: &slipway_model::Release,
+        digest: &slipway_model::Sha256,
+        size: u64,
+    ) -> Result<(), EngineError> {
+        let artifact = Artifact {
+            kind: ArtifactKind::ReleaseNotes,
+            file_name: format!("release-notes-{}-{}.txt", release.stream, release.version),
+            sha256: digest.clone(),
+            size,
+        };
+        if !compose.artifacts.contains(&artifact) {
+            self.store.add_artifact(&compose.id, &artifact).await?;
         }
         Ok(())
     }

@@ -10,10 +10,16 @@
 //! recovered by running again: leases of the dead process are returned, unhandled events are handled, and
 //! nothing is done twice.
 
+mod advisories;
+#[cfg(test)]
+mod advisory_tests;
 mod blobs;
 mod cycle;
 #[cfg(test)]
 mod gate_tests;
+mod gc;
+#[cfg(test)]
+mod gc_tests;
 mod handlers;
 #[cfg(test)]
 mod incident_tests;
@@ -27,6 +33,8 @@ mod release;
 #[cfg(test)]
 mod release_tests;
 mod simulate;
+#[cfg(test)]
+mod signer_tests;
 #[cfg(test)]
 mod tests;
 mod watch;
@@ -46,8 +54,9 @@ use slipway_model::{
 };
 use slipway_store::{SqliteStore, Store, StoreError};
 
-pub use blobs::BlobStore;
+pub use blobs::{BlobFile, BlobStore};
 pub use cycle::{CycleOptions, CycleReport, StreamOutcome, Trigger};
+pub use gc::{BlobReason, DeletedBlob, GcReport};
 pub use incidents::MirrorSync;
 pub use notify::{retry_delay, DeliveryReport};
 pub use queries::RecipeChanges;
@@ -156,6 +165,9 @@ pub struct Engine {
     world: Option<Arc<dyn SimulatedWorld>>,
     /// The external tracker incidents are mirrored to, if any.
     incidents: incidents::Mirror,
+    /// Whether the engine has said that it signs through gpg because the in-process signer cannot use the
+    /// key; every publish loads the key again, and once is enough to hear it.
+    gpg_fallback_warned: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -214,6 +226,7 @@ impl Engine {
             handled_through: std::sync::atomic::AtomicI64::new(0),
             world: None,
             incidents,
+            gpg_fallback_warned: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

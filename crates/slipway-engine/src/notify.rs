@@ -277,6 +277,12 @@ impl Engine {
                 sha256: a.sha256.clone(),
             })
             .collect();
+        let advisories = crate::advisories::advisory_refs(
+            &self
+                .recorded_advisories(&release)
+                .await?
+                .unwrap_or_default(),
+        );
         Ok(Some(ReleaseNotice {
             stream: stream.to_string(),
             version: release.version.clone(),
@@ -284,7 +290,7 @@ impl Engine {
             downloads,
             checksum_url: public_url(base_url, &format!("{dir}/CHECKSUM")),
             pkgdiff: compose.pkgdiff,
-            advisories: Vec::new(),
+            advisories,
             emergency_reason: None,
         }))
     }

@@ -9,7 +9,7 @@ use crate::announce::{check_mailbox, AnnounceConfig};
 use crate::cadence::{Cadence, OnMissed, Promotion, StreamPolicy};
 use crate::testing::{DenylistEntry, PlanConfig, DEFAULT_PLAN};
 use crate::toml_file::{read_toml, ConfigError, Location};
-use crate::{Recipe, Requirement};
+use crate::{Recipe, Requirement, SecurityThreshold};
 
 /// The project config: where state, blobs and the public tree live, the signing key, gates and streams.
 /// Relative paths are resolved against the config file's directory, so a copied project works anywhere.
@@ -52,6 +52,9 @@ pub struct Config {
     /// Known failures whose results are SKIPPED until their snooze date.
     #[serde(default)]
     pub denylist: Vec<DenylistEntry>,
+    /// Where security advisories come from.
+    #[serde(default)]
+    pub advisories: AdvisoryConfig,
     /// Where incidents are mirrored besides the store.
     #[serde(default)]
     pub tracker: TrackerConfig,
@@ -142,6 +145,55 @@ impl Default for WatchConfig {
     }
 }
 
+/// Where security advisories come from: local files, and Debian's security tracker when configured and
+/// reachable.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AdvisoryConfig {
+    /// Local advisory files (see `docs/advisories.md`), relative to the config file. They are checked when
+    /// the config loads and read again whenever advisories are needed.
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
+    /// The URL of Debian's security tracker JSON, such as
+    /// `https://security-tracker.debian.org/tracker/data/json`. Without it only the local files apply.
+    #[serde(default)]
+    pub debian_tracker: Option<String>,
+    /// The distribution release (codename, such as `bookworm`) whose fixes apply to every stream. Without
+    /// it each stream uses its recipe's suite.
+    #[serde(default)]
+    pub release: Option<String>,
+    /// Seconds the tracker may take to answer, download included.
+    #[serde(default = "default_advisory_tracker_timeout")]
+    pub tracker_timeout_secs: u64,
+}
+
+impl Default for AdvisoryConfig {
+    fn default() -> Self {
+        Self {
+            files: Vec::new(),
+            debian_tracker: None,
+            release: None,
+            tracker_timeout_secs: default_advisory_tracker_timeout(),
+        }
+    }
+}
+
+impl AdvisoryConfig {
+    /// The release a stream's advisories are matched for: the configured one, else the recipe's suite
+    /// without a `-security`/`-updates` suffix.
+    pub fn release_for(&self, recipe: &Recipe) -> String {
+        match &self.release {
+            Some(release) => release.clone(),
+            None => recipe
+                .suite
+                .split(['-', '/'])
+                .next()
+                .unwrap_or(&recipe.suite)
+                .to_string(),
+        }
+    }
+}
+
 /// Which tracker holds incidents besides the store.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -190,6 +242,22 @@ impl Default for TrackerConfig {
             timeout_secs: default_tracker_timeout(),
         }
     }
+}
+
+/// How much of a stream's history is kept. Both limits are optional, and without them nothing is deleted:
+/// every release stays listed and every compose stays.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// How many of the newest releases that are not revoked stay listed; older ones expire (they leave the
+    /// tree and the stream, and stay in the releases index). The current release never expires. Unset:
+    /// no release expires.
+    #[serde(default)]
+    pub keep_releases: Option<u32>,
+    /// Composes younger than this many days are kept whether released or not; older ones are deleted
+    /// unless a listed release (or the stream's newest compose) needs them. Unset: no compose is deleted.
+    #[serde(default)]
+    pub keep_days: Option<u32>,
 }
 
 impl TrackerConfig {
@@ -410,6 +478,13 @@ pub struct StreamConfig {
     /// `[tests] plan`, else `default`.
     #[serde(default)]
     pub plan: Option<String>,
+    /// The least severity of an advisory fixed by a security-suite upgrade that releases a passing compose
+    /// at once instead of waiting for the cadence; `"none"` never does. Default `"high"`.
+    #[serde(default)]
+    pub security_threshold: SecurityThreshold,
+    /// What garbage collection keeps of the stream: `{ keep-releases = 10, keep-days = 30 }`.
+    #[serde(default)]
+    pub retention: RetentionConfig,
     /// When the stream releases: `"on-pass"` (the default: every compose that passes its gate), `{ every
     /// = "14d", anchor = "2026-01-06", at = "12:00" }` or `{ cron = "0 12 * * 2" }`, all in UTC.
     #[serde(default)]
@@ -456,6 +531,10 @@ fn default_cpus() -> u32 {
 fn default_deadline() -> u64 {
     600
 }
+fn default_advisory_tracker_timeout() -> u64 {
+    // The tracker's document is about 50 MB.
+    120
+}
 fn default_poll_interval() -> u64 {
     900
 }
@@ -501,6 +580,9 @@ impl Config {
         }
         for dir in &mut config.boottest.test_dirs {
             *dir = base.join(&*dir);
+        }
+        for file in &mut config.advisories.files {
+            *file = base.join(&*file);
         }
         config.announce.outbox_dir = Some(match &config.announce.outbox_dir {
             Some(dir) => base.join(dir),
@@ -627,6 +709,32 @@ impl Config {
                 &format!("plan.{name}"),
                 "`default` is the built-in plan of every built-in test; give this plan another name",
             ));
+        }
+        for (i, stream) in self.streams.iter().enumerate() {
+            if stream.retention.keep_releases == Some(0) {
+                return Err(ConfigError::at_key(
+                    path,
+                    text,
+                    "retention",
+                    &format!("stream[{i}].retention.keep-releases"),
+                    "keep at least 1 release (the current release is always kept); leave it out to \
+                     keep every release",
+                ));
+            }
+        }
+        if let Some(url) = &self.advisories.debian_tracker {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::at_key(
+                    path,
+                    text,
+                    "debian-tracker",
+                    "advisories.debian-tracker",
+                    "must start with http:// or https://",
+                ));
+            }
+        }
+        for file in &self.advisories.files {
+            crate::load_advisory_file(file)?;
         }
         self.tracker.validate(path, text)?;
         if let Some(url) = &self.base_url {
@@ -1015,6 +1123,148 @@ arches = ["x86_64"]
         let message = Config::load(&path).expect_err("must fail").to_string();
         assert!(message.contains("denylist"), "{message}");
         assert!(message.contains("\"soon\" is not a date"), "{message}");
+    }
+}
+
+#[cfg(test)]
+mod advisory_and_retention_tests {
+    use super::*;
+    use crate::Severity;
+
+    const BASE: &str = r#"
+[signing]
+key = "k.asc"
+
+[gate.g]
+required = ["boot"]
+
+[[stream]]
+name = "cloud"
+recipe = "cloud.toml"
+gate = "g"
+"#;
+
+    fn load(dir: &Path, text: &str) -> Result<Config, String> {
+        let path = dir.join("slipway.toml");
+        std::fs::write(&path, text).expect("write");
+        Config::load(&path).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_keep_everything_and_release_on_high() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = load(dir.path(), BASE).expect("valid");
+        let stream = &config.streams[0];
+        assert_eq!(stream.retention, RetentionConfig::default());
+        assert_eq!(stream.retention.keep_releases, None);
+        assert_eq!(stream.retention.keep_days, None);
+        assert_eq!(
+            stream.security_threshold,
+            SecurityThreshold::AtLeast(Severity::High)
+        );
+        assert!(config.advisories.files.is_empty());
+        assert_eq!(config.advisories.debian_tracker, None);
+        assert_eq!(config.advisories.tracker_timeout_secs, 120);
+    }
+
+    #[test]
+    fn advisories_retention_and_threshold_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("local.toml"),
+            "[[advisory]]\nid = \"X-1\"\nseverity = \"low\"\n[[advisory.package]]\n\
+             source = \"a\"\nfixed-version = \"1\"\n",
+        )
+        .expect("write");
+        let text = BASE.replace(
+            "gate = \"g\"\n",
+            "gate = \"g\"\nsecurity-threshold = \"none\"\n\
+             retention = { keep-releases = 10, keep-days = 30 }\n",
+        ) + "\n[advisories]\nfiles = [\"local.toml\"]\n\
+               debian-tracker = \"https://security-tracker.debian.org/tracker/data/json\"\n\
+               release = \"bookworm\"\n";
+        let config = load(dir.path(), &text).expect("valid");
+        let stream = &config.streams[0];
+        assert_eq!(stream.security_threshold, SecurityThreshold::Never);
+        assert_eq!(
+            stream.retention,
+            RetentionConfig {
+                keep_releases: Some(10),
+                keep_days: Some(30)
+            }
+        );
+        assert_eq!(config.advisories.files, vec![dir.path().join("local.toml")]);
+        assert_eq!(config.advisories.release.as_deref(), Some("bookworm"));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let message = load(
+            dir.path(),
+            &BASE.replace(
+                "gate = \"g\"\n",
+                "gate = \"g\"\nsecurity-threshold = \"severe\"\n",
+            ),
+        )
+        .expect_err("bad threshold");
+        assert!(message.contains("slipway.toml:12:22"), "{message}");
+        assert!(
+            message.contains("stream[0].security-threshold"),
+            "{message}"
+        );
+
+        let message = load(
+            dir.path(),
+            &BASE.replace(
+                "gate = \"g\"\n",
+                "gate = \"g\"\nretention = { keep-releases = 0 }\n",
+            ),
+        )
+        .expect_err("zero releases");
+        assert!(
+            message.contains("slipway.toml:12:1: field `stream[0].retention.keep-releases`"),
+            "{message}"
+        );
+
+        let message = load(
+            dir.path(),
+            &BASE.replace(
+                "gate = \"g\"\n",
+                "gate = \"g\"\nretention = { keep-release = 3 }\n",
+            ),
+        )
+        .expect_err("misspelt key");
+        assert!(message.contains("keep-release"), "{message}");
+
+        std::fs::write(
+            dir.path().join("broken.toml"),
+            "[[advisory]]\nid = \"X\"\nseverity = \"dire\"\n",
+        )
+        .expect("write");
+        let message = load(
+            dir.path(),
+            &(BASE.to_string() + "\n[advisories]\nfiles = [\"broken.toml\"]\n"),
+        )
+        .expect_err("broken advisory file");
+        assert!(message.contains("broken.toml:3:12"), "{message}");
+    }
+
+    #[test]
+    fn the_release_defaults_to_the_recipes_suite() {
+        let recipe: Recipe = crate::toml_file::parse_toml(
+            Path::new("r.toml"),
+            "distribution = \"debian\"\nsuite = \"trixie\"\npackages = []\noutputs = [\"qcow2\"]\n\
+             [[source]]\nurl = \"http://deb.debian.org/debian\"\nsuite = \"trixie\"\n\
+             [system]\nhostname = \"h\"\n",
+        )
+        .expect("recipe");
+        assert_eq!(AdvisoryConfig::default().release_for(&recipe), "trixie");
+        let fixed = AdvisoryConfig {
+            release: Some("bookworm".into()),
+            ..AdvisoryConfig::default()
+        };
+        assert_eq!(fixed.release_for(&recipe), "bookworm");
     }
 }
 

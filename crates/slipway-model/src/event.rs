@@ -65,6 +65,10 @@ pub mod topics {
     pub const RELEASE_CREATED: &str = "release.created";
     /// A release's files and metadata are in the public tree.
     pub const RELEASE_PUBLISHED: &str = "release.published";
+    /// A release passed its stream's retention and is withdrawn from the tree (kept in the index).
+    pub const RELEASE_EXPIRED: &str = "release.expired";
+    /// A compose and everything recorded about it were deleted by garbage collection.
+    pub const COMPOSE_DELETED: &str = "compose.deleted";
     /// A release day passed with nothing to release: the stream keeps its previous release and is stale.
     pub const STREAM_STALE: &str = "stream.stale";
     /// A stale stream released again.

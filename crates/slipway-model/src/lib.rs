@@ -6,6 +6,7 @@
 //! about any of them. The crate also parses the project config and recipes, with errors that name the file,
 //! line, column and field.
 
+mod advisory;
 mod announce;
 mod cadence;
 mod clock;
@@ -15,6 +16,7 @@ mod digest;
 mod event;
 mod gate;
 mod incident;
+mod package_version;
 mod pkgdiff;
 mod recipe;
 mod release;
@@ -22,6 +24,10 @@ mod results;
 mod testing;
 mod toml_file;
 
+pub use advisory::{
+    load_advisory_file, Advisory, AdvisoryPackage, MatchedAdvisory, SecurityThreshold, Severity,
+    SeverityError,
+};
 pub use announce::{
     check_mailbox, AdvisoryRef, AnnounceConfig, Announcement, AnnouncementKind, DownloadLink,
     EolNotice, MailSettings, ReleaseNotice, RevocationNotice, SmtpConfig, StaleNotice,
@@ -35,8 +41,8 @@ pub use compose::{
     Artifact, ArtifactKind, Compose, ComposeId, ComposeState, InputHash, Lock, LockedPackage,
 };
 pub use config::{
-    BootTestConfig, Config, GateConfig, SigningConfig, StreamConfig, TimeOfDay, TrackerConfig,
-    TrackerKind, WatchConfig,
+    AdvisoryConfig, BootTestConfig, Config, GateConfig, RetentionConfig, SigningConfig,
+    StreamConfig, TimeOfDay, TrackerConfig, TrackerKind, WatchConfig,
 };
 pub use digest::{sha256_file, sha256_hex, Sha256};
 pub use event::{topics, Event, EventId, EventSeq};
@@ -48,6 +54,7 @@ pub use incident::{
     ExternalIssue, FailureKind, Incident, IncidentAction, IncidentComment, IncidentReport,
     IncidentState, LogTail, MirrorAction, MirrorStep, NewIncident, NewIncidentComment,
 };
+pub use package_version::{compare_versions, VersionScheme};
 pub use pkgdiff::{is_security_suite, PackageChange, PkgDiff};
 pub use recipe::{
     DiskLayout, FileEntry, OutputFormat, PackageSource, Recipe, RecipeTests, SystemSettings, Units,

@@ -100,6 +100,9 @@ pub enum ReleaseState {
     Superseded,
     /// Withdrawn as bad.
     Revoked,
+    /// Past the stream's retention (`keep-releases`): withdrawn from the tree and from the stream, kept in
+    /// the releases index; its compose may have been deleted.
+    Expired,
 }
 
 impl ReleaseState {
@@ -110,6 +113,7 @@ impl ReleaseState {
             Self::Published => "published",
             Self::Superseded => "superseded",
             Self::Revoked => "revoked",
+            Self::Expired => "expired",
         }
     }
 }
@@ -122,6 +126,7 @@ impl FromStr for ReleaseState {
             "published" => Self::Published,
             "superseded" => Self::Superseded,
             "revoked" => Self::Revoked,
+            "expired" => Self::Expired,
             other => return Err(format!("unknown release state {other:?}")),
         })
     }

@@ -142,6 +142,26 @@ impl ConfigError {
     }
 }
 
+impl ConfigError {
+    /// An error about the `occurrence`th (0-based) assignment of `key` in the file, for fields of nested
+    /// arrays of tables whose place the field path alone does not give.
+    pub fn at_occurrence(
+        path: &Path,
+        text: &str,
+        key: &str,
+        occurrence: usize,
+        field: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::Invalid {
+            path: path.to_path_buf(),
+            location: find_key(text, key, occurrence).or_else(|| find_key(text, key, 0)),
+            field: Some(field.to_string()),
+            message: message.into(),
+        }
+    }
+}
+
 /// The location of the line that assigns `key` inside the `index`th table of an array of tables whose
 /// header is `header` (such as `[[stream]]`), before the next header of any table.
 fn find_key_in_table(text: &str, header: &str, index: usize, key: &str) -> Option<Location> {

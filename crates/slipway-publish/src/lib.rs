@@ -23,18 +23,23 @@
 //!
 //! Mirrors that copy the tree with rsync must resolve the stream links (`--copy-unsafe-links`, or `-L`).
 //!
-//! Signing sits behind the [`Signer`] trait; [`GpgSigner`] implements it with gpg(1) run through
-//! [`slipway_exec::CommandRunner`]. This crate takes plain values in ([`SiteInput`]) and never reads the
-//! store; the engine decides which releases exist and in which state.
+//! Signing sits behind the [`Signer`] trait. [`InProcessSigner`] signs in process with rPGP and is what
+//! publishing uses ([`load_signer`]); [`GpgSigner`] runs gpg(1) through [`slipway_exec::CommandRunner`],
+//! makes keys, and signs with the keys the in-process signer does not take. This crate takes plain values
+//! in ([`SiteInput`]) and never reads the store; the engine decides which releases exist and in which
+//! state.
 
+mod cleartext;
 mod feed;
 mod fsutil;
 mod html;
+mod in_process;
 mod metadata;
 mod notes;
 mod sign;
 mod site;
 
+pub use in_process::{load_signer, InProcessSigner, LoadedSigner};
 pub use notes::{release_notes, RELEASE_NOTES};
 pub use sign::{GpgSigner, SignError, Signer};
 pub use site::{

@@ -51,9 +51,10 @@ pub(crate) fn release_dir(stream: &str, release: &ReleaseInput) -> String {
     format!("{stream}/{}", release.release.version)
 }
 
-/// Whether a release is served: its directory is in the tree. Revoked releases are withdrawn.
+/// Whether a release is served: its directory is in the tree. Revoked releases are withdrawn, and expired
+/// ones (past their stream's retention) too; the releases index keeps both.
 pub(crate) fn is_served(state: ReleaseState) -> bool {
-    !matches!(state, ReleaseState::Revoked)
+    !matches!(state, ReleaseState::Revoked | ReleaseState::Expired)
 }
 
 /// The archived releases index of a stream that reached its end of life, relative to the site root. The

@@ -2,20 +2,22 @@
 
 use std::fmt::Write as _;
 
-use slipway_model::{PkgDiff, Release};
+use slipway_model::{MatchedAdvisory, PkgDiff, Release};
 
 use crate::PublishFile;
 
 /// The file name release notes are published under, beside the images.
 pub const RELEASE_NOTES: &str = "RELEASE-NOTES.txt";
 
-/// The release notes of a release: version, compose, image files with checksums, and the package diff
-/// against the compose before it, security upgrades first. The text depends only on facts that never
-/// change for a release (not its state), so every publish writes the same bytes and the signed CHECKSUM of
-/// a published release stays valid.
+/// The release notes of a release: version, compose, image files with checksums, the security advisories
+/// its upgrades fix (most severe first, as given), and the package diff against the compose before it,
+/// security upgrades first. The text depends only on facts that never change for a release (not its
+/// state), so every publish writes the same bytes and the signed CHECKSUM of a published release stays
+/// valid: callers must pass the advisories recorded when the release was made, not ones matched anew.
 pub fn release_notes(
     release: &Release,
     pkgdiff: Option<&PkgDiff>,
+    advisories: &[MatchedAdvisory],
     images: &[PublishFile],
 ) -> String {
     let mut text = String::new();
@@ -35,6 +37,23 @@ pub fn release_notes(
             "  {}  {} bytes  sha256 {}",
             file.file_name, file.size, file.sha256
         );
+    }
+    if !advisories.is_empty() {
+        let _ = writeln!(text, "\nSecurity advisories fixed:");
+        for a in advisories {
+            let _ = write!(
+                text,
+                "  {} ({}) {} {} -> {}",
+                a.id, a.severity, a.source, a.old_version, a.new_version
+            );
+            if !a.summary.trim().is_empty() {
+                let _ = write!(text, ": {}", a.summary.trim());
+            }
+            let _ = writeln!(text);
+            if let Some(url) = &a.url {
+                let _ = writeln!(text, "    {url}");
+            }
+        }
     }
     match pkgdiff {
         None => {
@@ -98,7 +117,7 @@ pub fn release_notes(
 mod tests {
     use super::*;
     use slipway_model::{
-        sha256_hex, ArtifactKind, ComposeId, OutputFormat, PackageChange, ReleaseState,
+        sha256_hex, ArtifactKind, ComposeId, OutputFormat, PackageChange, ReleaseState, Severity,
     };
 
     #[test]
@@ -143,7 +162,7 @@ mod tests {
             size: 5,
             source: "/nonexistent".into(),
         };
-        let notes = release_notes(&release, Some(&diff), std::slice::from_ref(&image));
+        let notes = release_notes(&release, Some(&diff), &[], std::slice::from_ref(&image));
         assert!(notes.starts_with("cloud 20261121.0\ncompose cloud-20261121.0\n"));
         assert!(notes.contains(&format!(
             "cloud-20261121.0.qcow2  5 bytes  sha256 {}",
@@ -156,12 +175,63 @@ mod tests {
             "libssl3 3.0.11-1~deb12u2 -> 3.0.15-1~deb12u1 (bookworm-security, source openssl)"
         ));
         assert!(notes.contains("2 upgraded (1 security)"));
+        assert!(
+            !notes.contains("advisories"),
+            "no advisory section without advisories"
+        );
         release.state = ReleaseState::Superseded;
         release.published_at = Some("2026-11-22T10:00:00Z".parse().expect("time"));
         assert_eq!(
-            release_notes(&release, Some(&diff), std::slice::from_ref(&image)),
+            release_notes(&release, Some(&diff), &[], std::slice::from_ref(&image)),
             notes,
             "the notes of a release never change"
+        );
+    }
+
+    #[test]
+    fn notes_list_the_advisories_fixed() {
+        let release = Release {
+            stream: "cloud".into(),
+            version: "20261121.0".parse().expect("version"),
+            compose: ComposeId("cloud-20261121.0".into()),
+            state: ReleaseState::Pending,
+            created_at: "2026-11-21T10:00:00Z".parse().expect("time"),
+            published_at: None,
+            revocation: None,
+        };
+        let advisory = |id: &str, severity, url: Option<&str>| MatchedAdvisory {
+            id: id.into(),
+            severity,
+            summary: "openssl: denial of service ".into(),
+            url: url.map(str::to_string),
+            source: "openssl".into(),
+            fixed_version: "3.0.13-1~deb12u1".into(),
+            old_version: "3.0.11-1~deb12u2".into(),
+            new_version: "3.0.13-1~deb12u1".into(),
+            suite: Some("bookworm-security".into()),
+            security: true,
+        };
+        let advisories = [
+            advisory(
+                "DSA-5555-1",
+                Severity::High,
+                Some("https://www.debian.org/security/2023/dsa-5555"),
+            ),
+            advisory("CVE-2023-5678", Severity::Medium, None),
+        ];
+        let notes = release_notes(&release, None, &advisories, &[]);
+        let section = notes
+            .split("\nSecurity advisories fixed:\n")
+            .nth(1)
+            .expect("an advisory section");
+        assert!(section.starts_with(
+            "  DSA-5555-1 (high) openssl 3.0.11-1~deb12u2 -> 3.0.13-1~deb12u1: openssl: denial of service\n    \
+             https://www.debian.org/security/2023/dsa-5555\n  CVE-2023-5678 (medium) openssl \
+             3.0.11-1~deb12u2 -> 3.0.13-1~deb12u1: openssl: denial of service\n"
+        ), "{notes}");
+        assert!(
+            notes.find("Security advisories fixed:") < notes.find("Packages:"),
+            "advisories come before the package list"
         );
     }
 }

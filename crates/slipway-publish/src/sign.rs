@@ -1,4 +1,5 @@
-//! Signing: the [`Signer`] trait and [`GpgSigner`], its implementation with gpg(1).
+//! Signing: the [`Signer`] trait and [`GpgSigner`], its implementation with gpg(1). The in-process
+//! implementation is in `in_process`.
 
 use std::fmt;
 use std::io;
@@ -69,6 +70,23 @@ pub enum SignError {
         /// How it failed, with gpg's stderr.
         #[source]
         source: ExecError,
+    },
+    /// The in-process signer cannot use this key (a key type or shape it does not handle, a passphrase, more
+    /// than one key, no secret key); gpg may still be able to, or will say what is wrong with it.
+    #[error("the in-process signer cannot use the signing key {}: {reason}", .path.display())]
+    Unsupported {
+        /// The key file.
+        path: PathBuf,
+        /// Why not.
+        reason: String,
+    },
+    /// The in-process signer failed to make a signature.
+    #[error("could not {action}: {reason}")]
+    Sign {
+        /// What was being signed.
+        action: String,
+        /// The OpenPGP library's error.
+        reason: String,
     },
     /// gpg succeeded but its output was not what slipway expects.
     #[error("gpg gave an unexpected answer when asked to {action}: {detail}")]
@@ -193,19 +211,7 @@ impl GpgSigner {
             path: key_file.to_path_buf(),
             reason,
         };
-        let bytes = tokio::fs::read(key_file).await.map_err(|e| {
-            key_error(match e.kind() {
-                io::ErrorKind::NotFound => "the file does not exist".to_string(),
-                io::ErrorKind::PermissionDenied => {
-                    "the file is not readable (permission denied)".to_string()
-                }
-                _ => format!("the file cannot be read ({e})"),
-            })
-        })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(key_error("the file is empty".into()));
-        }
-        warn_if_readable_by_others(key_file).await;
+        let bytes = read_key_file(key_file).await?;
 
         let home = new_home()?;
         let loaded = async {
@@ -537,6 +543,29 @@ async fn write_key_file(key_file: &Path, secret: &[u8]) -> Result<(), SignError>
         }
     }
     Ok(())
+}
+
+/// Reads a secret key file, with the errors both signers give for a file that is missing, unreadable or
+/// empty, and a warning when others may read it.
+pub(crate) async fn read_key_file(key_file: &Path) -> Result<Vec<u8>, SignError> {
+    let key_error = |reason: String| SignError::KeyFile {
+        path: key_file.to_path_buf(),
+        reason,
+    };
+    let bytes = tokio::fs::read(key_file).await.map_err(|e| {
+        key_error(match e.kind() {
+            io::ErrorKind::NotFound => "the file does not exist".to_string(),
+            io::ErrorKind::PermissionDenied => {
+                "the file is not readable (permission denied)".to_string()
+            }
+            _ => format!("the file cannot be read ({e})"),
+        })
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(key_error("the file is empty".into()));
+    }
+    warn_if_readable_by_others(key_file).await;
+    Ok(bytes)
 }
 
 async fn warn_if_readable_by_others(key_file: &Path) {

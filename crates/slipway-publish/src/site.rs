@@ -6,7 +6,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
-use slipway_model::{ArtifactKind, Release, Sha256};
+use slipway_model::{ArtifactKind, Release, ReleaseState, Sha256};
 
 use crate::feed;
 use crate::fsutil::{self, Placed};
@@ -304,7 +304,8 @@ struct Plan<'a> {
 }
 
 /// What the pool should hold once a publish is switched in, by stream: the versions served and the versions
-/// revoked (kept aside, withdrawn). Anything else in the pool is gone from the site.
+/// revoked (kept aside, withdrawn). Anything else in the pool (expired releases among it) is gone from the
+/// site and deleted.
 #[derive(Debug, Clone, Default)]
 struct Keep {
     streams: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)>,
@@ -319,9 +320,11 @@ impl Plan<'_> {
                 let version = r.release.version.to_string();
                 if is_served(r.release.state) {
                     served.insert(version);
-                } else {
+                } else if r.release.state == ReleaseState::Revoked {
                     revoked.insert(version);
                 }
+                // An expired release is in neither: its directory leaves the pool for good, so garbage
+                // collection frees its files.
             }
         }
         keep

@@ -11,23 +11,35 @@ use async_trait::async_trait;
 use common::*;
 use slipway_exec::Command;
 use slipway_model::{sha256_hex, ReleaseState};
-use slipway_publish::{publish, GpgSigner, PublishError, SignError, Signer, StreamInput};
+use slipway_publish::{publish, PublishError, SignError, Signer, StreamInput};
 
 fn link_target(public: &Path) -> PathBuf {
     std::fs::read_link(public).expect("public path is a link")
 }
 
 #[tokio::test]
-async fn a_published_site_verifies_with_gpgv_sha256sum_and_coreos_metadata() {
+async fn a_site_signed_in_process_verifies_with_gpgv_gpg_sha256sum_and_coreos_metadata() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let signer = new_in_process_signer(tmp.path()).await;
+    published_site_verifies(&signer, tmp.path()).await;
+}
+
+#[tokio::test]
+async fn a_site_signed_by_gpg_verifies_with_gpgv_gpg_sha256sum_and_coreos_metadata() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let signer = new_signer(tmp.path()).await;
-    let blobs = tmp.path().join("blobs");
-    let public = tmp.path().join("www").join("public");
+    published_site_verifies(&signer, tmp.path()).await;
+}
+
+/// Publishes two releases signed by `signer` (whose key lives in `tmp`) and checks the site as a user would.
+async fn published_site_verifies(signer: &dyn Signer, tmp: &Path) {
+    let blobs = tmp.join("blobs");
+    let public = tmp.join("www").join("public");
     let newest = release(&blobs, "20261121.0", ReleaseState::Published, 7);
     let older = release(&blobs, "20261107.0", ReleaseState::Superseded, 0);
     let input = site(&public, vec![newest.clone(), older.clone()]);
 
-    let summary = publish(&input, &signer).await.expect("publish");
+    let summary = publish(&input, signer).await.expect("publish");
     assert_eq!(summary.generation, 1);
     assert_eq!(summary.index_html, public.join("index.html"));
     assert_eq!(link_target(&public), PathBuf::from(".public.generations/1"));
@@ -41,7 +53,7 @@ async fn a_published_site_verifies_with_gpgv_sha256sum_and_coreos_metadata() {
     assert_eq!(key, by_fpr);
     assert_eq!(key, signer.public_key_armored());
 
-    let ring = keyring(&public, tmp.path()).await;
+    let ring = keyring(&public, tmp).await;
     for r in [&newest, &older] {
         let dir = public.join(STREAM).join(r.release.version.to_string());
         let checksum = dir.join("CHECKSUM");
@@ -53,6 +65,9 @@ async fn a_published_site_verifies_with_gpgv_sha256sum_and_coreos_metadata() {
         gpgv(&ring, &[&checksum])
             .await
             .expect("CHECKSUM signature verifies");
+        gpg_verify(&key, tmp, &[&checksum])
+            .await
+            .expect("gpg --verify accepts the CHECKSUM");
         for f in &r.files {
             let path = dir.join(&f.file_name);
             let line = format!("{}  {}\n", f.sha256, f.file_name);
@@ -63,13 +78,16 @@ async fn a_published_site_verifies_with_gpgv_sha256sum_and_coreos_metadata() {
             let sig_bytes = std::fs::read(&sig).expect("sig");
             assert!(!sig_bytes.starts_with(b"-----"), "the .sig is binary");
             gpgv(&ring, &[&sig, &path]).await.expect(".sig verifies");
+            gpg_verify(&key, tmp, &[&sig, &path])
+                .await
+                .expect("gpg --verify accepts the .sig");
         }
         // What the download page tells users to run works on the clearsigned file as it is.
         sha256sum_check(&dir).await;
     }
 
     // A tampered copy must not verify: the check above is a real check.
-    let forged = tmp.path().join("CHECKSUM.forged");
+    let forged = tmp.join("CHECKSUM.forged");
     let good =
         std::fs::read_to_string(public.join(STREAM).join("20261121.0/CHECKSUM")).expect("read");
     std::fs::write(
@@ -170,7 +188,7 @@ async fn sha256sum_check(dir: &Path) {
 /// path see at that moment.
 #[derive(Debug)]
 struct Watching<'a> {
-    inner: &'a GpgSigner,
+    inner: &'a dyn Signer,
     public: PathBuf,
     seen: Mutex<Vec<(PathBuf, Vec<u8>)>>,
 }
@@ -205,7 +223,7 @@ impl Signer for Watching<'_> {
 #[tokio::test]
 async fn republishing_reuses_release_directories_and_switches_generations_atomically() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let signer = new_signer(tmp.path()).await;
+    let signer = new_in_process_signer(tmp.path()).await;
     let blobs = tmp.path().join("blobs");
     let public = tmp.path().join("public");
     let r1 = release(&blobs, "20261107.0", ReleaseState::Published, 0);
@@ -315,7 +333,7 @@ async fn republishing_reuses_release_directories_and_switches_generations_atomic
 #[tokio::test]
 async fn a_published_release_cannot_change_its_files() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let signer = new_signer(tmp.path()).await;
+    let signer = new_in_process_signer(tmp.path()).await;
     let blobs = tmp.path().join("blobs");
     let public = tmp.path().join("public");
     let r1 = release(&blobs, "20261107.0", ReleaseState::Published, 0);
@@ -341,7 +359,7 @@ async fn a_published_release_cannot_change_its_files() {
 #[tokio::test]
 async fn a_missing_source_file_fails_and_leaves_the_tree_untouched() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let signer = new_signer(tmp.path()).await;
+    let signer = new_in_process_signer(tmp.path()).await;
     let blobs = tmp.path().join("blobs");
     let public = tmp.path().join("public");
     let r1 = release(&blobs, "20261107.0", ReleaseState::Published, 0);
@@ -410,7 +428,7 @@ impl Signer for Broken {
 #[tokio::test]
 async fn a_signing_failure_publishes_nothing() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let signer = new_signer(tmp.path()).await;
+    let signer = new_in_process_signer(tmp.path()).await;
     let blobs = tmp.path().join("blobs");
     let public = tmp.path().join("public");
     let r1 = release(&blobs, "20261107.0", ReleaseState::Published, 0);
@@ -431,7 +449,7 @@ async fn a_signing_failure_publishes_nothing() {
 #[tokio::test]
 async fn revoked_releases_never_reach_the_stream_and_empty_streams_say_so() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let signer = new_signer(tmp.path()).await;
+    let signer = new_in_process_signer(tmp.path()).await;
     let blobs = tmp.path().join("blobs");
     let public = tmp.path().join("public");
     let revoked = release(&blobs, "20261121.0", ReleaseState::Revoked, 1);
@@ -499,7 +517,7 @@ async fn revoked_releases_never_reach_the_stream_and_empty_streams_say_so() {
 #[tokio::test]
 async fn the_first_publish_takes_over_only_an_empty_directory() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let signer = new_signer(tmp.path()).await;
+    let signer = new_in_process_signer(tmp.path()).await;
     let blobs = tmp.path().join("blobs");
     let r1 = release(&blobs, "20261107.0", ReleaseState::Published, 0);
 

@@ -1,5 +1,6 @@
-//! Release policy: when a stream releases and which compose, and the incidents of streams that have no
-//! good compose.
+//! Release policy: when a stream releases and which compose, the incidents of streams that have no good
+//! compose, which security advisories a compose fixes, and what a stream's retention lets garbage
+//! collection delete.
 //!
 //! The rule is the one the Fedora two-week plan asks for: release the newest compose whose gate decision
 //! passes, on the stream's cadence (every passing compose, or on release days given by a period or a cron
@@ -35,6 +36,17 @@ pub use incident::{
     LOG_TAIL_LINES,
 };
 pub use tracker::{Tracker, TrackerError};
+
+pub mod advisory;
+pub mod retention;
+
+pub use advisory::{
+    advisories_for, emergency_due, load_advisories, parse_debian_tracker, AdvisoryError,
+    DebianTracker, LoadedAdvisories, TrackerAdvisories,
+};
+pub use retention::{
+    plan_gc, ExpiredRelease, GcPlan, KeepReason, KeptCompose, StreamRetentionInput,
+};
 
 mod cadence;
 

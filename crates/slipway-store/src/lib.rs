@@ -12,6 +12,7 @@ mod notification;
 mod query;
 mod sqlite;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -325,6 +326,28 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Every release of a stream, newest first.
     async fn releases(&self, stream: &str) -> StoreResult<Vec<Release>>;
+
+    // ----- garbage collection -----
+
+    /// Marks a superseded release expired (it leaves the public tree and the stream; the releases index
+    /// keeps it) and appends `release.expired`. Expiring an expired release returns it unchanged.
+    /// `NotFound` if there is no such release; `Conflict` if it is pending, published or revoked.
+    async fn expire_release(
+        &self,
+        stream: &str,
+        version: &Version,
+        at: Timestamp,
+    ) -> StoreResult<Release>;
+
+    /// Deletes a compose and everything recorded about it (artifacts, test runs and results, verdicts,
+    /// waivers, decisions) in one transaction, leaving a tombstone so its id is never given out again, and
+    /// appends `compose.deleted` listing its artifacts. Returns the compose as it was. Blob files are the
+    /// caller's. `NotFound` if there is no such compose; `Conflict` if it is running, a release that has
+    /// not expired is of it, or an incident names it.
+    async fn delete_compose(&self, id: &ComposeId, at: Timestamp) -> StoreResult<Compose>;
+
+    /// Every blob digest that an artifact of some compose names.
+    async fn referenced_blobs(&self) -> StoreResult<BTreeSet<Sha256>>;
 
     // ----- incidents -----
 

@@ -25,6 +25,8 @@
 //!   - `release.created`: the [`Release`] (`stream`, `version`, `compose`, `state`, ...)
 //!   - `release.published`: the [`Release`] after the change, plus `superseded`: the versions it
 //!     superseded
+//!   - `release.expired`: the [`Release`] after the change, plus `expired_at`
+//!   - `compose.deleted`: `{compose, stream, recipe, state, created_at, artifacts, deleted_at}`
 //!   - `incident.opened`: the [`Incident`] (with its first comment)
 //!   - `incident.commented`, `incident.closed`: `{incident, stream, state, comment}` (`incident` is the
 //!     id, `comment` the [`slipway_model::IncidentComment`] added)
@@ -37,6 +39,7 @@
 //! - Notifications: see `sqlite/notifications.rs`; sending is at least once.
 
 mod codec;
+mod gc;
 mod incidents;
 mod migrations;
 mod notifications;
@@ -981,9 +984,13 @@ impl Store for SqliteStore {
         let at = normalize(at);
         self.write(OP, move |tx| {
             let day = day(at);
+            // Deleted composes count too: an id is never given out twice.
             let n: i64 = tx
                 .query_row(
-                    "SELECT COALESCE(MAX(n) + 1, 0) FROM composes WHERE recipe = ?1 AND day = ?2",
+                    "SELECT COALESCE(MAX(n) + 1, 0) FROM ( \
+                         SELECT n FROM composes WHERE recipe = ?1 AND day = ?2 \
+                         UNION ALL \
+                         SELECT n FROM deleted_composes WHERE recipe = ?1 AND day = ?2)",
                     params![recipe, day],
                     |row| row.get(0),
                 )
@@ -1764,6 +1771,11 @@ impl Store for SqliteStore {
                         "release {version} of {stream} is revoked and cannot be published"
                     )))
                 }
+                ReleaseState::Expired => {
+                    return Err(StoreError::Conflict(format!(
+                        "release {version} of {stream} has expired and cannot be published"
+                    )))
+                }
             }
             let published: Vec<String> = {
                 let mut stmt = tx
@@ -1842,6 +1854,23 @@ impl Store for SqliteStore {
             rows.into_iter().map(ReleaseRow::decode).collect()
         })
         .await
+    }
+
+    async fn expire_release(
+        &self,
+        stream: &str,
+        version: &Version,
+        at: Timestamp,
+    ) -> StoreResult<Release> {
+        self.expire_release_tx(stream, version, at).await
+    }
+
+    async fn delete_compose(&self, id: &ComposeId, at: Timestamp) -> StoreResult<Compose> {
+        self.delete_compose_tx(id, at).await
+    }
+
+    async fn referenced_blobs(&self) -> StoreResult<std::collections::BTreeSet<Sha256>> {
+        self.referenced_blobs_tx().await
     }
 
     async fn revoke_release(

@@ -65,6 +65,8 @@ enum Command {
     Results(cmd::results::Args),
     /// Serve test results over HTTP (ResultsDB 2.0 API, JUnit reports).
     Serve(cmd::serve::Args),
+    /// Expire releases and delete composes and blobs past the streams' retention.
+    Gc(cmd::gc::Args),
     /// Simulate the streams over many days with a seeded random builder and tester.
     Simulate(cmd::simulate::Args),
     /// List incidents: streams whose nightly produced no good compose.
@@ -131,6 +133,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Changes(args) => cmd::changes::run(&config, args).await,
         Command::Results(args) => cmd::results::run(&config, args).await,
         Command::Serve(args) => cmd::serve::run(&config, args).await,
+        Command::Gc(args) => cmd::gc::run(&config, args).await,
         Command::Simulate(args) => cmd::simulate::run(&config, args).await,
         Command::Incidents(args) => cmd::incidents::run(&config, args).await,
         Command::Outbox(args) => cmd::outbox::run(&config, args).await,

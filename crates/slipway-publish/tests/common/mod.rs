@@ -11,7 +11,9 @@ use slipway_exec::{Command, CommandRunner, SystemRunner};
 use slipway_model::{
     sha256_hex, ArtifactKind, ComposeId, OutputFormat, Release, ReleaseState, Version,
 };
-use slipway_publish::{GpgSigner, PublishFile, ReleaseInput, SiteInput, StreamInput};
+use slipway_publish::{
+    GpgSigner, InProcessSigner, PublishFile, ReleaseInput, SiteInput, StreamInput,
+};
 
 pub const STREAM: &str = "bookworm-cloud";
 pub const BASE_URL: &str = "https://images.example.org/pub";
@@ -28,6 +30,14 @@ pub async fn new_signer(dir: &Path) -> GpgSigner {
     )
     .await
     .expect("key generation")
+}
+
+/// A key made by gpg as `slipway keys init` makes it, loaded by the in-process signer publishing uses.
+pub async fn new_in_process_signer(dir: &Path) -> InProcessSigner {
+    let made = new_signer(dir).await;
+    InProcessSigner::load(made.key_file())
+        .await
+        .expect("the in-process signer loads the key gpg made")
 }
 
 pub fn at(text: &str) -> Timestamp {
@@ -121,6 +131,46 @@ pub async fn keyring(site: &Path, scratch: &Path) -> PathBuf {
     let ring = scratch.join("release-key.gpg");
     std::fs::write(&ring, out.stdout).expect("keyring");
     ring
+}
+
+/// Runs `gpg --verify` in a fresh GNUPGHOME under `scratch` that holds only `public_key`; Ok when the
+/// signature is good.
+pub async fn gpg_verify(public_key: &str, scratch: &Path, args: &[&Path]) -> Result<(), String> {
+    let home = scratch.join("gnupg-gpg-verify");
+    if !home.exists() {
+        std::fs::create_dir_all(&home).expect("home");
+        std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .expect("chmod");
+        runner()
+            .run(
+                Command::new("gpg")
+                    .env("GNUPGHOME", home.as_os_str())
+                    .args(["--batch", "--import"])
+                    .stdin(public_key.as_bytes().to_vec()),
+            )
+            .await
+            .expect("gpg --import");
+    }
+    let mut cmd = Command::new("gpg")
+        .env("GNUPGHOME", home.as_os_str())
+        .args(["--batch", "--verify"]);
+    for a in args {
+        cmd = cmd.arg(a.as_os_str());
+    }
+    let result = runner()
+        .run(cmd)
+        .await
+        .map(drop)
+        .map_err(|e| format!("{e}"));
+    // Importing and verifying start an agent for the home; do not leave it behind.
+    let _ = runner()
+        .run(
+            Command::new("gpgconf")
+                .env("GNUPGHOME", home.as_os_str())
+                .args(["--kill", "all"]),
+        )
+        .await;
+    result
 }
 
 /// Runs gpgv; Ok when the signature is good.

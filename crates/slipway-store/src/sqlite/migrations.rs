@@ -7,7 +7,7 @@
 //! `INTEGER PRIMARY KEY`, which a PostgreSQL port spells `BIGINT GENERATED ALWAYS AS IDENTITY`).
 
 use jiff::Timestamp;
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::codec::ts;
 use super::Db;
@@ -274,7 +274,58 @@ CREATE TABLE release_revocations (
 CREATE INDEX release_revocations_by_release ON release_revocations (stream, version, id);
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
+/// Version 9: garbage collection. A release may be `expired` and outlive its compose (an expired release
+/// stays in the releases index after garbage collection deleted its compose), so `releases.compose_id` no
+/// longer references `composes`. SQLite cannot change a table's constraints, so the table is rebuilt,
+/// with every column it has by version 8 (see [`REBUILDS`]). A deleted compose leaves a tombstone, so its
+/// id (and its `n` of the day) is never given out again and an expired release never names a newer
+/// compose. Artifacts are indexed by digest for the question which blobs are still used.
+const V9: &str = r#"
+CREATE TABLE releases_v9 (
+    stream        TEXT NOT NULL,
+    version       TEXT NOT NULL,
+    day           TEXT NOT NULL,
+    n             BIGINT NOT NULL,
+    compose_id    TEXT NOT NULL,
+    state         TEXT NOT NULL
+                  CHECK (state IN ('pending', 'published', 'superseded', 'revoked', 'expired')),
+    created_at    TEXT NOT NULL,
+    published_at  TEXT,
+    revoke_reason TEXT,
+    revoked_by    TEXT,
+    revoked_at    TEXT,
+    PRIMARY KEY (stream, version),
+    UNIQUE (stream, day, n),
+    UNIQUE (stream, compose_id)
+);
+INSERT INTO releases_v9 (stream, version, day, n, compose_id, state, created_at, published_at,
+                         revoke_reason, revoked_by, revoked_at)
+    SELECT stream, version, day, n, compose_id, state, created_at, published_at,
+           revoke_reason, revoked_by, revoked_at
+    FROM releases;
+DROP TABLE releases;
+ALTER TABLE releases_v9 RENAME TO releases;
+CREATE INDEX releases_by_compose ON releases (compose_id);
+
+CREATE TABLE deleted_composes (
+    id         TEXT PRIMARY KEY,
+    stream     TEXT NOT NULL,
+    recipe     TEXT NOT NULL,
+    day        TEXT NOT NULL,
+    n          BIGINT NOT NULL,
+    deleted_at TEXT NOT NULL,
+    UNIQUE (recipe, day, n)
+);
+
+CREATE INDEX artifacts_by_sha256 ON artifacts (sha256);
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
+
+/// The versions whose script rebuilds a table that other tables reference (`release_revocations` names
+/// `releases`). SQLite's way is to switch foreign key enforcement off around the transaction (it cannot
+/// be switched inside one), rebuild, and check every foreign key before committing.
+const REBUILDS: &[i64] = &[9];
 
 /// The schema version this build writes.
 pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -311,29 +362,152 @@ pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {
     refuse_newer(current_version(conn)?)?;
     for (index, script) in MIGRATIONS.iter().enumerate() {
         let version = index as i64 + 1;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .db(OP)?;
-        // Read again under the write lock: another process may have migrated since the check above.
-        let current = current_version(&tx)?;
-        refuse_newer(current)?;
-        if current >= version {
-            continue;
+        let rebuild = REBUILDS.contains(&version);
+        if rebuild {
+            conn.pragma_update(None, "foreign_keys", "OFF").db(OP)?;
         }
-        tx.execute_batch(script)
-            .db(&format!("{OP} to version {version}"))?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-            params![version, ts(Timestamp::now())],
-        )
-        .db(OP)?;
-        tx.commit().db(OP)?;
-        tracing::info!(version, "applied schema migration");
+        let applied = apply(conn, version, script);
+        if rebuild {
+            conn.pragma_update(None, "foreign_keys", "ON").db(OP)?;
+        }
+        applied?;
     }
+    Ok(())
+}
+
+/// Applies one script in its own transaction unless the database already has its version.
+fn apply(conn: &mut Connection, version: i64, script: &str) -> StoreResult<()> {
+    const OP: &str = "migrating the schema";
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .db(OP)?;
+    // Read again under the write lock: another process may have migrated since the check above.
+    let current = current_version(&tx)?;
+    refuse_newer(current)?;
+    if current >= version {
+        return Ok(());
+    }
+    tx.execute_batch(script)
+        .db(&format!("{OP} to version {version}"))?;
+    // With enforcement off for a rebuild, nothing else checked the references.
+    let broken: Option<String> = tx
+        .query_row("PRAGMA foreign_key_check", [], |row| row.get(0))
+        .optional()
+        .db(OP)?;
+    if let Some(table) = broken {
+        return Err(StoreError::Database(format!(
+            "{OP} to version {version}: a row of {table} names a row that does not exist"
+        )));
+    }
+    tx.execute(
+        "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+        params![version, ts(Timestamp::now())],
+    )
+    .db(OP)?;
+    tx.commit().db(OP)?;
+    tracing::info!(version, "applied schema migration");
     Ok(())
 }
 
 /// The version recorded in the database.
 pub(super) fn schema_version(conn: &Connection) -> StoreResult<i64> {
     current_version(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database written by a slipway that knew versions 1 to 8 keeps its releases, their revocations
+    /// and their history through version 9, and afterwards a release may expire and outlive its compose.
+    #[test]
+    fn version_9_keeps_releases_and_lets_them_outlive_their_compose() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .expect("pragma");
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
+        )
+        .expect("create");
+        for (i, script) in MIGRATIONS[..8].iter().enumerate() {
+            conn.execute_batch(script).expect("old script");
+            conn.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 'then')",
+                params![i as i64 + 1],
+            )
+            .expect("version");
+        }
+        conn.execute_batch(
+            "INSERT INTO composes (id, stream, recipe, day, n, recipe_hash, state, created_at) \
+             VALUES ('cloud-20261121.0', 'cloud', 'cloud', '20261121', 0, 'h', 'complete', 't'); \
+             INSERT INTO releases (stream, version, day, n, compose_id, state, created_at, published_at, \
+                                   revoke_reason, revoked_by, revoked_at) \
+             VALUES ('cloud', '20261121.0', '20261121', 0, 'cloud-20261121.0', 'revoked', 't', 'p', \
+                     'broken', 'alice', 'r'); \
+             INSERT INTO release_revocations (stream, version, action, author, reason, at) \
+             VALUES ('cloud', '20261121.0', 'revoked', 'alice', 'broken', 'r');",
+        )
+        .expect("rows");
+        assert!(
+            conn.execute("DELETE FROM composes", []).is_err(),
+            "before version 9 a release holds its compose"
+        );
+
+        migrate(&mut conn).expect("migrate");
+        assert_eq!(schema_version(&conn).expect("version"), 9);
+        let enforced: bool = conn
+            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+            .expect("pragma");
+        assert!(
+            enforced,
+            "foreign keys are enforced again after the rebuild"
+        );
+        type Row = (
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let row: Row = conn
+            .query_row(
+                "SELECT version, compose_id, state, published_at, revoke_reason, revoked_by \
+                 FROM releases",
+                [],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                },
+            )
+            .expect("release kept");
+        assert_eq!(
+            row,
+            (
+                "20261121.0".into(),
+                "cloud-20261121.0".into(),
+                "revoked".into(),
+                Some("p".into()),
+                Some("broken".into()),
+                Some("alice".into())
+            )
+        );
+        assert!(
+            conn.execute("DELETE FROM releases", []).is_err(),
+            "the revocation history still names its release"
+        );
+        conn.execute("UPDATE releases SET state = 'expired'", [])
+            .expect("expired is a state");
+        conn.execute("DELETE FROM composes", [])
+            .expect("an expired release does not hold its compose");
+        assert!(conn
+            .execute("UPDATE releases SET state = 'gone'", [])
+            .is_err());
+    }
 }

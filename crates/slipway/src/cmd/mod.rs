@@ -5,6 +5,7 @@ pub mod changes;
 pub mod compose;
 pub mod decision;
 pub mod events;
+pub mod gc;
 pub mod incidents;
 pub mod keys;
 pub mod outbox;
