@@ -51,6 +51,9 @@ impl Engine {
         compose: &Compose,
         loaded: &LoadedAdvisories,
     ) -> Result<Vec<MatchedAdvisory>, EngineError> {
+        if let Some(world) = &self.world {
+            return Ok(world.advisories(compose));
+        }
         let Some(pkgdiff) = &compose.pkgdiff else {
             return Ok(Vec::new());
         };

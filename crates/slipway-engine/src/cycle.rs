@@ -87,6 +87,11 @@ impl CycleReport {
     }
 }
 
+/// How long taking the state directory's lock waits out a momentary holder before reporting it busy.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);
+/// How often it tries meanwhile.
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
+
 impl Engine {
     /// Runs one cycle for every stream, as a person asking for it: see [`Engine::run_cycle`].
     pub async fn run_once(&self) -> Result<CycleReport, EngineError> {
@@ -134,6 +139,13 @@ impl Engine {
         let mut skipped = Vec::new();
         for (stream, recipe) in &selected {
             let now = self.now();
+            if let Some(ended) = self.end_of_life_of(&stream.name).await? {
+                self.progress.step(
+                    &stream.name,
+                    &format!("reached its end of life at {}; nothing composed", ended.at),
+                );
+                continue;
+            }
             let unfinished = self
                 .store
                 .composes(Some(&stream.name), 20)
@@ -347,14 +359,28 @@ impl Engine {
                 path: path.clone(),
                 source,
             })?;
-        match file.try_lock() {
-            Ok(()) => Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) => Err(EngineError::Busy(dir.clone())),
-            Err(std::fs::TryLockError::Error(source)) => Err(EngineError::Io {
-                action: "locking",
-                path,
-                source,
-            }),
+        // A lock is held by an open file description, which a child process shares between its fork and
+        // its exec: a process spawned by another thread at the wrong moment holds the lock for an
+        // instant. A short wait tells that apart from another slipway that holds it for real.
+        let mut waited = std::time::Duration::ZERO;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(std::fs::TryLockError::WouldBlock) if waited < LOCK_PATIENCE => {
+                    std::thread::sleep(LOCK_RETRY);
+                    waited += LOCK_RETRY;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(EngineError::Busy(dir.clone()))
+                }
+                Err(std::fs::TryLockError::Error(source)) => {
+                    return Err(EngineError::Io {
+                        action: "locking",
+                        path,
+                        source,
+                    })
+                }
+            }
         }
     }
 }

@@ -82,10 +82,13 @@ impl Engine {
                     .body
                     .pointer("/decision/stream")
                     .and_then(Value::as_str);
-                if let (Some(true), Some(stream)) = (passed, stream) {
-                    if let Some(config) = self.config.stream(stream) {
-                        self.release_tick_stream(config, false).await?;
-                    }
+                let compose = event
+                    .body
+                    .pointer("/decision/compose")
+                    .and_then(Value::as_str)
+                    .map(|id| ComposeId(id.to_string()));
+                if let (Some(passed), Some(stream), Some(compose)) = (passed, stream, compose) {
+                    self.follow_decision(stream, &compose, passed).await?;
                 }
             }
             topics::RELEASE_CREATED => {
@@ -106,6 +109,16 @@ impl Engine {
                 }
             }
             topics::RELEASE_PUBLISHED => self.announce_published(event).await?,
+            topics::RELEASE_REVOKED => self.react_to_revocation(event).await?,
+            topics::RELEASE_UNREVOKED => {
+                if let Some(stream) = event.body.get("stream").and_then(Value::as_str) {
+                    self.enqueue_republish(stream, &format!("unrevoked:{}", event.id))
+                        .await?;
+                }
+            }
+            topics::STREAM_STALE => self.react_to_staleness(event, true).await?,
+            topics::STREAM_FRESH => self.react_to_staleness(event, false).await?,
+            topics::STREAM_EOL => self.react_to_end_of_life(event).await?,
             _ => {}
         }
         Ok(())

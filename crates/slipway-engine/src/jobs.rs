@@ -649,10 +649,15 @@ impl Engine {
                 let fixed = self
                     .release_advisories(&release, &compose, &mut advisories)
                     .await?;
+                let out_of_cycle = self
+                    .out_of_cycle_of(&stream.name, &compose.id)
+                    .await?
+                    .map(|note| note.describe());
                 let notes = slipway_publish::release_notes(
                     &release,
                     compose.pkgdiff.as_ref(),
                     &fixed,
+                    out_of_cycle.as_deref(),
                     &files,
                 );
                 let digest =
@@ -702,13 +707,14 @@ impl Engine {
                     }
                 }
             }
+            let (stale, eol) = self.stream_condition(&stream.name).await?;
             streams.push(StreamInput {
                 name: stream.name.clone(),
                 description: stream.description.clone(),
                 architecture: recipe.architecture.clone(),
                 releases,
-                stale: None,
-                eol: None,
+                stale,
+                eol,
             });
         }
         let input = SiteInput {

@@ -24,7 +24,11 @@ mod handlers;
 #[cfg(test)]
 mod incident_tests;
 mod incidents;
+mod invariants;
 mod jobs;
+mod lifecycle;
+#[cfg(test)]
+mod lifecycle_tests;
 mod notify;
 #[cfg(test)]
 mod notify_tests;
@@ -32,9 +36,11 @@ mod queries;
 mod release;
 #[cfg(test)]
 mod release_tests;
-mod simulate;
 #[cfg(test)]
 mod signer_tests;
+mod simulate;
+#[cfg(test)]
+mod simulation_tests;
 #[cfg(test)]
 mod tests;
 mod watch;
@@ -58,6 +64,7 @@ pub use blobs::{BlobFile, BlobStore};
 pub use cycle::{CycleOptions, CycleReport, StreamOutcome, Trigger};
 pub use gc::{BlobReason, DeletedBlob, GcReport};
 pub use incidents::MirrorSync;
+pub use lifecycle::{EndOfLife, OutOfCycle, OutOfCycleRequest, RevocationOutcome};
 pub use notify::{retry_delay, DeliveryReport};
 pub use queries::RecipeChanges;
 pub use release::TickOutcome;

@@ -64,7 +64,7 @@ pub(crate) fn configured_mailer(config: &Config) -> Arc<dyn Mailer> {
 }
 
 /// Where a file of the public tree is reached: under `base-url` when set, else relative to the site root.
-fn public_url(base_url: Option<&str>, path: &str) -> String {
+pub(crate) fn public_url(base_url: Option<&str>, path: &str) -> String {
     match base_url.map(str::trim).filter(|b| !b.is_empty()) {
         Some(base) => format!("{}/{path}", base.trim_end_matches('/')),
         None => path.to_string(),
@@ -103,12 +103,12 @@ impl Engine {
         announcement: Announcement,
     ) -> Result<Option<Notification>, EngineError> {
         let key = content_key(&announcement);
-        self.announce_as(&key, announcement).await
+        self.announce_keyed(&key, announcement).await
     }
 
     /// Queues under an explicit key: the same fact (a release) queues once even if its text is rendered
     /// again later.
-    async fn announce_as(
+    pub(crate) async fn announce_keyed(
         &self,
         key: &str,
         announcement: Announcement,
@@ -240,7 +240,7 @@ impl Engine {
             return Ok(());
         };
         let announcement = slipway_release::release_announcement(&notice);
-        self.announce_as(&format!("release:{stream}:{version}"), announcement)
+        self.announce_keyed(&format!("release:{stream}:{version}"), announcement)
             .await?;
         Ok(())
     }
@@ -277,12 +277,26 @@ impl Engine {
                 sha256: a.sha256.clone(),
             })
             .collect();
-        let advisories = crate::advisories::advisory_refs(
+        let mut advisories = crate::advisories::advisory_refs(
             &self
                 .recorded_advisories(&release)
                 .await?
                 .unwrap_or_default(),
         );
+        let out_of_cycle = self.out_of_cycle_of(stream, &release.compose).await?;
+        if let Some(note) = &out_of_cycle {
+            // An advisory a person named that no advisory source knows is still named.
+            for id in &note.advisories {
+                if !advisories.iter().any(|a| &a.id == id) {
+                    advisories.push(slipway_model::AdvisoryRef {
+                        id: id.clone(),
+                        severity: "unrated".into(),
+                        packages: Vec::new(),
+                        url: None,
+                    });
+                }
+            }
+        }
         Ok(Some(ReleaseNotice {
             stream: stream.to_string(),
             version: release.version.clone(),
@@ -291,7 +305,7 @@ impl Engine {
             checksum_url: public_url(base_url, &format!("{dir}/CHECKSUM")),
             pkgdiff: compose.pkgdiff,
             advisories,
-            emergency_reason: None,
+            emergency_reason: out_of_cycle.map(|note| note.describe()),
         }))
     }
 }

@@ -8,9 +8,10 @@
 //! as serving it.
 
 use serde_json::json;
-use slipway_model::{topics, CadenceState, Release, ReleaseState, StreamConfig};
+use slipway_model::{topics, CadenceState, ComposeId, Release, ReleaseState, StreamConfig};
 use slipway_release::{ReleaseAction, ReleaseInputs};
 
+use crate::lifecycle::OutOfCycle;
 use crate::{Engine, EngineError};
 
 /// How many of a stream's newest composes are considered as candidates.
@@ -66,6 +67,95 @@ impl Engine {
         Ok(outcomes)
     }
 
+    /// What follows a changed decision on a compose: the stream's incident is opened, commented or
+    /// closed, a security fix at or above the stream's threshold is released at once, and the release
+    /// policy is asked. Only the stream's newest compose speaks for its nightly: a verdict or a waiver on
+    /// an older compose changes neither the incident nor what is released out of cycle.
+    pub(crate) async fn follow_decision(
+        &self,
+        stream: &str,
+        compose: &ComposeId,
+        passed: bool,
+    ) -> Result<(), EngineError> {
+        let Some(config) = self.config.stream(stream) else {
+            return Ok(());
+        };
+        let newest = self.store.composes(Some(stream), 1).await?;
+        if newest.first().is_some_and(|c| &c.id == compose) {
+            if passed {
+                self.record_good_compose(stream, compose).await?;
+                self.release_security_fix(config, compose).await?;
+            } else if self.end_of_life_of(stream).await?.is_none() {
+                let report = self.incident_report(stream, compose).await?;
+                self.record_bad_nightly(stream, &report).await?;
+            }
+        }
+        if passed {
+            self.release_tick_stream(config, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Releases a passing compose at once when its upgrades from a security suite fix an advisory at or
+    /// above the stream's `security-threshold`. Streams that release every pass, or take their releases
+    /// from another stream, are left to their policy. Returns whether it released.
+    async fn release_security_fix(
+        &self,
+        stream: &StreamConfig,
+        compose: &ComposeId,
+    ) -> Result<bool, EngineError> {
+        let threshold = stream.security_threshold;
+        if !stream.cadence.is_scheduled()
+            || stream.promote_from.is_some()
+            || threshold.severity().is_none()
+        {
+            return Ok(false);
+        }
+        let releases = self.store.releases(&stream.name).await?;
+        if releases.iter().any(|r| &r.compose == compose)
+            || self.end_of_life_of(&stream.name).await?.is_some()
+        {
+            return Ok(false);
+        }
+        let Some(found) = self.store.compose(compose).await? else {
+            return Ok(false);
+        };
+        let (matched, _) = self.advisories_of(&stream.name, &found).await?;
+        if !slipway_release::emergency_due(&matched, threshold) {
+            return Ok(false);
+        }
+        let mut urgent: Vec<String> = Vec::new();
+        for advisory in &matched {
+            if threshold.reached_by(advisory.severity) && !urgent.contains(&advisory.id) {
+                urgent.push(advisory.id.clone());
+            }
+        }
+        let reason = format!(
+            "security fix at or above the stream's threshold ({}): {}",
+            String::from(threshold),
+            urgent.join(", ")
+        );
+        self.record_out_of_cycle(&OutOfCycle {
+            stream: stream.name.clone(),
+            compose: compose.clone(),
+            emergency: true,
+            advisories: urgent,
+            reason: reason.clone(),
+            author: "slipway".into(),
+            at: self.now(),
+        })
+        .await?;
+        let release = self
+            .store
+            .create_release(&stream.name, compose, self.now())
+            .await?;
+        self.progress.step(
+            &stream.name,
+            &format!("release {} of {compose} at once: {reason}", release.version),
+        );
+        Ok(true)
+    }
+
     /// Runs the release policy of one stream at the current time. `timed` is true for a clock tick and
     /// false when a decision just passed; the distinction only saves work, the policy decides the same.
     pub(crate) async fn release_tick_stream(
@@ -76,6 +166,9 @@ impl Engine {
         let now = self.now();
         let policy = stream.release_policy();
         let state = self.cadence_state(&stream.name).await?;
+        if self.end_of_life_of(&stream.name).await?.is_some() {
+            return Ok(TickOutcome::Nothing);
+        }
         // Most ticks find nothing due; answering that from the stored state alone keeps a daemon's polls
         // and a simulation's clock steps cheap.
         let nothing_due = match (policy.cadence.is_scheduled(), state.handled_until) {

@@ -14,8 +14,9 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
-use slipway_model::{topics, Clock, Event, TimeOfDay, VirtualClock};
+use slipway_model::{topics, Clock, Event, ReleaseState, TimeOfDay, VirtualClock};
 
+use crate::invariants::InvariantChecker;
 use crate::{CycleOptions, Engine, EngineError, Trigger};
 
 /// How a simulation runs.
@@ -57,6 +58,17 @@ pub struct SimulationSummary {
     pub stale_cycles: u64,
     /// Times a stale stream released again.
     pub recovered: u64,
+    /// Incidents opened.
+    pub incidents_opened: u64,
+    /// Incidents closed by a good compose.
+    pub incidents_closed: u64,
+    /// Releases revoked.
+    pub revocations: u64,
+    /// Releases made at once for a security fix.
+    pub emergency_releases: u64,
+    /// Broken promises found by the checks after every step (see the engine's `invariants` module);
+    /// empty when the engine kept them all.
+    pub violations: Vec<String>,
 }
 
 /// The outcome of a simulation.
@@ -114,6 +126,7 @@ impl Engine {
             .map_err(|err| EngineError::Refused(format!("bad start date: {err}")))?
             .timestamp();
         clock.set(start);
+        let mut checker = InvariantChecker::default();
         // Starts every schedule at the simulation's start.
         self.tick_releases().await?;
         for day in 0..options.days {
@@ -132,7 +145,8 @@ impl Engine {
                     date,
                     Time::new(time.hour as i8, time.minute as i8, 0, 0).unwrap_or(Time::midnight()),
                 )?;
-                self.step_to(clock, at).await?;
+                self.step_to(clock, at, &mut checker, &mut report.summary)
+                    .await?;
                 self.run_cycle(&CycleOptions {
                     force: false,
                     trigger: Trigger::Nightly,
@@ -141,7 +155,10 @@ impl Engine {
                 })
                 .await?;
             }
-            self.step_to(clock, day_end).await?;
+            self.step_to(clock, day_end, &mut checker, &mut report.summary)
+                .await?;
+            self.revoke_bad_releases(day_start).await?;
+            report.summary.violations.extend(checker.check(self).await?);
             seen = self
                 .read_timeline(seen, &mut report, &mut failed_builds)
                 .await?;
@@ -150,8 +167,15 @@ impl Engine {
         Ok(report)
     }
 
-    /// Moves the clock to `until`, serving on the way every release instant of every stream at its time.
-    async fn step_to(&self, clock: &VirtualClock, until: Timestamp) -> Result<(), EngineError> {
+    /// Moves the clock to `until`, serving on the way every release instant of every stream at its time,
+    /// and checking that each release day released or left its stream stale.
+    async fn step_to(
+        &self,
+        clock: &VirtualClock,
+        until: Timestamp,
+        checker: &mut InvariantChecker,
+        summary: &mut SimulationSummary,
+    ) -> Result<(), EngineError> {
         loop {
             let now = clock.now();
             let mut next: Option<Timestamp> = None;
@@ -166,6 +190,13 @@ impl Engine {
                 Some(due) => {
                     clock.set(due);
                     self.tick_releases().await?;
+                    for stream in &self.config.streams {
+                        if stream.cadence.next_due(now) == Some(due) {
+                            summary
+                                .violations
+                                .extend(checker.check_release_day(self, &stream.name, due).await?);
+                        }
+                    }
                 }
                 None => {
                     clock.set(until);
@@ -174,6 +205,37 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Revokes the releases made since `since` that the world says turned out bad, as a person would
+    /// with `slipway revoke`, and carries out the reactions.
+    async fn revoke_bad_releases(&self, since: Timestamp) -> Result<(), EngineError> {
+        let Some(world) = self.world.clone() else {
+            return Ok(());
+        };
+        let mut revoked = false;
+        for stream in &self.config.streams {
+            for release in self.store.releases(&stream.name).await? {
+                if release.created_at < since {
+                    break;
+                }
+                let version = release.version.to_string();
+                if release.state != ReleaseState::Revoked && world.revokes(&stream.name, &version) {
+                    self.revoke(
+                        &stream.name,
+                        &version,
+                        "simulated: found bad after its release",
+                        "simulation",
+                    )
+                    .await?;
+                    revoked = true;
+                }
+            }
+        }
+        if revoked {
+            self.settle().await?;
+        }
+        Ok(())
     }
 
     /// Adds the events after `after` to the timeline and summary; returns the last sequence number read.
@@ -270,6 +332,46 @@ fn timeline_entry(
         topics::STREAM_FRESH => {
             summary.recovered += 1;
             (text("/stream"), "released again after being stale".into())
+        }
+        topics::INCIDENT_OPENED => {
+            summary.incidents_opened += 1;
+            (
+                text("/stream"),
+                format!(
+                    "incident {} opened for {}",
+                    body.pointer("/id")
+                        .map_or_else(|| "?".into(), Value::to_string),
+                    text("/compose")
+                ),
+            )
+        }
+        topics::INCIDENT_CLOSED => {
+            summary.incidents_closed += 1;
+            (
+                text("/stream"),
+                format!(
+                    "incident {} closed by {}",
+                    body.pointer("/incident")
+                        .map_or_else(|| "?".into(), Value::to_string),
+                    text("/comment/compose")
+                ),
+            )
+        }
+        topics::RELEASE_REVOKED => {
+            summary.revocations += 1;
+            (
+                text("/stream"),
+                format!("revoked {}: {}", text("/version"), text("/reason")),
+            )
+        }
+        topics::RELEASE_OUT_OF_CYCLE => {
+            if body.get("emergency").and_then(Value::as_bool) == Some(true) {
+                summary.emergency_releases += 1;
+            }
+            (
+                text("/stream"),
+                format!("out of cycle {}: {}", text("/compose"), text("/reason")),
+            )
         }
         _ => return None,
     };

@@ -7,7 +7,9 @@
 //! history whatever order the engine happens to ask in.
 
 use jiff::civil::Date;
-use slipway_model::{Compose, Lock, LockedPackage, Outcome, PackageChange, PkgDiff};
+use slipway_model::{
+    Compose, Lock, LockedPackage, MatchedAdvisory, Outcome, PackageChange, PkgDiff, Severity,
+};
 
 /// What a simulated build gives.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +38,15 @@ pub trait SimulatedWorld: Send + Sync + std::fmt::Debug {
     fn build(&self, compose: &Compose, previous: Option<&Lock>) -> SimulatedBuild;
     /// Runs a compose's testcases: an outcome and a note for each, in order.
     fn test(&self, compose: &Compose, testcases: &[String]) -> Vec<(Outcome, String)>;
+    /// Whether a release turns out bad after it was published (a person then revokes it); never by
+    /// default.
+    fn revokes(&self, _stream: &str, _version: &str) -> bool {
+        false
+    }
+    /// The advisories a compose's upgrades fix (replaces the advisory sources); none by default.
+    fn advisories(&self, _compose: &Compose) -> Vec<MatchedAdvisory> {
+        Vec::new()
+    }
 }
 
 /// A world whose outcomes are drawn at fixed rates from a seed.
@@ -50,6 +61,8 @@ pub struct SeededWorld {
     pub change_rate: f64,
     /// Chance that a change is a security upgrade.
     pub security_rate: f64,
+    /// Chance that a release turns out bad and is revoked.
+    pub revoke_rate: f64,
 }
 
 /// The packages of every simulated image; one of them moves when inputs change.
@@ -71,6 +84,7 @@ impl SeededWorld {
             test_failure_rate,
             change_rate: 0.7,
             security_rate: 0.04,
+            revoke_rate: 0.0,
         }
     }
 
@@ -163,6 +177,48 @@ impl SimulatedWorld for SeededWorld {
             },
             image,
         }
+    }
+
+    fn revokes(&self, stream: &str, version: &str) -> bool {
+        self.draw(&[stream, version, "revoke"]) < self.revoke_rate
+    }
+
+    /// Every security upgrade fixes one advisory, high or critical for a third of them and medium for
+    /// the rest.
+    fn advisories(&self, compose: &Compose) -> Vec<MatchedAdvisory> {
+        let Some(pkgdiff) = &compose.pkgdiff else {
+            return Vec::new();
+        };
+        pkgdiff
+            .security_upgrades()
+            .map(|change| {
+                let id = compose.id.as_str();
+                let draw = self.draw(&[id, &change.name, "severity"]);
+                let severity = if draw < 0.1 {
+                    Severity::Critical
+                } else if draw < 0.34 {
+                    Severity::High
+                } else {
+                    Severity::Medium
+                };
+                MatchedAdvisory {
+                    id: format!(
+                        "SIM-{}-{}",
+                        id.rsplit('-').next().unwrap_or(id),
+                        change.name
+                    ),
+                    severity,
+                    summary: format!("simulated flaw in {}", change.source),
+                    url: None,
+                    source: change.source.clone(),
+                    fixed_version: change.new_version.clone(),
+                    old_version: change.old_version.clone(),
+                    new_version: change.new_version.clone(),
+                    suite: change.suite.clone(),
+                    security: true,
+                }
+            })
+            .collect()
     }
 
     fn test(&self, compose: &Compose, testcases: &[String]) -> Vec<(Outcome, String)> {

@@ -87,4 +87,9 @@ pub mod topics {
     pub const RELEASE_REVOKED: &str = "release.revoked";
     /// A revocation was taken back: the release is served again.
     pub const RELEASE_UNREVOKED: &str = "release.unrevoked";
+    /// A compose is to be released out of cycle (a security fix, or a person's call); the release follows
+    /// as `release.created`.
+    pub const RELEASE_OUT_OF_CYCLE: &str = "release.out_of_cycle";
+    /// A stream reached its end of life: it composes and releases no more, and points at its successor.
+    pub const STREAM_EOL: &str = "stream.eol";
 }

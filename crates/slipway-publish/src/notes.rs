@@ -9,7 +9,8 @@ use crate::PublishFile;
 /// The file name release notes are published under, beside the images.
 pub const RELEASE_NOTES: &str = "RELEASE-NOTES.txt";
 
-/// The release notes of a release: version, compose, image files with checksums, the security advisories
+/// The release notes of a release: version, compose, why it was released out of cycle (when it was), image
+/// files with checksums, the security advisories
 /// its upgrades fix (most severe first, as given), and the package diff against the compose before it,
 /// security upgrades first. The text depends only on facts that never change for a release (not its
 /// state), so every publish writes the same bytes and the signed CHECKSUM of a published release stays
@@ -18,6 +19,7 @@ pub fn release_notes(
     release: &Release,
     pkgdiff: Option<&PkgDiff>,
     advisories: &[MatchedAdvisory],
+    out_of_cycle: Option<&str>,
     images: &[PublishFile],
 ) -> String {
     let mut text = String::new();
@@ -28,6 +30,9 @@ pub fn release_notes(
         "released {}",
         release.created_at.strftime("%Y-%m-%d %H:%M UTC")
     );
+    if let Some(why) = out_of_cycle {
+        let _ = writeln!(text, "released out of cycle: {why}");
+    }
     let _ = writeln!(text, "\nFiles (verify with the signed CHECKSUM):");
     let mut files: Vec<&PublishFile> = images.iter().collect();
     files.sort_by(|a, b| a.file_name.cmp(&b.file_name));
@@ -162,7 +167,13 @@ mod tests {
             size: 5,
             source: "/nonexistent".into(),
         };
-        let notes = release_notes(&release, Some(&diff), &[], std::slice::from_ref(&image));
+        let notes = release_notes(
+            &release,
+            Some(&diff),
+            &[],
+            None,
+            std::slice::from_ref(&image),
+        );
         assert!(notes.starts_with("cloud 20261121.0\ncompose cloud-20261121.0\n"));
         assert!(notes.contains(&format!(
             "cloud-20261121.0.qcow2  5 bytes  sha256 {}",
@@ -182,7 +193,13 @@ mod tests {
         release.state = ReleaseState::Superseded;
         release.published_at = Some("2026-11-22T10:00:00Z".parse().expect("time"));
         assert_eq!(
-            release_notes(&release, Some(&diff), &[], std::slice::from_ref(&image)),
+            release_notes(
+                &release,
+                Some(&diff),
+                &[],
+                None,
+                std::slice::from_ref(&image)
+            ),
             notes,
             "the notes of a release never change"
         );
@@ -219,7 +236,7 @@ mod tests {
             ),
             advisory("CVE-2023-5678", Severity::Medium, None),
         ];
-        let notes = release_notes(&release, None, &advisories, &[]);
+        let notes = release_notes(&release, None, &advisories, None, &[]);
         let section = notes
             .split("\nSecurity advisories fixed:\n")
             .nth(1)

@@ -77,6 +77,14 @@ enum Command {
     /// incident shows its issue there, and the changes the tracker has not received yet are listed as
     /// pending.
     Incidents(cmd::incidents::Args),
+    /// Withdraw a bad release; the stream falls back to the newest good release before it.
+    Revoke(cmd::lifecycle::RevokeArgs),
+    /// Take a revocation back.
+    Unrevoke(cmd::lifecycle::UnrevokeArgs),
+    /// Release a stream out of cycle (an emergency security release, or another reason that cannot wait).
+    Release(cmd::lifecycle::ReleaseArgs),
+    /// End a stream: no more composes or releases, marked end of life with a successor, announced.
+    Eol(cmd::lifecycle::EolArgs),
     /// Show announcements waiting to be sent and those sent recently; --send sends what is due.
     ///
     /// Announcements (releases, and revocations, stale streams and end of life where those are made) are
@@ -137,5 +145,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate(args) => cmd::simulate::run(&config, args).await,
         Command::Incidents(args) => cmd::incidents::run(&config, args).await,
         Command::Outbox(args) => cmd::outbox::run(&config, args).await,
+        Command::Revoke(args) => cmd::lifecycle::revoke(&config, args).await,
+        Command::Unrevoke(args) => cmd::lifecycle::unrevoke(&config, args).await,
+        Command::Release(args) => cmd::lifecycle::release(&config, args).await,
+        Command::Eol(args) => cmd::lifecycle::eol(&config, args).await,
     }
 }

@@ -8,6 +8,7 @@ pub mod events;
 pub mod gc;
 pub mod incidents;
 pub mod keys;
+pub mod lifecycle;
 pub mod outbox;
 pub mod results;
 pub mod run;

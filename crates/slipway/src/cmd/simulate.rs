@@ -24,7 +24,11 @@ use crate::output::{load_config, print_json};
 ///
 /// The simulation never touches the project's state: it works in a directory of its own (a temporary one,
 /// removed at the end, unless --dir is given) with a signing key made for it. It prints a timeline and a
-/// summary.
+/// summary: composes, failures, releases, stale spells, incidents, revocations, emergency releases. After
+/// every step it checks the engine's promises against the store and the public tree (no release of a
+/// compose that failed its gate, no stream metadata pointing at a revoked release, at most one open
+/// incident per stream, every failed nightly on an incident, every release day released or stale,
+/// versions that only grow) and exits with code 5 if one broke.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// How many days to simulate.
@@ -39,6 +43,10 @@ pub struct Args {
     /// The chance, from 0 to 1, that a built compose fails one of its tests.
     #[arg(long, default_value_t = 0.1, value_parser = rate)]
     test_failure_rate: f64,
+    /// The chance, from 0 to 1, that a release turns out bad the day it is made and is revoked (as with
+    /// `slipway revoke`), so the stream falls back to its previous good release.
+    #[arg(long, default_value_t = 0.0, value_parser = rate)]
+    revoke_rate: f64,
     /// The first simulated day, YYYY-MM-DD (UTC); defaults to today.
     #[arg(long)]
     start: Option<jiff::civil::Date>,
@@ -90,6 +98,12 @@ pub async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCode> {
     config.publish_dir = dir.join("public");
     config.blob_dir = None;
     config.signing.key = dir.join("keys/simulation.asc");
+    // A simulation must reach nobody: incidents stay in its store, announcements in its outbox, and
+    // advisories come from the simulated world.
+    config.tracker = Default::default();
+    config.announce.smtp = None;
+    config.announce.outbox_dir = Some(dir.join("outbox"));
+    config.advisories = Default::default();
     std::fs::create_dir_all(dir.join("keys"))?;
     GpgSigner::generate(
         Arc::new(SystemRunner),
@@ -111,7 +125,8 @@ pub async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCode> {
             .context("the start date")?
             .timestamp(),
     ));
-    let world = SeededWorld::new(args.seed, args.build_failure_rate, args.test_failure_rate);
+    let mut world = SeededWorld::new(args.seed, args.build_failure_rate, args.test_failure_rate);
+    world.revoke_rate = args.revoke_rate;
     let engine = Engine::with_parts(
         config,
         Arc::new(store),
@@ -147,7 +162,11 @@ pub async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCode> {
             println!("state and public tree kept in {}", dir.display());
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if report.summary.violations.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(5)
+    })
 }
 
 fn print_report(report: &SimulationReport, quiet: bool) {
@@ -170,4 +189,16 @@ fn print_report(report: &SimulationReport, quiet: bool) {
     println!("  releases            {}", s.releases);
     println!("  stale cycles        {}", s.stale_cycles);
     println!("  recovered from stale {}", s.recovered);
+    println!("  incidents opened    {}", s.incidents_opened);
+    println!("  incidents closed    {}", s.incidents_closed);
+    println!("  revocations         {}", s.revocations);
+    println!("  emergency releases  {}", s.emergency_releases);
+    if s.violations.is_empty() {
+        println!("  every invariant held");
+    } else {
+        println!("  broken invariants   {}", s.violations.len());
+        for violation in &s.violations {
+            println!("    {violation}");
+        }
+    }
 }

@@ -1,0 +1,202 @@
+//! The promises a simulation checks as it runs, read from the store and the public tree the engine
+//! wrote, never from what the simulation meant to happen:
+//!
+//! - a release is never of a compose that failed its gate or was marked failed when it was released;
+//! - the stream metadata never points at a revoked release;
+//! - a stream has at most one open incident;
+//! - every nightly that produced no good compose is on an incident;
+//! - every release day releases or leaves the stream stale;
+//! - a stream's versions strictly increase.
+
+use std::collections::HashSet;
+
+use jiff::Timestamp;
+use slipway_model::{ComposeId, ComposeState, ReleaseState, Version};
+
+use crate::{Engine, EngineError};
+
+/// Checks the invariants step by step, remembering what it has checked.
+#[derive(Debug, Default)]
+pub(crate) struct InvariantChecker {
+    /// Releases whose gate was checked, by stream and version.
+    checked_releases: HashSet<(String, Version)>,
+    /// Composes whose nightly outcome was checked.
+    checked_composes: HashSet<ComposeId>,
+}
+
+impl InvariantChecker {
+    /// Checks everything that can change in a step; returns a line per broken promise.
+    pub(crate) async fn check(&mut self, engine: &Engine) -> Result<Vec<String>, EngineError> {
+        let mut violations = Vec::new();
+        for stream in &engine.config.streams {
+            let name = stream.name.as_str();
+            let open = engine.store.incidents(Some(name), false).await?;
+            if open.len() > 1 {
+                violations.push(format!("{name} has {} open incidents", open.len()));
+            }
+            // Newest first; by creation, the order versions must follow.
+            let mut releases = engine.store.releases(name).await?;
+            releases.sort_by_key(|r| (r.created_at, r.version.clone()));
+            for pair in releases.windows(2) {
+                if pair[1].version <= pair[0].version {
+                    violations.push(format!(
+                        "{name}: release {} was made after {} but does not have a higher version",
+                        pair[1].version, pair[0].version
+                    ));
+                }
+            }
+            for release in &releases {
+                let key = (name.to_string(), release.version.clone());
+                if self.checked_releases.contains(&key) {
+                    continue;
+                }
+                self.checked_releases.insert(key);
+                let Some(compose) = engine.store.compose(&release.compose).await? else {
+                    continue;
+                };
+                // A promoted compose passed its own stream's gate; a compose of this stream, this one's.
+                let decision = engine
+                    .decision_at(&compose.stream, &compose.id, release.created_at)
+                    .await?;
+                if !decision.passed {
+                    violations.push(format!(
+                        "{name}: release {} is of {}, which had not passed its gate when it was \
+                         released ({})",
+                        release.version, compose.id, decision.summary
+                    ));
+                }
+            }
+            let revoked: HashSet<String> = releases
+                .iter()
+                .filter(|r| r.state == ReleaseState::Revoked)
+                .map(|r| r.version.to_string())
+                .collect();
+            for version in published_versions(engine, name)? {
+                if revoked.contains(&version) {
+                    violations.push(format!(
+                        "{name}: the stream metadata points at the revoked release {version}"
+                    ));
+                }
+            }
+            violations.extend(self.check_nightlies(engine, name).await?);
+        }
+        Ok(violations)
+    }
+
+    /// Every compose of the stream whose build failed, or whose gate failed while it was the newest, is
+    /// named by one of the stream's incidents.
+    async fn check_nightlies(
+        &mut self,
+        engine: &Engine,
+        stream: &str,
+    ) -> Result<Vec<String>, EngineError> {
+        let composes = engine.store.composes(Some(stream), 10).await?;
+        let mut violations = Vec::new();
+        let mut named: Option<HashSet<ComposeId>> = None;
+        for (index, compose) in composes.iter().enumerate() {
+            if self.checked_composes.contains(&compose.id) || compose.state == ComposeState::Running
+            {
+                continue;
+            }
+            let bad = match &compose.state {
+                ComposeState::Failed { .. } => true,
+                ComposeState::Complete => {
+                    let decision = engine.store.latest_decision(&compose.id, stream).await?;
+                    match decision {
+                        // Undecided yet: check it at a later step.
+                        None => continue,
+                        // Only the newest compose speaks for the nightly; a newer one decides an older
+                        // compose's failure out of the incident's scope.
+                        Some(d) => !d.passed && index == 0,
+                    }
+                }
+                ComposeState::Running => continue,
+            };
+            self.checked_composes.insert(compose.id.clone());
+            if !bad {
+                continue;
+            }
+            let named = match &mut named {
+                Some(named) => named,
+                None => named.insert(incident_composes(engine, stream).await?),
+            };
+            if !named.contains(&compose.id) {
+                violations.push(format!(
+                    "{stream}: the nightly {} produced no good compose but is on no incident",
+                    compose.id
+                ));
+            }
+        }
+        Ok(violations)
+    }
+
+    /// After a release day at `due` was served: the stream released then or is stale.
+    pub(crate) async fn check_release_day(
+        &self,
+        engine: &Engine,
+        stream: &str,
+        due: Timestamp,
+    ) -> Result<Option<String>, EngineError> {
+        if engine.end_of_life_of(stream).await?.is_some() {
+            return Ok(None);
+        }
+        let released = engine
+            .store
+            .releases(stream)
+            .await?
+            .iter()
+            .any(|r| r.created_at >= due);
+        let stale = engine.cadence_state(stream).await?.stale_since.is_some();
+        Ok((!released && !stale).then(|| {
+            format!("{stream}: the release day {due} neither released nor left the stream stale")
+        }))
+    }
+}
+
+/// The composes named by a stream's incidents, open or closed.
+async fn incident_composes(
+    engine: &Engine,
+    stream: &str,
+) -> Result<HashSet<ComposeId>, EngineError> {
+    let mut named = HashSet::new();
+    for incident in engine.store.incidents(Some(stream), true).await? {
+        named.insert(incident.compose.clone());
+        named.extend(incident.comments.into_iter().filter_map(|c| c.compose));
+    }
+    Ok(named)
+}
+
+/// The versions the stream's published metadata points at (one per platform, all the same when sane).
+fn published_versions(engine: &Engine, stream: &str) -> Result<Vec<String>, EngineError> {
+    let path = engine
+        .config
+        .publish_dir
+        .join("streams")
+        .join(format!("{stream}.json"));
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(EngineError::Io {
+                action: "reading",
+                path,
+                source,
+            })
+        }
+    };
+    let doc: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|err| EngineError::Job(format!("{} is not JSON: {err}", path.display())))?;
+    let mut versions = Vec::new();
+    if let Some(architectures) = doc.get("architectures").and_then(|a| a.as_object()) {
+        for arch in architectures.values() {
+            if let Some(artifacts) = arch.get("artifacts").and_then(|a| a.as_object()) {
+                for platform in artifacts.values() {
+                    if let Some(release) = platform.get("release").and_then(|r| r.as_str()) {
+                        versions.push(release.to_string());
+                    }
+                }
+            }
+        }
+    }
+    Ok(versions)
+}
