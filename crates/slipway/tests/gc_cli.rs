@@ -6,11 +6,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{example_project, slipway, text};
+use common::{blob_path, compose, example_project, slipway, text};
 use jiff::{SignedDuration, Timestamp};
-use slipway_model::{
-    sha256_hex, Artifact, ArtifactKind, ComposeId, InputHash, Lock, OutputFormat, PkgDiff,
-};
+use slipway_model::ComposeId;
 use slipway_store::{SqliteStore, Store};
 
 const STREAM: &str = "bookworm-cloud";
@@ -18,44 +16,6 @@ const STREAM: &str = "bookworm-cloud";
 fn json(output: &Output) -> serde_json::Value {
     assert!(output.status.success(), "{}", text(output));
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(output)))
-}
-
-fn blob_path(project: &Path, content: &str) -> PathBuf {
-    let digest = sha256_hex(content.as_bytes());
-    project
-        .join("state/blobs/sha256")
-        .join(&digest.as_str()[..2])
-        .join(digest.as_str())
-}
-
-/// A complete compose made `days` ago with one image of `content`, whose blob is in the store.
-async fn compose(store: &SqliteStore, project: &Path, days: i64, content: &str) -> ComposeId {
-    let at = Timestamp::now() - SignedDuration::from_hours(24 * days);
-    let path = blob_path(project, content);
-    std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
-    std::fs::write(&path, content).expect("blob");
-    let compose = store
-        .create_compose(STREAM, STREAM, &sha256_hex(b"r"), at)
-        .await
-        .expect("create");
-    let image = Artifact {
-        kind: ArtifactKind::Image(OutputFormat::Qcow2),
-        file_name: format!("{content}.qcow2"),
-        sha256: sha256_hex(content.as_bytes()),
-        size: content.len() as u64,
-    };
-    store
-        .complete_compose(
-            &compose.id,
-            &InputHash(sha256_hex(b"inputs")),
-            &Lock::default(),
-            &PkgDiff::default(),
-            &[image],
-            at,
-        )
-        .await
-        .expect("complete");
-    compose.id
 }
 
 /// The example project with retention set, a signing key, and four composes: 40 days old and released
@@ -83,7 +43,7 @@ async fn project(dir: &Path) -> (PathBuf, Vec<ComposeId>) {
         (20, "image-20", false),
         (1, "image-1", false),
     ] {
-        let id = compose(&store, &project, days, content).await;
+        let id = compose(&store, &project, STREAM, days, content).await;
         if released {
             let at = Timestamp::now() - SignedDuration::from_hours(24 * days);
             let release = store

@@ -26,7 +26,8 @@ pub struct RevokeArgs {
     /// The stream, as named in the config.
     stream: String,
     /// The release's version, such as 20261121.0.
-    version: String,
+    #[arg(value_name = "VERSION")]
+    release: String,
     /// Why it is bad; published next to the release and in the announcement.
     #[arg(long)]
     reason: String,
@@ -45,7 +46,8 @@ pub struct UnrevokeArgs {
     /// The stream, as named in the config.
     stream: String,
     /// The release's version, such as 20261121.0.
-    version: String,
+    #[arg(value_name = "VERSION")]
+    release: String,
     /// Why the revocation was a mistake; kept in the history.
     #[arg(long)]
     reason: String,
@@ -109,7 +111,7 @@ pub async fn revoke(config: &Path, args: RevokeArgs) -> anyhow::Result<ExitCode>
     let author = args.author.unwrap_or_else(default_author);
     let (engine, progress) = open(config).await?;
     let outcome = engine
-        .revoke(&args.stream, &args.version, &args.reason, &author)
+        .revoke(&args.stream, &args.release, &args.reason, &author)
         .await?;
     let settled = finish(&engine, &progress).await?;
     report_revocation(&outcome, "revoked", settled, args.json)
@@ -119,7 +121,7 @@ pub async fn unrevoke(config: &Path, args: UnrevokeArgs) -> anyhow::Result<ExitC
     let author = args.author.unwrap_or_else(default_author);
     let (engine, progress) = open(config).await?;
     let outcome = engine
-        .unrevoke(&args.stream, &args.version, &args.reason, &author)
+        .unrevoke(&args.stream, &args.release, &args.reason, &author)
         .await?;
     let settled = finish(&engine, &progress).await?;
     report_revocation(&outcome, "restored", settled, args.json)

@@ -21,7 +21,8 @@ use crate::output::{open_engine, print_json, TerminalProgress};
 /// config's `[watch] poll-interval-secs`) and runs a cycle for the streams a change touched, plus each
 /// stream's nightly (`nightly = "HH:MM"` UTC in its `[[stream]]`) at the first poll after its time.
 ///
-/// After each cycle (and each poll), announcements that are due are sent: see `slipway outbox`.
+/// After each cycle (and each poll), announcements that are due are sent (see `slipway outbox`) and
+/// incident changes an external tracker missed are sent again (see `slipway incidents`).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Run one cycle and exit.
@@ -99,12 +100,21 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Sends the announcements that are due. A mail server that is down only delays them: each failure is
-/// shown as a progress step, and the announcement stays queued (`slipway outbox` shows it).
+/// Sends the announcements that are due and the incident changes the external tracker has not received.
+/// A mail server or tracker that is down only delays them: each failure is a warning, and what failed
+/// stays queued (`slipway outbox` and `slipway status` show it).
 async fn deliver(engine: &slipway_engine::Engine) {
     let report = engine.deliver_notifications().await;
     for error in &report.errors {
         eprintln!("warning: {error}");
+    }
+    match engine.sync_incidents().await {
+        Ok(sync) if sync.failed > 0 => eprintln!(
+            "warning: the incident tracker took {} change(s) and refused {}; {} stay pending",
+            sync.done, sync.failed, sync.pending
+        ),
+        Ok(_) => {}
+        Err(err) => eprintln!("warning: incident changes were not mirrored: {err}"),
     }
 }
 

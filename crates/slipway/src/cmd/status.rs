@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use slipway_engine::LogProgress;
-use slipway_model::{Compose, Decision, Release};
+use slipway_model::{Compose, Decision, Incident, MirrorStep, Release};
 use slipway_store::Notification;
 
 use crate::output::{open_engine, print_json};
@@ -31,6 +31,14 @@ struct StreamStatus {
     sources: Vec<slipway_engine::SourceStatus>,
     /// Announcements of the stream not sent yet (the mail server was down, say), oldest first.
     pending_notifications: Vec<Notification>,
+    /// Since when the stream has been stale (a release day passed with nothing to release).
+    stale_since: Option<jiff::Timestamp>,
+    /// The stream's end of life, if it reached it.
+    end_of_life: Option<slipway_engine::EndOfLife>,
+    /// The stream's open incident.
+    open_incident: Option<Incident>,
+    /// Changes to its incidents the external tracker has not received yet, oldest first.
+    pending_incident_mirrors: Vec<MirrorStep>,
 }
 
 #[derive(Serialize)]
@@ -44,6 +52,7 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let store = engine.store();
     let statuses = engine.source_statuses().await?;
     let pending = engine.pending_notifications().await?;
+    let mirrors = engine.pending_incident_mirrors().await?;
     let mut streams = Vec::new();
     for stream in &engine.config().streams {
         let recipe = engine.config().recipe(stream)?;
@@ -70,6 +79,14 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
             pending_notifications: pending
                 .iter()
                 .filter(|n| n.announcement.stream == stream.name)
+                .cloned()
+                .collect(),
+            stale_since: engine.cadence_state(&stream.name).await?.stale_since,
+            end_of_life: engine.end_of_life_of(&stream.name).await?,
+            open_incident: store.open_incident(&stream.name).await?,
+            pending_incident_mirrors: mirrors
+                .iter()
+                .filter(|m| m.stream == stream.name)
                 .cloned()
                 .collect(),
         });
@@ -106,6 +123,48 @@ pub async fn run(config: &Path, args: Args) -> anyhow::Result<ExitCode> {
                         .to_string()),
                 ),
             }
+        }
+        if let Some(ended) = &stream.end_of_life {
+            println!(
+                "  END OF LIFE since {}{}",
+                ended.at.strftime("%Y-%m-%d %H:%M"),
+                ended
+                    .successor
+                    .as_ref()
+                    .map(|s| format!("; successor {s}"))
+                    .unwrap_or_default()
+            );
+        } else if let Some(since) = stream.stale_since {
+            println!(
+                "  STALE since the release day {}: nothing passed to release",
+                since.strftime("%Y-%m-%d %H:%M")
+            );
+        }
+        if let Some(incident) = &stream.open_incident {
+            println!(
+                "  incident {} open since {}: {}{}",
+                incident.id,
+                incident.opened_at.strftime("%Y-%m-%d %H:%M"),
+                incident.title,
+                incident
+                    .external
+                    .as_ref()
+                    .map(|e| format!(" ({})", e.url))
+                    .unwrap_or_default()
+            );
+        }
+        for step in &stream.pending_incident_mirrors {
+            println!(
+                "  incident {} {} not yet in the {} tracker ({} attempt(s){})",
+                step.incident,
+                step.action.as_str(),
+                step.tracker,
+                step.attempts,
+                step.last_error
+                    .as_ref()
+                    .map(|e| format!(", last error: {e}"))
+                    .unwrap_or_default()
+            );
         }
         for notification in &stream.pending_notifications {
             crate::cmd::outbox::print_pending(notification, "  ");

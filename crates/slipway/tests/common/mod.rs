@@ -42,3 +42,54 @@ pub fn example_project(dir: &Path) -> PathBuf {
     }
     project
 }
+
+/// Where the project's blob store keeps a blob of `content`.
+pub fn blob_path(project: &Path, content: &str) -> PathBuf {
+    let digest = slipway_model::sha256_hex(content.as_bytes());
+    project
+        .join("state/blobs/sha256")
+        .join(&digest.as_str()[..2])
+        .join(digest.as_str())
+}
+
+/// A complete compose of `stream` made `days` ago with one qcow2 image of `content`, its blob in the
+/// project's blob store: what a release needs, without building anything.
+pub async fn compose(
+    store: &slipway_store::SqliteStore,
+    project: &Path,
+    stream: &str,
+    days: i64,
+    content: &str,
+) -> slipway_model::ComposeId {
+    use slipway_model::{
+        sha256_hex, Artifact, ArtifactKind, InputHash, Lock, OutputFormat, PkgDiff,
+    };
+    use slipway_store::Store;
+
+    let at = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24 * days);
+    let path = blob_path(project, content);
+    std::fs::create_dir_all(path.parent().expect("dir")).expect("mkdir");
+    std::fs::write(&path, content).expect("blob");
+    let compose = store
+        .create_compose(stream, stream, &sha256_hex(b"r"), at)
+        .await
+        .expect("create");
+    let image = Artifact {
+        kind: ArtifactKind::Image(OutputFormat::Qcow2),
+        file_name: format!("{content}.qcow2"),
+        sha256: sha256_hex(content.as_bytes()),
+        size: content.len() as u64,
+    };
+    store
+        .complete_compose(
+            &compose.id,
+            &InputHash(sha256_hex(b"inputs")),
+            &Lock::default(),
+            &PkgDiff::default(),
+            &[image],
+            at,
+        )
+        .await
+        .expect("complete");
+    compose.id
+}
