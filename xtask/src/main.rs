@@ -15,6 +15,7 @@ use slipway_compose::{ComposeRequest, Composer};
 use slipway_exec::{Command, CommandRunner, SystemRunner};
 use slipway_model::{ComposeId, OutputFormat, Recipe};
 
+mod lifecycle_bench;
 mod publish_bench;
 mod repo_bench;
 mod sections;
@@ -31,6 +32,8 @@ Sections (all when none is named):
   boottest  boot-to-first-test, per-test overhead and the default plan of the example image (root, mirror)
   publish   republishing a stream of 500 releases after a revocation, against a stream of one release
   sign      200 clearsigned CHECKSUMs and 200 detached signatures of 1 MiB files, in process against gpg
+  simulate  `slipway simulate` of 20 streams over 3650 days, against one stream over 365 days
+  revoke    `slipway revoke` on a stream of 500 releases, command to republished tree, against one of 2
 
 Each section replaces its own part of docs/benchmarks.md.";
 
@@ -68,6 +71,8 @@ fn main() -> anyhow::Result<()> {
             "boottest" => runtime.block_on(sections::boottest_bench(&root, &work))?,
             "publish" => runtime.block_on(publish_bench::publish_bench(&work))?,
             "sign" => runtime.block_on(sign_bench::sign_bench(&work))?,
+            "simulate" => lifecycle_bench::simulate_bench(&root, &work)?,
+            "revoke" => runtime.block_on(lifecycle_bench::revoke_bench(&root, &work))?,
             other => bail!("unknown section {other:?}"),
         };
         print!("{fragment}");

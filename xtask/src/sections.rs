@@ -14,7 +14,8 @@ use slipway_repo::{RecipeLock, ReverseIndex};
 
 /// Every section, in the order they appear in the document.
 pub const ALL: &[&str] = &[
-    "compose", "parse", "affected", "noop", "warm", "boottest", "publish", "sign",
+    "compose", "parse", "affected", "noop", "warm", "boottest", "publish", "sign", "simulate",
+    "revoke",
 ];
 
 const HEADER: &str = "# Benchmarks
@@ -167,7 +168,7 @@ pub fn affected_bench() -> anyhow::Result<String> {
 }
 
 /// Builds the CLI in release mode and returns its path.
-fn slipway_binary(root: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn slipway_binary(root: &Path) -> anyhow::Result<PathBuf> {
     let status = Command::new(env!("CARGO"))
         .args(["build", "--release", "-p", "slipway"])
         .current_dir(root)
@@ -178,7 +179,7 @@ fn slipway_binary(root: &Path) -> anyhow::Result<PathBuf> {
     Ok(root.join("target/release/slipway"))
 }
 
-fn copy_example(root: &Path, to: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn copy_example(root: &Path, to: &Path) -> anyhow::Result<PathBuf> {
     if to.exists() {
         std::fs::remove_dir_all(to)?;
     }
@@ -192,7 +193,11 @@ fn copy_example(root: &Path, to: &Path) -> anyhow::Result<PathBuf> {
     Ok(to.to_path_buf())
 }
 
-fn run_slipway(binary: &Path, project: &Path, args: &[&str]) -> anyhow::Result<(String, f64)> {
+pub(crate) fn run_slipway(
+    binary: &Path,
+    project: &Path,
+    args: &[&str],
+) -> anyhow::Result<(String, f64)> {
     let start = Instant::now();
     let out = Command::new(binary)
         .arg("--config")

@@ -298,3 +298,93 @@ async fn release_notes_list_the_advisories_and_never_change_afterwards() {
     assert!(next_notes.contains("DSA-6000-1 (low) curl"), "{next_notes}");
     assert!(!next_notes.contains("DSA-5555-1"), "{next_notes}");
 }
+
+/// Records a passing boot test of a compose and lets `engine` react (gate, incidents, releases).
+async fn pass(f: &Fixture, engine: &Engine, compose: &Compose) {
+    let at = SystemClock.now();
+    let result = slipway_model::TestResult {
+        artifact: format!("{}.qcow2", compose.id),
+        ..slipway_model::TestResult::new(
+            compose.id.clone(),
+            "boot.multi-user",
+            slipway_model::Outcome::Passed,
+            "",
+            at,
+        )
+    };
+    let run = slipway_model::TestRun {
+        id: slipway_model::RunId::random(),
+        compose: compose.id.clone(),
+        plan: "default".into(),
+        artifact: result.artifact.clone(),
+        description: String::new(),
+        started_at: at,
+        finished_at: at,
+    };
+    f.store
+        .record_test_run(&run, &[result], at)
+        .await
+        .expect("results");
+    engine.handle_pending_events().await.expect("react");
+}
+
+#[tokio::test]
+async fn a_passing_security_fix_at_the_threshold_is_released_at_once_and_a_routine_one_waits() {
+    // The first release day is years away: only an emergency releases anything.
+    let config = CONFIG.replace(
+        "gate = \"default\"\n",
+        "gate = \"default\"\ncadence = { every = \"14d\", anchor = \"2036-01-07\" }\nsecurity-threshold = \"high\"\n",
+    );
+    let f = fixture(&config).await;
+    f.engine.release_tick().await.expect("start the schedule");
+
+    let routine = compose(
+        &f,
+        3,
+        vec![upgrade(
+            "openssl",
+            "3.0.11-1~deb12u2",
+            "3.0.13-1~deb12u1",
+            "bookworm-updates",
+        )],
+    )
+    .await;
+    pass(&f, &f.engine, &routine).await;
+    assert!(
+        f.store
+            .releases("cloud")
+            .await
+            .expect("releases")
+            .is_empty(),
+        "a routine upgrade waits for the release day"
+    );
+
+    let fixed = compose(&f, 2, security_fix()).await;
+    pass(&f, &f.engine, &fixed).await;
+    let releases = f.store.releases("cloud").await.expect("releases");
+    assert_eq!(releases.len(), 1, "{releases:?}");
+    assert_eq!(releases[0].compose, fixed.id);
+    let why = f
+        .engine
+        .out_of_cycle_of("cloud", &fixed.id)
+        .await
+        .expect("read")
+        .expect("the reason is recorded");
+    assert!(why.emergency);
+    assert_eq!(why.advisories, ["DSA-5555-1"]);
+    assert_eq!(why.author, "slipway");
+
+    // Under a critical threshold the same fix waits.
+    let strict = config.replace(
+        "security-threshold = \"high\"",
+        "security-threshold = \"critical\"",
+    );
+    let other = engine(f.dir.path(), &strict, &f.store);
+    let later = compose(&f, 1, security_fix()).await;
+    pass(&f, &other, &later).await;
+    assert_eq!(
+        f.store.releases("cloud").await.expect("releases").len(),
+        1,
+        "high is below a critical threshold"
+    );
+}

@@ -1,0 +1,283 @@
+//! `simulate` and `revoke`: the release policies run over ten simulated years of twenty streams, and a
+//! revocation from the command to the republished tree on a stream of 500 releases. Both run the release
+//! build of `slipway` as a user would, process start to exit.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use jiff::{SignedDuration, Timestamp};
+use slipway_model::{sha256_hex, Artifact, ArtifactKind, InputHash, Lock, OutputFormat, PkgDiff};
+use slipway_store::{SqliteStore, Store};
+
+use crate::sections::{copy_example, run_slipway, slipway_binary};
+
+/// Twenty streams of every kind of policy over the example recipe: eight release every pass, six weekly
+/// (a missed day skipped; high security fixes at once), four fortnightly (a missed day retried with the
+/// next nightly), and two promoted from weekly streams after two weeks.
+fn twenty_streams() -> String {
+    let mut streams = String::new();
+    let stream = |streams: &mut String, name: &str, extra: &str| {
+        let _ = write!(
+            streams,
+            "\n[[stream]]\nname = \"{name}\"\nrecipe = \"recipes/bookworm-cloud.toml\"\ngate = \"default\"\n{extra}"
+        );
+    };
+    for i in 0..8 {
+        stream(&mut streams, &format!("rawhide-{i}"), "");
+    }
+    for i in 0..6 {
+        stream(
+            &mut streams,
+            &format!("weekly-{i}"),
+            "cadence = { every = \"7d\", anchor = \"2027-01-04\", at = \"12:00\" }\non-missed = \"skip\"\nsecurity-threshold = \"high\"\n",
+        );
+    }
+    for i in 0..4 {
+        stream(
+            &mut streams,
+            &format!("fortnightly-{i}"),
+            "cadence = { every = \"14d\", anchor = \"2027-01-04\", at = \"12:00\" }\non-missed = \"retry-nightly\"\n",
+        );
+    }
+    for i in 0..2 {
+        stream(
+            &mut streams,
+            &format!("stable-{i}"),
+            &format!(
+                "cadence = {{ cron = \"0 12 * * 3\" }}\npromote-from = {{ stream = \"weekly-{i}\", soak = \"14d\" }}\n"
+            ),
+        );
+    }
+    streams
+}
+
+/// The example project with its streams replaced by `streams`.
+fn project_with_streams(root: &Path, dir: &Path, streams: Option<&str>) -> anyhow::Result<PathBuf> {
+    let project = copy_example(root, dir)?;
+    if let Some(streams) = streams {
+        let config = project.join("slipway.toml");
+        let text = std::fs::read_to_string(&config)?;
+        let head = text
+            .find("[[stream]]")
+            .context("the example config has a [[stream]]")?;
+        // The example's streams come last; everything before them (gates, signing, watch) is kept.
+        std::fs::write(&config, format!("{}{streams}", &text[..head]))?;
+    }
+    Ok(project)
+}
+
+/// Simulated years per wall minute of `slipway simulate`, for twenty streams over ten years against one
+/// stream over one year.
+pub fn simulate_bench(root: &Path, work: &Path) -> anyhow::Result<String> {
+    let binary = slipway_binary(root)?;
+    let one = project_with_streams(root, &work.join("simulate-one"), None)?;
+    let twenty =
+        project_with_streams(root, &work.join("simulate-twenty"), Some(&twenty_streams()))?;
+    let args = |days: &'static str| {
+        vec![
+            "simulate",
+            "--days",
+            days,
+            "--seed",
+            "1",
+            "--start",
+            "2027-01-01",
+            "--quiet",
+            "--json",
+            "--revoke-rate",
+            "0.02",
+        ]
+    };
+    let mut rows = Vec::new();
+    for (what, project, days, streams) in [
+        ("1 stream, 365 days", &one, "365", 1u32),
+        ("20 streams, 3650 days", &twenty, "3650", 20),
+    ] {
+        eprintln!("simulate: {what} …");
+        let (out, seconds) = run_slipway(&binary, project, &args(days))?;
+        let report: serde_json::Value = serde_json::from_str(&out).context("simulate's JSON")?;
+        let summary = &report["summary"];
+        if summary["violations"]
+            .as_array()
+            .is_some_and(|v| !v.is_empty())
+        {
+            bail!("the simulation broke invariants: {}", summary["violations"]);
+        }
+        let days: f64 = days.parse()?;
+        let years = days / 365.25;
+        rows.push((
+            what,
+            seconds,
+            years / (seconds / 60.0),
+            years * f64::from(streams) / (seconds / 60.0),
+            summary.clone(),
+        ));
+    }
+    let base = rows[0].1 / 365.0;
+    let mut text = String::from(
+        "## Simulation\n\n`slipway simulate --seed 1 --revoke-rate 0.02 --quiet --json` (release build, process start \
+to exit, the store an SQLite file). The twenty streams: eight releasing every pass, six weekly (missed days \
+skipped, high security fixes released at once), four fortnightly (retried with the next nightly), two promoted \
+from weekly streams after 14 days. The baseline is one on-pass stream over one year, in the same run.\n\n\
+| run | wall (s) | simulated years / wall min | stream-years / wall min | ms per stream-day | ÷ baseline per stream-day |\n\
+| --- | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for (what, seconds, years_per_min, stream_years_per_min, _) in &rows {
+        let stream_days = if what.starts_with("20") {
+            3650.0 * 20.0
+        } else {
+            365.0
+        };
+        let per = seconds / stream_days;
+        let _ = writeln!(
+            text,
+            "| {what} | {seconds:.1} | {years_per_min:.1} | {stream_years_per_min:.1} | {:.2} | {:.2}× |",
+            per * 1000.0,
+            per / base
+        );
+    }
+    let summary = &rows[1].4;
+    let _ = writeln!(
+        text,
+        "\nThe twenty-stream run made {} composes ({} failed builds, {} failed gates), {} releases, {} stale \
+spells, {} incidents opened and {} closed, {} revocations and {} emergency releases, and every invariant held.",
+        summary["composes"],
+        summary["failed_builds"],
+        summary["failed_gates"],
+        summary["releases"],
+        summary["stale_cycles"],
+        summary["incidents_opened"],
+        summary["incidents_closed"],
+        summary["revocations"],
+        summary["emergency_releases"]
+    );
+    let _ = writeln!(
+        text,
+        "\nGoal: at least 50 simulated years per wall minute for `--days 3650` over 20 streams."
+    );
+    Ok(text)
+}
+
+/// Where the project's blob store keeps a blob of `content`.
+fn blob_path(project: &Path, content: &str) -> PathBuf {
+    let digest = sha256_hex(content.as_bytes());
+    project
+        .join("state/blobs/sha256")
+        .join(&digest.as_str()[..2])
+        .join(digest.as_str())
+}
+
+/// Puts `count` published releases of the example stream, one a day, in the project's store: each a
+/// complete compose with a small qcow2 image whose blob is in the blob store.
+async fn releases(project: &Path, count: usize) -> anyhow::Result<Vec<String>> {
+    const STREAM: &str = "bookworm-cloud";
+    let store = SqliteStore::open(&project.join("state/slipway.db"))?;
+    let start = Timestamp::now() - SignedDuration::from_hours(24 * (count as i64 + 1));
+    let mut versions = Vec::new();
+    for index in 0..count {
+        let at = start + SignedDuration::from_hours(24 * index as i64);
+        let content = format!("image of release {index}\n").repeat(64);
+        let path = blob_path(project, &content);
+        std::fs::create_dir_all(path.parent().context("blob dir")?)?;
+        std::fs::write(&path, &content)?;
+        let compose = store
+            .create_compose(STREAM, STREAM, &sha256_hex(b"recipe"), at)
+            .await?;
+        let image = Artifact {
+            kind: ArtifactKind::Image(OutputFormat::Qcow2),
+            file_name: format!("bookworm-cloud-{index}.qcow2"),
+            sha256: sha256_hex(content.as_bytes()),
+            size: content.len() as u64,
+        };
+        store
+            .complete_compose(
+                &compose.id,
+                &InputHash(sha256_hex(b"inputs")),
+                &Lock::default(),
+                &PkgDiff::default(),
+                &[image],
+                at,
+            )
+            .await?;
+        let release = store.create_release(STREAM, &compose.id, at).await?;
+        store
+            .mark_release_published(STREAM, &release.version, at)
+            .await?;
+        versions.push(release.version.to_string());
+    }
+    Ok(versions)
+}
+
+/// `slipway revoke` from process start to the republished tree, on a stream of 500 releases against one
+/// of two.
+pub async fn revoke_bench(root: &Path, work: &Path) -> anyhow::Result<String> {
+    let binary = slipway_binary(root)?;
+    let mut rows = Vec::new();
+    for count in [2usize, 500] {
+        let project = copy_example(root, &work.join(format!("revoke-{count}")))?;
+        run_slipway(&binary, &project, &["keys", "init"])?;
+        eprintln!("revoke: a stream of {count} releases …");
+        let versions = releases(&project, count).await?;
+        // The first publish of the whole tree (every release signed once) is not what is measured.
+        let (_, first) = run_slipway(
+            &binary,
+            &project,
+            &[
+                "revoke",
+                "bookworm-cloud",
+                &versions[0],
+                "--reason",
+                "the first publish",
+            ],
+        )?;
+        let newest = &versions[count - 1];
+        let (out, newest_s) = run_slipway(
+            &binary,
+            &project,
+            &["revoke", "bookworm-cloud", newest, "--reason", "bad kernel"],
+        )?;
+        let fallback = &versions[count - 2];
+        if !out.contains(&format!("current release of bookworm-cloud: {fallback}")) {
+            bail!("the revocation did not fall back to {fallback}: {out}");
+        }
+        let stream_json =
+            std::fs::read_to_string(project.join("public/streams/bookworm-cloud.json"))?;
+        if !stream_json.contains(fallback.as_str()) || stream_json.contains(newest.as_str()) {
+            bail!("the republished stream metadata does not point at {fallback}");
+        }
+        let (_, unrevoke_s) = run_slipway(
+            &binary,
+            &project,
+            &[
+                "unrevoke",
+                "bookworm-cloud",
+                newest,
+                "--reason",
+                "fine after all",
+            ],
+        )?;
+        rows.push((count, first, newest_s, unrevoke_s));
+    }
+    let base = rows[0].2;
+    let mut text = String::from(
+        "## Revocation\n\n`slipway revoke` and `slipway unrevoke` (release build, process start to exit: the store \
+change, the republished tree, the announcement written to the outbox) on the example stream. The first \
+revocation also publishes the tree for the first time, signing every release once; it is shown, not \
+compared. The baseline is the same revocation on a stream of two releases, in the same run.\n\n\
+| releases | first revocation, first publish (s) | revoke the newest (s) | unrevoke it (s) | revoke ÷ baseline |\n\
+| ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for (count, first, newest, unrevoke) in &rows {
+        let _ = writeln!(
+            text,
+            "| {count} | {first:.2} | {newest:.3} | {unrevoke:.3} | {:.2}× |",
+            newest / base
+        );
+    }
+    let _ = writeln!(
+        text,
+        "\nGoal: revocation end to end in at most 2 s for a stream with 500 releases."
+    );
+    Ok(text)
+}
