@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use slipway_boottest::{BootTestRequest, BootTester};
 use slipway_compose::{ComposeRequest, Composer};
 use slipway_model::{
-    canonical_arch, Artifact, ArtifactKind, Attempt, ComposeId, ComposeState, DenylistEntry,
-    Outcome, OutputFormat, ReleaseState, RunId, TestResult, TestRun,
+    canonical_arch, topics, Artifact, ArtifactKind, Attempt, ComposeId, ComposeState,
+    DenylistEntry, Outcome, OutputFormat, ReleaseState, RunId, TestResult, TestRun,
 };
 use slipway_publish::{PublishFile, ReleaseInput, Signer, SiteInput, StreamInput};
 use slipway_store::{Job, JobOutcome};
@@ -52,6 +52,33 @@ pub(crate) struct TestJob {
 pub(crate) struct PublishJob {
     pub(crate) stream: String,
     pub(crate) version: String,
+}
+
+/// The state record that says up to which event the public tree shows the store, and with which
+/// settings it was written.
+const TREE_STATE: &str = "tree:published";
+
+/// The events after which the public tree shows something else. `release.published` is not one: the
+/// tree showed the release as published before the store marked it so.
+const TREE_TOPICS: &[&str] = &[
+    topics::RELEASE_CREATED,
+    topics::RELEASE_REVOKED,
+    topics::RELEASE_UNREVOKED,
+    topics::RELEASE_EXPIRED,
+    topics::RELEASE_OUT_OF_CYCLE,
+    topics::COMPOSE_DELETED,
+    topics::STREAM_STALE,
+    topics::STREAM_FRESH,
+    topics::STREAM_EOL,
+    topics::INCIDENT_OPENED,
+    topics::INCIDENT_CLOSED,
+];
+
+/// What [`TREE_STATE`] holds.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct TreeState {
+    through: slipway_model::EventSeq,
+    settings: String,
 }
 
 impl Engine {
@@ -625,7 +652,14 @@ impl Engine {
     }
 
     /// Writes the whole public tree from the store's releases, then marks pending releases published.
+    /// A job finds nothing to do when the tree already shows every change (a publish job queued by each
+    /// of twenty releases of one cycle, say, after the first of them published all twenty).
     pub(crate) async fn publish_job(&self, stream_name: &str) -> Result<(), EngineError> {
+        let through = self.store.last_event_seq().await?;
+        let settings = self.tree_settings();
+        if self.tree_is_current(&settings).await? {
+            return Ok(());
+        }
         let signer = self.signer().await?;
         let now = self.now();
         let mut streams = Vec::new();
@@ -646,39 +680,10 @@ impl Engine {
                     continue;
                 };
                 let mut files = self.image_files(&compose);
-                let fixed = self
-                    .release_advisories(&release, &compose, &mut advisories)
+                let notes = self
+                    .release_notes_file(&release, &compose, &files, &mut advisories)
                     .await?;
-                let out_of_cycle = self
-                    .out_of_cycle_of(&stream.name, &compose.id)
-                    .await?
-                    .map(|note| note.describe());
-                let notes = slipway_publish::release_notes(
-                    &release,
-                    compose.pkgdiff.as_ref(),
-                    &fixed,
-                    out_of_cycle.as_deref(),
-                    &files,
-                );
-                let digest =
-                    self.blobs
-                        .put_bytes(notes.as_bytes())
-                        .map_err(|source| EngineError::Io {
-                            action: "storing the release notes of",
-                            path: self
-                                .blobs
-                                .path(&slipway_model::sha256_hex(notes.as_bytes())),
-                            source,
-                        })?;
-                self.keep_release_notes(&compose, &release, &digest, notes.len() as u64)
-                    .await?;
-                files.push(PublishFile {
-                    kind: ArtifactKind::ReleaseNotes,
-                    file_name: slipway_publish::RELEASE_NOTES.to_string(),
-                    sha256: digest.clone(),
-                    size: notes.len() as u64,
-                    source: self.blobs.path(&digest),
-                });
+                files.push(notes);
                 releases.push(ReleaseInput { release, files });
             }
             // The tree shows releases as they will be once this publish lands: the pending ones published,
@@ -739,7 +744,70 @@ impl Engine {
                 ),
             );
         }
+        let state = TreeState { through, settings };
+        self.store
+            .set_state(
+                TREE_STATE,
+                &serde_json::to_value(&state).unwrap_or_default(),
+                None,
+                now,
+            )
+            .await?;
         Ok(())
+    }
+
+    /// What the tree is made from besides the store: where and how it is published, the streams, and
+    /// the signing key file (a new key must reach the tree).
+    fn tree_settings(&self) -> String {
+        let config = &self.config;
+        let key = std::fs::metadata(&config.signing.key)
+            .map(|m| (m.len(), m.modified().ok()))
+            .ok();
+        let streams: Vec<(&str, &str)> = config
+            .streams
+            .iter()
+            .map(|s| (s.name.as_str(), s.description.as_str()))
+            .collect();
+        format!(
+            "{:?}",
+            (
+                &config.publish_dir,
+                &config.base_url,
+                &config.signing.key,
+                key,
+                streams
+            )
+        )
+    }
+
+    /// Whether the public tree already shows the store: published with these settings, still on disk,
+    /// and no event since that changes what it shows.
+    async fn tree_is_current(&self, settings: &str) -> Result<bool, EngineError> {
+        let Some(state) = self
+            .store
+            .state(TREE_STATE)
+            .await?
+            .and_then(|v| serde_json::from_value::<TreeState>(v).ok())
+        else {
+            return Ok(false);
+        };
+        if state.settings != settings || !self.config.publish_dir.join("index.html").exists() {
+            return Ok(false);
+        }
+        let mut after = state.through;
+        loop {
+            let events = self.store.events_after(after, 500).await?;
+            let Some(last) = events.last() else {
+                return Ok(true);
+            };
+            if events
+                .iter()
+                .any(|e| TREE_TOPICS.contains(&e.topic.as_str()))
+            {
+                return Ok(false);
+            }
+            after = last.seq;
+        }
     }
 }
 
@@ -760,6 +828,62 @@ impl Engine {
             .collect()
     }
 
+    /// A release's notes as a file to publish. They never change once made (see
+    /// [`slipway_publish::release_notes`]), so a release that is not pending publishes the notes
+    /// recorded with its compose, and only a new release's are rendered, stored and recorded.
+    async fn release_notes_file(
+        &self,
+        release: &slipway_model::Release,
+        compose: &slipway_model::Compose,
+        images: &[PublishFile],
+        advisories: &mut Option<slipway_release::LoadedAdvisories>,
+    ) -> Result<PublishFile, EngineError> {
+        let file = |sha256: slipway_model::Sha256, size: u64| PublishFile {
+            kind: ArtifactKind::ReleaseNotes,
+            file_name: slipway_publish::RELEASE_NOTES.to_string(),
+            source: self.blobs.path(&sha256),
+            sha256,
+            size,
+        };
+        let recorded_name = release_notes_artifact_name(release);
+        if release.state != ReleaseState::Pending {
+            if let Some(recorded) = compose
+                .artifacts
+                .iter()
+                .find(|a| a.kind == ArtifactKind::ReleaseNotes && a.file_name == recorded_name)
+            {
+                return Ok(file(recorded.sha256.clone(), recorded.size));
+            }
+        }
+        let fixed = self
+            .release_advisories(release, compose, advisories)
+            .await?;
+        let out_of_cycle = self
+            .out_of_cycle_of(&release.stream, &compose.id)
+            .await?
+            .map(|note| note.describe());
+        let notes = slipway_publish::release_notes(
+            release,
+            compose.pkgdiff.as_ref(),
+            &fixed,
+            out_of_cycle.as_deref(),
+            images,
+        );
+        let digest = self
+            .blobs
+            .put_bytes(notes.as_bytes())
+            .map_err(|source| EngineError::Io {
+                action: "storing the release notes of",
+                path: self
+                    .blobs
+                    .path(&slipway_model::sha256_hex(notes.as_bytes())),
+                source,
+            })?;
+        self.keep_release_notes(compose, release, &digest, notes.len() as u64)
+            .await?;
+        Ok(file(digest, notes.len() as u64))
+    }
+
     /// Records a release's notes as an artifact of its compose (once), so that the blob is known to be in
     /// use and garbage collection deletes it with the compose, not before.
     async fn keep_release_notes(
@@ -771,7 +895,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let artifact = Artifact {
             kind: ArtifactKind::ReleaseNotes,
-            file_name: format!("release-notes-{}-{}.txt", release.stream, release.version),
+            file_name: release_notes_artifact_name(release),
             sha256: digest.clone(),
             size,
         };
@@ -780,6 +904,11 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// The name a release's notes are recorded under among its compose's artifacts.
+fn release_notes_artifact_name(release: &slipway_model::Release) -> String {
+    format!("release-notes-{}-{}.txt", release.stream, release.version)
 }
 
 /// A failed or errored result that an active denylist entry covers becomes SKIPPED, its note saying why

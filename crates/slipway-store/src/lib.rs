@@ -462,6 +462,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Events with a sequence number greater than `after`, oldest first, at most `limit`.
     async fn events_after(&self, after: EventSeq, limit: usize) -> StoreResult<Vec<Event>>;
 
+    /// The sequence number of the newest event; 0 when there is none.
+    async fn last_event_seq(&self) -> StoreResult<EventSeq>;
+
     /// Whether `handler` has already acted on an event.
     async fn is_handled(&self, handler: &str, event: EventId) -> StoreResult<bool>;
 

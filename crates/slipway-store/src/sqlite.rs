@@ -2042,6 +2042,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn last_event_seq(&self) -> StoreResult<EventSeq> {
+        const OP: &str = "last_event_seq";
+        self.read(OP, move |tx| {
+            tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .db(OP)
+        })
+        .await
+    }
+
     async fn events_after(&self, after: EventSeq, limit: usize) -> StoreResult<Vec<Event>> {
         const OP: &str = "events_after";
         self.read(OP, move |tx| {
