@@ -122,6 +122,16 @@ impl SqliteStore {
     ///
     /// Fails if the database was written by a newer slipway (a newer schema version).
     pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        Self::open_with(path, "FULL")
+    }
+
+    /// Opens a throwaway database at `path`, such as a simulation's, that is never synced to disk: a
+    /// crash of the process or the machine may lose or corrupt it, so nothing of value may live in it.
+    pub fn open_scratch(path: &Path) -> StoreResult<SqliteStore> {
+        Self::open_with(path, "OFF")
+    }
+
+    fn open_with(path: &Path, synchronous: &str) -> StoreResult<SqliteStore> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
                 StoreError::Database(format!("creating directory {}: {e}", parent.display()))
@@ -139,22 +149,29 @@ impl SqliteStore {
                  file system?"
             )));
         }
-        Self::setup(conn, Some(path.to_path_buf()), &op)
+        Self::setup(conn, Some(path.to_path_buf()), synchronous, &op)
     }
 
     /// A private database in memory, gone when the last clone is dropped. For tests.
     pub fn open_in_memory() -> StoreResult<SqliteStore> {
         let op = "opening an in-memory database";
         let conn = Connection::open_in_memory().db(op)?;
-        Self::setup(conn, None, op)
+        Self::setup(conn, None, "FULL", op)
     }
 
-    fn setup(mut conn: Connection, path: Option<PathBuf>, op: &str) -> StoreResult<SqliteStore> {
+    fn setup(
+        mut conn: Connection,
+        path: Option<PathBuf>,
+        synchronous: &str,
+        op: &str,
+    ) -> StoreResult<SqliteStore> {
         // FULL rather than NORMAL: in WAL mode NORMAL may lose the last commits on power loss. Our commits
         // come before effects outside the database that cannot be taken back (a version published to
         // mirrors, an announcement), so a commit must be durable before we act on it. slipway writes a few
-        // rows per build, so the extra fsync per commit costs nothing that matters.
-        conn.pragma_update(None, "synchronous", "FULL").db(op)?;
+        // rows per build, so the extra fsync per commit costs nothing that matters. Only a scratch
+        // database, which nothing outside depends on, skips the syncs.
+        conn.pragma_update(None, "synchronous", synchronous)
+            .db(op)?;
         conn.pragma_update(None, "foreign_keys", "ON").db(op)?;
         migrations::migrate(&mut conn)?;
         Ok(SqliteStore {

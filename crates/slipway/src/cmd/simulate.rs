@@ -112,7 +112,8 @@ pub async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCode> {
     )
     .await
     .context("creating the simulation's signing key")?;
-    let store = SqliteStore::open(&config.state_dir.join("slipway.db"))
+    // The simulation's store is thrown away (or only inspected) afterwards: it needs no syncs to disk.
+    let store = SqliteStore::open_scratch(&config.state_dir.join("slipway.db"))
         .context("opening the simulation's store")?;
     let start = args.start.unwrap_or_else(|| {
         jiff::Zoned::now()
