@@ -660,6 +660,7 @@ impl Engine {
         if self.tree_is_current(&settings).await? {
             return Ok(());
         }
+        let started = std::time::Instant::now();
         let signer = self.signer().await?;
         let now = self.now();
         let mut streams = Vec::new();
@@ -668,18 +669,29 @@ impl Engine {
         for stream in &self.config.streams {
             let recipe = self.config.recipe(stream)?;
             let mut releases = Vec::new();
+            // One read for the files of every release; a compose is read whole only for a release whose
+            // notes are still to be made.
+            let artifacts = self.store.released_artifacts(&stream.name).await?;
             for release in self.store.releases(&stream.name).await? {
-                let compose = self.store.compose(&release.compose).await?;
+                let recorded = artifacts.get(&release.compose);
                 if release.state == ReleaseState::Expired {
                     // Listed in the index only; garbage collection may have deleted its compose.
-                    let files = compose.map(|c| self.image_files(&c)).unwrap_or_default();
+                    let files = recorded.map(|a| self.image_files(a)).unwrap_or_default();
                     releases.push(ReleaseInput { release, files });
                     continue;
                 }
-                let Some(compose) = compose else {
+                if release.state != ReleaseState::Pending {
+                    if let Some(notes) = recorded.and_then(|a| recorded_notes(a, &release)) {
+                        let mut files = self.image_files(recorded.into_iter().flatten());
+                        files.push(self.notes_file(notes.sha256.clone(), notes.size));
+                        releases.push(ReleaseInput { release, files });
+                        continue;
+                    }
+                }
+                let Some(compose) = self.store.compose(&release.compose).await? else {
                     continue;
                 };
-                let mut files = self.image_files(&compose);
+                let mut files = self.image_files(&compose.artifacts);
                 let notes = self
                     .release_notes_file(&release, &compose, &files, &mut advisories)
                     .await?;
@@ -730,7 +742,13 @@ impl Engine {
             generated_at: now,
         };
         self.progress.step(stream_name, "publishing");
+        let gathered = started.elapsed();
         let summary = slipway_publish::publish(&input, signer.as_ref()).await?;
+        tracing::debug!(
+            gather_ms = gathered.as_millis() as u64,
+            publish_ms = (started.elapsed() - gathered).as_millis() as u64,
+            "published the tree"
+        );
         // Oldest first, so the store's supersession follows the same order as the tree.
         for (stream, version) in to_mark.iter().rev() {
             self.store
@@ -812,11 +830,13 @@ impl Engine {
 }
 
 impl Engine {
-    /// The image files of a compose as the publisher takes them, from the blob store.
-    fn image_files(&self, compose: &slipway_model::Compose) -> Vec<PublishFile> {
-        compose
-            .artifacts
-            .iter()
+    /// The image files among a compose's artifacts as the publisher takes them, from the blob store.
+    fn image_files<'a>(
+        &self,
+        artifacts: impl IntoIterator<Item = &'a Artifact>,
+    ) -> Vec<PublishFile> {
+        artifacts
+            .into_iter()
             .filter(|a| matches!(a.kind, ArtifactKind::Image(_)))
             .map(|a| PublishFile {
                 kind: a.kind,
@@ -838,21 +858,9 @@ impl Engine {
         images: &[PublishFile],
         advisories: &mut Option<slipway_release::LoadedAdvisories>,
     ) -> Result<PublishFile, EngineError> {
-        let file = |sha256: slipway_model::Sha256, size: u64| PublishFile {
-            kind: ArtifactKind::ReleaseNotes,
-            file_name: slipway_publish::RELEASE_NOTES.to_string(),
-            source: self.blobs.path(&sha256),
-            sha256,
-            size,
-        };
-        let recorded_name = release_notes_artifact_name(release);
         if release.state != ReleaseState::Pending {
-            if let Some(recorded) = compose
-                .artifacts
-                .iter()
-                .find(|a| a.kind == ArtifactKind::ReleaseNotes && a.file_name == recorded_name)
-            {
-                return Ok(file(recorded.sha256.clone(), recorded.size));
+            if let Some(recorded) = recorded_notes(&compose.artifacts, release) {
+                return Ok(self.notes_file(recorded.sha256.clone(), recorded.size));
             }
         }
         let fixed = self
@@ -881,7 +889,18 @@ impl Engine {
             })?;
         self.keep_release_notes(compose, release, &digest, notes.len() as u64)
             .await?;
-        Ok(file(digest, notes.len() as u64))
+        Ok(self.notes_file(digest, notes.len() as u64))
+    }
+
+    /// Release notes in the blob store, as the publisher takes them.
+    fn notes_file(&self, sha256: slipway_model::Sha256, size: u64) -> PublishFile {
+        PublishFile {
+            kind: ArtifactKind::ReleaseNotes,
+            file_name: slipway_publish::RELEASE_NOTES.to_string(),
+            source: self.blobs.path(&sha256),
+            sha256,
+            size,
+        }
     }
 
     /// Records a release's notes as an artifact of its compose (once), so that the blob is known to be in
@@ -904,6 +923,17 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// A release's notes as recorded among its compose's artifacts, once made.
+fn recorded_notes<'a>(
+    artifacts: &'a [Artifact],
+    release: &slipway_model::Release,
+) -> Option<&'a Artifact> {
+    let name = release_notes_artifact_name(release);
+    artifacts
+        .iter()
+        .find(|a| a.kind == ArtifactKind::ReleaseNotes && a.file_name == name)
 }
 
 /// The name a release's notes are recorded under among its compose's artifacts.

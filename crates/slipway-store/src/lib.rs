@@ -327,6 +327,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Every release of a stream, newest first.
     async fn releases(&self, stream: &str) -> StoreResult<Vec<Release>>;
 
+    /// The artifacts of every compose a stream has released, by compose, each list in the compose's
+    /// order: what publishing the stream's releases needs, in one read rather than a compose at a time.
+    async fn released_artifacts(
+        &self,
+        stream: &str,
+    ) -> StoreResult<std::collections::HashMap<ComposeId, Vec<Artifact>>>;
+
     // ----- garbage collection -----
 
     /// Marks a superseded release expired (it leaves the public tree and the stream; the releases index

@@ -2059,6 +2059,50 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn released_artifacts(
+        &self,
+        stream: &str,
+    ) -> StoreResult<std::collections::HashMap<ComposeId, Vec<Artifact>>> {
+        const OP: &str = "released_artifacts";
+        const T: &str = "artifacts";
+        let stream = stream.to_owned();
+        self.read(OP, move |tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT a.compose_id, a.kind, a.file_name, a.sha256, a.size                      FROM releases r JOIN artifacts a ON a.compose_id = r.compose_id                      WHERE r.stream = ?1 ORDER BY a.compose_id, a.position",
+                )
+                .db(OP)?;
+            let rows = stmt
+                .query_map(params![stream], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, String>(3)?,
+                        row.get::<_, i64>(4)?,
+                    ))
+                })
+                .db(OP)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db(OP)?;
+            let mut by_compose: std::collections::HashMap<ComposeId, Vec<Artifact>> =
+                std::collections::HashMap::new();
+            for (compose, kind, file_name, sha256, size) in rows {
+                by_compose
+                    .entry(ComposeId(compose))
+                    .or_default()
+                    .push(Artifact {
+                        kind: parse_kind(&kind)?,
+                        file_name,
+                        sha256: parse_sha(T, "sha256", &sha256)?,
+                        size: to_u64(T, "size", size)?,
+                    });
+            }
+            Ok(by_compose)
+        })
+        .await
+    }
+
     async fn last_event_seq(&self) -> StoreResult<EventSeq> {
         const OP: &str = "last_event_seq";
         self.read(OP, move |tx| {

@@ -1865,3 +1865,46 @@ async fn a_scratch_store_holds_what_it_is_given_and_reopens_as_a_normal_store() 
         events.last().expect("events").seq
     );
 }
+
+#[tokio::test]
+async fn released_artifacts_are_those_of_the_streams_released_composes_in_order() {
+    let s = SqliteStore::open_in_memory().expect("store");
+    let at = t("2026-11-21T10:00:00Z");
+    let released = complete(&s, "cloud", at).await;
+    let unreleased = complete(&s, "cloud", at + SignedDuration::from_hours(1)).await;
+    for (compose, name) in [
+        (&released, "b.qcow2"),
+        (&released, "a.raw.xz"),
+        (&unreleased, "c.qcow2"),
+    ] {
+        s.add_artifact(
+            compose,
+            &slipway_model::Artifact {
+                kind: slipway_model::ArtifactKind::Image(slipway_model::OutputFormat::Qcow2),
+                file_name: name.into(),
+                sha256: sha256_hex(name.as_bytes()),
+                size: 3,
+            },
+        )
+        .await
+        .expect("artifact");
+    }
+    s.create_release("s", &released, at).await.expect("release");
+    let by_compose = s.released_artifacts("s").await.expect("artifacts");
+    assert_eq!(by_compose.len(), 1, "{by_compose:?}");
+    let expected = s
+        .compose(&released)
+        .await
+        .expect("read")
+        .expect("exists")
+        .artifacts;
+    let names: Vec<&str> = expected.iter().map(|a| a.file_name.as_str()).collect();
+    assert_eq!(names, ["b.qcow2", "a.raw.xz"], "the compose's order");
+    assert_eq!(by_compose.get(&released), Some(&expected));
+    assert!(!by_compose.contains_key(&unreleased));
+    assert!(s
+        .released_artifacts("other")
+        .await
+        .expect("artifacts")
+        .is_empty());
+}
