@@ -69,13 +69,23 @@ fn project_with_streams(root: &Path, dir: &Path, streams: Option<&str>) -> anyho
 
 /// Simulated years per wall minute of `slipway simulate`, for twenty streams over ten years against one
 /// stream over one year.
+///
+/// `SLIPWAY_BENCH_SIMULATE_DAYS` shortens the twenty-stream run (the section then says how long it was).
 pub fn simulate_bench(root: &Path, work: &Path) -> anyhow::Result<String> {
+    let long_days: u32 = match std::env::var("SLIPWAY_BENCH_SIMULATE_DAYS") {
+        Ok(text) => text.parse().with_context(|| {
+            format!("SLIPWAY_BENCH_SIMULATE_DAYS={text:?} is not a number of days")
+        })?,
+        Err(_) => 3650,
+    };
+    let long_days_text = long_days.to_string();
+    let long_label = format!("20 streams, {long_days} days");
     let binary = slipway_binary(root)?;
     let one = project_with_streams(root, &work.join("simulate-one"), None)?;
     let twenty =
         project_with_streams(root, &work.join("simulate-twenty"), Some(&twenty_streams()))?;
-    let args = |days: &'static str| {
-        vec![
+    let args = |days: &str| -> Vec<String> {
+        [
             "simulate",
             "--days",
             days,
@@ -88,14 +98,19 @@ pub fn simulate_bench(root: &Path, work: &Path) -> anyhow::Result<String> {
             "--revoke-rate",
             "0.02",
         ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
     };
     let mut rows = Vec::new();
     for (what, project, days, streams) in [
         ("1 stream, 365 days", &one, "365", 1u32),
-        ("20 streams, 3650 days", &twenty, "3650", 20),
+        (long_label.as_str(), &twenty, long_days_text.as_str(), 20),
     ] {
         eprintln!("simulate: {what} …");
-        let (out, seconds) = run_slipway(&binary, project, &args(days))?;
+        let args = args(days);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (out, seconds) = run_slipway(&binary, project, &args)?;
         let report: serde_json::Value = serde_json::from_str(&out).context("simulate's JSON")?;
         let summary = &report["summary"];
         if summary["violations"]
@@ -107,7 +122,7 @@ pub fn simulate_bench(root: &Path, work: &Path) -> anyhow::Result<String> {
         let days: f64 = days.parse()?;
         let years = days / 365.25;
         rows.push((
-            what,
+            what.to_string(),
             seconds,
             years / (seconds / 60.0),
             years * f64::from(streams) / (seconds / 60.0),
@@ -123,11 +138,12 @@ from weekly streams after 14 days. The baseline is one on-pass stream over one y
 | run | wall (s) | simulated years / wall min | stream-years / wall min | ms per stream-day | ÷ baseline per stream-day |\n\
 | --- | ---: | ---: | ---: | ---: | ---: |\n",
     );
-    for (what, seconds, years_per_min, stream_years_per_min, _) in &rows {
-        let stream_days = if what.starts_with("20") {
-            3650.0 * 20.0
-        } else {
+    for (index, (what, seconds, years_per_min, stream_years_per_min, _)) in rows.iter().enumerate()
+    {
+        let stream_days = if index == 0 {
             365.0
+        } else {
+            f64::from(long_days) * 20.0
         };
         let per = seconds / stream_days;
         let _ = writeln!(
