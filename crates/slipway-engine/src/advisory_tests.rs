@@ -301,30 +301,13 @@ async fn release_notes_list_the_advisories_and_never_change_afterwards() {
 
 /// Records a passing boot test of a compose and lets `engine` react (gate, incidents, releases).
 async fn pass(f: &Fixture, engine: &Engine, compose: &Compose) {
-    let at = SystemClock.now();
-    let result = slipway_model::TestResult {
-        artifact: format!("{}.qcow2", compose.id),
-        ..slipway_model::TestResult::new(
-            compose.id.clone(),
-            "boot.multi-user",
-            slipway_model::Outcome::Passed,
-            "",
-            at,
-        )
-    };
-    let run = slipway_model::TestRun {
-        id: slipway_model::RunId::random(),
-        compose: compose.id.clone(),
-        plan: "default".into(),
-        artifact: result.artifact.clone(),
-        description: String::new(),
-        started_at: at,
-        finished_at: at,
-    };
-    f.store
-        .record_test_run(&run, &[result], at)
-        .await
-        .expect("results");
+    crate::tests::record_boot(
+        f.store.as_ref(),
+        &compose.id,
+        slipway_model::Outcome::Passed,
+        SystemClock.now(),
+    )
+    .await;
     engine.handle_pending_events().await.expect("react");
 }
 

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use slipway_exec::SystemRunner;
-use slipway_model::{topics, Compose, Config, Outcome, TestResult, VirtualClock};
+use slipway_model::{topics, Compose, Config, Outcome, VirtualClock};
 use slipway_store::{SqliteStore, Store};
 
-use crate::tests::{built_compose_at, RECIPE};
+use crate::tests::{built_compose_at, record_boot, RECIPE};
 use crate::{Engine, LogProgress, TickOutcome};
 
 struct Fixture {
@@ -67,23 +67,7 @@ impl Fixture {
     async fn compose(&self, at: &str, outcome: Outcome) -> Compose {
         self.clock.set(t(at));
         let compose = built_compose_at(self.store.as_ref(), "weekly", t(at)).await;
-        let result = TestResult {
-            artifact: format!("{}.qcow2", compose.id),
-            ..TestResult::new(compose.id.clone(), "boot.multi-user", outcome, "", t(at))
-        };
-        let run = slipway_model::TestRun {
-            id: slipway_model::RunId::random(),
-            compose: compose.id.clone(),
-            plan: "default".into(),
-            artifact: result.artifact.clone(),
-            description: String::new(),
-            started_at: t(at),
-            finished_at: t(at),
-        };
-        self.store
-            .record_test_run(&run, &[result], t(at))
-            .await
-            .expect("results");
+        record_boot(self.store.as_ref(), &compose.id, outcome, t(at)).await;
         self.engine.handle_pending_events().await.expect("react");
         compose
     }

@@ -10,7 +10,7 @@ use slipway_model::{Config, Outcome, VirtualClock};
 use slipway_store::{SqliteStore, Store};
 
 use crate::invariants::InvariantChecker;
-use crate::tests::{built_compose_at, RECIPE};
+use crate::tests::{built_compose_at, record_boot, RECIPE};
 use crate::{Engine, LogProgress, SeededWorld, SimulationOptions, SimulationSummary};
 
 /// Four streams, one of each kind of policy: every pass released, a weekly release that skips a missed
@@ -152,30 +152,7 @@ async fn the_checks_catch_a_release_of_a_compose_that_failed_its_gate() {
     let at: jiff::Timestamp = "2026-01-02T03:00:00Z".parse().expect("time");
     clock.set(at);
     let compose = built_compose_at(engine.store().as_ref(), "weekly", at).await;
-    let result = slipway_model::TestResult {
-        artifact: format!("{}.qcow2", compose.id),
-        ..slipway_model::TestResult::new(
-            compose.id.clone(),
-            "boot.multi-user",
-            Outcome::Failed,
-            "",
-            at,
-        )
-    };
-    let run = slipway_model::TestRun {
-        id: slipway_model::RunId::random(),
-        compose: compose.id.clone(),
-        plan: "default".into(),
-        artifact: result.artifact.clone(),
-        description: String::new(),
-        started_at: at,
-        finished_at: at,
-    };
-    engine
-        .store()
-        .record_test_run(&run, &[result], at)
-        .await
-        .expect("results");
+    record_boot(engine.store().as_ref(), &compose.id, Outcome::Failed, at).await;
     engine.handle_pending_events().await.expect("react");
     let mut checker = InvariantChecker::default();
     assert_eq!(

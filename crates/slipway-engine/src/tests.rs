@@ -119,6 +119,23 @@ async fn pass_tests(store: &dyn Store, compose: &Compose, outcome: Outcome) {
         .expect("results");
 }
 
+/// Records a test run of `compose` at `at` in which `boot.multi-user` had `outcome`.
+pub(crate) async fn record_boot(
+    store: &dyn Store,
+    compose: &slipway_model::ComposeId,
+    outcome: Outcome,
+    at: jiff::Timestamp,
+) {
+    let result = TestResult {
+        artifact: format!("{compose}.qcow2"),
+        ..TestResult::new(compose.clone(), "boot.multi-user", outcome, "", at)
+    };
+    store
+        .record_test_run(&test_run(compose, at), &[result], at)
+        .await
+        .expect("results");
+}
+
 /// A test run of `compose` that started and ended at `at`.
 fn test_run(compose: &slipway_model::ComposeId, at: jiff::Timestamp) -> slipway_model::TestRun {
     slipway_model::TestRun {
