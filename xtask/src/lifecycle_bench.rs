@@ -247,6 +247,17 @@ pub async fn revoke_bench(root: &Path, work: &Path) -> anyhow::Result<String> {
                 "the first publish",
             ],
         )?;
+        run_slipway(
+            &binary,
+            &project,
+            &[
+                "unrevoke",
+                "bookworm-cloud",
+                &versions[0],
+                "--reason",
+                "back",
+            ],
+        )?;
         let newest = &versions[count - 1];
         let (out, newest_s) = run_slipway(
             &binary,
