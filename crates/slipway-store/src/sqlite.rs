@@ -342,7 +342,6 @@ impl ComposeRow {
 }
 
 fn load_artifacts(conn: &Connection, op: &str, id: &str) -> StoreResult<Vec<Artifact>> {
-    const T: &str = "artifacts";
     let mut stmt = conn
         .prepare_cached(
             "SELECT kind, file_name, sha256, size FROM artifacts WHERE compose_id = ?1 \
@@ -362,15 +361,24 @@ fn load_artifacts(conn: &Connection, op: &str, id: &str) -> StoreResult<Vec<Arti
         .collect::<rusqlite::Result<Vec<_>>>()
         .db(op)?;
     rows.into_iter()
-        .map(|(kind, file_name, sha256, size)| {
-            Ok(Artifact {
-                kind: parse_kind(&kind)?,
-                file_name,
-                sha256: parse_sha(T, "sha256", &sha256)?,
-                size: to_u64(T, "size", size)?,
-            })
-        })
+        .map(|(kind, file_name, sha256, size)| decode_artifact(kind, file_name, &sha256, size))
         .collect()
+}
+
+/// An `artifacts` row's columns as an [`Artifact`].
+fn decode_artifact(
+    kind: String,
+    file_name: String,
+    sha256: &str,
+    size: i64,
+) -> StoreResult<Artifact> {
+    const T: &str = "artifacts";
+    Ok(Artifact {
+        kind: parse_kind(&kind)?,
+        file_name,
+        sha256: parse_sha(T, "sha256", sha256)?,
+        size: to_u64(T, "size", size)?,
+    })
 }
 
 fn load_compose(conn: &Connection, op: &str, id: &str) -> StoreResult<Option<Compose>> {
@@ -2064,7 +2072,6 @@ impl Store for SqliteStore {
         stream: &str,
     ) -> StoreResult<std::collections::HashMap<ComposeId, Vec<Artifact>>> {
         const OP: &str = "released_artifacts";
-        const T: &str = "artifacts";
         let stream = stream.to_owned();
         self.read(OP, move |tx| {
             let mut stmt = tx
@@ -2091,12 +2098,7 @@ impl Store for SqliteStore {
                 by_compose
                     .entry(ComposeId(compose))
                     .or_default()
-                    .push(Artifact {
-                        kind: parse_kind(&kind)?,
-                        file_name,
-                        sha256: parse_sha(T, "sha256", &sha256)?,
-                        size: to_u64(T, "size", size)?,
-                    });
+                    .push(decode_artifact(kind, file_name, &sha256, size)?);
             }
             Ok(by_compose)
         })
