@@ -34,7 +34,7 @@ impl InvariantChecker {
             if open.len() > 1 {
                 violations.push(format!("{name} has {} open incidents", open.len()));
             }
-            // Newest first; by creation, the order versions must follow.
+            // The store lists newest version first; versions must grow in the order releases were made.
             let mut releases = engine.store.releases(name).await?;
             releases.sort_by_key(|r| (r.created_at, r.version.clone()));
             for pair in releases.windows(2) {

@@ -275,13 +275,7 @@ impl Engine {
                 )));
             }
         }
-        let last_release = self
-            .store
-            .releases(stream)
-            .await?
-            .into_iter()
-            .find(|r| matches!(r.state, ReleaseState::Published))
-            .map(|r| r.version);
+        let last_release = self.current_release(stream).await?.map(|r| r.version);
         let ended = EndOfLife {
             at: self.now(),
             successor: successor.map(str::to_string),

@@ -413,3 +413,26 @@ async fn a_stream_with_no_passing_compose_goes_stale_with_an_incident_marker_and
     assert_eq!(stale.len(), 1, "{stale:?}");
     assert!(page(&f.public("index.html")).contains("Stale since 2026-01-05"));
 }
+
+#[tokio::test]
+async fn a_publish_job_leaves_a_tree_that_shows_every_change_alone_and_publishes_after_a_change() {
+    let f = fixture(0.0).await;
+    f.days(date(2026, 1, 1), 2).await;
+    let generation = || std::fs::read_link(f.dir.path().join("public")).expect("public link");
+    let before = generation();
+
+    f.engine.publish_job("rawhide").await.expect("publish");
+    assert_eq!(generation(), before, "nothing changed: no new generation");
+
+    let versions = f.versions("rawhide").await;
+    f.engine
+        .revoke("rawhide", &versions[0], "bad", "alice")
+        .await
+        .expect("revoke");
+    f.engine.publish_job("rawhide").await.expect("publish");
+    assert_ne!(generation(), before, "a revocation is published");
+    assert_eq!(
+        f.current_in_metadata("rawhide").as_ref(),
+        Some(&versions[1])
+    );
+}
