@@ -107,6 +107,7 @@ fn site(public: &Path, mut releases: Vec<ReleaseInput>, at: Timestamp) -> SiteIn
             eol: None,
         }],
         generated_at: at,
+        durable: true,
     }
 }
 

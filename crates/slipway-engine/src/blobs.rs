@@ -9,12 +9,33 @@ use slipway_model::Sha256;
 #[derive(Debug, Clone)]
 pub struct BlobStore {
     root: PathBuf,
+    /// Whether a blob is flushed to disk before it gets its name; off only for a throwaway store.
+    durable: bool,
 }
 
 impl BlobStore {
     /// A blob store rooted at `root` (created on first write).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            durable: true,
+        }
+    }
+
+    /// The same store without syncs to disk, for a throwaway one such as a simulation's: a crash of the
+    /// machine may leave a blob empty under its name.
+    pub fn without_syncs(self) -> Self {
+        Self {
+            durable: false,
+            ..self
+        }
+    }
+
+    fn sync(&self, path: &Path) -> std::io::Result<()> {
+        if self.durable {
+            std::fs::File::open(path)?.sync_all()?;
+        }
+        Ok(())
     }
 
     /// Where the blob with this digest lives (whether or not it exists yet).
@@ -34,7 +55,7 @@ impl BlobStore {
         std::fs::create_dir_all(dir)?;
         let partial = dir.join(format!(".{}.partial", digest.as_str()));
         std::fs::write(&partial, bytes)?;
-        std::fs::File::open(&partial)?.sync_all()?;
+        self.sync(&partial)?;
         std::fs::rename(&partial, &target)?;
         Ok(digest)
     }
@@ -53,7 +74,7 @@ impl BlobStore {
         if std::fs::rename(file, &target).is_err() {
             let partial = dir.join(format!(".{}.partial", digest.as_str()));
             std::fs::copy(file, &partial)?;
-            std::fs::File::open(&partial)?.sync_all()?;
+            self.sync(&partial)?;
             std::fs::rename(&partial, &target)?;
             std::fs::remove_file(file)?;
         }

@@ -1,6 +1,7 @@
 //! Job execution: compose, boot test and publish. Each job reads what it needs from the store, calls one
 //! capability, and writes the outcome back.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +80,27 @@ const TREE_TOPICS: &[&str] = &[
 struct TreeState {
     through: slipway_model::EventSeq,
     settings: String,
+}
+
+/// The releases of each stream as this engine last published them, with the event the tree showed
+/// everything up to; a later publish reads again from the store only the streams that changed since.
+#[derive(Debug, Default)]
+pub(crate) struct PublishedInputs {
+    through: slipway_model::EventSeq,
+    streams: BTreeMap<String, Vec<ReleaseInput>>,
+}
+
+/// What changed since the tree was last published.
+enum TreeChange {
+    /// Nothing it shows.
+    None,
+    /// These streams, since the tree showed every event up to `since`.
+    Streams {
+        since: slipway_model::EventSeq,
+        names: BTreeSet<String>,
+    },
+    /// Possibly anything: the tree was never published, its settings changed, or it is gone.
+    All,
 }
 
 impl Engine {
@@ -657,9 +679,20 @@ impl Engine {
     pub(crate) async fn publish_job(&self, stream_name: &str) -> Result<(), EngineError> {
         let through = self.store.last_event_seq().await?;
         let settings = self.tree_settings();
-        if self.tree_is_current(&settings).await? {
+        let change = self.tree_change(&settings).await?;
+        if matches!(change, TreeChange::None) {
             return Ok(());
         }
+        let mut published = self.published_inputs.lock().await;
+        // Streams nothing happened to since this engine's last publish are taken as it published them.
+        let unchanged = |name: &str| match (&change, published.as_ref()) {
+            (TreeChange::Streams { since, names }, Some(last))
+                if last.through == *since && !names.contains(name) =>
+            {
+                last.streams.get(name)
+            }
+            _ => None,
+        };
         let started = std::time::Instant::now();
         let signer = self.signer().await?;
         let now = self.now();
@@ -668,6 +701,18 @@ impl Engine {
         let mut advisories = None;
         for stream in &self.config.streams {
             let recipe = self.config.recipe(stream)?;
+            if let Some(releases) = unchanged(&stream.name) {
+                let (stale, eol) = self.stream_condition(&stream.name).await?;
+                streams.push(StreamInput {
+                    name: stream.name.clone(),
+                    description: stream.description.clone(),
+                    architecture: recipe.architecture.clone(),
+                    releases: releases.clone(),
+                    stale,
+                    eol,
+                });
+                continue;
+            }
             let mut releases = Vec::new();
             // One read for the files of every release; a compose is read whole only for a release whose
             // notes are still to be made.
@@ -740,6 +785,8 @@ impl Engine {
             title: "slipway images".into(),
             streams,
             generated_at: now,
+            // A simulation's tree is thrown away: it need not survive a crash of the machine.
+            durable: self.world.is_none(),
         };
         self.progress.step(stream_name, "publishing");
         let gathered = started.elapsed();
@@ -771,6 +818,14 @@ impl Engine {
                 now,
             )
             .await?;
+        *published = Some(PublishedInputs {
+            through,
+            streams: input
+                .streams
+                .into_iter()
+                .map(|s| (s.name, s.releases))
+                .collect(),
+        });
         Ok(())
     }
 
@@ -798,35 +853,59 @@ impl Engine {
         )
     }
 
-    /// Whether the public tree already shows the store: published with these settings, still on disk,
-    /// and no event since that changes what it shows.
-    async fn tree_is_current(&self, settings: &str) -> Result<bool, EngineError> {
+    /// What changed since the public tree was published with these settings: nothing, some streams (named
+    /// by the events that change what the tree shows), or possibly everything.
+    async fn tree_change(&self, settings: &str) -> Result<TreeChange, EngineError> {
         let Some(state) = self
             .store
             .state(TREE_STATE)
             .await?
             .and_then(|v| serde_json::from_value::<TreeState>(v).ok())
         else {
-            return Ok(false);
+            return Ok(TreeChange::All);
         };
         if state.settings != settings || !self.config.publish_dir.join("index.html").exists() {
-            return Ok(false);
+            return Ok(TreeChange::All);
         }
+        let mut names = BTreeSet::new();
         let mut after = state.through;
         loop {
             let events = self.store.events_after(after, 500).await?;
             let Some(last) = events.last() else {
-                return Ok(true);
+                break;
             };
-            if events
+            for event in events
                 .iter()
-                .any(|e| TREE_TOPICS.contains(&e.topic.as_str()))
+                .filter(|e| TREE_TOPICS.contains(&e.topic.as_str()))
             {
-                return Ok(false);
+                match stream_of(&event.body) {
+                    Some(name) => names.insert(name.to_string()),
+                    None => return Ok(TreeChange::All),
+                };
             }
             after = last.seq;
         }
+        Ok(if names.is_empty() {
+            TreeChange::None
+        } else {
+            TreeChange::Streams {
+                since: state.through,
+                names,
+            }
+        })
     }
+}
+
+/// The stream an event is about, wherever its body names it.
+fn stream_of(body: &serde_json::Value) -> Option<&str> {
+    [
+        "/stream",
+        "/decision/stream",
+        "/release/stream",
+        "/compose/stream",
+    ]
+    .iter()
+    .find_map(|pointer| body.pointer(pointer).and_then(serde_json::Value::as_str))
 }
 
 impl Engine {

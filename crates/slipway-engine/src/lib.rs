@@ -175,6 +175,9 @@ pub struct Engine {
     /// Whether the engine has said that it signs through gpg because the in-process signer cannot use the
     /// key; every publish loads the key again, and once is enough to hear it.
     gpg_fallback_warned: std::sync::atomic::AtomicBool,
+    /// What this engine last published; held for the whole of a publish, which also keeps two publishes
+    /// of one engine from running at once.
+    published_inputs: tokio::sync::Mutex<Option<jobs::PublishedInputs>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -234,6 +237,7 @@ impl Engine {
             world: None,
             incidents,
             gpg_fallback_warned: std::sync::atomic::AtomicBool::new(false),
+            published_inputs: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -241,6 +245,8 @@ impl Engine {
     /// Nothing else changes. Never use it on a real project's state.
     pub fn with_world(mut self, world: Arc<dyn SimulatedWorld>) -> Self {
         self.world = Some(world);
+        // A simulation's blobs and public tree are thrown away; syncing them would only slow it down.
+        self.blobs = self.blobs.without_syncs();
         self
     }
 

@@ -37,30 +37,48 @@ pub(crate) fn link_or_copy(src: &Path, dst: &Path) -> io::Result<Placed> {
     }
 }
 
-/// Writes a new file and flushes it to disk.
-pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+/// Whether what is written is flushed to disk before anything names it. Only a throwaway tree, such as a
+/// simulation's, goes without.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Durability {
+    pub(crate) sync: bool,
 }
 
-/// Flushes a directory's entries to disk, so a renamed or linked name survives a crash.
-pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
-    File::open(path)?.sync_all()
-}
-
-/// Flushes every directory under (and including) `root`, deepest first.
-pub(crate) fn sync_tree_dirs(root: &Path) -> io::Result<()> {
-    for entry in fs::read_dir(root)? {
-        let entry = entry?;
-        if entry.file_type()?.is_dir() {
-            sync_tree_dirs(&entry.path())?;
+impl Durability {
+    /// Writes a new file and, when durable, flushes it to disk.
+    pub(crate) fn write_new(self, path: &Path, bytes: &[u8]) -> io::Result<()> {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        file.write_all(bytes)?;
+        if self.sync {
+            file.sync_all()?;
         }
+        Ok(())
     }
-    sync_dir(root)
+
+    /// Flushes a file, or a directory's entries so that a renamed or linked name survives a crash.
+    pub(crate) fn sync(self, path: &Path) -> io::Result<()> {
+        if self.sync {
+            File::open(path)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Flushes every directory under (and including) `root`, deepest first.
+    pub(crate) fn sync_tree_dirs(self, root: &Path) -> io::Result<()> {
+        if !self.sync {
+            return Ok(());
+        }
+        for entry in fs::read_dir(root)? {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                self.sync_tree_dirs(&entry.path())?;
+            }
+        }
+        self.sync(root)
+    }
 }
 
 /// The size and SHA-256 of a file's content.
@@ -77,7 +95,9 @@ mod tests {
     fn hashes_and_links() {
         let dir = tempfile::tempdir().expect("tempdir");
         let a = dir.path().join("a");
-        write_synced(&a, b"abc").expect("write");
+        Durability { sync: true }
+            .write_new(&a, b"abc")
+            .expect("write");
         let (size, sum) = hash_file(&a).expect("hash");
         assert_eq!(size, 3);
         assert_eq!(
@@ -91,6 +111,8 @@ mod tests {
             missing.expect_err("missing").kind(),
             io::ErrorKind::NotFound
         );
-        sync_tree_dirs(dir.path()).expect("sync");
+        Durability { sync: true }
+            .sync_tree_dirs(dir.path())
+            .expect("sync");
     }
 }

@@ -6,10 +6,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
+use serde::Serialize;
 use slipway_model::{ArtifactKind, Release, ReleaseState, Sha256};
 
 use crate::feed;
-use crate::fsutil::{self, Placed};
+use crate::fsutil::{self, Durability, Placed};
 use crate::html::{self, StreamView};
 use crate::metadata::{self, archive_path, is_served, PublishedIndex};
 use crate::sign::{SignError, Signer};
@@ -29,10 +30,14 @@ pub struct SiteInput {
     pub streams: Vec<StreamInput>,
     /// When this publish happens; written into the metadata.
     pub generated_at: Timestamp,
+    /// Whether every file and directory is flushed to disk before the switch makes it public, so that a
+    /// machine's crash never leaves a published name without its bytes. False only for a throwaway tree,
+    /// such as a simulation's.
+    pub durable: bool,
 }
 
 /// One stream of the site.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct StreamInput {
     /// The stream's name, also a directory name in the tree.
     pub name: String,
@@ -50,7 +55,7 @@ pub struct StreamInput {
 }
 
 /// Why a stream is stale and where people can follow it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StaleInfo {
     /// The release day since which the stream has had nothing new to release.
     pub since: Timestamp,
@@ -59,7 +64,7 @@ pub struct StaleInfo {
 }
 
 /// A stream's end of life.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct EolInfo {
     /// When it ended; its date names the archived releases index.
     pub at: Timestamp,
@@ -68,7 +73,7 @@ pub struct EolInfo {
 }
 
 /// One release and the files it publishes.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ReleaseInput {
     /// The release.
     pub release: Release,
@@ -77,7 +82,7 @@ pub struct ReleaseInput {
 }
 
 /// One file of a release.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct PublishFile {
     /// What the file is; images appear in the stream metadata.
     pub kind: ArtifactKind,
@@ -237,7 +242,12 @@ pub async fn publish(
     signer: &dyn Signer,
 ) -> Result<PublishSummary, PublishError> {
     let plan = Plan::new(input)?;
-    let layout = Layout::new(&input.publish_dir)?;
+    let layout = Layout::new(
+        &input.publish_dir,
+        Durability {
+            sync: input.durable,
+        },
+    )?;
     let prepared = {
         let layout = layout.clone();
         blocking(move || layout.prepare()).await?
@@ -454,6 +464,7 @@ struct Layout {
     /// Revoked releases' directories, kept out of the site so that an unrevocation need not sign again.
     withdrawn: PathBuf,
     tmp_link: PathBuf,
+    durability: Durability,
 }
 
 /// What the public path is now.
@@ -472,6 +483,9 @@ struct Prepared {
     building: PathBuf,
     /// New releases' directories, until they enter the pool.
     staging: PathBuf,
+    /// The fingerprint of each stream's input as the current generation was built from it (empty for a
+    /// tree written before fingerprints were kept).
+    previous_inputs: BTreeMap<String, String>,
 }
 
 impl Prepared {
@@ -488,7 +502,7 @@ const STAGING: &str = ".staging";
 const WITHDRAWN: &str = ".withdrawn";
 
 impl Layout {
-    fn new(publish_dir: &Path) -> Result<Self, PublishError> {
+    fn new(publish_dir: &Path, durability: Durability) -> Result<Self, PublishError> {
         let public = std::path::absolute(publish_dir)
             .map_err(io_err("resolve the publish directory", publish_dir))?;
         let (Some(parent), Some(name)) = (public.parent(), public.file_name()) else {
@@ -515,7 +529,14 @@ impl Layout {
             pool,
             pool_name,
             public,
+            durability,
         })
+    }
+
+    /// Where the fingerprints of generation `n`'s stream inputs are kept: beside the generation, not in
+    /// it, so they are never served.
+    fn inputs_file(&self, n: u64) -> PathBuf {
+        self.generations.join(format!("{n}.inputs"))
     }
 
     fn occupied(&self, reason: impl Into<String>) -> PublishError {
@@ -606,16 +627,26 @@ impl Layout {
         fs::create_dir(&building).map_err(io_err("create", &building))?;
         let staging = staging_root.join(next.to_string());
         fs::create_dir_all(&staging).map_err(io_err("create", &staging))?;
+        // Unreadable fingerprints only cost a full rewrite of every stream's documents.
+        let previous_inputs = match &current {
+            Current::Generation { n, .. } => fs::read(self.inputs_file(*n))
+                .ok()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                .unwrap_or_default(),
+            _ => BTreeMap::new(),
+        };
         Ok(Prepared {
             current,
             next,
             building,
             staging,
+            previous_inputs,
         })
     }
 
     /// Removes what a failed publish built. Nothing of it was public.
     fn discard(&self, prepared: &Prepared) {
+        let _ = fs::remove_file(self.inputs_file(prepared.next));
         for dir in [&prepared.building, &self.pool.join(STAGING)] {
             match fs::remove_dir_all(dir) {
                 Ok(()) => {}
@@ -642,7 +673,7 @@ impl Layout {
             for (from, to) in moves {
                 // The directory's own entries (files, signatures, CHECKSUM) must be durable before a name
                 // in the pool vouches for them.
-                fsutil::sync_dir(from).map_err(io_err("sync", from))?;
+                self.durability.sync(from).map_err(io_err("sync", from))?;
                 fs::rename(from, to).map_err(io_err("move into the release pool", from))?;
                 done.push((from, to));
                 if let Some(dir) = to.parent() {
@@ -650,12 +681,14 @@ impl Layout {
                 }
             }
             for dir in &touched {
-                fsutil::sync_dir(dir).map_err(io_err("sync", dir))?;
+                self.durability.sync(dir).map_err(io_err("sync", dir))?;
             }
             fs::rename(&prepared.building, &finished)
                 .map_err(io_err("rename", &prepared.building))?;
             renamed = true;
-            fsutil::sync_dir(&self.generations).map_err(io_err("sync", &self.generations))?;
+            self.durability
+                .sync(&self.generations)
+                .map_err(io_err("sync", &self.generations))?;
 
             match fs::symlink_metadata(&self.tmp_link) {
                 Ok(_) => {
@@ -690,7 +723,7 @@ impl Layout {
             let _ = fs::remove_file(&self.tmp_link);
             return Err(e);
         }
-        if let Err(e) = fsutil::sync_dir(&self.parent) {
+        if let Err(e) = self.durability.sync(&self.parent) {
             tracing::warn!(path = %self.parent.display(), error = %e, "could not sync the switch");
         }
         Ok(())
@@ -762,11 +795,18 @@ impl Layout {
             return;
         };
         for entry in entries.flatten() {
-            let Some(n) = entry
-                .file_name()
-                .to_str()
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(n) = name
+                .strip_suffix(".inputs")
                 .and_then(|n| n.parse::<u64>().ok())
-            else {
+            {
+                if !keep.contains(&n) {
+                    let _ = fs::remove_file(entry.path());
+                }
+                continue;
+            }
+            let Ok(n) = name.parse::<u64>() else {
                 continue;
             };
             if !keep.contains(&n) {
@@ -819,6 +859,7 @@ async fn build(
     prepared: &Prepared,
 ) -> Result<Built, PublishError> {
     let root = prepared.building.clone();
+    let durability = layout.durability;
     let base_url = input
         .base_url
         .as_deref()
@@ -827,8 +868,38 @@ async fn build(
     let mut written = 0;
     let mut moves = Vec::new();
 
+    let fingerprints: BTreeMap<String, String> = plan
+        .streams
+        .iter()
+        .map(|sp| {
+            Ok((
+                sp.stream.name.clone(),
+                stream_fingerprint(base_url, sp.stream)?,
+            ))
+        })
+        .collect::<Result<_, PublishError>>()?;
+    let carried = {
+        let (current, previous, fingerprints) = (
+            prepared.current_dir().map(Path::to_path_buf),
+            prepared.previous_inputs.clone(),
+            fingerprints.clone(),
+        );
+        blocking(move || {
+            Ok(unchanged_streams(
+                current.as_deref(),
+                &previous,
+                &fingerprints,
+            ))
+        })
+        .await?
+    };
+
     for sp in &plan.streams {
         let name = sp.stream.name.clone();
+        if carried.contains(&name) {
+            // Its releases are in the pool exactly as the current generation lists them.
+            continue;
+        }
         let pool_stream = layout.pool.join(&name);
         // What the current generation promised about its releases, and where an older tree kept them.
         let (index, legacy_dir) = {
@@ -907,7 +978,9 @@ async fn build(
                         None => false,
                     };
                     if !from_legacy {
-                        written += place_release(release, &staged, &label, signer).await?;
+                        written +=
+                            place_release(release, &staged, &label, signer, layout.durability)
+                                .await?;
                     }
                     moves.push((staged, pooled));
                 }
@@ -921,16 +994,40 @@ async fn build(
     {
         let root = root.clone();
         let old_keys = prepared.current_dir().map(|d| d.join("keys"));
-        written +=
-            blocking(move || write_keys(&root, old_keys.as_deref(), &fingerprint, &public_key))
-                .await?;
+        written += blocking(move || {
+            write_keys(
+                &root,
+                old_keys.as_deref(),
+                &fingerprint,
+                &public_key,
+                durability,
+            )
+        })
+        .await?;
     }
 
     let mut documents: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     let mut archives: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    // Documents (and stream links) of unchanged streams, hard-linked from the current generation.
+    let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
     let mut views = Vec::new();
     for sp in &plan.streams {
         let name = &sp.stream.name;
+        views.push(StreamView {
+            stream: sp.stream,
+            latest: sp.latest,
+            releases: &sp.releases,
+        });
+        if let (true, Some(current)) = (carried.contains(name), prepared.current_dir()) {
+            for rel in [
+                Path::new("streams").join(format!("{name}.json")),
+                Path::new("releases").join(format!("{name}.json")),
+                PathBuf::from(name),
+            ] {
+                links.push((current.join(&rel), root.join(rel)));
+            }
+            continue;
+        }
         let stream_doc = metadata::stream_json(sp.stream, sp.latest, base_url, input.generated_at)
             .map_err(|source| PublishError::Metadata {
                 what: format!("streams/{name}.json"),
@@ -954,11 +1051,6 @@ async fn build(
             root.join("releases").join(format!("{name}.json")),
             releases_doc,
         ));
-        views.push(StreamView {
-            stream: sp.stream,
-            latest: sp.latest,
-            releases: &sp.releases,
-        });
     }
     let page = html::index_html(
         &input.title,
@@ -978,6 +1070,11 @@ async fn build(
         .collect();
     let link_base = Path::new("..").join("..").join(&layout.pool_name);
     let old_archive = prepared.current_dir().map(|d| d.join("archive"));
+    let inputs_file = layout.inputs_file(prepared.next);
+    let inputs = serde_json::to_vec(&fingerprints).map_err(|e| PublishError::Metadata {
+        what: "the stream fingerprints".into(),
+        source: e,
+    })?;
     written += blocking(move || {
         let mut written = 0;
         for dir in ["streams", "releases"] {
@@ -985,13 +1082,21 @@ async fn build(
             fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         }
         for (path, bytes) in &documents {
-            fsutil::write_synced(path, bytes).map_err(io_err("write", path))?;
+            durability
+                .write_new(path, bytes)
+                .map_err(io_err("write", path))?;
+        }
+        // A link to a symbolic link links the link itself: the stream's entry is carried over as is.
+        for (from, to) in &links {
+            fs::hard_link(from, to).map_err(io_err("link", to))?;
         }
         for name in &streams {
             // The stream's releases, reached through the pool; the link is relative so the tree can move.
             let link = root.join(name);
-            std::os::unix::fs::symlink(link_base.join(name), &link)
-                .map_err(io_err("create the link", &link))?;
+            if !carried.contains(name) {
+                std::os::unix::fs::symlink(link_base.join(name), &link)
+                    .map_err(io_err("create the link", &link))?;
+            }
             if let Some(old) = &old_archive {
                 carry_over_dir(&old.join(name), &root.join("archive").join(name))?;
             }
@@ -1001,11 +1106,24 @@ async fn build(
                 if let Some(dir) = path.parent() {
                     fs::create_dir_all(dir).map_err(io_err("create", dir))?;
                 }
-                fsutil::write_synced(path, bytes).map_err(io_err("write", path))?;
+                durability
+                    .write_new(path, bytes)
+                    .map_err(io_err("write", path))?;
                 written += 1;
             }
         }
-        fsutil::sync_tree_dirs(&root).map_err(io_err("sync", &root))?;
+        durability
+            .sync_tree_dirs(&root)
+            .map_err(io_err("sync", &root))?;
+        // Left over by a publish that failed before its switch, the file would stand in the way.
+        match fs::remove_file(&inputs_file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("remove", &inputs_file)(e)),
+        }
+        durability
+            .write_new(&inputs_file, &inputs)
+            .map_err(io_err("write", &inputs_file))?;
         Ok(written)
     })
     .await?;
@@ -1013,6 +1131,48 @@ async fn build(
         files_written: written,
         moves,
     })
+}
+
+/// The fingerprint of what a stream's documents and release directories are made from: equal
+/// fingerprints give equal documents, apart from the time they were written.
+fn stream_fingerprint(
+    base_url: Option<&str>,
+    stream: &StreamInput,
+) -> Result<String, PublishError> {
+    let bytes = serde_json::to_vec(&(base_url, stream)).map_err(|e| PublishError::Metadata {
+        what: format!("the fingerprint of stream {}", stream.name),
+        source: e,
+    })?;
+    Ok(slipway_model::sha256_hex(&bytes).to_string())
+}
+
+/// The streams whose input is the one the current generation was built from and whose documents it
+/// holds: their documents are carried over instead of written again, and their releases are not looked at.
+fn unchanged_streams(
+    current: Option<&Path>,
+    previous: &BTreeMap<String, String>,
+    fingerprints: &BTreeMap<String, String>,
+) -> BTreeSet<String> {
+    let Some(current) = current else {
+        return BTreeSet::new();
+    };
+    fingerprints
+        .iter()
+        .filter(|(name, fingerprint)| previous.get(*name) == Some(*fingerprint))
+        .filter(|(name, _)| {
+            current
+                .join("streams")
+                .join(format!("{name}.json"))
+                .is_file()
+                && current
+                    .join("releases")
+                    .join(format!("{name}.json"))
+                    .is_file()
+                && fs::symlink_metadata(current.join(name))
+                    .is_ok_and(|m| m.file_type().is_symlink())
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// Hard-links every file of `from` (if it exists) into `to`.
@@ -1231,6 +1391,7 @@ async fn place_release(
     dst: &Path,
     label: &str,
     signer: &dyn Signer,
+    durability: Durability,
 ) -> Result<usize, PublishError> {
     let files: Vec<(PublishFile, PathBuf)> = release
         .files
@@ -1273,11 +1434,11 @@ async fn place_release(
     blocking(move || {
         // gpg does not fsync what it writes.
         for sig in &sigs {
-            fs::File::open(sig)
-                .and_then(|f| f.sync_all())
-                .map_err(io_err("sync", sig))?;
+            durability.sync(sig).map_err(io_err("sync", sig))?;
         }
-        fsutil::write_synced(&checksum, &signed).map_err(io_err("write", &checksum))
+        durability
+            .write_new(&checksum, &signed)
+            .map_err(io_err("write", &checksum))
     })
     .await?;
     tracing::info!(release = label, files = files.len(), "signed a new release");
@@ -1323,12 +1484,14 @@ fn place_file(file: &PublishFile, to: &Path, label: &str) -> Result<(), PublishE
     Ok(())
 }
 
-/// Writes `keys/<fingerprint>.asc` and `keys/release-key.asc`, and carries over earlier keys.
+/// Writes `keys/<fingerprint>.asc` and `keys/release-key.asc`, and carries over earlier keys. A key file
+/// the current generation already has with the same text is linked, not written again.
 fn write_keys(
     root: &Path,
     old_keys: Option<&Path>,
     fingerprint: &str,
     public_key: &str,
+    durability: Durability,
 ) -> Result<usize, PublishError> {
     let keys = root.join("keys");
     fs::create_dir_all(&keys).map_err(io_err("create", &keys))?;
@@ -1336,7 +1499,15 @@ fn write_keys(
     let mut written = 0;
     for name in [own.as_str(), "release-key.asc"] {
         let path = keys.join(name);
-        fsutil::write_synced(&path, public_key.as_bytes()).map_err(io_err("write", &path))?;
+        if let Some(old) = old_keys.map(|dir| dir.join(name)) {
+            if fs::read(&old).is_ok_and(|text| text == public_key.as_bytes()) {
+                fs::hard_link(&old, &path).map_err(io_err("link", &path))?;
+                continue;
+            }
+        }
+        durability
+            .write_new(&path, public_key.as_bytes())
+            .map_err(io_err("write", &path))?;
         written += 1;
     }
     if let Some(old) = old_keys {

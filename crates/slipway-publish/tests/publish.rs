@@ -326,7 +326,7 @@ async fn republishing_reuses_release_directories_and_switches_generations_atomic
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     gens.sort();
-    assert_eq!(gens, ["2", "3"]);
+    assert_eq!(gens, ["2", "2.inputs", "3", "3.inputs"]);
     assert!(!tmp.path().join(".public.tmp-link").exists());
 }
 
@@ -383,11 +383,16 @@ async fn a_missing_source_file_fails_and_leaves_the_tree_untouched() {
 
     assert_eq!(link_target(&public), PathBuf::from(".public.generations/1"));
     assert_eq!(snapshot(&public), before);
-    let entries: Vec<String> = std::fs::read_dir(tmp.path().join(".public.generations"))
+    let mut entries: Vec<String> = std::fs::read_dir(tmp.path().join(".public.generations"))
         .expect("generations")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(entries, ["1"], "the failed build left nothing behind");
+    entries.sort();
+    assert_eq!(
+        entries,
+        ["1", "1.inputs"],
+        "the failed build left nothing behind"
+    );
 
     // A source whose bytes differ from the release's sha256 is refused too.
     let r2 = release(&blobs, "20261121.0", ReleaseState::Pending, 1);
@@ -549,4 +554,70 @@ async fn the_first_publish_takes_over_only_an_empty_directory() {
         .await
         .expect_err("foreign link");
     assert!(matches!(err, PublishError::Occupied { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_stream_whose_input_is_unchanged_keeps_its_documents_and_a_changed_one_gets_new_ones() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let signer = new_in_process_signer(tmp.path()).await;
+    let blobs = tmp.path().join("blobs");
+    let public = tmp.path().join("public");
+    let r1 = release(&blobs, "20261107.0", ReleaseState::Published, 0);
+    let mut input = site(&public, vec![r1.clone()]);
+    let mut other = input.streams[0].clone();
+    other.name = "testing".into();
+    for r in &mut other.releases {
+        r.release.stream = "testing".into();
+    }
+    input.streams.push(other);
+    publish(&input, &signer).await.expect("first publish");
+    let doc = |stream: &str, dir: &str| {
+        std::fs::metadata(public.join(format!("{dir}/{stream}.json"))).expect("metadata")
+    };
+    let before: Vec<u64> = ["streams", "releases"]
+        .iter()
+        .flat_map(|dir| [doc(STREAM, dir).ino(), doc("testing", dir).ino()])
+        .collect();
+    let testing_json = std::fs::read(public.join("streams/testing.json")).expect("read");
+
+    // A new release in the first stream only, published later.
+    let r2 = release(&blobs, "20261121.0", ReleaseState::Published, 1);
+    let mut r1_superseded = r1.clone();
+    r1_superseded.release.state = ReleaseState::Superseded;
+    input.streams[0].releases = vec![r2.clone(), r1_superseded];
+    input.generated_at = at("2026-11-22T08:00:00Z");
+    publish(&input, &signer).await.expect("second publish");
+    assert_eq!(link_target(&public), PathBuf::from(".public.generations/2"));
+
+    // The unchanged stream's documents are the same files, its link still reaches its release; the
+    // changed stream's documents are new and show the new release.
+    assert_eq!(doc("testing", "streams").ino(), before[1]);
+    assert_eq!(doc("testing", "releases").ino(), before[3]);
+    assert_eq!(
+        std::fs::read(public.join("streams/testing.json")).expect("read"),
+        testing_json
+    );
+    assert!(public.join("testing/20261107.0/CHECKSUM").is_file());
+    assert_ne!(doc(STREAM, "streams").ino(), before[0]);
+    assert_ne!(doc(STREAM, "releases").ino(), before[2]);
+    let json = std::fs::read(public.join(format!("streams/{STREAM}.json"))).expect("stream");
+    let stream: coreos_stream_metadata::Stream =
+        serde_json::from_slice(&json).expect("coreos stream");
+    let qcow2 = stream.query_disk("x86_64", "qemu", "qcow2").expect("qcow2");
+    assert_eq!(qcow2.sha256, r2.files[0].sha256.as_str());
+
+    // A change to the unchanged stream (it became stale) is written, not carried over.
+    input.streams[1].stale = Some(slipway_publish::StaleInfo {
+        since: at("2026-11-22T12:00:00Z"),
+        incident_url: None,
+    });
+    publish(&input, &signer).await.expect("third publish");
+    assert_ne!(doc("testing", "streams").ino(), before[1]);
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(public.join("streams/testing.json")).expect("read"))
+            .expect("json");
+    assert_eq!(
+        json["metadata"]["x-slipway-stale"]["since"],
+        "2026-11-22T12:00:00Z"
+    );
 }

@@ -440,8 +440,17 @@ async fn an_end_of_life_stream_points_to_its_successor_and_archives_its_index() 
     publish(&input, &signer).await.expect("publish");
     assert_eq!(std::fs::read(&archive).expect("archive"), before);
     assert_eq!(std::fs::metadata(&archive).expect("metadata").ino(), ino);
+    // Nothing about the ended stream changed, so its index is carried over too, as generated before.
     let index = read_json(public.join(format!("releases/{STREAM}.json")));
-    assert_eq!(index["generated-at"], "2026-12-01T00:00:00Z");
+    assert_eq!(index["generated-at"], "2026-11-21T13:14:15Z");
+    assert_eq!(link_target_generation(&public), ".public.generations/2");
+}
+
+fn link_target_generation(public: &Path) -> String {
+    std::fs::read_link(public)
+        .expect("public path is a link")
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// How many release directories a generation holds itself (rather than through its stream links).
@@ -489,8 +498,9 @@ async fn a_republish_writes_metadata_and_new_releases_only() {
         .await
         .expect("republish");
     assert_eq!(signer.take(), 0);
-    // Keys (2), stream JSON, releases index, page and feed: nothing of the 19 releases still served.
-    assert_eq!(summary.files_written, 6, "{summary:?}");
+    // Stream JSON, releases index, page and feed: nothing of the 19 releases still served, and the keys,
+    // unchanged, are linked.
+    assert_eq!(summary.files_written, 4, "{summary:?}");
     let generation = tmp.path().join(".public.generations").join("2");
     assert_eq!(
         std::fs::read_link(generation.join(STREAM)).expect("stream link"),
@@ -509,7 +519,7 @@ async fn a_republish_writes_metadata_and_new_releases_only() {
         .await
         .expect("publish");
     assert_eq!(signer.take(), 3);
-    assert_eq!(summary.files_written, 6 + 5);
+    assert_eq!(summary.files_written, 4 + 5);
     let ring = keyring(&public, tmp.path()).await;
     gpgv(&ring, &[&public.join(STREAM).join("20261121.0/CHECKSUM")])
         .await
@@ -522,7 +532,7 @@ async fn a_republish_writes_metadata_and_new_releases_only() {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     gens.sort();
-    assert_eq!(gens, ["2", "3"]);
+    assert_eq!(gens, ["2", "2.inputs", "3", "3.inputs"]);
     assert!(tmp
         .path()
         .join(".public.pool/.withdrawn")

@@ -95,6 +95,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     path: Option<PathBuf>,
+    /// Run operations on the calling thread instead of the blocking pool: only for a scratch database,
+    /// which never waits on a disk.
+    inline: bool,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -125,10 +128,13 @@ impl SqliteStore {
         Self::open_with(path, "FULL")
     }
 
-    /// Opens a throwaway database at `path`, such as a simulation's, that is never synced to disk: a
-    /// crash of the process or the machine may lose or corrupt it, so nothing of value may live in it.
-    pub fn open_scratch(path: &Path) -> StoreResult<SqliteStore> {
-        Self::open_with(path, "OFF")
+    /// A throwaway database in memory, such as a simulation's, whose operations run on the calling thread:
+    /// with no file under it each takes microseconds, less than handing it to the blocking pool costs.
+    /// Nothing of value may live in it; [`SqliteStore::save_to`] writes a copy for inspection.
+    pub fn open_scratch() -> StoreResult<SqliteStore> {
+        let op = "opening a scratch database";
+        let conn = Connection::open_in_memory().db(op)?;
+        Self::setup(conn, None, "OFF", true, op)
     }
 
     fn open_with(path: &Path, synchronous: &str) -> StoreResult<SqliteStore> {
@@ -149,20 +155,21 @@ impl SqliteStore {
                  file system?"
             )));
         }
-        Self::setup(conn, Some(path.to_path_buf()), synchronous, &op)
+        Self::setup(conn, Some(path.to_path_buf()), synchronous, false, &op)
     }
 
     /// A private database in memory, gone when the last clone is dropped. For tests.
     pub fn open_in_memory() -> StoreResult<SqliteStore> {
         let op = "opening an in-memory database";
         let conn = Connection::open_in_memory().db(op)?;
-        Self::setup(conn, None, "FULL", op)
+        Self::setup(conn, None, "FULL", false, op)
     }
 
     fn setup(
         mut conn: Connection,
         path: Option<PathBuf>,
         synchronous: &str,
+        inline: bool,
         op: &str,
     ) -> StoreResult<SqliteStore> {
         // FULL rather than NORMAL: in WAL mode NORMAL may lose the last commits on power loss. Our commits
@@ -177,7 +184,25 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             path,
+            inline,
         })
+    }
+
+    /// Writes a consistent copy of the database to `path`, a new file that a normal [`SqliteStore::open`]
+    /// reads: how a scratch database is kept for inspection.
+    pub async fn save_to(&self, path: &Path) -> StoreResult<()> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Database(format!("creating directory {}: {e}", parent.display()))
+            })?;
+        }
+        let target = path.to_string_lossy().into_owned();
+        self.with_conn("saving a copy of the database", move |conn| {
+            conn.execute("VACUUM INTO ?1", [&target])
+                .map(|_| ())
+                .db(&format!("saving a copy of the database to {target}"))
+        })
+        .await
     }
 
     /// The database file, or `None` for an in-memory database.
@@ -193,23 +218,27 @@ impl SqliteStore {
         .await
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs `f` with the connection on the blocking pool (on the calling thread for a scratch database).
     async fn with_conn<T, F>(&self, op: &'static str, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
     {
         let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
+        let run = move || {
             let mut guard = conn.lock().map_err(|_| {
                 StoreError::Database(format!(
                     "{op}: the connection is unusable since an earlier operation panicked"
                 ))
             })?;
             f(&mut guard)
-        })
-        .await
-        .map_err(|e| StoreError::Database(format!("{op}: {e}")))?
+        };
+        if self.inline {
+            return run();
+        }
+        tokio::task::spawn_blocking(run)
+            .await
+            .map_err(|e| StoreError::Database(format!("{op}: {e}")))?
     }
 
     /// Runs `f` in a read transaction, so reads spanning several queries see one snapshot.

@@ -1847,15 +1847,16 @@ async fn the_latest_complete_compose_of_a_recipe_spans_streams_and_skips_the_exc
 }
 
 #[tokio::test]
-async fn a_scratch_store_holds_what_it_is_given_and_reopens_as_a_normal_store() {
+async fn a_scratch_store_holds_what_it_is_given_and_its_copy_opens_as_a_normal_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("simulation/slipway.db");
     let at = t("2026-11-21T10:00:00Z");
     {
-        let s = SqliteStore::open_scratch(&path).expect("open");
+        let s = SqliteStore::open_scratch().expect("open");
         let c = complete(&s, "cloud", at).await;
         s.create_release("s", &c, at).await.expect("release");
         assert!(s.last_event_seq().await.expect("seq") > 0);
+        s.save_to(&path).await.expect("save");
     }
     let s = SqliteStore::open(&path).expect("reopen");
     assert_eq!(s.releases("s").await.expect("releases").len(), 1);

@@ -111,6 +111,7 @@ pub fn site(publish_dir: &Path, releases: Vec<ReleaseInput>) -> SiteInput {
             eol: None,
         }],
         generated_at: at("2026-11-21T13:14:15Z"),
+        durable: true,
     }
 }
 

@@ -112,9 +112,10 @@ pub async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCode> {
     )
     .await
     .context("creating the simulation's signing key")?;
-    // The simulation's store is thrown away (or only inspected) afterwards: it needs no syncs to disk.
-    let store = SqliteStore::open_scratch(&config.state_dir.join("slipway.db"))
-        .context("opening the simulation's store")?;
+    // The simulation's store is thrown away (or only inspected) afterwards: it lives in memory, and
+    // `--dir` gets a copy at the end.
+    let store = Arc::new(SqliteStore::open_scratch().context("opening the simulation's store")?);
+    let saved_db = config.state_dir.join("slipway.db");
     let start = args.start.unwrap_or_else(|| {
         jiff::Zoned::now()
             .with_time_zone(jiff::tz::TimeZone::UTC)
@@ -130,7 +131,7 @@ pub async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCode> {
     world.revoke_rate = args.revoke_rate;
     let engine = Engine::with_parts(
         config,
-        Arc::new(store),
+        store.clone(),
         clock.clone(),
         Arc::new(SystemRunner),
         Arc::new(LogProgress),
@@ -154,6 +155,12 @@ pub async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCode> {
         .await?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
+    }
+    if args.dir.is_some() {
+        store
+            .save_to(&saved_db)
+            .await
+            .with_context(|| format!("saving the simulation's store to {}", saved_db.display()))?;
     }
     if args.json {
         print_json(&report)?;
