@@ -146,9 +146,11 @@ impl Engine {
                 );
                 continue;
             }
+            // Only the newest compose can be unfinished: a cycle starts a compose only after resuming
+            // the stream's unfinished one.
             let unfinished = self
                 .store
-                .composes(Some(&stream.name), 20)
+                .composes(Some(&stream.name), 1)
                 .await?
                 .into_iter()
                 .find(|c| c.state == ComposeState::Running);

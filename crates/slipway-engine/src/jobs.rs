@@ -87,7 +87,7 @@ struct TreeState {
 #[derive(Debug, Default)]
 pub(crate) struct PublishedInputs {
     through: slipway_model::EventSeq,
-    streams: BTreeMap<String, Vec<ReleaseInput>>,
+    streams: BTreeMap<String, StreamInput>,
 }
 
 /// What changed since the tree was last published.
@@ -700,19 +700,17 @@ impl Engine {
         let mut to_mark = Vec::new();
         let mut advisories = None;
         for stream in &self.config.streams {
-            let recipe = self.config.recipe(stream)?;
-            if let Some(releases) = unchanged(&stream.name) {
+            if let Some(last) = unchanged(&stream.name) {
+                // Stale and end-of-life markers are read again: an incident's link may have come since.
                 let (stale, eol) = self.stream_condition(&stream.name).await?;
                 streams.push(StreamInput {
-                    name: stream.name.clone(),
-                    description: stream.description.clone(),
-                    architecture: recipe.architecture.clone(),
-                    releases: releases.clone(),
                     stale,
                     eol,
+                    ..last.clone()
                 });
                 continue;
             }
+            let recipe = self.config.recipe(stream)?;
             let mut releases = Vec::new();
             // One read for the files of every release; a compose is read whole only for a release whose
             // notes are still to be made.
@@ -823,7 +821,7 @@ impl Engine {
             streams: input
                 .streams
                 .into_iter()
-                .map(|s| (s.name, s.releases))
+                .map(|s| (s.name.clone(), s))
                 .collect(),
         });
         Ok(())

@@ -233,8 +233,20 @@ impl Engine {
         &self,
         stream: &str,
     ) -> Result<(Option<Compose>, Option<Compose>), EngineError> {
+        // Mostly the newest compose is also the newest complete one; only when it is not are more read.
+        let newest = self
+            .store
+            .composes(Some(stream), 1)
+            .await?
+            .into_iter()
+            .next();
+        if let Some(compose) = newest
+            .as_ref()
+            .filter(|c| c.state == ComposeState::Complete && c.lock.is_some())
+        {
+            return Ok((Some(compose.clone()), newest.clone()));
+        }
         let composes = self.store.composes(Some(stream), 50).await?;
-        let newest = composes.first().cloned();
         let complete = composes
             .into_iter()
             .find(|c| c.state == ComposeState::Complete && c.lock.is_some());

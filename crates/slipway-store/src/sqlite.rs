@@ -119,6 +119,9 @@ impl<T> Db<T> for rusqlite::Result<T> {
     }
 }
 
+/// How many prepared statements a connection keeps: more than the store has.
+const STATEMENT_CACHE: usize = 256;
+
 impl SqliteStore {
     /// Opens (creating it and its directory if needed) the database at `path` and brings its schema up to
     /// date. Blocks; call it at start-up or from `spawn_blocking`.
@@ -131,9 +134,20 @@ impl SqliteStore {
     /// A throwaway database in memory, such as a simulation's, whose operations run on the calling thread:
     /// with no file under it each takes microseconds, less than handing it to the blocking pool costs.
     /// Nothing of value may live in it; [`SqliteStore::save_to`] writes a copy for inspection.
+    ///
+    /// The memory is a file of SQLite's in-memory file system rather than a `:memory:` database: the
+    /// latter's page cache holds every page, and each commit walks it, so commits grow slower as the
+    /// database grows.
     pub fn open_scratch() -> StoreResult<SqliteStore> {
         let op = "opening a scratch database";
-        let conn = Connection::open_in_memory().db(op)?;
+        let conn = Connection::open_with_flags(
+            "file:scratch?vfs=memdb",
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+                | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
+                | rusqlite::OpenFlags::SQLITE_OPEN_URI
+                | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .db(op)?;
         Self::setup(conn, None, "OFF", true, op)
     }
 
@@ -180,6 +194,7 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", synchronous)
             .db(op)?;
         conn.pragma_update(None, "foreign_keys", "ON").db(op)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         migrations::migrate(&mut conn)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
@@ -197,8 +212,17 @@ impl SqliteStore {
             })?;
         }
         let target = path.to_string_lossy().into_owned();
+        // A copy is written through its source's file system layer unless the name says otherwise; a
+        // scratch database's is memory.
+        let uri = format!(
+            "file:{}?vfs=unix",
+            target
+                .replace('%', "%25")
+                .replace('?', "%3f")
+                .replace('#', "%23")
+        );
         self.with_conn("saving a copy of the database", move |conn| {
-            conn.execute("VACUUM INTO ?1", [&target])
+            conn.execute("VACUUM INTO ?1", [&uri])
                 .map(|_| ())
                 .db(&format!("saving a copy of the database to {target}"))
         })
@@ -276,6 +300,26 @@ impl SqliteStore {
     }
 }
 
+/// Runs a statement through the connection's statement cache: the store runs the same few statements
+/// over and over, and preparing one costs more than running it.
+pub(crate) fn exec(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
+/// Reads one row through the connection's statement cache.
+pub(crate) fn query_one<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?.query_row(params, f)
+}
+
 /// Appends one event to the outbox.
 fn append_event(
     tx: &Transaction<'_>,
@@ -284,7 +328,8 @@ fn append_event(
     at: Timestamp,
     body: serde_json::Value,
 ) -> StoreResult<()> {
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO events (id, topic, time, schema, body) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
             Uuid::new_v4().to_string(),
@@ -510,7 +555,8 @@ fn insert_results(
                 result.compose
             )));
         }
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO test_results \
              (run_id, compose_id, testcase, scenario, outcome, artifact, format, arch, stream, \
               note, log_sha256, flaky, attempts_json, submitted_at) \
@@ -552,7 +598,8 @@ fn complete_test_run(
     stream: &str,
     at: Timestamp,
 ) -> StoreResult<()> {
-    tx.execute(
+    exec(
+        tx,
         "UPDATE test_runs SET completed = 1 WHERE id = ?1",
         params![run.id.as_str()],
     )
@@ -579,7 +626,8 @@ fn complete_test_run(
 }
 
 fn compose_state(conn: &Connection, op: &str, id: &str) -> StoreResult<(String, String)> {
-    conn.query_row(
+    query_one(
+        conn,
         "SELECT state, stream FROM composes WHERE id = ?1",
         params![id],
         |row| Ok((row.get(0)?, row.get(1)?)),
@@ -623,7 +671,8 @@ fn insert_artifact(
             artifact.file_name
         )));
     }
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO artifacts (compose_id, position, kind, file_name, sha256, size) \
          SELECT ?1, COALESCE(MAX(position) + 1, 0), ?2, ?3, ?4, ?5 \
          FROM artifacts WHERE compose_id = ?1",
@@ -832,7 +881,8 @@ impl WaiverRow {
 }
 
 fn waiver_in(conn: &Connection, op: &str, id: i64) -> StoreResult<Option<Waiver>> {
-    conn.query_row(
+    query_one(
+        conn,
         &format!("SELECT {WAIVER_COLUMNS} FROM waivers WHERE id = ?1"),
         params![id],
         WaiverRow::read,
@@ -915,7 +965,8 @@ fn load_release(
     stream: &str,
     version: &Version,
 ) -> StoreResult<Release> {
-    conn.query_row(
+    query_one(
+        conn,
         &format!("SELECT {RELEASE_COLUMNS} FROM releases WHERE stream = ?1 AND version = ?2"),
         params![stream, version.to_string()],
         ReleaseRow::from_row,
@@ -942,13 +993,15 @@ fn settle_current(tx: &Transaction<'_>, op: &str, stream: &str) -> StoreResult<O
     let Some(current) = current else {
         return Ok(None);
     };
-    tx.execute(
+    exec(
+        tx,
         "UPDATE releases SET state = 'superseded' \
          WHERE stream = ?1 AND state = 'published' AND version <> ?2",
         params![stream, current],
     )
     .db(op)?;
-    tx.execute(
+    exec(
+        tx,
         "UPDATE releases SET state = 'published' WHERE stream = ?1 AND version = ?2",
         params![stream, current],
     )
@@ -973,7 +1026,8 @@ fn record_revocation(
         RevocationAction::Revoked => "revoked",
         RevocationAction::Unrevoked => "unrevoked",
     };
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO release_revocations (stream, version, action, author, reason, at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
@@ -1050,7 +1104,8 @@ impl Store for SqliteStore {
                 )
                 .db(OP)?;
             let id = ComposeId::new(&recipe, at, to_u32("composes", "n", n)?);
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO composes (id, stream, recipe, day, n, recipe_hash, state, created_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', ?7)",
                 params![
@@ -1115,7 +1170,8 @@ impl Store for SqliteStore {
         self.write(OP, move |tx| {
             let (state, stream) = compose_state(tx, OP, id.as_str())?;
             require_running(id.as_str(), &state)?;
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE composes SET state = 'complete', input_hash = ?2, lock_json = ?3, \
                  finished_at = ?4, pkgdiff_json = ?5 WHERE id = ?1",
                 params![
@@ -1168,7 +1224,8 @@ impl Store for SqliteStore {
                     |row| row.get(0),
                 )
                 .db(OP)?;
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE composes SET state = 'failed', reason = ?2, finished_at = ?3 WHERE id = ?1",
                 params![id.as_str(), reason, ts(at)],
             )
@@ -1357,7 +1414,8 @@ impl Store for SqliteStore {
                     run.id, stored.compose, run.compose
                 )));
             }
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE test_runs SET artifact = ?2, description = ?3, finished_at = ?4 WHERE id = ?1",
                 params![
                     run.id.as_str(),
@@ -1471,7 +1529,8 @@ impl Store for SqliteStore {
         };
         self.write(OP, move |tx| {
             compose_state(tx, OP, verdict.compose.as_str())?;
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO verdicts (compose_id, failed, author, reason, created_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![
@@ -1541,7 +1600,8 @@ impl Store for SqliteStore {
             if previous.as_ref().is_some_and(|p| p.same_answer(&decision)) {
                 return Ok(false);
             }
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO decisions (compose_id, stream, passed, body, decided_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![
@@ -1607,7 +1667,8 @@ impl Store for SqliteStore {
         };
         self.write(OP, move |tx| {
             compose_state(tx, OP, waiver.compose.as_str())?;
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO waivers (compose_id, testcase, scenario, author, comment, created_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
@@ -1653,7 +1714,8 @@ impl Store for SqliteStore {
                     revoked.author, revoked.at
                 )));
             }
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE waivers SET revoked_at = ?1, revoked_by = ?2, revoke_reason = ?3 WHERE id = ?4",
                 params![ts(at), author, reason, key],
             )
@@ -1779,7 +1841,8 @@ impl Store for SqliteStore {
                 published_at: None,
                 revocation: None,
             };
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO releases (stream, version, day, n, compose_id, state, created_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
@@ -1859,7 +1922,8 @@ impl Store for SqliteStore {
                 }
             }
             for old in &superseded {
-                tx.execute(
+                exec(
+                    tx,
                     "UPDATE releases SET state = 'superseded' WHERE stream = ?1 AND version = ?2",
                     params![stream, old.to_string()],
                 )
@@ -1870,7 +1934,8 @@ impl Store for SqliteStore {
             } else {
                 ReleaseState::Published
             };
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE releases SET state = ?3, published_at = COALESCE(published_at, ?4) \
                  WHERE stream = ?1 AND version = ?2",
                 params![stream, version.to_string(), state.as_str(), ts(at)],
@@ -1954,7 +2019,8 @@ impl Store for SqliteStore {
                     "release {version} of stream {stream} is already revoked"
                 )));
             }
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE releases SET state = 'revoked', revoke_reason = ?3, revoked_by = ?4, \
                  revoked_at = ?5 WHERE stream = ?1 AND version = ?2",
                 params![stream, version.to_string(), reason, author, ts(at)],
@@ -2014,7 +2080,8 @@ impl Store for SqliteStore {
             } else {
                 ReleaseState::Pending
             };
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE releases SET state = ?3, revoke_reason = NULL, revoked_by = NULL, \
                  revoked_at = NULL WHERE stream = ?1 AND version = ?2",
                 params![stream, version.to_string(), state.as_str()],
@@ -2137,7 +2204,7 @@ impl Store for SqliteStore {
     async fn last_event_seq(&self) -> StoreResult<EventSeq> {
         const OP: &str = "last_event_seq";
         self.read(OP, move |tx| {
-            tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| {
+            query_one(tx, "SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| {
                 row.get::<_, i64>(0)
             })
             .db(OP)
@@ -2189,7 +2256,8 @@ impl Store for SqliteStore {
         const OP: &str = "is_handled";
         let handler = handler.to_owned();
         self.read(OP, move |tx| {
-            tx.query_row(
+            query_one(
+                tx,
                 "SELECT 1 FROM handled_events WHERE handler = ?1 AND event_id = ?2",
                 params![handler, event.to_string()],
                 |_| Ok(()),
@@ -2205,7 +2273,8 @@ impl Store for SqliteStore {
         const OP: &str = "mark_handled";
         let handler = handler.to_owned();
         self.write(OP, move |tx| {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO handled_events (handler, event_id, handled_at) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (handler, event_id) DO NOTHING",
                 params![handler, event.to_string(), ts(at)],
@@ -2246,7 +2315,8 @@ impl Store for SqliteStore {
         let max = i64::from(max_attempts);
         self.write(OP, move |tx| {
             // Jobs out of claims are retired here, so they stop counting as open.
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE jobs SET state = 'failed', \
                      last_error = CASE WHEN state = 'leased' \
                          THEN 'lease of worker ' || COALESCE(worker, '?') || ' expired' \
@@ -2273,7 +2343,8 @@ impl Store for SqliteStore {
             let Some(row) = candidate else {
                 return Ok(None);
             };
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE jobs SET state = 'leased', worker = ?2, lease_until = ?3, \
                      attempts = attempts + 1, max_attempts = ?4, updated_at = ?5 \
                  WHERE id = ?1",
@@ -2349,7 +2420,8 @@ impl Store for SqliteStore {
                 )));
             }
             match outcome {
-                JobOutcome::Done => tx.execute(
+                JobOutcome::Done => exec(
+                    tx,
                     "UPDATE jobs SET state = 'done', lease_until = NULL, updated_at = ?2 \
                      WHERE id = ?1",
                     params![job, now],
@@ -2365,7 +2437,8 @@ impl Store for SqliteStore {
                     } else {
                         ("queued", None)
                     };
-                    tx.execute(
+                    exec(
+                        tx,
                         "UPDATE jobs SET state = ?2, worker = ?3, lease_until = NULL, \
                              last_error = ?4, updated_at = ?5 \
                          WHERE id = ?1",
@@ -2408,7 +2481,8 @@ impl Store for SqliteStore {
                 let exhausted = max_attempts.is_some_and(|max| attempts >= max);
                 let next = if exhausted { "failed" } else { "queued" };
                 // `updated_at` is left alone: this call has no clock, and the engine's may be virtual.
-                tx.execute(
+                exec(
+                tx,
                     "UPDATE jobs SET state = ?2, worker = NULL, lease_until = NULL, last_error = ?3 \
                      WHERE id = ?1",
                     params![id, next, format!("worker {worker} stopped while holding the job")],
@@ -2484,7 +2558,8 @@ impl Store for SqliteStore {
         let event = event.map(|(topic, body)| (topic.to_owned(), body.clone()));
         let at = normalize(at);
         self.write(OP, move |tx| {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO state (key, value, updated_at) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
                 params![key, to_json(OP, &value)?, ts(at)],

@@ -9,7 +9,7 @@ use serde_json::json;
 use slipway_model::{topics, Compose, ComposeId, Release, ReleaseState, Sha256, Version};
 
 use super::codec::{normalize, parse_sha, to_json_value, ts};
-use super::{append_event, load_compose, Db, ReleaseRow, SqliteStore, RELEASE_COLUMNS};
+use super::{append_event, exec, load_compose, Db, ReleaseRow, SqliteStore, RELEASE_COLUMNS};
 use crate::{StoreError, StoreResult};
 
 /// The tables that hang off a compose, children before parents (results name their run).
@@ -55,7 +55,8 @@ impl SqliteStore {
                     )))
                 }
             }
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE releases SET state = 'expired' WHERE stream = ?1 AND version = ?2",
                 params![stream, version.to_string()],
             )
@@ -157,15 +158,21 @@ fn delete_compose(
         )
         .db(op)?;
     for table in COMPOSE_CHILDREN {
-        tx.execute(
+        exec(
+            tx,
             &format!("DELETE FROM {table} WHERE compose_id = ?1"),
             params![id.as_str()],
         )
         .db(op)?;
     }
-    tx.execute("DELETE FROM composes WHERE id = ?1", params![id.as_str()])
-        .db(op)?;
-    tx.execute(
+    exec(
+        tx,
+        "DELETE FROM composes WHERE id = ?1",
+        params![id.as_str()],
+    )
+    .db(op)?;
+    exec(
+        tx,
         "INSERT INTO deleted_composes (id, stream, recipe, day, n, deleted_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![id.as_str(), compose.stream, compose.recipe, day, n, ts(at)],

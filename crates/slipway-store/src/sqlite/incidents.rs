@@ -14,7 +14,7 @@ use slipway_model::{
 };
 
 use super::codec::{corrupt, normalize, parse_opt_ts, parse_ts, to_json_value, to_u32, to_u64, ts};
-use super::{append_event, compose_state, Db, SqliteStore};
+use super::{append_event, compose_state, exec, query_one, Db, SqliteStore};
 use crate::{StoreError, StoreResult};
 
 const INCIDENT_COLUMNS: &str = "id, stream, state, title, compose_id, opened_at, closed_at, \
@@ -168,7 +168,8 @@ fn insert_comment(
     if let Some(compose) = &comment.compose {
         compose_state(tx, op, compose.as_str())?;
     }
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO incident_comments (incident_id, author, body, compose_id, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
@@ -195,7 +196,8 @@ fn has_open_step(
     incident: i64,
     tracker: &str,
 ) -> StoreResult<bool> {
-    tx.query_row(
+    query_one(
+        tx,
         "SELECT EXISTS (SELECT 1 FROM incident_mirror_steps \
          WHERE incident_id = ?1 AND tracker = ?2 AND action = 'open')",
         params![incident, tracker],
@@ -214,7 +216,8 @@ fn queue_step(
     at: Timestamp,
 ) -> StoreResult<()> {
     let comment = key("comment", comment)?;
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO incident_mirror_steps (incident_id, comment_id, action, tracker, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5)",
         params![incident, comment, action.as_str(), tracker, ts(at)],
@@ -296,7 +299,8 @@ impl SqliteStore {
                 )?;
                 return Ok((IncidentAction::Commented, existing(tx, OP, id)?));
             }
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO incidents (stream, state, title, compose_id, opened_at) \
                  VALUES (?1, 'open', ?2, ?3, ?4)",
                 params![new.stream, new.title, new.compose.as_str(), ts(new.at)],
@@ -376,7 +380,8 @@ impl SqliteStore {
                 )));
             }
             let added = insert_comment(tx, OP, key, &comment)?;
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE incidents SET state = 'closed', closed_at = ?1 WHERE id = ?2",
                 params![ts(comment.at), key],
             )
@@ -428,7 +433,8 @@ impl SqliteStore {
                     )))
                 }
                 None => {
-                    tx.execute(
+                    exec(
+                        tx,
                         "UPDATE incidents SET external_tracker = ?1, external_id = ?2, \
                          external_url = ?3 WHERE id = ?4",
                         params![external.tracker, external.id, external.url, key],
@@ -436,7 +442,8 @@ impl SqliteStore {
                     .db(OP)?;
                 }
             }
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE incident_mirror_steps SET done_at = ?1 \
                  WHERE incident_id = ?2 AND tracker = ?3 AND action = 'open' AND done_at IS NULL",
                 params![ts(at), key, external.tracker],

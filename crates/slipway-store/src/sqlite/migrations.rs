@@ -320,7 +320,15 @@ CREATE TABLE deleted_composes (
 CREATE INDEX artifacts_by_sha256 ON artifacts (sha256);
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9];
+/// Version 10: a stream's and a recipe's composes, newest first, are read by walking an index instead of
+/// sorting the whole history on every read (the order is `created_at, n, id`, as the reads sort).
+const V10: &str = r#"
+DROP INDEX composes_by_stream;
+CREATE INDEX composes_by_stream ON composes (stream, created_at, n, id);
+CREATE INDEX composes_by_recipe ON composes (recipe, state, created_at, n, id);
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
 
 /// The versions whose script rebuilds a table that other tables reference (`release_revocations` names
 /// `releases`). SQLite's way is to switch foreign key enforcement off around the transaction (it cannot
@@ -454,7 +462,7 @@ mod tests {
         );
 
         migrate(&mut conn).expect("migrate");
-        assert_eq!(schema_version(&conn).expect("version"), 9);
+        assert_eq!(schema_version(&conn).expect("version"), SCHEMA_VERSION);
         let enforced: bool = conn
             .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
             .expect("pragma");
@@ -509,5 +517,34 @@ mod tests {
         assert!(conn
             .execute("UPDATE releases SET state = 'gone'", [])
             .is_err());
+    }
+
+    /// The newest composes of a stream or a recipe are found by walking an index, not by sorting every
+    /// compose ever made on each read (what made long histories slow before version 10).
+    #[test]
+    fn newest_composes_are_read_without_sorting_the_history() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        migrate(&mut conn).expect("migrate");
+        for query in [
+            "SELECT id FROM composes WHERE stream = 'cloud' \
+             ORDER BY created_at DESC, n DESC, id DESC LIMIT 1",
+            "SELECT id FROM composes WHERE recipe = 'cloud' AND state = 'complete' AND id != 'x' \
+             ORDER BY created_at DESC, n DESC, id DESC LIMIT 1",
+        ] {
+            let mut stmt = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {query}"))
+                .expect("explain");
+            let plan: Vec<String> = stmt
+                .query_map([], |row| row.get::<_, String>(3))
+                .expect("plan")
+                .collect::<rusqlite::Result<_>>()
+                .expect("rows");
+            let plan = plan.join("; ");
+            assert!(
+                plan.contains("USING") && plan.contains("INDEX"),
+                "{query}: {plan}"
+            );
+            assert!(!plan.contains("TEMP B-TREE"), "{query}: {plan}");
+        }
     }
 }

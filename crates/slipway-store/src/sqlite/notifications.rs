@@ -17,7 +17,7 @@ use super::codec::{
     corrupt, lease_end, normalize, parse_json, parse_opt_ts, parse_ts, sql_limit, to_json, to_u32,
     ts,
 };
-use super::{append_event, Db, SqliteStore};
+use super::{append_event, exec, query_one, Db, SqliteStore};
 use crate::{Notification, NotificationState, StoreError, StoreResult};
 
 const T: &str = "notifications";
@@ -72,7 +72,8 @@ impl NotificationRow {
 }
 
 fn load(tx: &Transaction<'_>, op: &str, id: i64) -> StoreResult<Notification> {
-    tx.query_row(
+    query_one(
+        tx,
         &format!("SELECT {COLUMNS} FROM notifications WHERE id = ?1"),
         params![id],
         NotificationRow::read,
@@ -175,7 +176,8 @@ impl SqliteStore {
                 params![ts(at), sql_limit(limit)],
             )?;
             for notification in &due {
-                tx.execute(
+                exec(
+                    tx,
                     "UPDATE notifications SET next_attempt_at = ?2 WHERE id = ?1",
                     params![notification.id, ts(until)],
                 )
@@ -193,7 +195,8 @@ impl SqliteStore {
             if load(tx, OP, id)?.state == NotificationState::Sent {
                 return Ok(());
             }
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE notifications SET state = 'sent', attempts = attempts + 1, sent_at = ?2 \
                  WHERE id = ?1",
                 params![id, ts(at)],
@@ -227,7 +230,8 @@ impl SqliteStore {
                     "notification {id} is already sent"
                 )));
             }
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE notifications SET attempts = attempts + 1, last_error = ?2, \
                  next_attempt_at = ?3 WHERE id = ?1",
                 params![id, error, ts(retry_at)],

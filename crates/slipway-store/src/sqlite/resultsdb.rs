@@ -12,7 +12,8 @@ use slipway_model::RunId;
 
 use super::codec::ts;
 use super::{
-    decode_run, run_from_columns, Db, ResultRow, SqliteStore, RESULT_COLUMNS, RUN_COLUMNS,
+    decode_run, query_one, run_from_columns, Db, ResultRow, SqliteStore, RESULT_COLUMNS,
+    RUN_COLUMNS,
 };
 use crate::{
     DataFilter, DataKey, GroupEntry, GroupQuery, PageRequest, Paged, ResultEntry, ResultQuery,
@@ -357,7 +358,8 @@ impl SqliteStore {
         };
         let row = self
             .read(OP, move |tx| {
-                tx.query_row(
+                query_one(
+                    tx,
                     &format!("SELECT {RESULT_COLUMNS}, t.plan {RESULTS_FROM} WHERE r.id = ?1"),
                     params![id],
                     read_entry,
@@ -417,7 +419,8 @@ impl SqliteStore {
         let id = id.0.clone();
         let row = self
             .read(OP, move |tx| {
-                tx.query_row(
+                query_one(
+                    tx,
                     &format!(
                         "SELECT {} FROM test_runs g WHERE g.id = ?1",
                         group_columns()
