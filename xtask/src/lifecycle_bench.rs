@@ -132,7 +132,7 @@ pub fn simulate_bench(root: &Path, work: &Path) -> anyhow::Result<String> {
     let base = rows[0].1 / 365.0;
     let mut text = String::from(
         "## Simulation\n\n`slipway simulate --seed 1 --revoke-rate 0.02 --quiet --json` (release build, process start \
-to exit, the store an SQLite file). The twenty streams: eight releasing every pass, six weekly (missed days \
+to exit, the store the simulation's scratch SQLite database in memory, the work directory a temporary one). The twenty streams: eight releasing every pass, six weekly (missed days \
 skipped, high security fixes released at once), four fortnightly (retried with the next nightly), two promoted \
 from weekly streams after 14 days. The baseline is one on-pass stream over one year, in the same run.\n\n\
 | run | wall (s) | simulated years / wall min | stream-years / wall min | ms per stream-day | ÷ baseline per stream-day |\n\
@@ -176,19 +176,25 @@ spells, {} incidents opened and {} closed, {} revocations and {} emergency relea
     Ok(text)
 }
 
-/// Where a simulation's time went, measured on 2026-11-22 from the engine's debug log (`published the
-/// tree` with its gather and publish times) on a 90-day run of the twenty streams. Kept in the section so
-/// that what the next optimization must address stays next to the figures.
+/// Where a simulation's time went, measured on 2026-11-22 with `perf` on a 365-day run of the twenty
+/// streams. Kept in the section so that what the next optimization must address stays next to the figures.
 const WHERE_THE_TIME_GOES: &str = "
-The goal is not met. A 90-day run of the twenty streams (26.5 s wall, 14.2 s user, 9.3 s system) spent \
-7.9 s in 124 publishes of the tree (2.1 s gathering the input from the store, 5.8 s writing generations), \
-a cost that grows with the number of releases listed, and about 18.6 s, some 10 ms per stream-day, in the \
-rest of the engine: some seventy store transactions per stream-day (events appended, each event's handled \
-mark, the job queue's claims and completions), a synced blob per compose, and the invariant checks. \
-Before publishing read every release's files in one query, gathering took 4.3 s of the same run's \
-30.1 s. What is left to reach the goal: handling events in \
-batches (one transaction for a batch's handled marks), publishing only the streams that changed (carrying \
-over the others' metadata from the previous generation), and a cheaper invariant pass.
+The goal is not met: the twenty streams run at a twenty-fifth of it. What the one-year run spends its time on \
+(profiled with `perf`): about a quarter is the file system making and removing files (each publish's \
+generation, each release's signatures and CHECKSUM, a blob per compose, an announcement per release); on a \
+tmpfs the same run takes 22 s instead of 29 s. The rest is the engine: copying and allocating as rows and \
+JSON are decoded (a compose read decodes its whole lock), SQLite itself, and signing. Several reads still \
+grow with the history, so a day costs more the more years came before it: every release of a stream is \
+read whole several times per cycle (the pending check, the cycle report, the release tick, promotions, \
+the invariant checks), a changed stream's releases index is written whole on each publish, and each \
+publish fingerprints every stream's whole input. Already done: the scratch store in memory on the \
+calling thread, newest-first compose reads over an index (schema 10), cached statements, publishes that \
+carry unchanged streams' documents over and read only changed streams from the store, and no syncs for \
+the throwaway tree and blobs; together about five times faster than before. What is left to reach the \
+goal: store reads bounded by what is asked (the newest few releases, a release by version, releases in a \
+state) instead of a stream's every release, compose listings without their locks, an invariant pass that \
+looks only at what changed since the last one, and fewer transactions per event (handled marks in \
+batches).
 ";
 
 /// Where the project's blob store keeps a blob of `content`.
