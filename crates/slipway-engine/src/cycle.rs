@@ -4,7 +4,7 @@ use std::fs::File;
 use std::path::PathBuf;
 
 use serde::Serialize;
-use slipway_model::{ComposeState, Release};
+use slipway_model::{ComposeState, Release, ReleaseState};
 use slipway_store::NewJob;
 
 use crate::jobs::{ComposeJob, JobKind};
@@ -108,6 +108,9 @@ impl Engine {
         let _lock = self.lock_state_dir()?;
         // Mistakes in recipes are the cheapest to find and fix, so they are reported before anything else.
         let mut selected = Vec::new();
+        // Streams often share a recipe file: each file is read once per cycle.
+        let mut recipes: std::collections::HashMap<&std::path::Path, slipway_model::Recipe> =
+            std::collections::HashMap::new();
         for stream in &self.config.streams {
             if options
                 .streams
@@ -116,7 +119,15 @@ impl Engine {
             {
                 continue;
             }
-            selected.push((stream, self.config.recipe(stream)?));
+            let recipe = match recipes.get(stream.recipe.as_path()) {
+                Some(recipe) => recipe.clone(),
+                None => {
+                    let recipe = self.config.recipe(stream)?;
+                    recipes.insert(stream.recipe.as_path(), recipe.clone());
+                    recipe
+                }
+            };
+            selected.push((stream, recipe));
         }
         if self.world.is_none() {
             self.preflight().await?;
@@ -217,10 +228,12 @@ impl Engine {
 
         // Releases chosen before a crash but never published get a fresh publish job.
         for (stream, _) in &selected {
-            for release in self.store.releases(&stream.name).await? {
-                if release.state == slipway_model::ReleaseState::Pending {
-                    self.enqueue_publish(&release, true).await?;
-                }
+            for release in self
+                .store
+                .newest_releases(&stream.name, &[ReleaseState::Pending], usize::MAX)
+                .await?
+            {
+                self.enqueue_publish(&release, true).await?;
             }
         }
 
@@ -251,12 +264,7 @@ impl Engine {
 
         let mut report = Vec::new();
         for (stream, id) in skipped {
-            let release = self
-                .store
-                .releases(&stream)
-                .await?
-                .into_iter()
-                .find(|r| r.state == slipway_model::ReleaseState::Published);
+            let release = self.current_release(&stream).await?;
             report.push(StreamOutcome {
                 stream,
                 compose: Some(id.to_string()),
@@ -272,11 +280,7 @@ impl Engine {
         for (stream, id, reason) in started {
             let compose = self.store.compose(&id).await?;
             let decision = self.store.latest_decision(&id, &stream).await?;
-            let releases = self.store.releases(&stream).await?;
-            let release = releases
-                .iter()
-                .find(|r| r.state == slipway_model::ReleaseState::Published)
-                .cloned();
+            let release = self.current_release(&stream).await?;
             let released_now = release.as_ref().is_some_and(|r| r.compose == id);
             let problem = match (&compose, &decision) {
                 (Some(c), _) if matches!(c.state, ComposeState::Failed { .. }) => {

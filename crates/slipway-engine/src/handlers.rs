@@ -3,7 +3,7 @@
 //! unique keys, decisions are recorded only when they change, a compose is released at most once).
 
 use serde_json::Value;
-use slipway_model::{topics, ComposeId, Event, Release, ReleaseState};
+use slipway_model::{topics, ComposeId, Event, Release, ReleaseState, Version};
 use slipway_store::NewJob;
 
 use crate::jobs::{JobKind, PublishJob, TestJob};
@@ -94,14 +94,9 @@ impl Engine {
             topics::RELEASE_CREATED => {
                 let stream = event.body.get("stream").and_then(Value::as_str);
                 let version = event.body.get("version").and_then(Value::as_str);
+                let version = version.and_then(|v| v.parse::<Version>().ok());
                 if let (Some(stream), Some(version)) = (stream, version) {
-                    if let Some(release) = self
-                        .store
-                        .releases(stream)
-                        .await?
-                        .into_iter()
-                        .find(|r| r.version.to_string() == version)
-                    {
+                    if let Some(release) = self.store.release(stream, &version).await? {
                         if release.state == ReleaseState::Pending {
                             self.enqueue_publish(&release, false).await?;
                         }

@@ -156,10 +156,10 @@ impl Engine {
     ) -> Result<Option<Release>, EngineError> {
         Ok(self
             .store
-            .releases(stream)
+            .newest_releases(stream, &[ReleaseState::Published], 1)
             .await?
             .into_iter()
-            .find(|r| r.state == ReleaseState::Published))
+            .next())
     }
 
     /// Revokes a release as bad: the stream falls back to the newest release before it that is not

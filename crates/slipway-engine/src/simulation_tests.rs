@@ -211,3 +211,46 @@ async fn the_checks_catch_a_failed_nightly_on_no_incident_and_a_release_day_that
         "a release day the engine did not serve must be reported"
     );
 }
+
+#[tokio::test]
+async fn the_checks_catch_stream_metadata_that_points_at_a_revoked_release() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (engine, clock) = engine(dir.path(), None).await;
+    let at: jiff::Timestamp = "2026-01-02T03:00:00Z".parse().expect("time");
+    clock.set(at);
+    let store = engine.store().clone();
+    let compose = built_compose_at(store.as_ref(), "weekly", at).await;
+    record_boot(store.as_ref(), &compose.id, Outcome::Passed, at).await;
+    let release = store
+        .create_release("weekly", &compose.id, at)
+        .await
+        .expect("release");
+    store
+        .mark_release_published("weekly", &release.version, at)
+        .await
+        .expect("published");
+    // Stream metadata as a broken publisher would leave it, pointing at the release.
+    let streams = engine.config().publish_dir.join("streams");
+    std::fs::create_dir_all(&streams).expect("mkdir");
+    let doc = serde_json::json!({
+        "stream": "weekly",
+        "architectures": {"x86_64": {"artifacts": {"qemu": {"release": release.version.to_string()}}}}
+    });
+    std::fs::write(streams.join("weekly.json"), doc.to_string()).expect("write");
+    let mut checker = InvariantChecker::default();
+    assert_eq!(
+        checker.check(&engine).await.expect("check"),
+        Vec::<String>::new()
+    );
+
+    store
+        .revoke_release("weekly", &release.version, "bad", "alice", at)
+        .await
+        .expect("revoke");
+    let violations = checker.check(&engine).await.expect("check");
+    assert_eq!(violations.len(), 1, "{violations:?}");
+    assert!(
+        violations[0].contains("points at the revoked release"),
+        "{violations:?}"
+    );
+}

@@ -327,6 +327,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Every release of a stream, newest first.
     async fn releases(&self, stream: &str) -> StoreResult<Vec<Release>>;
 
+    /// A stream's newest releases, newest first: at most `limit`, and only those in one of `states`
+    /// unless it is empty. What a question about the current or the latest releases reads, instead of
+    /// the whole history.
+    async fn newest_releases(
+        &self,
+        stream: &str,
+        states: &[ReleaseState],
+        limit: usize,
+    ) -> StoreResult<Vec<Release>>;
+
+    /// One release of a stream by version, if there is one.
+    async fn release(&self, stream: &str, version: &Version) -> StoreResult<Option<Release>>;
+
     /// The artifacts of every compose a stream has released, by compose, each list in the compose's
     /// order: what publishing the stream's releases needs, in one read rather than a compose at a time.
     async fn released_artifacts(

@@ -1975,6 +1975,56 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn newest_releases(
+        &self,
+        stream: &str,
+        states: &[ReleaseState],
+        limit: usize,
+    ) -> StoreResult<Vec<Release>> {
+        const OP: &str = "newest_releases";
+        let stream = stream.to_owned();
+        // `,a,b,` matched against `,state,`: one statement, whatever states are asked for.
+        let states: String = if states.is_empty() {
+            String::new()
+        } else {
+            states
+                .iter()
+                .fold(String::from(","), |all, s| format!("{all}{},", s.as_str()))
+        };
+        self.read(OP, move |tx| {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {RELEASE_COLUMNS} FROM releases WHERE stream = ?1 \
+                     AND (?2 = '' OR instr(?2, ',' || state || ',') > 0) \
+                     ORDER BY day DESC, n DESC LIMIT ?3"
+                ))
+                .db(OP)?;
+            let rows = stmt
+                .query_map(
+                    params![stream, states, sql_limit(limit)],
+                    ReleaseRow::from_row,
+                )
+                .db(OP)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db(OP)?;
+            rows.into_iter().map(ReleaseRow::decode).collect()
+        })
+        .await
+    }
+
+    async fn release(&self, stream: &str, version: &Version) -> StoreResult<Option<Release>> {
+        const OP: &str = "release";
+        let (stream, version) = (stream.to_owned(), version.clone());
+        self.read(OP, move |tx| {
+            match load_release(tx, OP, &stream, &version) {
+                Ok(release) => Ok(Some(release)),
+                Err(StoreError::NotFound(_)) => Ok(None),
+                Err(err) => Err(err),
+            }
+        })
+        .await
+    }
+
     async fn expire_release(
         &self,
         stream: &str,

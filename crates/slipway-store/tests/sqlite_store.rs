@@ -8,7 +8,8 @@ use serde_json::json;
 use slipway_model::{
     sha256_hex, topics, Artifact, ArtifactKind, Attempt, ComposeId, ComposeState, Decision, Event,
     InputHash, Lock, LockedPackage, NewWaiver, Outcome, OutputFormat, PackageChange, PkgDiff,
-    ReleaseState, RunId, TestResult, TestRun, Unsatisfied, UnsatisfiedKind, Verdict, Version,
+    Release, ReleaseState, RunId, TestResult, TestRun, Unsatisfied, UnsatisfiedKind, Verdict,
+    Version,
 };
 use slipway_store::{JobOutcome, NewJob, RevocationAction, SqliteStore, Store, StoreError};
 
@@ -1908,4 +1909,63 @@ async fn released_artifacts_are_those_of_the_streams_released_composes_in_order(
         .await
         .expect("artifacts")
         .is_empty());
+}
+
+#[tokio::test]
+async fn newest_releases_are_bounded_filtered_by_state_and_newest_first() {
+    let s = SqliteStore::open_in_memory().expect("store");
+    let mut versions = Vec::new();
+    for day in 1..=4 {
+        let at = t(&format!("2026-11-0{day}T10:00:00Z"));
+        let c = complete(&s, "cloud", at).await;
+        let release = s.create_release("s", &c, at).await.expect("release");
+        s.mark_release_published("s", &release.version, at)
+            .await
+            .expect("published");
+        versions.push(release.version);
+    }
+    s.revoke_release("s", &versions[3], "bad", "alice", t("2026-11-05T00:00:00Z"))
+        .await
+        .expect("revoke");
+    let names = |releases: Vec<Release>| -> Vec<String> {
+        releases.iter().map(|r| r.version.to_string()).collect()
+    };
+
+    let newest = s.newest_releases("s", &[], 2).await.expect("newest");
+    assert_eq!(
+        names(newest),
+        [versions[3].to_string(), versions[2].to_string()]
+    );
+    // The revoked newest one is skipped when only published releases are asked for.
+    let current = s
+        .newest_releases("s", &[ReleaseState::Published], 1)
+        .await
+        .expect("current");
+    assert_eq!(names(current), [versions[2].to_string()]);
+    let old = s
+        .newest_releases(
+            "s",
+            &[ReleaseState::Superseded, ReleaseState::Revoked],
+            usize::MAX,
+        )
+        .await
+        .expect("old");
+    assert_eq!(
+        names(old),
+        [
+            versions[3].to_string(),
+            versions[1].to_string(),
+            versions[0].to_string()
+        ]
+    );
+    assert!(s
+        .newest_releases("other", &[], 5)
+        .await
+        .expect("none")
+        .is_empty());
+
+    let one = s.release("s", &versions[1]).await.expect("read");
+    assert_eq!(one.map(|r| r.state), Some(ReleaseState::Superseded));
+    let missing: Version = "20991231.0".parse().expect("version");
+    assert_eq!(s.release("s", &missing).await.expect("read"), None);
 }
