@@ -51,6 +51,7 @@ pub struct Args {
     #[arg(long)]
     start: Option<jiff::civil::Date>,
     /// Work in this directory (created; must be empty) and keep it, to inspect the store and public tree.
+    /// The store runs in memory and is written to state/slipway.db when the run ends.
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Print only the summary, not the timeline.
