@@ -25,7 +25,7 @@ impl Engine {
         self.config
             .streams
             .iter()
-            .filter_map(|stream| self.config.recipe(stream).ok())
+            .filter_map(|stream| self.recipe(stream).ok())
             .map(|recipe| self.config.advisories.release_for(&recipe))
             .collect()
     }
@@ -61,10 +61,7 @@ impl Engine {
             .config
             .stream(stream)
             .ok_or_else(|| EngineError::NotFound(format!("no stream {stream} in the config")))?;
-        let release = self
-            .config
-            .advisories
-            .release_for(&self.config.recipe(config)?);
+        let release = self.config.advisories.release_for(&self.recipe(config)?);
         let advisories: Vec<_> = loaded
             .advisories
             .iter()

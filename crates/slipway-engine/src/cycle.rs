@@ -122,7 +122,7 @@ impl Engine {
             let recipe = match recipes.get(stream.recipe.as_path()) {
                 Some(recipe) => recipe.clone(),
                 None => {
-                    let recipe = self.config.recipe(stream)?;
+                    let recipe = self.recipe(stream)?;
                     recipes.insert(stream.recipe.as_path(), recipe.clone());
                     recipe
                 }

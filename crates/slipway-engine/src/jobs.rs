@@ -11,7 +11,7 @@ use slipway_boottest::{BootTestRequest, BootTester};
 use slipway_compose::{ComposeRequest, Composer};
 use slipway_model::{
     canonical_arch, topics, Artifact, ArtifactKind, Attempt, ComposeId, ComposeState,
-    DenylistEntry, Outcome, OutputFormat, ReleaseState, RunId, TestResult, TestRun,
+    DenylistEntry, Outcome, OutputFormat, ReleaseState, RunId, TestResult, TestRun, Version,
 };
 use slipway_publish::{PublishFile, ReleaseInput, Signer, SiteInput, StreamInput};
 use slipway_store::{Job, JobOutcome};
@@ -94,10 +94,11 @@ pub(crate) struct PublishedInputs {
 enum TreeChange {
     /// Nothing it shows.
     None,
-    /// These streams, since the tree showed every event up to `since`.
+    /// These streams, since the tree showed every event up to `since`: for each, the releases events
+    /// named, or `None` when something else (a deleted compose) may have changed any of them.
     Streams {
         since: slipway_model::EventSeq,
-        names: BTreeSet<String>,
+        names: BTreeMap<String, Option<BTreeSet<Version>>>,
     },
     /// Possibly anything: the tree was never published, its settings changed, or it is gone.
     All,
@@ -207,7 +208,7 @@ impl Engine {
         let stream = self.config.stream(&compose.stream).ok_or_else(|| {
             EngineError::NotFound(format!("stream {} is not configured", compose.stream))
         })?;
-        let recipe = self.config.recipe(stream)?;
+        let recipe = self.recipe(stream)?;
         if let Some(world) = &self.world {
             return self.simulated_compose(world.as_ref(), &compose).await;
         }
@@ -359,7 +360,7 @@ impl Engine {
         let stream = self.config.stream(&compose.stream).ok_or_else(|| {
             EngineError::NotFound(format!("stream {} is not configured", compose.stream))
         })?;
-        let recipe = self.config.recipe(stream)?;
+        let recipe = self.recipe(stream)?;
         let plan_name = self.config.plan_name(stream, &recipe);
         let format = OutputFormat::Qcow2;
         let arch = canonical_arch(&recipe.architecture).to_string();
@@ -684,13 +685,13 @@ impl Engine {
             return Ok(());
         }
         let mut published = self.published_inputs.lock().await;
-        // Streams nothing happened to since this engine's last publish are taken as it published them.
-        let unchanged = |name: &str| match (&change, published.as_ref()) {
-            (TreeChange::Streams { since, names }, Some(last))
-                if last.through == *since && !names.contains(name) =>
-            {
-                last.streams.get(name)
-            }
+        // Streams nothing happened to since this engine's last publish are taken as it published them,
+        // and a stream whose events all name their release is patched rather than read whole.
+        let cached = |name: &str| match (&change, published.as_ref()) {
+            (TreeChange::Streams { since, names }, Some(last)) if last.through == *since => last
+                .streams
+                .get(name)
+                .map(|input| (input, names.get(name).map(Option::as_ref))),
             _ => None,
         };
         let started = std::time::Instant::now();
@@ -700,7 +701,8 @@ impl Engine {
         let mut to_mark = Vec::new();
         let mut advisories = None;
         for stream in &self.config.streams {
-            if let Some(last) = unchanged(&stream.name) {
+            let cached = cached(&stream.name);
+            if let Some((last, None)) = cached {
                 // Stale and end-of-life markers are read again: an incident's link may have come since.
                 let (stale, eol) = self.stream_condition(&stream.name).await?;
                 streams.push(StreamInput {
@@ -710,37 +712,14 @@ impl Engine {
                 });
                 continue;
             }
-            let recipe = self.config.recipe(stream)?;
-            let mut releases = Vec::new();
-            // One read for the files of every release; a compose is read whole only for a release whose
-            // notes are still to be made.
-            let artifacts = self.store.released_artifacts(&stream.name).await?;
-            for release in self.store.releases(&stream.name).await? {
-                let recorded = artifacts.get(&release.compose);
-                if release.state == ReleaseState::Expired {
-                    // Listed in the index only; garbage collection may have deleted its compose.
-                    let files = recorded.map(|a| self.image_files(a)).unwrap_or_default();
-                    releases.push(ReleaseInput { release, files });
-                    continue;
+            let recipe = self.recipe(stream)?;
+            let mut releases = match cached {
+                Some((last, Some(Some(versions)))) => {
+                    self.patched_releases(&stream.name, last, versions, &mut advisories)
+                        .await?
                 }
-                if release.state != ReleaseState::Pending {
-                    if let Some(notes) = recorded.and_then(|a| recorded_notes(a, &release)) {
-                        let mut files = self.image_files(recorded.into_iter().flatten());
-                        files.push(self.notes_file(notes.sha256.clone(), notes.size));
-                        releases.push(ReleaseInput { release, files });
-                        continue;
-                    }
-                }
-                let Some(compose) = self.store.compose(&release.compose).await? else {
-                    continue;
-                };
-                let mut files = self.image_files(&compose.artifacts);
-                let notes = self
-                    .release_notes_file(&release, &compose, &files, &mut advisories)
-                    .await?;
-                files.push(notes);
-                releases.push(ReleaseInput { release, files });
-            }
+                _ => self.stream_releases(&stream.name, &mut advisories).await?,
+            };
             // The tree shows releases as they will be once this publish lands: the pending ones published,
             // the previously published one superseded.
             if releases
@@ -827,6 +806,140 @@ impl Engine {
         Ok(())
     }
 
+    /// A stream's releases as this engine last published them, if it did.
+    #[cfg(test)]
+    pub(crate) async fn last_published_releases(&self, stream: &str) -> Option<Vec<ReleaseInput>> {
+        let published = self.published_inputs.lock().await;
+        Some(published.as_ref()?.streams.get(stream)?.releases.clone())
+    }
+
+    /// Every release of a stream with its files, newest first, read whole from the store.
+    pub(crate) async fn stream_releases(
+        &self,
+        stream: &str,
+        advisories: &mut Option<slipway_release::LoadedAdvisories>,
+    ) -> Result<Vec<ReleaseInput>, EngineError> {
+        // One read for the files of every release; a compose is read whole only for a release whose notes
+        // are still to be made.
+        let artifacts = self.store.released_artifacts(stream).await?;
+        let mut releases = Vec::new();
+        for release in self.store.releases(stream).await? {
+            let recorded = artifacts.get(&release.compose).map(Vec::as_slice);
+            if let Some(input) = self.release_input(release, recorded, advisories).await? {
+                releases.push(input);
+            }
+        }
+        Ok(releases)
+    }
+
+    /// A stream's releases as `last` published them, with the releases named in `versions` and those that
+    /// are (or were) the stream's published or pending ones read again: a revocation, unrevocation or new
+    /// release changes only those. Newest first, like [`Engine::stream_releases`].
+    async fn patched_releases(
+        &self,
+        stream: &str,
+        last: &StreamInput,
+        versions: &BTreeSet<Version>,
+        advisories: &mut Option<slipway_release::LoadedAdvisories>,
+    ) -> Result<Vec<ReleaseInput>, EngineError> {
+        let mut releases: BTreeMap<Version, ReleaseInput> = last
+            .releases
+            .iter()
+            .map(|r| (r.release.version.clone(), r.clone()))
+            .collect();
+        let mut fresh = BTreeMap::new();
+        for release in self
+            .store
+            .newest_releases(
+                stream,
+                &[ReleaseState::Published, ReleaseState::Pending],
+                usize::MAX,
+            )
+            .await?
+        {
+            fresh.insert(release.version.clone(), release);
+        }
+        let was_current = releases.values().filter(|r| {
+            matches!(
+                r.release.state,
+                ReleaseState::Published | ReleaseState::Pending
+            )
+        });
+        let again: BTreeSet<Version> = versions
+            .iter()
+            .cloned()
+            .chain(was_current.map(|r| r.release.version.clone()))
+            .filter(|v| !fresh.contains_key(v))
+            .collect();
+        for version in again {
+            match self.store.release(stream, &version).await? {
+                Some(release) => {
+                    fresh.insert(version, release);
+                }
+                None => {
+                    releases.remove(&version);
+                }
+            }
+        }
+        for (version, release) in fresh {
+            let unchanged = releases
+                .get(&version)
+                .is_some_and(|known| known.release == release);
+            if unchanged {
+                continue;
+            }
+            let recorded = self
+                .store
+                .compose(&release.compose)
+                .await?
+                .map(|c| c.artifacts);
+            match self
+                .release_input(release, recorded.as_deref(), advisories)
+                .await?
+            {
+                Some(input) => {
+                    releases.insert(version, input);
+                }
+                None => {
+                    releases.remove(&version);
+                }
+            }
+        }
+        Ok(releases.into_values().rev().collect())
+    }
+
+    /// A release with the files the tree shows for it, given the artifacts recorded for its compose:
+    /// its images and, unless it has expired, its notes (made now for a new release). `None` when its
+    /// compose is gone and it is not an expired release, which the index lists without files.
+    async fn release_input(
+        &self,
+        release: slipway_model::Release,
+        recorded: Option<&[Artifact]>,
+        advisories: &mut Option<slipway_release::LoadedAdvisories>,
+    ) -> Result<Option<ReleaseInput>, EngineError> {
+        if release.state == ReleaseState::Expired {
+            // Listed in the index only; garbage collection may have deleted its compose.
+            let files = recorded.map(|a| self.image_files(a)).unwrap_or_default();
+            return Ok(Some(ReleaseInput { release, files }));
+        }
+        if release.state != ReleaseState::Pending {
+            if let Some(notes) = recorded.and_then(|a| recorded_notes(a, &release)) {
+                let mut files = self.image_files(recorded.into_iter().flatten());
+                files.push(self.notes_file(notes.sha256.clone(), notes.size));
+                return Ok(Some(ReleaseInput { release, files }));
+            }
+        }
+        let Some(compose) = self.store.compose(&release.compose).await? else {
+            return Ok(None);
+        };
+        let mut files = self.image_files(&compose.artifacts);
+        let notes = self
+            .release_notes_file(&release, &compose, &files, advisories)
+            .await?;
+        files.push(notes);
+        Ok(Some(ReleaseInput { release, files }))
+    }
+
     /// What the tree is made from besides the store: where and how it is published, the streams, and
     /// the signing key file (a new key must reach the tree).
     fn tree_settings(&self) -> String {
@@ -865,7 +978,7 @@ impl Engine {
         if state.settings != settings || !self.config.publish_dir.join("index.html").exists() {
             return Ok(TreeChange::All);
         }
-        let mut names = BTreeSet::new();
+        let mut names: BTreeMap<String, Option<BTreeSet<Version>>> = BTreeMap::new();
         let mut after = state.through;
         loop {
             let events = self.store.events_after(after, 500).await?;
@@ -876,10 +989,24 @@ impl Engine {
                 .iter()
                 .filter(|e| TREE_TOPICS.contains(&e.topic.as_str()))
             {
-                match stream_of(&event.body) {
-                    Some(name) => names.insert(name.to_string()),
-                    None => return Ok(TreeChange::All),
+                let Some(name) = stream_of(&event.body) else {
+                    return Ok(TreeChange::All);
                 };
+                let versions = names
+                    .entry(name.to_string())
+                    .or_insert_with(|| Some(BTreeSet::new()));
+                if let Some(known) = versions {
+                    if RELEASE_TOPICS.contains(&event.topic.as_str()) {
+                        match version_of(&event.body) {
+                            Some(version) => {
+                                known.insert(version);
+                            }
+                            None => *versions = None,
+                        }
+                    } else if event.topic == topics::COMPOSE_DELETED {
+                        *versions = None;
+                    }
+                }
             }
             after = last.seq;
         }
@@ -892,6 +1019,20 @@ impl Engine {
             }
         })
     }
+}
+
+/// The tree topics whose events name the one release they changed (`version` in the body). A revocation
+/// or unrevocation may also change which release is the published one; that one is read again anyway.
+const RELEASE_TOPICS: &[&str] = &[
+    topics::RELEASE_CREATED,
+    topics::RELEASE_REVOKED,
+    topics::RELEASE_UNREVOKED,
+    topics::RELEASE_EXPIRED,
+];
+
+/// The release an event names.
+fn version_of(body: &serde_json::Value) -> Option<Version> {
+    body.get("version")?.as_str()?.parse().ok()
 }
 
 /// The stream an event is about, wherever its body names it.

@@ -178,6 +178,8 @@ pub struct Engine {
     /// What this engine last published; held for the whole of a publish, which also keeps two publishes
     /// of one engine from running at once.
     published_inputs: tokio::sync::Mutex<Option<jobs::PublishedInputs>>,
+    /// Recipes as last read, by file: a job parses a recipe again only when its file changed.
+    recipes: std::sync::Mutex<std::collections::HashMap<PathBuf, (Vec<u8>, slipway_model::Recipe)>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -190,6 +192,36 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
+    /// The recipe of a stream, parsed again only when its file, or a file it takes content from,
+    /// changed since this engine last read it ([`slipway_model::Recipe::is_current`]).
+    pub(crate) fn recipe(
+        &self,
+        stream: &slipway_model::StreamConfig,
+    ) -> Result<slipway_model::Recipe, EngineError> {
+        let mut recipes = self
+            .recipes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((text, recipe)) = recipes.get(&stream.recipe) {
+            if recipe.is_current(&stream.recipe, text) {
+                return Ok(recipe.clone());
+            }
+        }
+        // Read before the load: an edit in between makes the next call load again, never keep a stale
+        // recipe.
+        let text = std::fs::read(&stream.recipe).ok();
+        let recipe = self.config.recipe(stream)?;
+        match text {
+            Some(text) => {
+                recipes.insert(stream.recipe.clone(), (text, recipe.clone()));
+            }
+            None => {
+                recipes.remove(&stream.recipe);
+            }
+        }
+        Ok(recipe)
+    }
+
     /// Opens the project's embedded store (`<state-dir>/slipway.db`) and blob store.
     pub async fn open(config: Config, progress: Arc<dyn Progress>) -> Result<Self, EngineError> {
         let db = config.state_dir.join("slipway.db");
@@ -238,6 +270,7 @@ impl Engine {
             incidents,
             gpg_fallback_warned: std::sync::atomic::AtomicBool::new(false),
             published_inputs: tokio::sync::Mutex::new(None),
+            recipes: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 

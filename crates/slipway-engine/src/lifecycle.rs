@@ -121,14 +121,13 @@ impl Engine {
 
     /// A stream's release by version, or an error naming the newest versions there are.
     async fn release_named(&self, stream: &str, version: &str) -> Result<Release, EngineError> {
-        let releases = self.store.releases(stream).await?;
         let parsed: Option<Version> = version.parse().ok();
-        if let Some(found) = releases
-            .iter()
-            .find(|r| Some(&r.version) == parsed.as_ref())
-        {
-            return Ok(found.clone());
+        if let Some(parsed) = &parsed {
+            if let Some(found) = self.store.release(stream, parsed).await? {
+                return Ok(found);
+            }
         }
+        let releases = self.store.newest_releases(stream, &[], 5).await?;
         let known: Vec<String> = releases
             .iter()
             .take(5)

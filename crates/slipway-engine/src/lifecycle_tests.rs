@@ -436,3 +436,70 @@ async fn a_publish_job_leaves_a_tree_that_shows_every_change_alone_and_publishes
         Some(&versions[1])
     );
 }
+
+/// The releases and file names of a stream as the publisher was (or would be) given them.
+fn shown(releases: &[slipway_publish::ReleaseInput]) -> Vec<(slipway_model::Release, Vec<String>)> {
+    releases
+        .iter()
+        .map(|r| {
+            let files = r
+                .files
+                .iter()
+                .map(|f| format!("{} {}", f.file_name, f.sha256));
+            (r.release.clone(), files.collect())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_publish_that_patches_a_stream_shows_what_reading_the_whole_stream_shows() {
+    let f = fixture(0.0).await;
+    let agree = |when: &'static str| {
+        let f = &f;
+        async move {
+            for stream in ["rawhide", "next", "weekly"] {
+                let patched = f
+                    .engine
+                    .last_published_releases(stream)
+                    .await
+                    .expect("the engine published");
+                let whole = f
+                    .engine
+                    .stream_releases(stream, &mut None)
+                    .await
+                    .expect("releases");
+                assert_eq!(shown(&patched), shown(&whole), "{stream} after {when}");
+            }
+        }
+    };
+    f.days(date(2026, 1, 1), 4).await;
+    agree("four days").await;
+    let versions = f.versions("rawhide").await;
+    assert!(versions.len() >= 4, "{versions:?}");
+
+    // An older release revoked: the current one stays; then the newest: the one before takes over.
+    for version in [&versions[2], &versions[0]] {
+        f.engine
+            .revoke("rawhide", version, "bad", "alice")
+            .await
+            .expect("revoke");
+        assert!(f.engine.settle().await.expect("settle"));
+        agree("a revocation").await;
+    }
+    assert_eq!(
+        f.current_in_metadata("rawhide").as_ref(),
+        Some(&versions[1])
+    );
+    f.engine
+        .unrevoke("rawhide", &versions[0], "the rig was broken", "alice")
+        .await
+        .expect("unrevoke");
+    assert!(f.engine.settle().await.expect("settle"));
+    agree("an unrevocation").await;
+    assert_eq!(
+        f.current_in_metadata("rawhide").as_ref(),
+        Some(&versions[0])
+    );
+    f.days(date(2026, 1, 5), 3).await;
+    agree("three more days").await;
+}

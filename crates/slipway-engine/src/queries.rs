@@ -27,7 +27,7 @@ impl Engine {
     pub async fn current_locks(&self) -> Result<Vec<RecipeLock>, EngineError> {
         let mut streams_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for stream in &self.config.streams {
-            let recipe = self.config.recipe(stream)?;
+            let recipe = self.recipe(stream)?;
             streams_of
                 .entry(recipe.name)
                 .or_default()
@@ -59,7 +59,7 @@ impl Engine {
     pub async fn pending_changes(&self) -> Result<Vec<RecipeChanges>, EngineError> {
         let mut recipes = Vec::new();
         for stream in &self.config.streams {
-            recipes.push(self.config.recipe(stream)?);
+            recipes.push(self.recipe(stream)?);
         }
         let refs: Vec<&slipway_model::Recipe> = recipes.iter().collect();
         self.refresh_sources(&refs).await?;

@@ -111,15 +111,18 @@ impl Engine {
         {
             return Ok(false);
         }
-        let releases = self.store.releases(&stream.name).await?;
-        if releases.iter().any(|r| &r.compose == compose)
-            || self.end_of_life_of(&stream.name).await?.is_some()
-        {
-            return Ok(false);
-        }
         let Some(found) = self.store.compose(compose).await? else {
             return Ok(false);
         };
+        // A release of the compose can only have been made after it.
+        let released = self
+            .releases_since(&stream.name, found.created_at)
+            .await?
+            .iter()
+            .any(|r| &r.compose == compose);
+        if released || self.end_of_life_of(&stream.name).await?.is_some() {
+            return Ok(false);
+        }
         let (matched, _) = self.advisories_of(&stream.name, &found).await?;
         if !slipway_release::emergency_due(&matched, threshold) {
             return Ok(false);
@@ -196,18 +199,9 @@ impl Engine {
                 .await?;
             composes.push((compose, decision));
         }
-        let releases = self.store.releases(&stream.name).await?;
-        let mut source_releases = Vec::new();
-        if let Some(promotion) = &policy.promote_from {
-            for release in self.store.releases(&promotion.stream).await? {
-                if release.state == ReleaseState::Revoked {
-                    continue;
-                }
-                if let Some(compose) = self.store.compose(&release.compose).await? {
-                    source_releases.push((release, compose));
-                }
-            }
-        }
+        let (releases, source_releases) = self
+            .policy_releases(&stream.name, policy.promote_from.as_ref(), &composes)
+            .await?;
         let plan = slipway_release::plan_release(
             &policy,
             &state,
@@ -247,9 +241,12 @@ impl Engine {
         };
         if plan.state != state || matches!(outcome, TickOutcome::Stale { .. }) {
             let value = serde_json::to_value(&plan.state).unwrap_or_default();
-            let current = releases
-                .iter()
-                .find(|r| r.state == ReleaseState::Published)
+            let current = self
+                .store
+                .newest_releases(&stream.name, &[ReleaseState::Published], 1)
+                .await?
+                .into_iter()
+                .next()
                 .map(|r| r.version.to_string());
             // The stale transitions are events, so the site, announcements and incidents follow them.
             let event = match (state.stale_since, plan.state.stale_since) {
@@ -279,5 +276,80 @@ impl Engine {
             }
         }
         Ok(outcome)
+    }
+
+    /// The releases the release policy needs, read as a bounded slice of the history: the stream's newest
+    /// release that is not revoked, and every release made since the oldest compose that could matter;
+    /// for a promoted stream, also the source's releases made since the compose the stream last released
+    /// (each with its compose).
+    ///
+    /// That is all [`slipway_release::plan_release`] looks at. A compose is released after it was made,
+    /// so every release of a compose among `composes`, or of a source compose newer than the stream's
+    /// newest release, was made after the floor; and a release older than the floor concerns a compose
+    /// older than every candidate.
+    async fn policy_releases(
+        &self,
+        stream: &str,
+        promotion: Option<&slipway_model::Promotion>,
+        composes: &[(slipway_model::Compose, Option<slipway_model::Decision>)],
+    ) -> Result<(Vec<Release>, Vec<(Release, slipway_model::Compose)>), EngineError> {
+        let kept = self
+            .store
+            .newest_releases(stream, &ReleaseState::NOT_REVOKED, 1)
+            .await?
+            .into_iter()
+            .next();
+        let mut floor = composes.iter().map(|(c, _)| c.created_at).min();
+        let mut source_releases = Vec::new();
+        if let Some(promotion) = promotion {
+            // The compose the stream released last bounds which source releases can still be candidates;
+            // with none released yet, every one can.
+            let released_compose = match &kept {
+                Some(release) => self.store.compose(&release.compose).await?,
+                None => None,
+            };
+            let source_floor = released_compose.map_or(jiff::Timestamp::MIN, |c| c.created_at);
+            floor = Some(floor.map_or(source_floor, |f| f.min(source_floor)));
+            for release in self.releases_since(&promotion.stream, source_floor).await? {
+                // The store never releases a compose twice in a stream, so a revoked source release
+                // leaves nothing of its compose to promote.
+                if release.state == ReleaseState::Revoked {
+                    continue;
+                }
+                if let Some(compose) = self.store.compose(&release.compose).await? {
+                    source_releases.push((release, compose));
+                }
+            }
+        }
+        let mut releases = match floor {
+            Some(floor) => self.releases_since(stream, floor).await?,
+            None => Vec::new(),
+        };
+        if let Some(kept) = kept {
+            if !releases.iter().any(|r| r.version == kept.version) {
+                releases.push(kept);
+            }
+        }
+        Ok((releases, source_releases))
+    }
+
+    /// The stream's releases made at or after `since`, newest first, read in growing windows from the
+    /// newest rather than as the whole history.
+    pub(crate) async fn releases_since(
+        &self,
+        stream: &str,
+        since: jiff::Timestamp,
+    ) -> Result<Vec<Release>, EngineError> {
+        let mut limit = 8;
+        loop {
+            let newest = self.store.newest_releases(stream, &[], limit).await?;
+            if newest.len() < limit || newest.last().is_some_and(|r| r.created_at < since) {
+                return Ok(newest
+                    .into_iter()
+                    .filter(|r| r.created_at >= since)
+                    .collect());
+            }
+            limit *= 4;
+        }
     }
 }

@@ -14,7 +14,7 @@ use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
-use slipway_model::{topics, Clock, Event, Release, ReleaseState, TimeOfDay, VirtualClock};
+use slipway_model::{topics, Clock, Event, ReleaseState, TimeOfDay, VirtualClock};
 
 use crate::invariants::InvariantChecker;
 use crate::{CycleOptions, Engine, EngineError, Trigger};
@@ -233,26 +233,6 @@ impl Engine {
             self.settle().await?;
         }
         Ok(())
-    }
-
-    /// The stream's releases made at or after `since`, newest first, read in growing windows from the
-    /// newest rather than as the whole history.
-    pub(crate) async fn releases_since(
-        &self,
-        stream: &str,
-        since: Timestamp,
-    ) -> Result<Vec<Release>, EngineError> {
-        let mut limit = 8;
-        loop {
-            let newest = self.store.newest_releases(stream, &[], limit).await?;
-            if newest.len() < limit || newest.last().is_some_and(|r| r.created_at < since) {
-                return Ok(newest
-                    .into_iter()
-                    .filter(|r| r.created_at >= since)
-                    .collect());
-            }
-            limit *= 4;
-        }
     }
 
     /// Adds the events after `after` to the timeline and summary; returns the last sequence number read.

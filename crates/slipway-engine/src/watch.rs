@@ -521,7 +521,7 @@ impl Engine {
         let now = self.now();
         let mut recipes = Vec::new();
         for stream in &self.config.streams {
-            recipes.push((stream, self.config.recipe(stream)?));
+            recipes.push((stream, self.recipe(stream)?));
         }
         let refs: Vec<&Recipe> = recipes.iter().map(|(_, r)| r).collect();
         let changed_sources = self.refresh_sources(&refs).await?;

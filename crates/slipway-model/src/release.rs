@@ -106,6 +106,14 @@ pub enum ReleaseState {
 }
 
 impl ReleaseState {
+    /// Every state but [`ReleaseState::Revoked`]: the releases a stream still counts as made.
+    pub const NOT_REVOKED: [ReleaseState; 4] = [
+        Self::Pending,
+        Self::Published,
+        Self::Superseded,
+        Self::Expired,
+    ];
+
     /// The state's name as stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -21,10 +21,13 @@ pub struct ReleaseInputs<'a> {
     /// order. The engine may pass only the newest ones: a release whose compose is not among them is
     /// taken to be older than all of them.
     pub composes: &'a [(Compose, Option<Decision>)],
-    /// Every release of the stream, revoked ones included.
+    /// The stream's releases, revoked ones included. The engine may leave out releases older than its
+    /// oldest compose in `composes` (and, for a promotion, older than the compose of its newest release
+    /// that is not revoked), as long as that newest release is among them: the plan never looks further.
     pub releases: &'a [Release],
-    /// For a stream with `promote-from`: every release of the source stream, revoked ones included, each
-    /// with its compose. Ignored otherwise.
+    /// For a stream with `promote-from`: the source stream's releases, each with its compose, at least
+    /// those made since the compose of the stream's newest release that is not revoked (all of them
+    /// while it has none). Revoked ones may be left out. Ignored for other streams.
     pub source_releases: &'a [(Release, Compose)],
 }
 
