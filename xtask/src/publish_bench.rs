@@ -110,6 +110,7 @@ fn site(public: &Path, mut releases: Vec<ReleaseInput>, at: Timestamp) -> SiteIn
         }],
         generated_at: at,
         durable: true,
+        known_fingerprints: Default::default(),
     }
 }
 

@@ -88,6 +88,9 @@ struct TreeState {
 pub(crate) struct PublishedInputs {
     through: slipway_model::EventSeq,
     streams: BTreeMap<String, StreamInput>,
+    /// The publisher's fingerprint of each stream's input, passed back for a stream published again as it
+    /// was.
+    fingerprints: BTreeMap<String, String>,
 }
 
 /// What changed since the tree was last published.
@@ -700,11 +703,20 @@ impl Engine {
         let mut streams = Vec::new();
         let mut to_mark = Vec::new();
         let mut advisories = None;
+        let mut known_fingerprints = BTreeMap::new();
         for stream in &self.config.streams {
             let cached = cached(&stream.name);
             if let Some((last, None)) = cached {
                 // Stale and end-of-life markers are read again: an incident's link may have come since.
                 let (stale, eol) = self.stream_condition(&stream.name).await?;
+                let fingerprint = published
+                    .as_ref()
+                    .and_then(|p| p.fingerprints.get(&stream.name));
+                if let (Some(fingerprint), true) =
+                    (fingerprint, stale == last.stale && eol == last.eol)
+                {
+                    known_fingerprints.insert(stream.name.clone(), fingerprint.clone());
+                }
                 streams.push(StreamInput {
                     stale,
                     eol,
@@ -764,6 +776,7 @@ impl Engine {
             generated_at: now,
             // A simulation's tree is thrown away: it need not survive a crash of the machine.
             durable: self.world.is_none(),
+            known_fingerprints,
         };
         self.progress.step(stream_name, "publishing");
         let gathered = started.elapsed();
@@ -802,6 +815,7 @@ impl Engine {
                 .into_iter()
                 .map(|s| (s.name.clone(), s))
                 .collect(),
+            fingerprints: summary.fingerprints,
         });
         Ok(())
     }

@@ -34,6 +34,11 @@ pub struct SiteInput {
     /// machine's crash never leaves a published name without its bytes. False only for a throwaway tree,
     /// such as a simulation's.
     pub durable: bool,
+    /// Fingerprints an earlier publish returned ([`PublishSummary::fingerprints`]) for streams whose
+    /// input is exactly the one they were computed from: taken as they are instead of hashing those
+    /// streams' whole history again. Empty is always correct; a wrong one makes the publish keep that
+    /// stream's old documents.
+    pub known_fingerprints: BTreeMap<String, String>,
 }
 
 /// One stream of the site.
@@ -108,6 +113,9 @@ pub struct PublishSummary {
     /// Files written, linked or copied anew: images, signatures, CHECKSUMs of new releases, keys and
     /// metadata. Files carried over unchanged from the previous generation are not counted.
     pub files_written: usize,
+    /// The fingerprint of each stream's input, by stream: a later publish of the same input may pass it
+    /// back in [`SiteInput::known_fingerprints`].
+    pub fingerprints: BTreeMap<String, String>,
 }
 
 /// Why a publish failed. When it does, the public path still shows the previous tree, untouched.
@@ -273,7 +281,12 @@ pub async fn publish(
 
     let generation = prepared.next;
     let files_written = built.files_written;
-    let keep = plan.keep();
+    let keep = if prepared.interrupted {
+        plan.keep(&BTreeSet::new())
+    } else {
+        plan.keep(&built.carried)
+    };
+    let fingerprints = built.fingerprints.clone();
     {
         let (layout, prepared) = (layout.clone(), prepared.clone());
         blocking(move || {
@@ -299,6 +312,7 @@ pub async fn publish(
         publish_dir: layout.public,
         generation,
         files_written,
+        fingerprints,
     })
 }
 
@@ -316,16 +330,22 @@ struct Plan<'a> {
 /// What the pool should hold once a publish is switched in, by stream: the versions served and the versions
 /// revoked (kept aside, withdrawn). Anything else in the pool (expired releases among it) is gone from the
 /// site and deleted.
+/// A stream carried over unchanged has `None`: its pool is as the previous publish left it (unless that
+/// publish was interrupted, when every stream is tidied).
 #[derive(Debug, Clone, Default)]
 struct Keep {
-    streams: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)>,
+    streams: BTreeMap<String, Option<(BTreeSet<String>, BTreeSet<String>)>>,
 }
 
 impl Plan<'_> {
-    fn keep(&self) -> Keep {
+    fn keep(&self, carried: &BTreeSet<String>) -> Keep {
         let mut keep = Keep::default();
         for sp in &self.streams {
-            let (served, revoked) = keep.streams.entry(sp.stream.name.clone()).or_default();
+            let entry = keep.streams.entry(sp.stream.name.clone()).or_default();
+            if carried.contains(&sp.stream.name) {
+                continue;
+            }
+            let (served, revoked) = entry.get_or_insert_default();
             for r in &sp.releases {
                 let version = r.release.version.to_string();
                 if is_served(r.release.state) {
@@ -486,6 +506,9 @@ struct Prepared {
     /// The fingerprint of each stream's input as the current generation was built from it (empty for a
     /// tree written before fingerprints were kept).
     previous_inputs: BTreeMap<String, String>,
+    /// Whether an earlier publish was interrupted (it left a build or staging area): it may have moved
+    /// release directories into the pool that no generation names, so every stream's pool is tidied.
+    interrupted: bool,
 }
 
 impl Prepared {
@@ -598,12 +621,14 @@ impl Layout {
             Current::Generation { n, .. } => *n,
             _ => 0,
         };
+        let mut interrupted = false;
         for entry in fs::read_dir(&self.generations).map_err(io_err("list", &self.generations))? {
             let entry = entry.map_err(io_err("list", &self.generations))?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
             if name.starts_with(".building-") {
                 // A build interrupted before its switch: it was never public.
+                interrupted = true;
                 let path = entry.path();
                 fs::remove_dir_all(&path)
                     .map_err(io_err("remove the unfinished generation", &path))?;
@@ -614,7 +639,7 @@ impl Layout {
         // Releases staged by an interrupted run were never public either.
         let staging_root = self.pool.join(STAGING);
         match fs::remove_dir_all(&staging_root) {
-            Ok(()) => {}
+            Ok(()) => interrupted = true,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => {
                 return Err(io_err("remove the unfinished staging area", &staging_root)(
@@ -641,6 +666,7 @@ impl Layout {
             building,
             staging,
             previous_inputs,
+            interrupted,
         })
     }
 
@@ -744,7 +770,10 @@ impl Layout {
                 }
             }
         };
-        for (stream, (served, revoked)) in &keep.streams {
+        for (stream, kept) in &keep.streams {
+            let Some((served, revoked)) = kept else {
+                continue;
+            };
             let pooled = self.pool.join(stream);
             let withdrawn = self.withdrawn.join(stream);
             for version in dir_names(&pooled) {
@@ -835,6 +864,10 @@ fn dir_names(dir: &Path) -> Vec<String> {
 struct Built {
     files_written: usize,
     moves: Vec<(PathBuf, PathBuf)>,
+    /// The streams whose documents and releases were carried over from the current generation.
+    carried: BTreeSet<String>,
+    /// Each stream's input fingerprint.
+    fingerprints: BTreeMap<String, String>,
 }
 
 /// `(file name, sha256, size)` of one file a release lists.
@@ -872,10 +905,12 @@ async fn build(
         .streams
         .iter()
         .map(|sp| {
-            Ok((
-                sp.stream.name.clone(),
-                stream_fingerprint(base_url, sp.stream)?,
-            ))
+            let name = sp.stream.name.clone();
+            let fingerprint = match input.known_fingerprints.get(&name) {
+                Some(known) => known.clone(),
+                None => stream_fingerprint(base_url, sp.stream)?,
+            };
+            Ok((name, fingerprint))
         })
         .collect::<Result<_, PublishError>>()?;
     let carried = {
@@ -1075,6 +1110,7 @@ async fn build(
         what: "the stream fingerprints".into(),
         source: e,
     })?;
+    let carried_streams = carried.clone();
     written += blocking(move || {
         let mut written = 0;
         for dir in ["streams", "releases"] {
@@ -1130,6 +1166,8 @@ async fn build(
     Ok(Built {
         files_written: written,
         moves,
+        carried: carried_streams,
+        fingerprints,
     })
 }
 

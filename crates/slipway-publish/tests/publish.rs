@@ -621,3 +621,54 @@ async fn a_stream_whose_input_is_unchanged_keeps_its_documents_and_a_changed_one
         "2026-11-22T12:00:00Z"
     );
 }
+
+#[tokio::test]
+async fn a_fingerprint_passed_back_for_an_unchanged_stream_is_taken_and_carries_its_documents_over()
+{
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let signer = new_in_process_signer(tmp.path()).await;
+    let blobs = tmp.path().join("blobs");
+    let public = tmp.path().join("public");
+    let mut input = site(
+        &public,
+        vec![release(&blobs, "20261107.0", ReleaseState::Published, 0)],
+    );
+    let first = publish(&input, &signer).await.expect("first publish");
+    let fingerprint = first
+        .fingerprints
+        .get(STREAM)
+        .expect("a fingerprint")
+        .clone();
+    let inputs: std::collections::BTreeMap<String, String> = serde_json::from_slice(
+        &std::fs::read(tmp.path().join(".public.generations/1.inputs")).expect("inputs"),
+    )
+    .expect("json");
+    assert_eq!(
+        inputs, first.fingerprints,
+        "the summary returns what the tree keeps"
+    );
+    let releases_doc = || {
+        std::fs::metadata(public.join(format!("releases/{STREAM}.json")))
+            .expect("releases index")
+            .ino()
+    };
+    let before = releases_doc();
+
+    // The same input with its fingerprint passed back: carried over, the same fingerprint returned.
+    input.known_fingerprints = first.fingerprints.clone();
+    input.generated_at = at("2026-11-22T08:00:00Z");
+    let second = publish(&input, &signer).await.expect("second publish");
+    assert_eq!(second.fingerprints.get(STREAM), Some(&fingerprint));
+    assert_eq!(releases_doc(), before);
+
+    // A fingerprint is taken as given: a changed stream passed with its old one keeps its documents,
+    // and without it the change is seen.
+    input.streams[0].releases[0].release.state = ReleaseState::Revoked;
+    let third = publish(&input, &signer).await.expect("third publish");
+    assert_eq!(releases_doc(), before);
+    assert_eq!(third.fingerprints.get(STREAM), Some(&fingerprint));
+    input.known_fingerprints.clear();
+    let fourth = publish(&input, &signer).await.expect("fourth publish");
+    assert_ne!(releases_doc(), before);
+    assert_ne!(fourth.fingerprints.get(STREAM), Some(&fingerprint));
+}

@@ -112,6 +112,7 @@ pub fn site(publish_dir: &Path, releases: Vec<ReleaseInput>) -> SiteInput {
         }],
         generated_at: at("2026-11-21T13:14:15Z"),
         durable: true,
+        known_fingerprints: Default::default(),
     }
 }
 
