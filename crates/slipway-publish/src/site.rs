@@ -334,8 +334,11 @@ struct Plan<'a> {
 /// publish was interrupted, when every stream is tidied).
 #[derive(Debug, Clone, Default)]
 struct Keep {
-    streams: BTreeMap<String, Option<(BTreeSet<String>, BTreeSet<String>)>>,
+    streams: BTreeMap<String, Option<PoolVersions>>,
 }
+
+/// The versions of a stream to keep in the pool: served, and revoked (withdrawn).
+type PoolVersions = (BTreeSet<String>, BTreeSet<String>);
 
 impl Plan<'_> {
     fn keep(&self, carried: &BTreeSet<String>) -> Keep {
