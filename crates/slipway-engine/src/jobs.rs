@@ -688,13 +688,13 @@ impl Engine {
             return Ok(());
         }
         let mut published = self.published_inputs.lock().await;
-        // Streams nothing happened to since this engine's last publish are taken as it published them,
-        // and a stream whose events all name their release is patched rather than read whole.
-        let cached = |name: &str| match (&change, published.as_ref()) {
-            (TreeChange::Streams { since, names }, Some(last)) if last.through == *since => last
-                .streams
-                .get(name)
-                .map(|input| (input, names.get(name).map(Option::as_ref))),
+        // What was last published is taken, not copied; should this publish fail, the next one reads every
+        // stream from the store.
+        let mut last = published.take().filter(
+            |last| matches!(&change, TreeChange::Streams { since, .. } if last.through == *since),
+        );
+        let names = match &change {
+            TreeChange::Streams { names, .. } => Some(names),
             _ => None,
         };
         let started = std::time::Instant::now();
@@ -705,32 +705,42 @@ impl Engine {
         let mut advisories = None;
         let mut known_fingerprints = BTreeMap::new();
         for stream in &self.config.streams {
-            let cached = cached(&stream.name);
-            if let Some((last, None)) = cached {
-                // Stale and end-of-life markers are read again: an incident's link may have come since.
-                let (stale, eol) = self.stream_condition(&stream.name).await?;
-                let fingerprint = published
-                    .as_ref()
-                    .and_then(|p| p.fingerprints.get(&stream.name));
-                if let (Some(fingerprint), true) =
-                    (fingerprint, stale == last.stale && eol == last.eol)
-                {
-                    known_fingerprints.insert(stream.name.clone(), fingerprint.clone());
+            // Streams nothing happened to since this engine's last publish are taken as it published them,
+            // and a stream whose events all name their release is patched rather than read whole.
+            let cached = last
+                .as_mut()
+                .and_then(|last| last.streams.remove(&stream.name));
+            let named = names.and_then(|names| names.get(&stream.name));
+            let cached = match (cached, named) {
+                (Some(input), None) => {
+                    // Stale and end-of-life markers are read again: an incident's link may have come
+                    // since.
+                    let (stale, eol) = self.stream_condition(&stream.name).await?;
+                    let fingerprint = last
+                        .as_ref()
+                        .and_then(|last| last.fingerprints.get(&stream.name));
+                    if let (Some(fingerprint), true) =
+                        (fingerprint, stale == input.stale && eol == input.eol)
+                    {
+                        known_fingerprints.insert(stream.name.clone(), fingerprint.clone());
+                    }
+                    streams.push(StreamInput {
+                        stale,
+                        eol,
+                        ..input
+                    });
+                    continue;
                 }
-                streams.push(StreamInput {
-                    stale,
-                    eol,
-                    ..last.clone()
-                });
-                continue;
-            }
+                (Some(input), Some(Some(versions))) => Some((input, versions)),
+                _ => None,
+            };
             let recipe = self.recipe(stream)?;
             let mut releases = match cached {
-                Some((last, Some(Some(versions)))) => {
-                    self.patched_releases(&stream.name, last, versions, &mut advisories)
+                Some((input, versions)) => {
+                    self.patched_releases(&stream.name, input.releases, versions, &mut advisories)
                         .await?
                 }
-                _ => self.stream_releases(&stream.name, &mut advisories).await?,
+                None => self.stream_releases(&stream.name, &mut advisories).await?,
             };
             // The tree shows releases as they will be once this publish lands: the pending ones published,
             // the previously published one superseded.
@@ -846,20 +856,19 @@ impl Engine {
         Ok(releases)
     }
 
-    /// A stream's releases as `last` published them, with the releases named in `versions` and those that
+    /// A stream's releases as they were last published (`last`), with the releases named in `versions` and those that
     /// are (or were) the stream's published or pending ones read again: a revocation, unrevocation or new
     /// release changes only those. Newest first, like [`Engine::stream_releases`].
     async fn patched_releases(
         &self,
         stream: &str,
-        last: &StreamInput,
+        last: Vec<ReleaseInput>,
         versions: &BTreeSet<Version>,
         advisories: &mut Option<slipway_release::LoadedAdvisories>,
     ) -> Result<Vec<ReleaseInput>, EngineError> {
         let mut releases: BTreeMap<Version, ReleaseInput> = last
-            .releases
-            .iter()
-            .map(|r| (r.release.version.clone(), r.clone()))
+            .into_iter()
+            .map(|r| (r.release.version.clone(), r))
             .collect();
         let mut fresh = BTreeMap::new();
         for release in self

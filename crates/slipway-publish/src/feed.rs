@@ -4,10 +4,11 @@
 use std::fmt::Write as _;
 
 use jiff::Timestamp;
-use slipway_model::ReleaseState;
+use slipway_model::{ReleaseState, RevocationNote};
 
 use crate::html::{escape, StreamView};
 use crate::metadata::{archive_path, is_served, location, release_dir, rfc3339};
+use crate::site::{EolInfo, ReleaseInput, StaleInfo};
 
 /// How many entries the feed carries; readers poll it, so older ones only make it bigger.
 const ENTRIES: usize = 100;
@@ -29,10 +30,22 @@ pub(crate) fn feed_xml(
     base_url: Option<&str>,
     streams: &[StreamView<'_>],
 ) -> String {
-    let mut entries = Vec::new();
+    // Every happening is listed cheaply first; only those that can make the cut are written out, since a
+    // long-lived site has thousands of releases and the feed carries a hundred.
+    let mut happenings = Vec::new();
     for view in streams {
-        collect(&mut entries, view, base_url, generated_at);
+        happenings_of(&mut happenings, view, generated_at);
     }
+    happenings.sort_by_key(|h| std::cmp::Reverse(h.updated()));
+    // Entries as new as the last one kept may tie with it and win on their id, so all of them are written.
+    let cutoff = happenings
+        .get(ENTRIES.saturating_sub(1))
+        .map(Happening::updated);
+    let mut entries: Vec<Entry> = happenings
+        .iter()
+        .take_while(|h| cutoff.is_none_or(|cutoff| h.updated() >= cutoff))
+        .map(|h| h.entry(base_url))
+        .collect();
     // Newest first; ties keep a stable order by id.
     entries.sort_by(|a, b| b.updated.cmp(&a.updated).then_with(|| a.id.cmp(&b.id)));
     entries.truncate(ENTRIES);
@@ -88,45 +101,112 @@ pub(crate) fn feed_xml(
     xml
 }
 
-fn collect(
-    entries: &mut Vec<Entry>,
-    view: &StreamView<'_>,
-    base_url: Option<&str>,
+/// Something the feed may tell, before it is written out.
+enum Happening<'v, 'a> {
+    Released {
+        view: &'v StreamView<'a>,
+        release: &'a ReleaseInput,
+        at: Timestamp,
+    },
+    Revoked {
+        view: &'v StreamView<'a>,
+        release: &'a ReleaseInput,
+        note: &'a RevocationNote,
+    },
+    Stale {
+        view: &'v StreamView<'a>,
+        stale: &'a StaleInfo,
+    },
+    Eol {
+        view: &'v StreamView<'a>,
+        eol: &'a EolInfo,
+    },
+}
+
+fn happenings_of<'v, 'a>(
+    happenings: &mut Vec<Happening<'v, 'a>>,
+    view: &'v StreamView<'a>,
     generated_at: Timestamp,
 ) {
-    let stream = &view.stream.name;
-    let page = location(base_url, &format!("index.html#stream-{stream}"));
     for r in view.releases {
         let release = &r.release;
-        let version = release.version.to_string();
         // A pending release is published by the very switch that makes this feed readable.
         let published = match release.state {
             ReleaseState::Pending => Some(generated_at),
             _ => release.published_at,
         };
         if let Some(at) = published {
-            let link = if is_served(release.state) {
-                location(base_url, &format!("{}/", release_dir(stream, r)))
-            } else {
-                page.clone()
-            };
-            entries.push(Entry {
-                id: format!("urn:slipway:{stream}:{version}:released"),
-                title: format!("{stream} {version} released"),
-                updated: at,
-                author: None,
-                link,
-                summary: format!(
-                    "Release {version} of {stream}, compose {}, with {} file{}.",
-                    release.compose,
-                    r.files.len(),
-                    if r.files.len() == 1 { "" } else { "s" }
-                ),
+            happenings.push(Happening::Released {
+                view,
+                release: r,
+                at,
             });
         }
         if release.state == ReleaseState::Revoked {
             if let Some(note) = &release.revocation {
-                entries.push(Entry {
+                happenings.push(Happening::Revoked {
+                    view,
+                    release: r,
+                    note,
+                });
+            }
+        }
+    }
+    if let Some(stale) = &view.stream.stale {
+        happenings.push(Happening::Stale { view, stale });
+    }
+    if let Some(eol) = &view.stream.eol {
+        happenings.push(Happening::Eol { view, eol });
+    }
+}
+
+impl Happening<'_, '_> {
+    fn updated(&self) -> Timestamp {
+        match self {
+            Self::Released { at, .. } => *at,
+            Self::Revoked { note, .. } => note.at,
+            Self::Stale { stale, .. } => stale.since,
+            Self::Eol { eol, .. } => eol.at,
+        }
+    }
+
+    fn entry(&self, base_url: Option<&str>) -> Entry {
+        let view = match self {
+            Self::Released { view, .. }
+            | Self::Revoked { view, .. }
+            | Self::Stale { view, .. }
+            | Self::Eol { view, .. } => view,
+        };
+        let stream = &view.stream.name;
+        let page = location(base_url, &format!("index.html#stream-{stream}"));
+        match self {
+            Self::Released { release: r, at, .. } => {
+                let release = &r.release;
+                let version = release.version.to_string();
+                let link = if is_served(release.state) {
+                    location(base_url, &format!("{}/", release_dir(stream, r)))
+                } else {
+                    page
+                };
+                Entry {
+                    id: format!("urn:slipway:{stream}:{version}:released"),
+                    title: format!("{stream} {version} released"),
+                    updated: *at,
+                    author: None,
+                    link,
+                    summary: format!(
+                        "Release {version} of {stream}, compose {}, with {} file{}.",
+                        release.compose,
+                        r.files.len(),
+                        if r.files.len() == 1 { "" } else { "s" }
+                    ),
+                }
+            }
+            Self::Revoked {
+                release: r, note, ..
+            } => {
+                let version = r.release.version.to_string();
+                Entry {
                     id: format!(
                         "urn:slipway:{stream}:{version}:revoked:{}",
                         note.at.strftime("%Y%m%dT%H%M%SZ")
@@ -134,7 +214,7 @@ fn collect(
                     title: format!("{stream} {version} revoked: do not use it"),
                     updated: note.at,
                     author: Some(note.author.clone()),
-                    link: page.clone(),
+                    link: page,
                     summary: format!(
                         "Release {version} of {stream} was revoked by {}: {}. It was bad and must not be \
 used; its files are withdrawn and the stream points at {}.",
@@ -145,51 +225,147 @@ used; its files are withdrawn and the stream points at {}.",
                             |l| format!("release {}", l.release.version)
                         )
                     ),
-                });
+                }
+            }
+            Self::Stale { stale, .. } => {
+                let mut summary = format!(
+                    "No compose of {stream} has passed its tests since {}; the stream still offers its \
+previous release.",
+                    stale.since.strftime("%Y-%m-%d")
+                );
+                if let Some(url) = &stale.incident_url {
+                    let _ = write!(summary, " Incident: {url}");
+                }
+                Entry {
+                    id: format!(
+                        "urn:slipway:{stream}:stale:{}",
+                        stale.since.strftime("%Y%m%dT%H%M%SZ")
+                    ),
+                    title: format!("{stream} is stale"),
+                    updated: stale.since,
+                    author: None,
+                    link: page,
+                    summary,
+                }
+            }
+            Self::Eol { eol, .. } => {
+                let mut summary = format!(
+                    "{stream} reached its end of life on {} and gets no more releases.",
+                    eol.at.strftime("%Y-%m-%d")
+                );
+                if let Some(successor) = &eol.successor {
+                    let _ = write!(summary, " Move to {successor}.");
+                }
+                let _ = write!(
+                    summary,
+                    " Its releases index is archived at {}.",
+                    location(base_url, &archive_path(stream, eol))
+                );
+                Entry {
+                    id: format!("urn:slipway:{stream}:eol"),
+                    title: format!("{stream} reached its end of life"),
+                    updated: eol.at,
+                    author: None,
+                    link: page,
+                    summary,
+                }
             }
         }
     }
-    if let Some(stale) = &view.stream.stale {
-        let mut summary = format!(
-            "No compose of {stream} has passed its tests since {}; the stream still offers its previous \
-release.",
-            stale.since.strftime("%Y-%m-%d")
-        );
-        if let Some(url) = &stale.incident_url {
-            let _ = write!(summary, " Incident: {url}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::site::StreamInput;
+    use slipway_model::{ComposeId, Release, Version};
+
+    /// A release whose publication time repeats every three versions, so that entries tie on the cut.
+    fn release(stream: &str, n: u32, state: ReleaseState) -> ReleaseInput {
+        let at: Timestamp = "2027-01-01T00:00:00Z".parse().expect("time");
+        let at = at + jiff::SignedDuration::from_hours(i64::from(n / 3));
+        ReleaseInput {
+            release: Release {
+                stream: stream.into(),
+                version: Version::new(at, n),
+                compose: ComposeId(format!("c-{n}")),
+                state,
+                created_at: at,
+                published_at: Some(at),
+                revocation: (state == ReleaseState::Revoked).then(|| RevocationNote {
+                    reason: "bad".into(),
+                    author: "alice".into(),
+                    at: at + jiff::SignedDuration::from_hours(200),
+                }),
+            },
+            files: Vec::new(),
         }
-        entries.push(Entry {
-            id: format!(
-                "urn:slipway:{stream}:stale:{}",
-                stale.since.strftime("%Y%m%dT%H%M%SZ")
-            ),
-            title: format!("{stream} is stale"),
-            updated: stale.since,
-            author: None,
-            link: page.clone(),
-            summary,
-        });
     }
-    if let Some(eol) = &view.stream.eol {
-        let mut summary = format!(
-            "{stream} reached its end of life on {} and gets no more releases.",
-            eol.at.strftime("%Y-%m-%d")
-        );
-        if let Some(successor) = &eol.successor {
-            let _ = write!(summary, " Move to {successor}.");
+
+    fn ids(xml: &str) -> Vec<String> {
+        xml.lines()
+            .filter_map(|l| l.trim().strip_prefix("<id>urn:slipway:"))
+            .map(|l| l.trim_end_matches("</id>").to_string())
+            .filter(|id| id != "feed")
+            .collect()
+    }
+
+    #[test]
+    fn the_feed_holds_the_newest_hundred_entries_in_order_however_many_there_are() {
+        let streams: Vec<StreamInput> = ["a", "b"]
+            .iter()
+            .map(|name| StreamInput {
+                name: name.to_string(),
+                description: String::new(),
+                architecture: "amd64".into(),
+                releases: (0..150)
+                    .rev()
+                    .map(|n| {
+                        let state = if n == 20 {
+                            ReleaseState::Revoked
+                        } else {
+                            ReleaseState::Superseded
+                        };
+                        release(name, n, state)
+                    })
+                    .collect(),
+                stale: None,
+                eol: None,
+            })
+            .collect();
+        let releases: Vec<Vec<&ReleaseInput>> = streams
+            .iter()
+            .map(|s| s.releases.iter().collect())
+            .collect();
+        let views: Vec<StreamView<'_>> = streams
+            .iter()
+            .zip(&releases)
+            .map(|(stream, releases)| StreamView {
+                stream,
+                latest: None,
+                releases,
+            })
+            .collect();
+        let at: Timestamp = "2027-03-01T00:00:00Z".parse().expect("time");
+        let feed = ids(&feed_xml("t", at, None, &views));
+
+        // Every entry written out, sorted, cut: what the feed must equal.
+        let mut all = Vec::new();
+        for view in &views {
+            happenings_of(&mut all, view, at);
         }
-        let _ = write!(
-            summary,
-            " Its releases index is archived at {}.",
-            location(base_url, &archive_path(stream, eol))
+        let mut expected: Vec<Entry> = all.iter().map(|h| h.entry(None)).collect();
+        expected.sort_by(|a, b| b.updated.cmp(&a.updated).then_with(|| a.id.cmp(&b.id)));
+        expected.truncate(ENTRIES);
+        let expected: Vec<String> = expected
+            .iter()
+            .map(|e| e.id.trim_start_matches("urn:slipway:").to_string())
+            .collect();
+        assert_eq!(feed.len(), ENTRIES);
+        assert_eq!(feed, expected);
+        assert!(
+            feed.iter().any(|id| id.contains(":revoked:")),
+            "a late revocation of an old release is among the newest: {feed:?}"
         );
-        entries.push(Entry {
-            id: format!("urn:slipway:{stream}:eol"),
-            title: format!("{stream} reached its end of life"),
-            updated: eol.at,
-            author: None,
-            link: page,
-            summary,
-        });
     }
 }

@@ -415,16 +415,19 @@ impl<'a> Plan<'a> {
             }
             let mut versions = BTreeSet::new();
             for r in &stream.releases {
-                let label = format!("{} {}", stream.name, r.release.version);
+                // Made only for an error: a long-lived stream has thousands of releases to check.
+                let label = || format!("{} {}", stream.name, r.release.version);
                 if r.release.stream != stream.name {
                     return Err(PublishError::Invalid(format!(
-                        "release {label} says it belongs to stream {:?}",
+                        "release {} says it belongs to stream {:?}",
+                        label(),
                         r.release.stream
                     )));
                 }
                 if !versions.insert(&r.release.version) {
                     return Err(PublishError::Invalid(format!(
-                        "release {label} is listed twice"
+                        "release {} is listed twice",
+                        label()
                     )));
                 }
                 let mut files = BTreeSet::new();
@@ -433,20 +436,23 @@ impl<'a> Plan<'a> {
                     check_name("file name", &f.file_name, "._+~-")?;
                     if f.file_name == "CHECKSUM" || f.file_name.ends_with(".sig") {
                         return Err(PublishError::Invalid(format!(
-                            "file name {:?} of release {label} would collide with a signature file",
-                            f.file_name
+                            "file name {:?} of release {} would collide with a signature file",
+                            f.file_name,
+                            label()
                         )));
                     }
                     if !files.insert(f.file_name.as_str()) {
                         return Err(PublishError::Invalid(format!(
-                            "file {:?} is listed twice in release {label}",
-                            f.file_name
+                            "file {:?} is listed twice in release {}",
+                            f.file_name,
+                            label()
                         )));
                     }
                     // Stream metadata has one slot per image format.
                     if matches!(f.kind, ArtifactKind::Image(_)) && !kinds.insert(f.kind) {
                         return Err(PublishError::Invalid(format!(
-                            "release {label} has two {} images",
+                            "release {} has two {} images",
+                            label(),
                             f.kind.name()
                         )));
                     }
