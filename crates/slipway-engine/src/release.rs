@@ -187,18 +187,10 @@ impl Engine {
             return Ok(TickOutcome::Nothing);
         }
 
-        let mut composes = Vec::new();
-        for compose in self
+        let composes = self
             .store
-            .composes(Some(&stream.name), CANDIDATE_WINDOW)
-            .await?
-        {
-            let decision = self
-                .store
-                .latest_decision(&compose.id, &stream.name)
-                .await?;
-            composes.push((compose, decision));
-        }
+            .composes_with_decisions(&stream.name, CANDIDATE_WINDOW)
+            .await?;
         let (releases, source_releases) = self
             .policy_releases(&stream.name, policy.promote_from.as_ref(), &composes)
             .await?;

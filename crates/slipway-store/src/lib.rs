@@ -182,6 +182,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Composes, newest first, of one stream or of all.
     async fn composes(&self, stream: Option<&str>, limit: usize) -> StoreResult<Vec<Compose>>;
 
+    /// A stream's newest composes, newest first as [`Store::composes`] gives them, each with its latest
+    /// decision in that stream: what the release policy weighs, in one read.
+    async fn composes_with_decisions(
+        &self,
+        stream: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<(Compose, Option<Decision>)>>;
+
     /// The newest complete compose of a recipe (in any stream) other than `excluding`: the compose whose
     /// lock is the recipe's current one, and what a new compose's package diff is taken against.
     async fn latest_complete_compose(

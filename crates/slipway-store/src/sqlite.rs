@@ -456,14 +456,14 @@ fn decode_artifact(
 }
 
 fn load_compose(conn: &Connection, op: &str, id: &str) -> StoreResult<Option<Compose>> {
-    let row = conn
-        .query_row(
-            &format!("SELECT {COMPOSE_COLUMNS} FROM composes WHERE id = ?1"),
-            params![id],
-            ComposeRow::from_row,
-        )
-        .optional()
-        .db(op)?;
+    let row = query_one(
+        conn,
+        &format!("SELECT {COMPOSE_COLUMNS} FROM composes WHERE id = ?1"),
+        params![id],
+        ComposeRow::from_row,
+    )
+    .optional()
+    .db(op)?;
     match row {
         None => Ok(None),
         Some(row) => {
@@ -526,15 +526,15 @@ fn insert_test_run(tx: &Transaction<'_>, op: &str, run: &TestRun) -> StoreResult
 
 /// A recorded test run and whether it has finished (its `test.complete` was appended).
 fn open_test_run(tx: &Transaction<'_>, op: &str, id: &RunId) -> StoreResult<(TestRun, bool)> {
-    let (columns, completed) = tx
-        .query_row(
-            &format!("SELECT {RUN_COLUMNS}, completed FROM test_runs WHERE id = ?1"),
-            params![id.as_str()],
-            |row| Ok((decode_run(row)?, row.get::<_, bool>(7)?)),
-        )
-        .optional()
-        .db(op)?
-        .ok_or_else(|| StoreError::NotFound(format!("test run {id}")))?;
+    let (columns, completed) = query_one(
+        tx,
+        &format!("SELECT {RUN_COLUMNS}, completed FROM test_runs WHERE id = ?1"),
+        params![id.as_str()],
+        |row| Ok((decode_run(row)?, row.get::<_, bool>(7)?)),
+    )
+    .optional()
+    .db(op)?
+    .ok_or_else(|| StoreError::NotFound(format!("test run {id}")))?;
     Ok((run_from_columns(columns)?, completed))
 }
 
@@ -604,13 +604,13 @@ fn complete_test_run(
         params![run.id.as_str()],
     )
     .db(op)?;
-    let results: i64 = tx
-        .query_row(
-            "SELECT COUNT(*) FROM test_results WHERE run_id = ?1",
-            params![run.id.as_str()],
-            |row| row.get(0),
-        )
-        .db(op)?;
+    let results: i64 = query_one(
+        tx,
+        "SELECT COUNT(*) FROM test_results WHERE run_id = ?1",
+        params![run.id.as_str()],
+        |row| row.get(0),
+    )
+    .db(op)?;
     append_event(
         tx,
         op,
@@ -648,20 +648,20 @@ fn insert_artifact(
     let size = i64::try_from(artifact.size)
         .map_err(|_| StoreError::Conflict(format!("artifact size {} too large", artifact.size)))?;
     let kind = kind_text(artifact.kind);
-    let existing = tx
-        .query_row(
-            "SELECT kind, sha256, size FROM artifacts WHERE compose_id = ?1 AND file_name = ?2",
-            params![compose, artifact.file_name],
-            |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, i64>(2)?,
-                ))
-            },
-        )
-        .optional()
-        .db(op)?;
+    let existing = query_one(
+        tx,
+        "SELECT kind, sha256, size FROM artifacts WHERE compose_id = ?1 AND file_name = ?2",
+        params![compose, artifact.file_name],
+        |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        },
+    )
+    .optional()
+    .db(op)?;
     if let Some((old_kind, old_sha, old_size)) = existing {
         if old_kind == kind && old_sha == artifact.sha256.as_str() && old_size == size {
             return Ok(());
@@ -803,6 +803,53 @@ fn run_from_columns(columns: [String; 7]) -> StoreResult<TestRun> {
     })
 }
 
+/// The newest composes, of one stream or all, newest first.
+fn newest_composes(
+    tx: &Transaction<'_>,
+    op: &str,
+    stream: Option<&str>,
+    limit: usize,
+) -> StoreResult<Vec<Compose>> {
+    // `n` breaks ties between composes started in the same microsecond; comparing ids as text would
+    // put `.10` before `.9`.
+    let rows = match stream {
+        Some(stream) => {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {COMPOSE_COLUMNS} FROM composes WHERE stream = ?1 \
+                             ORDER BY created_at DESC, n DESC, id DESC LIMIT ?2"
+                ))
+                .db(op)?;
+            let rows = stmt
+                .query_map(params![stream, sql_limit(limit)], ComposeRow::from_row)
+                .db(op)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db(op)?;
+            rows
+        }
+        None => {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {COMPOSE_COLUMNS} FROM composes \
+                             ORDER BY created_at DESC, n DESC, id DESC LIMIT ?1"
+                ))
+                .db(op)?;
+            let rows = stmt
+                .query_map(params![sql_limit(limit)], ComposeRow::from_row)
+                .db(op)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db(op)?;
+            rows
+        }
+    };
+    rows.into_iter()
+        .map(|row| {
+            let artifacts = load_artifacts(tx, op, &row.id)?;
+            row.decode(artifacts)
+        })
+        .collect()
+}
+
 fn latest_decision_in(
     conn: &Connection,
     op: &str,
@@ -811,15 +858,15 @@ fn latest_decision_in(
 ) -> StoreResult<Option<Decision>> {
     // The newest row by insertion: decisions are made one after another, and the caller's clock (possibly
     // virtual) need not be monotonic.
-    let body: Option<String> = conn
-        .query_row(
-            "SELECT body FROM decisions WHERE compose_id = ?1 AND stream = ?2 \
+    let body: Option<String> = query_one(
+        conn,
+        "SELECT body FROM decisions WHERE compose_id = ?1 AND stream = ?2 \
              ORDER BY id DESC LIMIT 1",
-            params![compose, stream],
-            |row| row.get(0),
-        )
-        .optional()
-        .db(op)?;
+        params![compose, stream],
+        |row| row.get(0),
+    )
+    .optional()
+    .db(op)?;
     body.map(|b| parse_json("decisions", "body", &b))
         .transpose()
 }
@@ -981,15 +1028,15 @@ fn load_release(
 /// such release superseded, so the stream's current release is its newest good one. Pending and revoked
 /// releases are left as they are. Returns the current release's version, if there is one.
 fn settle_current(tx: &Transaction<'_>, op: &str, stream: &str) -> StoreResult<Option<Version>> {
-    let current: Option<String> = tx
-        .query_row(
-            "SELECT version FROM releases WHERE stream = ?1 AND state IN ('published', 'superseded') \
+    let current: Option<String> = query_one(
+        tx,
+        "SELECT version FROM releases WHERE stream = ?1 AND state IN ('published', 'superseded') \
              ORDER BY day DESC, n DESC LIMIT 1",
-            params![stream],
-            |row| row.get(0),
-        )
-        .optional()
-        .db(op)?;
+        params![stream],
+        |row| row.get(0),
+    )
+    .optional()
+    .db(op)?;
     let Some(current) = current else {
         return Ok(None);
     };
@@ -1093,16 +1140,16 @@ impl Store for SqliteStore {
         self.write(OP, move |tx| {
             let day = day(at);
             // Deleted composes count too: an id is never given out twice.
-            let n: i64 = tx
-                .query_row(
-                    "SELECT COALESCE(MAX(n) + 1, 0) FROM ( \
+            let n: i64 = query_one(
+                tx,
+                "SELECT COALESCE(MAX(n) + 1, 0) FROM ( \
                          SELECT n FROM composes WHERE recipe = ?1 AND day = ?2 \
                          UNION ALL \
                          SELECT n FROM deleted_composes WHERE recipe = ?1 AND day = ?2)",
-                    params![recipe, day],
-                    |row| row.get(0),
-                )
-                .db(OP)?;
+                params![recipe, day],
+                |row| row.get(0),
+            )
+            .db(OP)?;
             let id = ComposeId::new(&recipe, at, to_u32("composes", "n", n)?);
             exec(
                 tx,
@@ -1217,13 +1264,13 @@ impl Store for SqliteStore {
         self.write(OP, move |tx| {
             let (state, stream) = compose_state(tx, OP, id.as_str())?;
             require_running(id.as_str(), &state)?;
-            let recipe: String = tx
-                .query_row(
-                    "SELECT recipe FROM composes WHERE id = ?1",
-                    params![id.as_str()],
-                    |row| row.get(0),
-                )
-                .db(OP)?;
+            let recipe: String = query_one(
+                tx,
+                "SELECT recipe FROM composes WHERE id = ?1",
+                params![id.as_str()],
+                |row| row.get(0),
+            )
+            .db(OP)?;
             exec(
                 tx,
                 "UPDATE composes SET state = 'failed', reason = ?2, finished_at = ?3 WHERE id = ?1",
@@ -1265,18 +1312,18 @@ impl Store for SqliteStore {
             .map(|id| id.as_str().to_owned())
             .unwrap_or_default();
         self.read(OP, move |tx| {
-            let row = tx
-                .query_row(
-                    &format!(
-                        "SELECT {COMPOSE_COLUMNS} FROM composes \
+            let row = query_one(
+                tx,
+                &format!(
+                    "SELECT {COMPOSE_COLUMNS} FROM composes \
                          WHERE recipe = ?1 AND state = 'complete' AND id != ?2 \
                          ORDER BY created_at DESC, n DESC, id DESC LIMIT 1"
-                    ),
-                    params![recipe, excluding],
-                    ComposeRow::from_row,
-                )
-                .optional()
-                .db(OP)?;
+                ),
+                params![recipe, excluding],
+                ComposeRow::from_row,
+            )
+            .optional()
+            .db(OP)?;
             row.map(|row| {
                 let artifacts = load_artifacts(tx, OP, &row.id)?;
                 row.decode(artifacts)
@@ -1290,42 +1337,24 @@ impl Store for SqliteStore {
         const OP: &str = "composes";
         let stream = stream.map(str::to_owned);
         self.read(OP, move |tx| {
-            // `n` breaks ties between composes started in the same microsecond; comparing ids as text would
-            // put `.10` before `.9`.
-            let rows = match &stream {
-                Some(stream) => {
-                    let mut stmt = tx
-                        .prepare_cached(&format!(
-                            "SELECT {COMPOSE_COLUMNS} FROM composes WHERE stream = ?1 \
-                             ORDER BY created_at DESC, n DESC, id DESC LIMIT ?2"
-                        ))
-                        .db(OP)?;
-                    let rows = stmt
-                        .query_map(params![stream, sql_limit(limit)], ComposeRow::from_row)
-                        .db(OP)?
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                        .db(OP)?;
-                    rows
-                }
-                None => {
-                    let mut stmt = tx
-                        .prepare_cached(&format!(
-                            "SELECT {COMPOSE_COLUMNS} FROM composes \
-                             ORDER BY created_at DESC, n DESC, id DESC LIMIT ?1"
-                        ))
-                        .db(OP)?;
-                    let rows = stmt
-                        .query_map(params![sql_limit(limit)], ComposeRow::from_row)
-                        .db(OP)?
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                        .db(OP)?;
-                    rows
-                }
-            };
-            rows.into_iter()
-                .map(|row| {
-                    let artifacts = load_artifacts(tx, OP, &row.id)?;
-                    row.decode(artifacts)
+            newest_composes(tx, OP, stream.as_deref(), limit)
+        })
+        .await
+    }
+
+    async fn composes_with_decisions(
+        &self,
+        stream: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<(Compose, Option<Decision>)>> {
+        const OP: &str = "composes_with_decisions";
+        let stream = stream.to_owned();
+        self.read(OP, move |tx| {
+            newest_composes(tx, OP, Some(&stream), limit)?
+                .into_iter()
+                .map(|compose| {
+                    let decision = latest_decision_in(tx, OP, compose.id.as_str(), &stream)?;
+                    Ok((compose, decision))
                 })
                 .collect()
         })
@@ -1437,14 +1466,14 @@ impl Store for SqliteStore {
         const OP: &str = "test_run";
         let id = id.clone();
         self.read(OP, move |tx| {
-            let columns = tx
-                .query_row(
-                    &format!("SELECT {RUN_COLUMNS} FROM test_runs WHERE id = ?1"),
-                    params![id.as_str()],
-                    decode_run,
-                )
-                .optional()
-                .db(OP)?;
+            let columns = query_one(
+                tx,
+                &format!("SELECT {RUN_COLUMNS} FROM test_runs WHERE id = ?1"),
+                params![id.as_str()],
+                decode_run,
+            )
+            .optional()
+            .db(OP)?;
             let Some(columns) = columns else {
                 return Ok(None);
             };
@@ -1805,16 +1834,16 @@ impl Store for SqliteStore {
         let (stream, compose) = (stream.to_owned(), compose.clone());
         let at = normalize(at);
         self.write(OP, move |tx| {
-            let existing = tx
-                .query_row(
-                    &format!(
-                        "SELECT {RELEASE_COLUMNS} FROM releases WHERE stream = ?1 AND compose_id = ?2"
-                    ),
-                    params![stream, compose.as_str()],
-                    ReleaseRow::from_row,
-                )
-                .optional()
-                .db(OP)?;
+            let existing = query_one(
+                tx,
+                &format!(
+                    "SELECT {RELEASE_COLUMNS} FROM releases WHERE stream = ?1 AND compose_id = ?2"
+                ),
+                params![stream, compose.as_str()],
+                ReleaseRow::from_row,
+            )
+            .optional()
+            .db(OP)?;
             if let Some(row) = existing {
                 return row.decode();
             }
@@ -1825,13 +1854,13 @@ impl Store for SqliteStore {
                 )));
             }
             let day = day(at);
-            let n: i64 = tx
-                .query_row(
-                    "SELECT COALESCE(MAX(n) + 1, 0) FROM releases WHERE stream = ?1 AND day = ?2",
-                    params![stream, day],
-                    |row| row.get(0),
-                )
-                .db(OP)?;
+            let n: i64 = query_one(
+                tx,
+                "SELECT COALESCE(MAX(n) + 1, 0) FROM releases WHERE stream = ?1 AND day = ?2",
+                params![stream, day],
+                |row| row.get(0),
+            )
+            .db(OP)?;
             let release = Release {
                 stream,
                 version: Version::new(at, to_u32("releases", "n", n)?),
@@ -2377,19 +2406,19 @@ impl Store for SqliteStore {
                 params![max, now],
             )
             .db(OP)?;
-            let candidate = tx
-                .query_row(
-                    &format!(
-                        "SELECT {JOB_COLUMNS} FROM jobs \
+            let candidate = query_one(
+                tx,
+                &format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs \
                          WHERE attempts < ?1 \
                            AND (state = 'queued' OR (state = 'leased' AND lease_until <= ?2)) \
                          ORDER BY id LIMIT 1"
-                    ),
-                    params![max, now],
-                    JobRow::from_row,
-                )
-                .optional()
-                .db(OP)?;
+                ),
+                params![max, now],
+                JobRow::from_row,
+            )
+            .optional()
+            .db(OP)?;
             let Some(row) = candidate else {
                 return Ok(None);
             };
@@ -2445,22 +2474,22 @@ impl Store for SqliteStore {
         let worker = worker.to_owned();
         let now = ts(at);
         self.write(OP, move |tx| {
-            let (state, holder, attempts, max_attempts) = tx
-                .query_row(
-                    "SELECT state, worker, attempts, max_attempts FROM jobs WHERE id = ?1",
-                    params![job],
-                    |row| {
-                        Ok((
-                            row.get::<_, String>(0)?,
-                            row.get::<_, Option<String>>(1)?,
-                            row.get::<_, i64>(2)?,
-                            row.get::<_, Option<i64>>(3)?,
-                        ))
-                    },
-                )
-                .optional()
-                .db(OP)?
-                .ok_or_else(|| StoreError::NotFound(format!("job {job}")))?;
+            let (state, holder, attempts, max_attempts) = query_one(
+                tx,
+                "SELECT state, worker, attempts, max_attempts FROM jobs WHERE id = ?1",
+                params![job],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, Option<String>>(1)?,
+                        row.get::<_, i64>(2)?,
+                        row.get::<_, Option<i64>>(3)?,
+                    ))
+                },
+            )
+            .optional()
+            .db(OP)?
+            .ok_or_else(|| StoreError::NotFound(format!("job {job}")))?;
             if state != "leased" || holder.as_deref() != Some(worker.as_str()) {
                 return Err(StoreError::Conflict(format!(
                     "job {job} is not held by {worker} (it is {state}{})",
@@ -2548,13 +2577,13 @@ impl Store for SqliteStore {
     async fn open_jobs(&self) -> StoreResult<usize> {
         const OP: &str = "open_jobs";
         self.read(OP, move |tx| {
-            let count: i64 = tx
-                .query_row(
-                    "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'leased')",
-                    [],
-                    |row| row.get(0),
-                )
-                .db(OP)?;
+            let count: i64 = query_one(
+                tx,
+                "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'leased')",
+                [],
+                |row| row.get(0),
+            )
+            .db(OP)?;
             usize::try_from(count).map_err(|_| corrupt("jobs", "state", "negative count"))
         })
         .await
@@ -2627,14 +2656,14 @@ impl Store for SqliteStore {
         const OP: &str = "state";
         let key = key.to_owned();
         self.read(OP, move |tx| {
-            let value: Option<String> = tx
-                .query_row(
-                    "SELECT value FROM state WHERE key = ?1",
-                    params![key],
-                    |row| row.get(0),
-                )
-                .optional()
-                .db(OP)?;
+            let value: Option<String> = query_one(
+                tx,
+                "SELECT value FROM state WHERE key = ?1",
+                params![key],
+                |row| row.get(0),
+            )
+            .optional()
+            .db(OP)?;
             value.map(|v| parse_json("state", "value", &v)).transpose()
         })
         .await

@@ -825,6 +825,46 @@ async fn decisions_are_recorded_only_when_the_answer_changes() {
     ));
 }
 
+#[tokio::test]
+async fn newest_composes_come_with_their_latest_decision_in_the_stream() {
+    let s = store();
+    let old = complete(&s, "cloud", t("2026-11-19T10:00:00Z")).await;
+    let undecided = complete(&s, "cloud", t("2026-11-20T10:00:00Z")).await;
+    let newest = complete(&s, "cloud", t("2026-11-21T10:00:00Z")).await;
+    let at = t("2026-11-21T12:00:00Z");
+    s.record_decision(&decision(&old, true, "passed"), at)
+        .await
+        .expect("record");
+    s.record_decision(&decision(&newest, false, "boot failed"), at)
+        .await
+        .expect("record");
+    let passing = decision(&newest, true, "waived");
+    s.record_decision(&passing, at).await.expect("record");
+    // Another stream's decision on the same compose is not this stream's.
+    let elsewhere = Decision {
+        stream: "other".into(),
+        ..decision(&undecided, true, "passed there")
+    };
+    s.record_decision(&elsewhere, at).await.expect("record");
+
+    let window = s.composes_with_decisions("s", 2).await.expect("window");
+    let ids: Vec<&ComposeId> = window.iter().map(|(c, _)| &c.id).collect();
+    assert_eq!(ids, [&newest, &undecided], "newest first, at most the limit");
+    assert_eq!(window[0].1, Some(passing));
+    assert_eq!(window[1].1, None);
+    let listed = s.composes(Some("s"), 2).await.expect("composes");
+    assert_eq!(
+        window.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>(),
+        listed,
+        "the same composes as a listing"
+    );
+    assert!(s
+        .composes_with_decisions("nothing", 5)
+        .await
+        .expect("empty")
+        .is_empty());
+}
+
 // ----- waivers and decision history -----
 
 fn new_waiver(

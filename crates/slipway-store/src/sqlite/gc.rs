@@ -9,7 +9,9 @@ use serde_json::json;
 use slipway_model::{topics, Compose, ComposeId, Release, ReleaseState, Sha256, Version};
 
 use super::codec::{normalize, parse_sha, to_json_value, ts};
-use super::{append_event, exec, load_compose, Db, ReleaseRow, SqliteStore, RELEASE_COLUMNS};
+use super::{
+    append_event, exec, load_compose, query_one, Db, ReleaseRow, SqliteStore, RELEASE_COLUMNS,
+};
 use crate::{StoreError, StoreResult};
 
 /// The tables that hang off a compose, children before parents (results name their run).
@@ -33,18 +35,18 @@ impl SqliteStore {
         let (stream, version) = (stream.to_owned(), version.clone());
         let at = normalize(at);
         self.write(OP, move |tx| {
-            let release = tx
-                .query_row(
-                    &format!(
-                        "SELECT {RELEASE_COLUMNS} FROM releases WHERE stream = ?1 AND version = ?2"
-                    ),
-                    params![stream, version.to_string()],
-                    ReleaseRow::from_row,
-                )
-                .optional()
-                .db(OP)?
-                .ok_or_else(|| StoreError::NotFound(format!("release {version} of {stream}")))?
-                .decode()?;
+            let release = query_one(
+                tx,
+                &format!(
+                    "SELECT {RELEASE_COLUMNS} FROM releases WHERE stream = ?1 AND version = ?2"
+                ),
+                params![stream, version.to_string()],
+                ReleaseRow::from_row,
+            )
+            .optional()
+            .db(OP)?
+            .ok_or_else(|| StoreError::NotFound(format!("release {version} of {stream}")))?
+            .decode()?;
             match release.state {
                 ReleaseState::Expired => return Ok(release),
                 ReleaseState::Superseded => {}
@@ -120,15 +122,15 @@ fn delete_compose(
             "compose {id} is running; it cannot be deleted"
         )));
     }
-    let release: Option<(String, String, String)> = tx
-        .query_row(
-            "SELECT stream, version, state FROM releases \
+    let release: Option<(String, String, String)> = query_one(
+        tx,
+        "SELECT stream, version, state FROM releases \
              WHERE compose_id = ?1 AND state != 'expired' LIMIT 1",
-            params![id.as_str()],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-        )
-        .optional()
-        .db(op)?;
+        params![id.as_str()],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+    )
+    .optional()
+    .db(op)?;
     if let Some((stream, version, state)) = release {
         return Err(StoreError::Conflict(format!(
             "compose {id} is release {version} of {stream} ({state}); only composes whose releases \
@@ -136,27 +138,27 @@ fn delete_compose(
         )));
     }
     // An incident keeps its evidence: its rows name the compose.
-    let incident: Option<i64> = tx
-        .query_row(
-            "SELECT id FROM incidents WHERE compose_id = ?1 \
+    let incident: Option<i64> = query_one(
+        tx,
+        "SELECT id FROM incidents WHERE compose_id = ?1 \
              UNION SELECT incident_id FROM incident_comments WHERE compose_id = ?1 LIMIT 1",
-            params![id.as_str()],
-            |row| row.get(0),
-        )
-        .optional()
-        .db(op)?;
+        params![id.as_str()],
+        |row| row.get(0),
+    )
+    .optional()
+    .db(op)?;
     if let Some(incident) = incident {
         return Err(StoreError::Conflict(format!(
             "compose {id} is named by incident {incident}; it is kept as the incident's evidence"
         )));
     }
-    let (day, n): (String, i64) = tx
-        .query_row(
-            "SELECT day, n FROM composes WHERE id = ?1",
-            params![id.as_str()],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .db(op)?;
+    let (day, n): (String, i64) = query_one(
+        tx,
+        "SELECT day, n FROM composes WHERE id = ?1",
+        params![id.as_str()],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+    .db(op)?;
     for table in COMPOSE_CHILDREN {
         exec(
             tx,
