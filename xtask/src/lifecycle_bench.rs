@@ -205,23 +205,24 @@ fn simulation_dir() -> Option<PathBuf> {
 /// Where a simulation's time went, measured on 2026-11-22 with `perf` on a 365-day run of the twenty
 /// streams. Kept in the section so that what the next optimization must address stays next to the figures.
 const WHERE_THE_TIME_GOES: &str = "
-The goal is not met: the twenty streams run at a small fraction of it. What the one-year run spends its \
-time on (profiled with `perf`): about a sixth on a tmpfs, and more on a disk, is making and removing files (each \
-publish's generation, each release's signatures and CHECKSUM, a blob per compose, an announcement per \
-release). On this machine's ext4 instead of a tmpfs the same run took from 28 s to 41 s, depending on \
-what had just been deleted (its inode allocation slows down after many deletions). The rest is the engine: copying and allocating as rows and \
-JSON are decoded (a compose read decodes its whole lock), SQLite itself, and signing. Several reads still \
-grow with the history, so a day costs more the more years came before it: the release policy reads \
-every release of a stream (and, for a promoted stream, every release of its source with its compose), \
-a changed stream's releases index is gathered and written whole on each publish, and each publish \
-fingerprints every stream's whole input. Already done: the scratch store in memory on the calling \
-thread, newest-first compose reads over an index (schema 10), cached statements, bounded reads of the \
-current, pending and newest releases, an invariant pass that reads only what changed, publishes that \
-carry unchanged streams' documents over and read only changed streams from the store, and no syncs for \
-the throwaway tree and blobs; together about six times faster than before. What is left to reach the \
-goal: the release policy fed only the releases it can act on, a changed stream's gather and releases \
-index extended rather than rebuilt, compose listings without their locks, and fewer transactions per \
-event (handled marks in batches, the release tick's fifty decision reads in one).
+The goal is not met: the twenty streams run at a small fraction of it, and a day still costs more the \
+more years came before it (on this machine two years took 2.6 times as long as one). What grows is \
+publishing a stream that changed: its releases index is written whole, its input fingerprinted whole, \
+each served release checked in the pool, and the previous index parsed, all linear in the stream's \
+releases (about a fifth of a two-year run, profiled with `perf`). The rest is per event and does not \
+grow: the release policy (about a tenth: fifty composes decoded with their whole locks per tick), \
+recording test results, SQLite statements and their transactions (handled marks one at a time), \
+making and removing files (each publish's generation, each release's signatures and CHECKSUM, a blob \
+per compose, an announcement per release; on this machine's ext4 the same run took from 28 s to 41 s \
+depending on what had just been deleted, hence the tmpfs), and signing. Done so far: the scratch store \
+in memory on the calling thread, newest-first compose reads over an index (schema 10), cached \
+statements, bounded reads of the current, pending and newest releases, a release policy fed only the \
+releases that can change its answer and its compose window in one read, an invariant pass that reads \
+only what changed, publishes that carry unchanged streams over (with their fingerprints) and patch a \
+changed stream from the releases its events name, a feed that writes out only its hundred entries, \
+recipes and built-in tests parsed once, and no syncs for the throwaway tree and blobs. What is left to \
+reach the goal: a releases index split by year so that a publish rewrites only the current part (and \
+fingerprints and checks only it), compose listings without their locks, and fewer transactions per event.
 ";
 
 /// Where the project's blob store keeps a blob of `content`.

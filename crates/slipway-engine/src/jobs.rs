@@ -371,7 +371,10 @@ impl Engine {
 
         // A broken file in a user repository becomes ERROR results of this run, not a failed job.
         let repository = slipway_boottest::load_test_dirs(&self.config.boottest.test_dirs);
-        let mut available = slipway_boottest::builtin_tests();
+        let mut available = self
+            .builtin_tests
+            .get_or_init(slipway_boottest::builtin_tests)
+            .clone();
         available.extend(repository.tests);
         let tests = slipway_boottest::select_tests(
             &plan_name,

@@ -180,6 +180,8 @@ pub struct Engine {
     published_inputs: tokio::sync::Mutex<Option<jobs::PublishedInputs>>,
     /// Recipes as last read, by file: a job parses a recipe again only when its file changed.
     recipes: std::sync::Mutex<std::collections::HashMap<PathBuf, (Vec<u8>, slipway_model::Recipe)>>,
+    /// The tests built into slipway, parsed on first use: they are part of the binary and never change.
+    builtin_tests: std::sync::OnceLock<Vec<slipway_boottest::TestDef>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -271,6 +273,7 @@ impl Engine {
             gpg_fallback_warned: std::sync::atomic::AtomicBool::new(false),
             published_inputs: tokio::sync::Mutex::new(None),
             recipes: std::sync::Mutex::new(std::collections::HashMap::new()),
+            builtin_tests: std::sync::OnceLock::new(),
         }
     }
 

@@ -849,7 +849,11 @@ async fn newest_composes_come_with_their_latest_decision_in_the_stream() {
 
     let window = s.composes_with_decisions("s", 2).await.expect("window");
     let ids: Vec<&ComposeId> = window.iter().map(|(c, _)| &c.id).collect();
-    assert_eq!(ids, [&newest, &undecided], "newest first, at most the limit");
+    assert_eq!(
+        ids,
+        [&newest, &undecided],
+        "newest first, at most the limit"
+    );
     assert_eq!(window[0].1, Some(passing));
     assert_eq!(window[1].1, None);
     let listed = s.composes(Some("s"), 2).await.expect("composes");
