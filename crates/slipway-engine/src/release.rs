@@ -15,7 +15,7 @@ use crate::lifecycle::OutOfCycle;
 use crate::{Engine, EngineError};
 
 /// How many of a stream's newest composes are considered as candidates.
-const CANDIDATE_WINDOW: usize = 50;
+pub(crate) const CANDIDATE_WINDOW: usize = 50;
 
 fn cadence_key(stream: &str) -> String {
     format!("cadence:{stream}")
@@ -279,7 +279,7 @@ impl Engine {
     /// so every release of a compose among `composes`, or of a source compose newer than the stream's
     /// newest release, was made after the floor; and a release older than the floor concerns a compose
     /// older than every candidate.
-    async fn policy_releases(
+    pub(crate) async fn policy_releases(
         &self,
         stream: &str,
         promotion: Option<&slipway_model::Promotion>,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use jiff::civil::date;
 use slipway_exec::SystemRunner;
-use slipway_model::{Config, Outcome, VirtualClock};
+use slipway_model::{Clock, Config, Outcome, VirtualClock};
 use slipway_store::{SqliteStore, Store};
 
 use crate::invariants::InvariantChecker;
@@ -253,4 +253,83 @@ async fn the_checks_catch_stream_metadata_that_points_at_a_revoked_release() {
         violations[0].contains("points at the revoked release"),
         "{violations:?}"
     );
+}
+
+#[tokio::test]
+async fn the_release_policy_answers_from_its_bounded_reads_as_from_the_whole_history() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut world = SeededWorld::new(5, 0.15, 0.2);
+    world.revoke_rate = 0.1;
+    world.security_rate = 0.15;
+    let (engine, clock) = engine(dir.path(), Some(world)).await;
+    // Long enough for every stream to have more composes than the policy's window of fifty.
+    engine
+        .simulate(
+            &clock,
+            &SimulationOptions {
+                days: 120,
+                start: date(2026, 1, 1),
+            },
+            |_| {},
+        )
+        .await
+        .expect("simulation");
+    let store = engine.store();
+    let mut released_plans = 0;
+    for stream in &engine.config.streams {
+        let policy = stream.release_policy();
+        let state = engine.cadence_state(&stream.name).await.expect("state");
+        let composes = store
+            .composes_with_decisions(&stream.name, crate::release::CANDIDATE_WINDOW)
+            .await
+            .expect("composes");
+        let whole = store.releases(&stream.name).await.expect("releases");
+        let mut whole_source = Vec::new();
+        if let Some(promotion) = &policy.promote_from {
+            for release in store.releases(&promotion.stream).await.expect("source") {
+                let compose = store.compose(&release.compose).await.expect("compose");
+                whole_source.push((release, compose.expect("a released compose")));
+            }
+        }
+        let (bounded, bounded_source) = engine
+            .policy_releases(&stream.name, policy.promote_from.as_ref(), &composes)
+            .await
+            .expect("bounded");
+        assert!(
+            bounded.len() < whole.len(),
+            "{}: the read is bounded",
+            stream.name
+        );
+        // Every release day of the next two weeks, and the hours between, asked both ways.
+        let now = clock.now();
+        for hours in (1..=14 * 24).step_by(5) {
+            let at = now + jiff::SignedDuration::from_hours(hours);
+            let plan = |releases, source_releases| {
+                slipway_release::plan_release(
+                    &policy,
+                    &state,
+                    at,
+                    &slipway_release::ReleaseInputs {
+                        composes: &composes,
+                        releases,
+                        source_releases,
+                    },
+                )
+            };
+            let from_whole = plan(&whole, &whole_source);
+            assert_eq!(
+                plan(&bounded, &bounded_source),
+                from_whole,
+                "{} at {at}",
+                stream.name
+            );
+            if matches!(
+                from_whole.action,
+                slipway_release::ReleaseAction::Release { .. }
+            ) {
+                released_plans += 1;
+            }
+        }
+    }
+    assert!(released_plans > 0, "some of the answers release a compose");
 }
