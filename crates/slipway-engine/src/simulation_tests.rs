@@ -82,11 +82,21 @@ async fn engine(dir: &Path, world: Option<SeededWorld>) -> (Engine, Arc<VirtualC
 
 async fn simulate(seed: u64, days: u32) -> SimulationSummary {
     let dir = tempfile::tempdir().expect("tempdir");
+    simulated(dir.path(), seed, days).await.2
+}
+
+/// The engine after `days` simulated days from 2026-01-01 of a world seeded with `seed` that fails
+/// builds and tests, revokes releases and brings security fixes; its clock; and what it did.
+async fn simulated(
+    dir: &Path,
+    seed: u64,
+    days: u32,
+) -> (Engine, Arc<VirtualClock>, SimulationSummary) {
     let mut world = SeededWorld::new(seed, 0.15, 0.2);
     world.revoke_rate = 0.1;
     world.security_rate = 0.15;
-    let (engine, clock) = engine(dir.path(), Some(world)).await;
-    engine
+    let (engine, clock) = engine(dir, Some(world)).await;
+    let summary = engine
         .simulate(
             &clock,
             &SimulationOptions {
@@ -97,7 +107,8 @@ async fn simulate(seed: u64, days: u32) -> SimulationSummary {
         )
         .await
         .expect("simulation")
-        .summary
+        .summary;
+    (engine, clock, summary)
 }
 
 #[tokio::test]
@@ -258,22 +269,8 @@ async fn the_checks_catch_stream_metadata_that_points_at_a_revoked_release() {
 #[tokio::test]
 async fn the_release_policy_answers_from_its_bounded_reads_as_from_the_whole_history() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut world = SeededWorld::new(5, 0.15, 0.2);
-    world.revoke_rate = 0.1;
-    world.security_rate = 0.15;
-    let (engine, clock) = engine(dir.path(), Some(world)).await;
     // Long enough for every stream to have more composes than the policy's window of fifty.
-    engine
-        .simulate(
-            &clock,
-            &SimulationOptions {
-                days: 120,
-                start: date(2026, 1, 1),
-            },
-            |_| {},
-        )
-        .await
-        .expect("simulation");
+    let (engine, clock, _) = simulated(dir.path(), 5, 120).await;
     let store = engine.store();
     let mut released_plans = 0;
     for stream in &engine.config.streams {
