@@ -120,25 +120,27 @@ impl Engine {
         let span = tracing::info_span!("job", id = job.id, kind = %job.kind, key = %job.key);
         let _entered = span.enter();
 
-        // Keep the lease while the job runs, so a long compose is not taken over by another worker.
-        let heartbeat = {
-            let store = Arc::clone(&self.store);
-            let clock = Arc::clone(&self.clock);
-            let worker = self.worker.clone();
-            let id = job.id;
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(HEARTBEAT).await;
-                    match store.extend_lease(id, &worker, LEASE, clock.now()).await {
-                        Ok(true) => {}
-                        Ok(false) => break,
-                        Err(err) => tracing::warn!("could not renew the lease of job {id}: {err}"),
+        // Keep the lease while the job runs, so a long compose is not taken over by another worker. The
+        // renewal runs in this task beside the job: a job that finishes before the first renewal (most do)
+        // costs no task and no thread wake-up.
+        let outcome = {
+            let work = self.execute(&job);
+            tokio::pin!(work);
+            let mut renew =
+                tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+            loop {
+                tokio::select! {
+                    outcome = &mut work => break outcome,
+                    _ = renew.tick() => {
+                        match self.store.extend_lease(job.id, &self.worker, LEASE, self.now()).await {
+                            Ok(true) => {}
+                            Ok(false) => tracing::warn!("job {} lost its lease", job.id),
+                            Err(err) => tracing::warn!("could not renew the lease of job {}: {err}", job.id),
+                        }
                     }
                 }
-            })
+            }
         };
-        let outcome = self.execute(&job).await;
-        heartbeat.abort();
 
         let outcome = match outcome {
             Ok(()) => JobOutcome::Done,

@@ -53,7 +53,7 @@ pub fn sha256_file(path: &std::path::Path) -> std::io::Result<(Sha256, u64)> {
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
     let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = read_buffer_for(&file);
     let mut size = 0u64;
     loop {
         let n = file.read(&mut buf)?;
@@ -64,6 +64,16 @@ pub fn sha256_file(path: &std::path::Path) -> std::io::Result<(Sha256, u64)> {
         size += n as u64;
     }
     Ok((Sha256::from_bytes(hasher.finalize().into()), size))
+}
+
+/// A buffer for reading `file` through in chunks: a mebibyte, or one byte more than the file when it is
+/// smaller, so that hashing a small file does not pay for zeroing a large buffer.
+pub fn read_buffer_for(file: &std::fs::File) -> Vec<u8> {
+    const CHUNK: usize = 1 << 20;
+    let size = file
+        .metadata()
+        .map_or(CHUNK, |m| usize::try_from(m.len()).unwrap_or(CHUNK));
+    vec![0u8; CHUNK.min(size.saturating_add(1))]
 }
 
 /// The SHA-256 of a byte string, for hashing small values such as normalized recipes.

@@ -33,9 +33,6 @@ const HASH: HashAlgorithm = HashAlgorithm::Sha256;
 /// The name of [`HASH`] in a cleartext message's `Hash:` header.
 const HASH_NAME: &str = "SHA256";
 
-/// How much of a file is hashed at a time for a detached signature.
-const READ_CHUNK: usize = 1 << 20;
-
 /// A [`Signer`] that signs in process with the secret key of an armored (or binary) key file, the file
 /// `slipway keys init` writes.
 ///
@@ -118,6 +115,9 @@ impl InProcessSigner {
     }
 }
 
+/// Files up to this size are signed on the calling thread (well under a millisecond of hashing).
+const SIGN_IN_PLACE_BYTES: u64 = 256 * 1024;
+
 #[async_trait]
 impl Signer for InProcessSigner {
     async fn clearsign(&self, text: &[u8]) -> Result<Vec<u8>, SignError> {
@@ -133,6 +133,10 @@ impl Signer for InProcessSigner {
     }
 
     async fn detach_sign(&self, file: &Path, signature_out: &Path) -> Result<(), SignError> {
+        // Hashing a small file costs less than handing it to another thread and back.
+        if std::fs::metadata(file).is_ok_and(|m| m.len() <= SIGN_IN_PLACE_BYTES) {
+            return detach_sign_blocking(&self.key, file, signature_out);
+        }
         let key = Arc::clone(&self.key);
         let (file, signature_out) = (file.to_path_buf(), signature_out.to_path_buf());
         // Reading and hashing a file of gigabytes blocks; keep it off the async workers.
@@ -384,7 +388,7 @@ fn detach_sign_blocking(
     })?;
     let read_failed = std::cell::Cell::new(false);
     let signature = sign_packet(key, SignatureType::Binary, |hasher| {
-        let mut buffer = vec![0u8; READ_CHUNK];
+        let mut buffer = slipway_model::read_buffer_for(&input);
         loop {
             let n = match input.read(&mut buffer) {
                 Ok(0) => return Ok(()),

@@ -205,12 +205,17 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Publis
     }
 }
 
-/// Runs file-system work off the async threads.
-async fn blocking<T, F>(work: F) -> Result<T, PublishError>
+/// Runs file-system work off the async threads, where flushes to disk may block for long; on a tree that is
+/// never flushed (a simulation's) the work only touches the page cache and runs where it is, since handing it
+/// to another thread and back costs more than the work.
+async fn blocking<T, F>(durability: Durability, work: F) -> Result<T, PublishError>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, PublishError> + Send + 'static,
 {
+    if !durability.sync {
+        return work();
+    }
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| PublishError::Io {
@@ -258,7 +263,7 @@ pub async fn publish(
     )?;
     let prepared = {
         let layout = layout.clone();
-        blocking(move || layout.prepare()).await?
+        blocking(layout.durability, move || layout.prepare()).await?
     };
     tracing::info!(
         publish_dir = %layout.public.display(),
@@ -270,7 +275,7 @@ pub async fn publish(
         Ok(built) => built,
         Err(e) => {
             let (layout, prepared) = (layout.clone(), prepared.clone());
-            let _ = blocking(move || {
+            let _ = blocking(layout.durability, move || {
                 layout.discard(&prepared);
                 Ok(())
             })
@@ -289,7 +294,7 @@ pub async fn publish(
     let fingerprints = built.fingerprints.clone();
     {
         let (layout, prepared) = (layout.clone(), prepared.clone());
-        blocking(move || {
+        blocking(layout.durability, move || {
             let switched = layout.switch(&prepared, &built.moves);
             if switched.is_err() {
                 layout.discard(&prepared);
@@ -300,7 +305,7 @@ pub async fn publish(
     }
     {
         let (layout, prepared) = (layout.clone(), prepared.clone());
-        blocking(move || {
+        blocking(layout.durability, move || {
             layout.tidy(&prepared, &keep);
             Ok(())
         })
@@ -928,7 +933,7 @@ async fn build(
             prepared.previous_inputs.clone(),
             fingerprints.clone(),
         );
-        blocking(move || {
+        blocking(durability, move || {
             Ok(unchanged_streams(
                 current.as_deref(),
                 &previous,
@@ -952,7 +957,7 @@ async fn build(
                 pool_stream.clone(),
             );
             let name = name.clone();
-            blocking(move || {
+            blocking(durability, move || {
                 fs::create_dir_all(&pool_stream).map_err(io_err("create", &pool_stream))?;
                 let Some(current) = current else {
                     return Ok((PublishedIndex::default(), None));
@@ -986,7 +991,7 @@ async fn build(
                 layout.withdrawn.join(&name),
                 name.clone(),
             );
-            blocking(move || {
+            blocking(durability, move || {
                 wanted
                     .iter()
                     .map(|(version, expected)| {
@@ -1016,8 +1021,10 @@ async fn build(
                         Some(dir) => {
                             let (prev, staged, label) =
                                 (dir.join(&version), staged.clone(), label.clone());
-                            blocking(move || reuse_release(&prev, &staged, &expected, &label))
-                                .await?
+                            blocking(durability, move || {
+                                reuse_release(&prev, &staged, &expected, &label)
+                            })
+                            .await?
                         }
                         None => false,
                     };
@@ -1038,7 +1045,7 @@ async fn build(
     {
         let root = root.clone();
         let old_keys = prepared.current_dir().map(|d| d.join("keys"));
-        written += blocking(move || {
+        written += blocking(durability, move || {
             write_keys(
                 &root,
                 old_keys.as_deref(),
@@ -1120,7 +1127,7 @@ async fn build(
         source: e,
     })?;
     let carried_streams = carried.clone();
-    written += blocking(move || {
+    written += blocking(durability, move || {
         let mut written = 0;
         for dir in ["streams", "releases"] {
             let dir = root.join(dir);
@@ -1447,7 +1454,7 @@ async fn place_release(
         .collect();
     {
         let (files, dst, label) = (files.clone(), dst.to_path_buf(), label.to_string());
-        blocking(move || {
+        blocking(durability, move || {
             fs::create_dir_all(&dst).map_err(io_err("create", &dst))?;
             for (file, to) in &files {
                 place_file(file, to, &label)?;
@@ -1478,7 +1485,7 @@ async fn place_release(
             source: Box::new(source),
         })?;
     let checksum = dst.join("CHECKSUM");
-    blocking(move || {
+    blocking(durability, move || {
         // gpg does not fsync what it writes.
         for sig in &sigs {
             durability.sync(sig).map_err(io_err("sync", sig))?;
