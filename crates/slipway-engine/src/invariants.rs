@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 
 use jiff::Timestamp;
-use slipway_model::{ComposeId, ComposeState, Release, ReleaseState, Version};
+use slipway_model::{Compose, ComposeId, ComposeState, Release, ReleaseState, Version};
 
 use crate::{Engine, EngineError};
 
@@ -114,7 +114,6 @@ impl InvariantChecker {
     ) -> Result<Vec<String>, EngineError> {
         let composes = engine.store.composes(Some(stream), 10).await?;
         let mut violations = Vec::new();
-        let mut named: Option<HashSet<ComposeId>> = None;
         for (index, compose) in composes.iter().enumerate() {
             if self.checked_composes.contains(&compose.id) || compose.state == ComposeState::Running
             {
@@ -138,11 +137,12 @@ impl InvariantChecker {
             if !bad {
                 continue;
             }
-            let named = match &mut named {
-                Some(named) => named,
-                None => named.insert(incident_composes(engine, stream).await?),
-            };
-            if !named.contains(&compose.id) {
+            // The newest incidents answer at once; the whole history only confirms a miss.
+            if !on_a_recent_incident(engine, compose).await?
+                && !incident_composes(engine, stream)
+                    .await?
+                    .contains(&compose.id)
+            {
                 violations.push(format!(
                     "{stream}: the nightly {} produced no good compose but is on no incident",
                     compose.id
@@ -167,6 +167,36 @@ impl InvariantChecker {
         Ok((!released && !stale).then(|| {
             format!("{stream}: the release day {due} neither released nor left the stream stale")
         }))
+    }
+}
+
+/// Whether one of the incidents opened since `compose` was made, or the newest one opened before it (the one
+/// that was open then, if any), names it: read newest first, a few at a time. At most one incident is open at
+/// a time, so an older incident was closed before the compose was made and cannot name it.
+async fn on_a_recent_incident(engine: &Engine, compose: &Compose) -> Result<bool, EngineError> {
+    let mut limit = 4;
+    loop {
+        let incidents = engine
+            .store
+            .newest_incidents(&compose.stream, limit)
+            .await?;
+        for incident in &incidents {
+            let names = incident.compose == compose.id
+                || incident
+                    .comments
+                    .iter()
+                    .any(|c| c.compose.as_ref() == Some(&compose.id));
+            if names {
+                return Ok(true);
+            }
+            if incident.opened_at < compose.created_at {
+                return Ok(false);
+            }
+        }
+        if incidents.len() < limit {
+            return Ok(false);
+        }
+        limit *= 4;
     }
 }
 

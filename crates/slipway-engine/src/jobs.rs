@@ -740,10 +740,17 @@ impl Engine {
                 _ => None,
             };
             let recipe = self.recipe(stream)?;
+            // For a patched stream, the versions whose input may differ from what was last published: the
+            // earlier years' parts of its index that hold none of them are passed on as they were.
+            let mut touched = None;
             let mut releases = match cached {
                 Some((input, versions)) => {
-                    self.patched_releases(&stream.name, input.releases, versions, &mut advisories)
-                        .await?
+                    let same_architecture = input.architecture == recipe.architecture;
+                    let (releases, changed) = self
+                        .patched_releases(&stream.name, input.releases, versions, &mut advisories)
+                        .await?;
+                    touched = same_architecture.then_some(changed);
+                    releases
                 }
                 None => self.stream_releases(&stream.name, &mut advisories).await?,
             };
@@ -755,6 +762,11 @@ impl Engine {
             {
                 let mut newest_seen = false;
                 for input in &mut releases {
+                    if let (Some(touched), ReleaseState::Pending | ReleaseState::Published) =
+                        (touched.as_mut(), input.release.state)
+                    {
+                        touched.insert(input.release.version.clone());
+                    }
                     match input.release.state {
                         ReleaseState::Pending if !newest_seen => {
                             to_mark.push((stream.name.clone(), input.release.version.clone()));
@@ -770,6 +782,18 @@ impl Engine {
                             input.release.published_at.get_or_insert(now);
                         }
                         _ => {}
+                    }
+                }
+            }
+            if let (Some(touched), Some(last)) = (touched, last.as_ref()) {
+                let years: BTreeSet<&str> = touched.iter().map(Version::year).collect();
+                let prefix = format!("{}/", stream.name);
+                for (key, fingerprint) in last.fingerprints.range(prefix.clone()..) {
+                    let Some(year) = key.strip_prefix(&prefix) else {
+                        break;
+                    };
+                    if !years.contains(year) {
+                        known_fingerprints.insert(key.clone(), fingerprint.clone());
                     }
                 }
             }
@@ -863,14 +887,15 @@ impl Engine {
 
     /// A stream's releases as they were last published (`last`), with the releases named in `versions` and those that
     /// are (or were) the stream's published or pending ones read again: a revocation, unrevocation or new
-    /// release changes only those. Newest first, like [`Engine::stream_releases`].
+    /// release changes only those. Newest first, like [`Engine::stream_releases`]; with the versions added,
+    /// changed or removed.
     async fn patched_releases(
         &self,
         stream: &str,
         last: Vec<ReleaseInput>,
         versions: &BTreeSet<Version>,
         advisories: &mut Option<slipway_release::LoadedAdvisories>,
-    ) -> Result<Vec<ReleaseInput>, EngineError> {
+    ) -> Result<(Vec<ReleaseInput>, BTreeSet<Version>), EngineError> {
         let mut releases: BTreeMap<Version, ReleaseInput> = last
             .into_iter()
             .map(|r| (r.release.version.clone(), r))
@@ -899,6 +924,7 @@ impl Engine {
             .chain(was_current.map(|r| r.release.version.clone()))
             .filter(|v| !fresh.contains_key(v))
             .collect();
+        let mut touched = BTreeSet::new();
         for version in again {
             match self.store.release(stream, &version).await? {
                 Some(release) => {
@@ -906,6 +932,7 @@ impl Engine {
                 }
                 None => {
                     releases.remove(&version);
+                    touched.insert(version);
                 }
             }
         }
@@ -916,6 +943,7 @@ impl Engine {
             if unchanged {
                 continue;
             }
+            touched.insert(version.clone());
             let recorded = self
                 .store
                 .compose(&release.compose)
@@ -933,7 +961,7 @@ impl Engine {
                 }
             }
         }
-        Ok(releases.into_values().rev().collect())
+        Ok((releases.into_values().rev().collect(), touched))
     }
 
     /// A release with the files the tree shows for it, given the artifacts recorded for its compose:

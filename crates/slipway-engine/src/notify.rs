@@ -252,13 +252,10 @@ impl Engine {
         stream: &str,
         version: &str,
     ) -> Result<Option<ReleaseNotice>, EngineError> {
-        let Some(release) = self
-            .store
-            .releases(stream)
-            .await?
-            .into_iter()
-            .find(|r| r.version.to_string() == version)
-        else {
+        let Ok(version) = version.parse::<slipway_model::Version>() else {
+            return Ok(None);
+        };
+        let Some(release) = self.store.release(stream, &version).await? else {
             return Ok(None);
         };
         let Some(compose) = self.store.compose(&release.compose).await? else {

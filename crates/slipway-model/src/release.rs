@@ -35,6 +35,11 @@ impl Version {
         &self.date
     }
 
+    /// The `YYYY` part: the releases index is split by it.
+    pub fn year(&self) -> &str {
+        &self.date[..4]
+    }
+
     /// The number within the day.
     pub fn n(&self) -> u32 {
         self.n

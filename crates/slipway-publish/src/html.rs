@@ -167,7 +167,7 @@ you downloaded earlier. The stream metadata lists no image until a good release 
         }
         let _ = writeln!(
             page,
-            "<p class=\"links\"><a href=\"{}\">Stream metadata (JSON)</a><a href=\"{}\">All releases (JSON)</a></p>",
+            "<p class=\"links\"><a href=\"{}\">Stream metadata (JSON)</a><a href=\"{}\">Releases index (JSON)</a></p>",
             escape(&stream_json),
             escape(&releases_json)
         );
@@ -206,7 +206,7 @@ you downloaded earlier. The stream metadata lists no image until a good release 
     let _ = write!(
         page,
         "</tbody>\n</table>\n<p class=\"links\"><a href=\"{}\">CHECKSUM</a><a href=\"{}\">Stream metadata (JSON)</a>\
-<a href=\"{}\">All releases (JSON)</a><a href=\"keys/release-key.asc\">Signing key</a></p>\n",
+<a href=\"{}\">Releases index (JSON)</a><a href=\"keys/release-key.asc\">Signing key</a></p>\n",
         escape(&format!("{dir}/CHECKSUM")),
         escape(&stream_json),
         escape(&releases_json),

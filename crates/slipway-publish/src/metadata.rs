@@ -202,11 +202,45 @@ struct ReleasesDoc<'a> {
     stream: &'a str,
     architecture: &'a str,
     generated_at: String,
+    /// The year whose releases the document lists; absent when it lists every release (an archive).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    year: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stale: Option<StaleDoc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     eol: Option<EolDoc>,
+    /// The earlier years' parts of the index, newest first; only in the current index.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    earlier: Vec<EarlierDoc>,
     releases: Vec<ReleaseDoc<'a>>,
+}
+
+/// Where an earlier year's part of the releases index is.
+#[derive(Serialize)]
+struct EarlierDoc {
+    year: String,
+    location: String,
+    releases: usize,
+}
+
+/// Which part of a stream's releases index a document is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum IndexPart<'a> {
+    /// `releases/<stream>.json`: the releases of the newest year, and a list of the earlier years' parts
+    /// (year and number of releases).
+    Current {
+        year: &'a str,
+        earlier: &'a [(&'a str, usize)],
+    },
+    /// `releases/<stream>/<year>.json`: the releases of an earlier year.
+    Year(&'a str),
+    /// Every release in one document: the archive written at the end of life.
+    Whole,
+}
+
+/// The path of an earlier year's part of a stream's releases index, relative to the site root.
+pub(crate) fn year_index_path(stream: &str, year: &str) -> String {
+    format!("releases/{stream}/{year}.json")
 }
 
 #[derive(Serialize)]
@@ -254,14 +288,30 @@ struct FileDoc<'a> {
     signature: Option<String>,
 }
 
-/// `releases/<stream>.json`: every release given, newest first, with its state and files; revoked ones stay,
-/// with their revocation, and without locations since their files are withdrawn.
+/// A part of the releases index (see [`IndexPart`]): the releases given, newest first, with their state and
+/// files; revoked ones stay, with their revocation, and without locations since their files are withdrawn.
+/// The index is split by year so that a publish rewrites only the newest year's part, however long the
+/// stream's history.
 pub(crate) fn releases_json(
     stream: &StreamInput,
     releases: &[&ReleaseInput],
+    part: IndexPart<'_>,
     base_url: Option<&str>,
     generated_at: Timestamp,
 ) -> serde_json::Result<Vec<u8>> {
+    let (year, earlier) = match part {
+        IndexPart::Current { year, earlier } => (Some(year), earlier),
+        IndexPart::Year(year) => (Some(year), &[][..]),
+        IndexPart::Whole => (None, &[][..]),
+    };
+    let earlier = earlier
+        .iter()
+        .map(|(year, releases)| EarlierDoc {
+            year: (*year).to_string(),
+            location: location(base_url, &year_index_path(&stream.name, year)),
+            releases: *releases,
+        })
+        .collect();
     let releases = releases
         .iter()
         .map(|r| {
@@ -308,11 +358,13 @@ pub(crate) fn releases_json(
         stream: &stream.name,
         architecture: &stream.architecture,
         generated_at: rfc3339(generated_at),
+        year,
         stale: stream.stale.as_ref().map(StaleDoc::new),
         eol: stream
             .eol
             .as_ref()
             .map(|eol| EolDoc::new(&stream.name, eol, base_url)),
+        earlier,
         releases,
     })
 }
@@ -323,6 +375,32 @@ pub(crate) fn releases_json(
 pub(crate) struct PublishedIndex {
     /// Served releases by version: `(file name, sha256, size)` of each file.
     pub served: BTreeMap<String, Vec<(String, String, u64)>>,
+    /// Every release listed, by version, with where its directory was.
+    pub listed: BTreeMap<String, PoolPlace>,
+}
+
+/// Where a release's directory is kept, by its state: what tidying the pool acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PoolPlace {
+    /// In the pool, served.
+    Served,
+    /// Revoked: kept aside among the withdrawn releases.
+    Withdrawn,
+    /// Nowhere: expired, its directory deleted.
+    Gone,
+}
+
+impl PoolPlace {
+    /// Where a release in `state` is kept.
+    pub(crate) fn of(state: ReleaseState) -> Self {
+        if is_served(state) {
+            Self::Served
+        } else if state == ReleaseState::Revoked {
+            Self::Withdrawn
+        } else {
+            Self::Gone
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -333,6 +411,8 @@ struct IndexIn {
 #[derive(Deserialize)]
 struct ReleaseIn {
     version: String,
+    #[serde(default)]
+    state: String,
     location: Option<String>,
     #[serde(default)]
     files: Vec<FileIn>,
@@ -352,6 +432,20 @@ impl PublishedIndex {
         let Ok(index) = serde_json::from_slice::<IndexIn>(bytes) else {
             return Self::default();
         };
+        let listed = index
+            .releases
+            .iter()
+            .map(|r| {
+                let place = if r.location.is_some() {
+                    PoolPlace::Served
+                } else if r.state == ReleaseState::Revoked.as_str() {
+                    PoolPlace::Withdrawn
+                } else {
+                    PoolPlace::Gone
+                };
+                (r.version.clone(), place)
+            })
+            .collect();
         let served = index
             .releases
             .into_iter()
@@ -365,7 +459,7 @@ impl PublishedIndex {
                 (r.version, files)
             })
             .collect();
-        Self { served }
+        Self { served, listed }
     }
 }
 

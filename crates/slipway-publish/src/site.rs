@@ -12,7 +12,9 @@ use slipway_model::{ArtifactKind, Release, ReleaseState, Sha256};
 use crate::feed;
 use crate::fsutil::{self, Durability, Placed};
 use crate::html::{self, StreamView};
-use crate::metadata::{self, archive_path, is_served, PublishedIndex};
+use crate::metadata::{
+    self, archive_path, is_served, year_index_path, IndexPart, PoolPlace, PublishedIndex,
+};
 use crate::sign::{SignError, Signer};
 
 /// Everything one publish writes: the site's streams and all their releases.
@@ -289,7 +291,13 @@ pub async fn publish(
     let keep = if prepared.interrupted {
         plan.keep(&BTreeSet::new())
     } else {
-        plan.keep(&built.carried)
+        plan.keep(
+            &built
+                .carried
+                .union(&built.pools_unchanged)
+                .cloned()
+                .collect(),
+        )
     };
     let fingerprints = built.fingerprints.clone();
     {
@@ -335,8 +343,9 @@ struct Plan<'a> {
 /// What the pool should hold once a publish is switched in, by stream: the versions served and the versions
 /// revoked (kept aside, withdrawn). Anything else in the pool (expired releases among it) is gone from the
 /// site and deleted.
-/// A stream carried over unchanged has `None`: its pool is as the previous publish left it (unless that
-/// publish was interrupted, when every stream is tidied).
+/// A stream carried over unchanged, or one none of whose releases left the served ones, came back or was
+/// dropped, has `None`: its pool is as the previous publish left it, plus this publish's new releases
+/// (unless an earlier publish was interrupted, when every stream is tidied).
 #[derive(Debug, Clone, Default)]
 struct Keep {
     streams: BTreeMap<String, Option<PoolVersions>>,
@@ -418,8 +427,21 @@ impl<'a> Plan<'a> {
                     stream.name
                 )));
             }
+            // Releases under a fingerprint the caller passed back were checked when it was computed, and a
+            // publish carries their documents over without placing anything: only the others are checked,
+            // so that a publish does not cost the length of the history.
+            let stream_known = input.known_fingerprints.contains_key(&stream.name);
+            let prefix = part_key(&stream.name, "");
+            let known_years: BTreeSet<&str> = input
+                .known_fingerprints
+                .range(prefix.clone()..)
+                .map_while(|(key, _)| key.strip_prefix(&prefix))
+                .collect();
             let mut versions = BTreeSet::new();
             for r in &stream.releases {
+                if stream_known || known_years.contains(r.release.version.year()) {
+                    continue;
+                }
                 // Made only for an error: a long-lived stream has thousands of releases to check.
                 let label = || format!("{} {}", stream.name, r.release.version);
                 if r.release.stream != stream.name {
@@ -880,6 +902,8 @@ struct Built {
     moves: Vec<(PathBuf, PathBuf)>,
     /// The streams whose documents and releases were carried over from the current generation.
     carried: BTreeSet<String>,
+    /// The other streams whose pool has nothing to tidy: no release left the served ones or came back.
+    pools_unchanged: BTreeSet<String>,
     /// Each stream's input fingerprint.
     fingerprints: BTreeMap<String, String>,
 }
@@ -915,56 +939,140 @@ async fn build(
     let mut written = 0;
     let mut moves = Vec::new();
 
-    let fingerprints: BTreeMap<String, String> = plan
+    // Each stream's index in year parts; the fingerprints of the stream and of its earlier years' parts.
+    let parts: Vec<Vec<YearPart>> = plan
         .streams
         .iter()
-        .map(|sp| {
-            let name = sp.stream.name.clone();
-            let fingerprint = match input.known_fingerprints.get(&name) {
-                Some(known) => known.clone(),
-                None => stream_fingerprint(base_url, sp.stream)?,
-            };
-            Ok((name, fingerprint))
-        })
-        .collect::<Result<_, PublishError>>()?;
+        .map(|sp| year_parts(&sp.releases))
+        .collect();
+    let mut fingerprints = BTreeMap::new();
+    for (sp, parts) in plan.streams.iter().zip(&parts) {
+        let name = &sp.stream.name;
+        if let Some(known) = input.known_fingerprints.get(name) {
+            fingerprints.insert(name.clone(), known.clone());
+            continue;
+        }
+        let earlier = part_fingerprints(input, base_url, sp.stream, parts)?;
+        let fingerprint = stream_fingerprint(base_url, sp.stream, parts, &earlier)?;
+        fingerprints.extend(earlier);
+        fingerprints.insert(name.clone(), fingerprint);
+    }
     let carried = {
-        let (current, previous, fingerprints) = (
+        let streams: BTreeMap<String, String> = plan
+            .streams
+            .iter()
+            .map(|sp| {
+                (
+                    sp.stream.name.clone(),
+                    fingerprints[&sp.stream.name].clone(),
+                )
+            })
+            .collect();
+        let (current, previous) = (
             prepared.current_dir().map(Path::to_path_buf),
             prepared.previous_inputs.clone(),
-            fingerprints.clone(),
         );
         blocking(durability, move || {
-            Ok(unchanged_streams(
-                current.as_deref(),
-                &previous,
-                &fingerprints,
-            ))
+            Ok(unchanged_streams(current.as_deref(), &previous, &streams))
+        })
+        .await?
+    };
+    for (sp, parts) in plan.streams.iter().zip(&parts) {
+        let name = &sp.stream.name;
+        if carried.contains(name) {
+            // Its parts are carried over with it, under the fingerprints they were recorded with.
+            let prefix = format!("{name}/");
+            fingerprints.extend(
+                prepared
+                    .previous_inputs
+                    .range(prefix.clone()..)
+                    .take_while(|(key, _)| key.starts_with(&prefix))
+                    .map(|(key, value)| (key.clone(), value.clone())),
+            );
+        } else if input.known_fingerprints.contains_key(name) {
+            fingerprints.extend(part_fingerprints(input, base_url, sp.stream, parts)?);
+        }
+    }
+
+    // Per stream that changed, the earlier years' parts whose input did not change: their documents are
+    // carried over and their releases not looked at.
+    let carried_parts: BTreeMap<String, BTreeSet<String>> = {
+        let wanted: Vec<(String, Vec<String>)> = plan
+            .streams
+            .iter()
+            .zip(&parts)
+            .filter(|(sp, _)| !carried.contains(&sp.stream.name))
+            .map(|(sp, parts)| {
+                let name = &sp.stream.name;
+                let same: Vec<String> = parts
+                    .iter()
+                    .skip(1)
+                    .filter(|part| {
+                        let key = part_key(name, part.year);
+                        prepared.previous_inputs.get(&key) == fingerprints.get(&key)
+                    })
+                    .map(|part| part.year.to_string())
+                    .collect();
+                (name.clone(), same)
+            })
+            .collect();
+        let current = prepared.current_dir().map(Path::to_path_buf);
+        blocking(durability, move || {
+            let Some(current) = current else {
+                return Ok(BTreeMap::new());
+            };
+            Ok(wanted
+                .into_iter()
+                .map(|(name, years)| {
+                    let present = years
+                        .into_iter()
+                        .filter(|year| current.join(year_index_path(&name, year)).is_file())
+                        .collect();
+                    (name, present)
+                })
+                .collect())
         })
         .await?
     };
 
-    for sp in &plan.streams {
+    let mut pools_unchanged = BTreeSet::new();
+    for (sp, parts) in plan.streams.iter().zip(&parts) {
         let name = sp.stream.name.clone();
         if carried.contains(&name) {
             // Its releases are in the pool exactly as the current generation lists them.
             continue;
         }
+        let kept_years = carried_parts.get(&name).cloned().unwrap_or_default();
         let pool_stream = layout.pool.join(&name);
-        // What the current generation promised about its releases, and where an older tree kept them.
+        // What the current generation promised about its releases (its current index and the parts of the
+        // years looked at now), and where an older tree kept them.
         let (index, legacy_dir) = {
             let (current, pool_stream) = (
                 prepared.current_dir().map(Path::to_path_buf),
                 pool_stream.clone(),
             );
             let name = name.clone();
+            let years: Vec<String> = parts
+                .iter()
+                .skip(1)
+                .map(|part| part.year.to_string())
+                .filter(|year| !kept_years.contains(year))
+                .collect();
             blocking(durability, move || {
                 fs::create_dir_all(&pool_stream).map_err(io_err("create", &pool_stream))?;
                 let Some(current) = current else {
                     return Ok((PublishedIndex::default(), None));
                 };
-                let index = fs::read(current.join("releases").join(format!("{name}.json")))
-                    .map(|bytes| PublishedIndex::parse(&bytes))
-                    .unwrap_or_default();
+                let mut index = PublishedIndex::default();
+                let documents = std::iter::once(format!("releases/{name}.json"))
+                    .chain(years.iter().map(|year| year_index_path(&name, year)));
+                for document in documents {
+                    if let Ok(bytes) = fs::read(current.join(document)) {
+                        let part = PublishedIndex::parse(&bytes);
+                        index.served.extend(part.served);
+                        index.listed.extend(part.listed);
+                    }
+                }
                 // Trees written before the pool held each stream's releases in the generation itself.
                 let stream_dir = current.join(&name);
                 let legacy = fs::symlink_metadata(&stream_dir)
@@ -974,11 +1082,42 @@ async fn build(
             })
             .await?
         };
-        // Where each served release is, found in one pass off the async threads: a stat per release.
-        let served: Vec<&ReleaseInput> = sp
-            .releases
+        // The pool needs tidying only if a release of the parts looked at left (or came back from) the
+        // served ones, or was dropped: listing a long history's directories on every publish would cost
+        // its length.
+        let looked_at = || {
+            parts
+                .iter()
+                .filter(|part| !kept_years.contains(part.year))
+                .flat_map(|part| part.releases.iter().copied())
+        };
+        let mut listed_before = 0;
+        // A year whose part the current generation has and this one will not: its releases were dropped.
+        let prefix = part_key(&name, "");
+        let part_gone = prepared
+            .previous_inputs
+            .range(prefix.clone()..)
+            .map_while(|(key, _)| key.strip_prefix(&prefix))
+            .any(|year| !parts.iter().skip(1).any(|part| part.year == year));
+        let mut moved = prepared.current_dir().is_none() || part_gone;
+        for r in looked_at() {
+            let now = PoolPlace::of(r.release.state);
+            match index.listed.get(&r.release.version.to_string()) {
+                Some(before) => {
+                    listed_before += 1;
+                    moved |= *before != now;
+                }
+                None => moved |= now != PoolPlace::Served,
+            }
+        }
+        if !moved && listed_before == index.listed.len() {
+            pools_unchanged.insert(name.clone());
+        }
+        // Where each served release of the parts looked at is, found in one pass: a stat per release.
+        let served: Vec<&ReleaseInput> = parts
             .iter()
-            .copied()
+            .filter(|part| !kept_years.contains(part.year))
+            .flat_map(|part| part.releases.iter().copied())
             .filter(|r| is_served(r.release.state))
             .collect();
         let wanted: Vec<(String, Vec<ExpectedFile>)> = served
@@ -1062,19 +1201,32 @@ async fn build(
     // Documents (and stream links) of unchanged streams, hard-linked from the current generation.
     let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
     let mut views = Vec::new();
-    for sp in &plan.streams {
+    // Directories of the earlier years' parts.
+    let mut part_dirs: Vec<PathBuf> = Vec::new();
+    for (sp, parts) in plan.streams.iter().zip(&parts) {
         let name = &sp.stream.name;
         views.push(StreamView {
             stream: sp.stream,
             latest: sp.latest,
             releases: &sp.releases,
         });
-        if let (true, Some(current)) = (carried.contains(name), prepared.current_dir()) {
+        if parts.len() > 1 {
+            part_dirs.push(root.join("releases").join(name));
+        }
+        let current = prepared.current_dir();
+        if let (true, Some(current)) = (carried.contains(name), current) {
+            let years = parts
+                .iter()
+                .skip(1)
+                .map(|part| PathBuf::from(year_index_path(name, part.year)));
             for rel in [
                 Path::new("streams").join(format!("{name}.json")),
                 Path::new("releases").join(format!("{name}.json")),
                 PathBuf::from(name),
-            ] {
+            ]
+            .into_iter()
+            .chain(years)
+            {
                 links.push((current.join(&rel), root.join(rel)));
             }
             continue;
@@ -1088,20 +1240,49 @@ async fn build(
             root.join("streams").join(format!("{name}.json")),
             stream_doc,
         ));
-        let releases_doc =
-            metadata::releases_json(sp.stream, &sp.releases, base_url, input.generated_at)
-                .map_err(|source| PublishError::Metadata {
-                    what: format!("releases/{name}.json"),
-                    source,
-                })?;
-        if let Some(eol) = &sp.stream.eol {
-            // Written once, at the first publish after the end of life, and carried over after that.
-            archives.push((root.join(archive_path(name, eol)), releases_doc.clone()));
-        }
+        let index_doc = |releases: &[&ReleaseInput], part: IndexPart<'_>, what: String| {
+            metadata::releases_json(sp.stream, releases, part, base_url, input.generated_at)
+                .map_err(|source| PublishError::Metadata { what, source })
+        };
+        let earlier: Vec<(&str, usize)> = parts
+            .iter()
+            .skip(1)
+            .map(|part| (part.year, part.releases.len()))
+            .collect();
+        let current_doc = match parts.first() {
+            Some(part) => index_doc(
+                part.releases,
+                IndexPart::Current {
+                    year: part.year,
+                    earlier: &earlier,
+                },
+                format!("releases/{name}.json"),
+            )?,
+            None => index_doc(&[], IndexPart::Whole, format!("releases/{name}.json"))?,
+        };
         documents.push((
             root.join("releases").join(format!("{name}.json")),
-            releases_doc,
+            current_doc,
         ));
+        let kept_years = carried_parts.get(name);
+        for part in parts.iter().skip(1) {
+            let rel = year_index_path(name, part.year);
+            match current {
+                Some(current) if kept_years.is_some_and(|kept| kept.contains(part.year)) => {
+                    links.push((current.join(&rel), root.join(&rel)));
+                }
+                _ => {
+                    let doc = index_doc(part.releases, IndexPart::Year(part.year), rel.clone())?;
+                    documents.push((root.join(rel), doc));
+                }
+            }
+        }
+        if let Some(eol) = &sp.stream.eol {
+            // Written once, at the first publish after the end of life, and carried over after that.
+            let path = archive_path(name, eol);
+            let whole = index_doc(&sp.releases, IndexPart::Whole, path.clone())?;
+            archives.push((root.join(path), whole));
+        }
     }
     let page = html::index_html(
         &input.title,
@@ -1129,8 +1310,11 @@ async fn build(
     let carried_streams = carried.clone();
     written += blocking(durability, move || {
         let mut written = 0;
-        for dir in ["streams", "releases"] {
-            let dir = root.join(dir);
+        for dir in ["streams", "releases"]
+            .into_iter()
+            .map(|dir| root.join(dir))
+            .chain(part_dirs)
+        {
             fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         }
         for (path, bytes) in &documents {
@@ -1183,18 +1367,94 @@ async fn build(
         files_written: written,
         moves,
         carried: carried_streams,
+        pools_unchanged,
         fingerprints,
     })
 }
 
+/// One year's releases of a stream, newest first: a part of its releases index.
+struct YearPart<'a> {
+    year: &'a str,
+    releases: &'a [&'a ReleaseInput],
+}
+
+/// A stream's releases (newest first) split by the year of their version, newest year first: the first part
+/// is the current index, the others its earlier years' parts.
+fn year_parts<'a>(releases: &'a [&'a ReleaseInput]) -> Vec<YearPart<'a>> {
+    releases
+        .chunk_by(|a, b| a.release.version.year() == b.release.version.year())
+        .map(|releases| YearPart {
+            year: releases[0].release.version.year(),
+            releases,
+        })
+        .collect()
+}
+
+/// The key under which the fingerprint of an earlier year's part of a stream's index is recorded and passed.
+/// Stream names hold no `/`, so it never names a stream.
+pub(crate) fn part_key(stream: &str, year: &str) -> String {
+    format!("{stream}/{year}")
+}
+
+/// The fingerprints of a stream's earlier years' parts, by [`part_key`]: those the caller passed, the others
+/// hashed from the part's releases.
+fn part_fingerprints(
+    input: &SiteInput,
+    base_url: Option<&str>,
+    stream: &StreamInput,
+    parts: &[YearPart<'_>],
+) -> Result<BTreeMap<String, String>, PublishError> {
+    parts
+        .iter()
+        .skip(1)
+        .map(|part| {
+            let key = part_key(&stream.name, part.year);
+            let fingerprint = match input.known_fingerprints.get(&key) {
+                Some(known) => known.clone(),
+                None => fingerprint_of(
+                    &format!("the fingerprint of {key}"),
+                    &(
+                        base_url,
+                        &stream.name,
+                        &stream.architecture,
+                        part.year,
+                        part.releases,
+                    ),
+                )?,
+            };
+            Ok((key, fingerprint))
+        })
+        .collect()
+}
+
 /// The fingerprint of what a stream's documents and release directories are made from: equal
-/// fingerprints give equal documents, apart from the time they were written.
+/// fingerprints give equal documents, apart from the time they were written. The earlier years' parts
+/// count by their fingerprints, so that it costs what the current year holds.
 fn stream_fingerprint(
     base_url: Option<&str>,
     stream: &StreamInput,
+    parts: &[YearPart<'_>],
+    earlier: &BTreeMap<String, String>,
 ) -> Result<String, PublishError> {
-    let bytes = serde_json::to_vec(&(base_url, stream)).map_err(|e| PublishError::Metadata {
-        what: format!("the fingerprint of stream {}", stream.name),
+    let current = parts.first().map_or(&[][..], |part| part.releases);
+    fingerprint_of(
+        &format!("the fingerprint of stream {}", stream.name),
+        &(
+            base_url,
+            &stream.name,
+            &stream.description,
+            &stream.architecture,
+            &stream.stale,
+            &stream.eol,
+            current,
+            earlier,
+        ),
+    )
+}
+
+fn fingerprint_of(what: &str, value: &impl Serialize) -> Result<String, PublishError> {
+    let bytes = serde_json::to_vec(value).map_err(|e| PublishError::Metadata {
+        what: what.to_string(),
         source: e,
     })?;
     Ok(slipway_model::sha256_hex(&bytes).to_string())

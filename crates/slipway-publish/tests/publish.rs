@@ -672,3 +672,139 @@ async fn a_fingerprint_passed_back_for_an_unchanged_stream_is_taken_and_carries_
     assert_ne!(releases_doc(), before);
     assert_ne!(fourth.fingerprints.get(STREAM), Some(&fingerprint));
 }
+
+#[tokio::test]
+async fn the_releases_index_is_split_by_year_and_a_publish_rewrites_only_the_parts_that_changed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let signer = new_in_process_signer(tmp.path()).await;
+    let blobs = tmp.path().join("blobs");
+    let public = tmp.path().join("public");
+    let superseded =
+        |version: &str, fill: usize| release(&blobs, version, ReleaseState::Superseded, fill);
+    let mut input = site(
+        &public,
+        vec![
+            release(&blobs, "20270105.0", ReleaseState::Published, 0),
+            superseded("20261221.0", 1),
+            superseded("20261107.0", 2),
+            superseded("20251201.0", 3),
+        ],
+    );
+    let first = publish(&input, &signer).await.expect("first publish");
+    let read = |rel: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(public.join(rel)).expect(rel)).expect("json")
+    };
+    let versions = |doc: &serde_json::Value| -> Vec<String> {
+        doc["releases"]
+            .as_array()
+            .expect("releases")
+            .iter()
+            .map(|r| r["version"].as_str().expect("version").to_string())
+            .collect()
+    };
+    let current_rel = format!("releases/{STREAM}.json");
+    let part_rel = |year: &str| format!("releases/{STREAM}/{year}.json");
+
+    // The current index holds the newest year and lists the earlier years' parts, newest first.
+    let current = read(&current_rel);
+    assert_eq!(current["year"], "2027");
+    assert_eq!(versions(&current), ["20270105.0"]);
+    let earlier = current["earlier"].as_array().expect("earlier parts");
+    assert_eq!(earlier.len(), 2, "{current}");
+    assert_eq!(earlier[0]["year"], "2026");
+    assert_eq!(earlier[0]["releases"], 2);
+    assert_eq!(
+        earlier[0]["location"],
+        format!("{BASE_URL}/releases/{STREAM}/2026.json")
+    );
+    assert_eq!(earlier[1]["year"], "2025");
+    let part_2026 = read(&part_rel("2026"));
+    assert_eq!(part_2026["year"], "2026");
+    assert!(part_2026.get("earlier").is_none());
+    assert_eq!(versions(&part_2026), ["20261221.0", "20261107.0"]);
+    assert_eq!(versions(&read(&part_rel("2025"))), ["20251201.0"]);
+    for version in ["20270105.0", "20261221.0", "20261107.0", "20251201.0"] {
+        assert!(public.join(STREAM).join(version).join("CHECKSUM").is_file());
+    }
+    assert!(first.fingerprints.contains_key(&format!("{STREAM}/2026")));
+    assert!(!first.fingerprints.contains_key(&format!("{STREAM}/2027")));
+
+    let inode = |rel: &str| std::fs::metadata(public.join(rel)).expect(rel).ino();
+    let (inode_2026, inode_2025) = (inode(&part_rel("2026")), inode(&part_rel("2025")));
+    // The earlier years' fingerprints passed back, as an engine does for parts none of whose releases it
+    // touched: a new release rewrites the current index only.
+    let passed_parts = |summary: &slipway_publish::PublishSummary, except: &[&str]| {
+        summary
+            .fingerprints
+            .iter()
+            .filter(|(key, _)| key.contains('/') && !except.contains(&key.as_str()))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect()
+    };
+    input.streams[0].releases[0].release.state = ReleaseState::Superseded;
+    input.streams[0]
+        .releases
+        .insert(0, release(&blobs, "20270112.0", ReleaseState::Published, 4));
+    input.known_fingerprints = passed_parts(&first, &[]);
+    input.generated_at = at("2027-01-12T13:00:00Z");
+    let second = publish(&input, &signer).await.expect("second publish");
+    assert_eq!(versions(&read(&current_rel)), ["20270112.0", "20270105.0"]);
+    assert_eq!(inode(&part_rel("2026")), inode_2026);
+    assert_eq!(inode(&part_rel("2025")), inode_2025);
+    assert!(public.join(STREAM).join("20270112.0/CHECKSUM").is_file());
+
+    // A revocation in an earlier year rewrites that year's part, and its release leaves the site.
+    let old = &mut input.streams[0].releases[2].release;
+    assert_eq!(old.version.to_string(), "20261221.0");
+    old.state = ReleaseState::Revoked;
+    old.revocation = Some(slipway_model::RevocationNote {
+        reason: "broken cloud-init".into(),
+        author: "alice".into(),
+        at: at("2027-01-13T09:00:00Z"),
+    });
+    input.known_fingerprints = passed_parts(&second, &[&format!("{STREAM}/2026")]);
+    input.generated_at = at("2027-01-13T09:00:00Z");
+    let third = publish(&input, &signer).await.expect("third publish");
+    assert_ne!(inode(&part_rel("2026")), inode_2026);
+    assert_eq!(inode(&part_rel("2025")), inode_2025);
+    let part_2026 = read(&part_rel("2026"));
+    assert_eq!(part_2026["releases"][0]["state"], "revoked");
+    assert_eq!(
+        part_2026["releases"][0]["revocation"]["reason"],
+        "broken cloud-init"
+    );
+    assert!(part_2026["releases"][0]["location"].is_null());
+    assert!(!public.join(STREAM).join("20261221.0").exists());
+    assert!(public.join(STREAM).join("20261107.0/CHECKSUM").is_file());
+
+    // With nothing passed, every part is hashed again: the same fingerprints, so the same documents
+    // stay, and a publish that changed nothing carries the whole stream over.
+    input.known_fingerprints.clear();
+    input.generated_at = at("2027-01-14T09:00:00Z");
+    let inode_current = inode(&current_rel);
+    let inode_2026 = inode(&part_rel("2026"));
+    let fourth = publish(&input, &signer).await.expect("fourth publish");
+    assert_eq!(fourth.fingerprints, third.fingerprints);
+    assert_eq!(inode(&current_rel), inode_current);
+    assert_eq!(inode(&part_rel("2026")), inode_2026);
+    assert_eq!(inode(&part_rel("2025")), inode_2025);
+
+    // A year whose releases are all dropped loses its part, and its releases leave the pool.
+    input.streams[0].releases.pop();
+    input.known_fingerprints = passed_parts(&fourth, &[]);
+    input.generated_at = at("2027-01-15T09:00:00Z");
+    publish(&input, &signer).await.expect("fifth publish");
+    assert!(!public.join(part_rel("2025")).exists());
+    assert_eq!(
+        read(&current_rel)["earlier"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert!(!public.join(STREAM).join("20251201.0").exists());
+    assert!(!tmp
+        .path()
+        .join(".public.pool")
+        .join(STREAM)
+        .join("20251201.0")
+        .exists());
+    assert!(public.join(STREAM).join("20261107.0/CHECKSUM").is_file());
+}

@@ -434,6 +434,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         include_closed: bool,
     ) -> StoreResult<Vec<Incident>>;
 
+    /// A stream's newest `limit` incidents, open or closed, newest first, with their comments.
+    async fn newest_incidents(&self, stream: &str, limit: usize) -> StoreResult<Vec<Incident>>;
+
     /// One incident with its comments.
     async fn incident(&self, id: u64) -> StoreResult<Option<Incident>>;
 

@@ -2012,6 +2012,10 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<Release>> {
         const OP: &str = "newest_releases";
         let stream = stream.to_owned();
+        let only_current = !states.is_empty()
+            && states
+                .iter()
+                .all(|s| matches!(s, ReleaseState::Pending | ReleaseState::Published));
         // `,a,b,` matched against `,state,`: one statement, whatever states are asked for.
         let states: String = if states.is_empty() {
             String::new()
@@ -2020,10 +2024,16 @@ impl Store for SqliteStore {
                 .iter()
                 .fold(String::from(","), |all, s| format!("{all}{},", s.as_str()))
         };
+        // Asked only for current releases, the read walks the few rows of the `releases_current` index.
+        let current = if only_current {
+            "AND state IN ('pending', 'published')"
+        } else {
+            ""
+        };
         self.read(OP, move |tx| {
             let mut stmt = tx
                 .prepare_cached(&format!(
-                    "SELECT {RELEASE_COLUMNS} FROM releases WHERE stream = ?1 \
+                    "SELECT {RELEASE_COLUMNS} FROM releases WHERE stream = ?1 {current} \
                      AND (?2 = '' OR instr(?2, ',' || state || ',') > 0) \
                      ORDER BY day DESC, n DESC LIMIT ?3"
                 ))
@@ -2735,6 +2745,10 @@ impl Store for SqliteStore {
         include_closed: bool,
     ) -> StoreResult<Vec<Incident>> {
         self.inc_incidents(stream, include_closed).await
+    }
+
+    async fn newest_incidents(&self, stream: &str, limit: usize) -> StoreResult<Vec<Incident>> {
+        self.inc_newest_incidents(stream, limit).await
     }
 
     async fn incident(&self, id: u64) -> StoreResult<Option<Incident>> {

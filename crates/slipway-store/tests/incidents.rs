@@ -447,3 +447,47 @@ async fn a_note_on_a_closed_incident_the_tracker_never_saw_stays_local() {
         .expect("steps")
         .is_empty());
 }
+
+#[tokio::test]
+async fn incidents_are_listed_by_stream_and_state_and_the_newest_of_a_stream_come_first() {
+    let store = SqliteStore::open_in_memory().expect("store");
+    let mut ids = Vec::new();
+    // Three incidents of `cloud` (two closed), one open incident of `edge`, interleaved.
+    for (hours, stream) in [(0, "cloud"), (1, "edge"), (24, "cloud"), (48, "cloud")] {
+        let failed = compose(&store, stream, hours).await;
+        let (_, incident) = store
+            .open_or_comment_incident(&failure(stream, &failed, hours), None)
+            .await
+            .expect("open");
+        ids.push(incident.id);
+        if stream == "cloud" && hours < 48 {
+            store
+                .close_incident(incident.id, &note("good again", None, hours + 2), None)
+                .await
+                .expect("close");
+        }
+    }
+    let listed = |incidents: Vec<slipway_model::Incident>| {
+        incidents.into_iter().map(|i| i.id).collect::<Vec<_>>()
+    };
+    let (cloud_1, edge, cloud_2, cloud_3) = (ids[0], ids[1], ids[2], ids[3]);
+    let all = store.incidents(None, true).await.expect("all");
+    assert_eq!(listed(all), [cloud_3, cloud_2, edge, cloud_1]);
+    let open = store.incidents(None, false).await.expect("open");
+    assert_eq!(listed(open), [cloud_3, edge]);
+    let cloud = store.incidents(Some("cloud"), true).await.expect("cloud");
+    assert_eq!(listed(cloud), [cloud_3, cloud_2, cloud_1]);
+    let cloud_open = store.incidents(Some("cloud"), false).await.expect("open");
+    assert_eq!(listed(cloud_open), [cloud_3]);
+
+    let newest = store.newest_incidents("cloud", 2).await.expect("newest");
+    assert_eq!(listed(newest.clone()), [cloud_3, cloud_2]);
+    assert_eq!(newest[1].comments.last().expect("note").body, "good again");
+    let every = store.newest_incidents("cloud", 10).await.expect("newest");
+    assert_eq!(listed(every), [cloud_3, cloud_2, cloud_1]);
+    assert!(store
+        .newest_incidents("nowhere", 10)
+        .await
+        .expect("none")
+        .is_empty());
+}

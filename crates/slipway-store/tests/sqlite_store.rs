@@ -1986,6 +1986,22 @@ async fn newest_releases_are_bounded_filtered_by_state_and_newest_first() {
         .await
         .expect("current");
     assert_eq!(names(current), [versions[2].to_string()]);
+    // The current ones (a pending release beside the published one) come from their own index.
+    let at = t("2026-11-06T10:00:00Z");
+    let c = complete(&s, "cloud", at).await;
+    let pending = s.create_release("s", &c, at).await.expect("pending");
+    let current = s
+        .newest_releases(
+            "s",
+            &[ReleaseState::Published, ReleaseState::Pending],
+            usize::MAX,
+        )
+        .await
+        .expect("current");
+    assert_eq!(
+        names(current),
+        [pending.version.to_string(), versions[2].to_string()]
+    );
     let old = s
         .newest_releases(
             "s",

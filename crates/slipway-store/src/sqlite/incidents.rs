@@ -14,7 +14,7 @@ use slipway_model::{
 };
 
 use super::codec::{corrupt, normalize, parse_opt_ts, parse_ts, to_json_value, to_u32, to_u64, ts};
-use super::{append_event, compose_state, exec, query_one, Db, SqliteStore};
+use super::{append_event, compose_state, exec, query_one, sql_limit, Db, SqliteStore};
 use crate::{StoreError, StoreResult};
 
 const INCIDENT_COLUMNS: &str = "id, stream, state, title, compose_id, opened_at, closed_at, \
@@ -469,15 +469,47 @@ impl SqliteStore {
         const OP: &str = "incidents";
         let stream = stream.map(str::to_owned);
         self.read(OP, move |tx| {
+            // One statement per case, each written so that SQLite can answer it from an index: a stream's
+            // incidents from `incidents_by_stream`, its open one from `incidents_open`.
+            let filter = match (&stream, include_closed) {
+                (Some(_), true) => "WHERE stream = ?1",
+                (Some(_), false) => "WHERE stream = ?1 AND state = 'open'",
+                (None, true) => "",
+                (None, false) => "WHERE state = 'open'",
+            };
             let mut stmt = tx
                 .prepare_cached(&format!(
-                    "SELECT {INCIDENT_COLUMNS} FROM incidents \
-                     WHERE (?1 IS NULL OR stream = ?1) AND (?2 OR state = 'open') \
-                     ORDER BY id DESC"
+                    "SELECT {INCIDENT_COLUMNS} FROM incidents {filter} ORDER BY id DESC"
+                ))
+                .db(OP)?;
+            let rows = match &stream {
+                Some(stream) => stmt.query_map(params![stream], IncidentRow::read),
+                None => stmt.query_map([], IncidentRow::read),
+            }
+            .db(OP)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .db(OP)?;
+            decode_all(tx, OP, rows)
+        })
+        .await
+    }
+
+    pub(super) async fn inc_newest_incidents(
+        &self,
+        stream: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<Incident>> {
+        const OP: &str = "newest_incidents";
+        let stream = stream.to_owned();
+        self.read(OP, move |tx| {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE stream = ?1 \
+                     ORDER BY id DESC LIMIT ?2"
                 ))
                 .db(OP)?;
             let rows = stmt
-                .query_map(params![stream, include_closed], IncidentRow::read)
+                .query_map(params![stream, sql_limit(limit)], IncidentRow::read)
                 .db(OP)?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .db(OP)?;

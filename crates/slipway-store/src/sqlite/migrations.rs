@@ -328,7 +328,15 @@ CREATE INDEX composes_by_stream ON composes (stream, created_at, n, id);
 CREATE INDEX composes_by_recipe ON composes (recipe, state, created_at, n, id);
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
+/// Version 11: the reads a release tick and a publish make of a stream's current releases (pending or
+/// published) and of its open incident walk an index of those few rows instead of the stream's whole
+/// history.
+const V11: &str = r#"
+CREATE INDEX releases_current ON releases (stream, day, n) WHERE state IN ('pending', 'published');
+CREATE INDEX incidents_open ON incidents (stream, id) WHERE state = 'open';
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11];
 
 /// The versions whose script rebuilds a table that other tables reference (`release_revocations` names
 /// `releases`). SQLite's way is to switch foreign key enforcement off around the transaction (it cannot
