@@ -202,27 +202,32 @@ fn simulation_dir() -> Option<PathBuf> {
         .then(|| shm.join(format!("slipway-bench-simulate-{}", std::process::id())))
 }
 
-/// Where a simulation's time went, measured on 2026-11-22 with `perf` on a 365-day run of the twenty
-/// streams. Kept in the section so that what the next optimization must address stays next to the figures.
+/// Where a simulation's time went, measured on 2026-11-22 with `perf` on runs of the twenty streams over one
+/// and three years. Kept in the section so that what the next optimization must address stays next to the
+/// figures.
 const WHERE_THE_TIME_GOES: &str = "
-The goal is not met: the twenty streams run at a small fraction of it, and a day still costs more the \
-more years came before it (on this machine two years took 2.6 times as long as one). What grows is \
-publishing a stream that changed: its releases index is written whole, its input fingerprinted whole, \
-each served release checked in the pool, and the previous index parsed, all linear in the stream's \
-releases (about a fifth of a two-year run, profiled with `perf`). The rest is per event and does not \
-grow: the release policy (about a tenth: fifty composes decoded with their whole locks per tick), \
-recording test results, SQLite statements and their transactions (handled marks one at a time), \
-making and removing files (each publish's generation, each release's signatures and CHECKSUM, a blob \
-per compose, an announcement per release; on this machine's ext4 the same run took from 28 s to 41 s \
-depending on what had just been deleted, hence the tmpfs), and signing. Done so far: the scratch store \
-in memory on the calling thread, newest-first compose reads over an index (schema 10), cached \
-statements, bounded reads of the current, pending and newest releases, a release policy fed only the \
-releases that can change its answer and its compose window in one read, an invariant pass that reads \
-only what changed, publishes that carry unchanged streams over (with their fingerprints) and patch a \
-changed stream from the releases its events name, a feed that writes out only its hundred entries, \
-recipes and built-in tests parsed once, and no syncs for the throwaway tree and blobs. What is left to \
-reach the goal: a releases index split by year so that a publish rewrites only the current part (and \
-fingerprints and checks only it), compose listings without their locks, and fewer transactions per event.
+The goal is not met: ten years of the twenty streams run at about a twentieth of it. A day now costs \
+about the same in a simulation's tenth year as in its first. Publishing a changed stream no longer grows \
+with its history: its releases index is split by the year of the release version, so a publish rewrites, \
+fingerprints, checks and tidies only the newest year and the parts whose releases changed. The release \
+tick's and the publish's reads of a stream's current releases, and the reads of its open incident, walk \
+their own partial indexes (schema 11). The simulation's store in memory may now grow past the 1 GiB that \
+SQLite's in-memory file system allows by default: a ten-year run needs about 1.2 GB. Jobs renew their \
+lease from their own task, and small files are signed, and a throwaway tree built, on the calling \
+thread: a thread hand-off cost more than the work. What is left is per event and spread thin (profiled \
+with `perf` in a run's third year): publishing about a quarter (the newest year's index, the page, the \
+feed, a new release's signatures and CHECKSUM), the release policy about a fifth (half of it decoding \
+fifty composes with their whole locks per tick), recording test results about a tenth, and SQLite \
+statements and their transactions throughout (handled marks one at a time, events, job bookkeeping). \
+Done so far: the scratch store in memory on the calling thread, newest-first compose reads over an \
+index (schema 10), cached statements, bounded reads of the current, pending and newest releases, a \
+release policy fed only the releases that can change its answer and its compose window in one read, an \
+invariant pass that reads only what changed, publishes that carry unchanged streams over (with their \
+fingerprints) and patch a changed stream from the releases its events name, a releases index by year, a \
+feed that writes out only its hundred entries, recipes and built-in tests parsed once, and no syncs for \
+the throwaway tree and blobs. What is left to reach the goal: compose listings without their locks for \
+the release policy, fewer transactions per event (handled marks and job bookkeeping batched per step), \
+and a smaller publish per release.
 ";
 
 /// Where the project's blob store keeps a blob of `content`.

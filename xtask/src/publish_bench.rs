@@ -35,9 +35,10 @@ synced each directory), the same run measured:
 Republishing grew with the history (about 2.3 ms per release); it now writes the metadata and the new \
 releases only: the stream JSON, releases index, page and feed (unchanged keys are linked), a stat per \
 release and one link per stream. A stream whose input did not change has its documents and link linked \
-from the current generation, so a republish with nothing new writes the page and feed alone. What is \
-left that grows with the history is a changed stream's releases index (about 600 bytes per release), \
-read back to check the carried-over releases, and written anew.
+from the current generation, so a republish with nothing new writes the page and feed alone. What was \
+then left growing with the history, a changed stream's releases index (about 600 bytes per release, read \
+back to check the carried-over releases and written anew), is now split by the year of the release \
+version: a publish reads, writes and checks the newest year's part and the parts whose releases changed.
 ";
 /// How many times each fast figure is measured; the median is reported.
 const ROUNDS: usize = 5;

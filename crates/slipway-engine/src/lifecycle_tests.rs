@@ -503,3 +503,61 @@ async fn a_publish_that_patches_a_stream_shows_what_reading_the_whole_stream_sho
     f.days(date(2026, 1, 5), 3).await;
     agree("three more days").await;
 }
+
+#[tokio::test]
+async fn every_release_is_in_its_years_index_part_with_its_state_after_the_year_turned_and_an_old_one_was_revoked(
+) {
+    let f = fixture(0.0).await;
+    f.days(date(2026, 12, 29), 5).await;
+    let versions = f.versions("rawhide").await;
+    let last_year = versions
+        .iter()
+        .find(|v| v.starts_with("2026"))
+        .expect("a release of 2026")
+        .clone();
+    assert!(
+        versions.iter().any(|v| v.starts_with("2027")),
+        "{versions:?}"
+    );
+    // The revocation touches only the earlier year's part: the engine passes the others' fingerprints
+    // back, so a wrong guess would leave that part as it was.
+    f.engine
+        .revoke("rawhide", &last_year, "bad", "alice")
+        .await
+        .expect("revoke");
+    assert!(f.engine.settle().await.expect("settle"));
+    f.days(date(2027, 1, 3), 2).await;
+
+    for stream in ["rawhide", "next", "weekly"] {
+        let current = f.json(&format!("releases/{stream}.json"));
+        for release in f.engine.store().releases(stream).await.expect("releases") {
+            let year = release.version.year();
+            let part = if current["year"] == year {
+                current.clone()
+            } else {
+                f.json(&format!("releases/{stream}/{year}.json"))
+            };
+            let listed = part["releases"]
+                .as_array()
+                .expect("releases")
+                .iter()
+                .filter(|r| r["version"] == release.version.to_string())
+                .collect::<Vec<_>>();
+            assert_eq!(listed.len(), 1, "{stream} {} in {part}", release.version);
+            assert_eq!(
+                listed[0]["state"],
+                release.state.as_str(),
+                "{stream} {}",
+                release.version
+            );
+        }
+    }
+    let part = f.json("releases/rawhide/2026.json");
+    let revoked = part["releases"]
+        .as_array()
+        .expect("releases")
+        .iter()
+        .find(|r| r["version"] == last_year.as_str())
+        .expect("listed");
+    assert_eq!(revoked["revocation"]["reason"], "bad");
+}

@@ -9,9 +9,11 @@
 //!   <stream>/<version>/           the release's files, <file>.sig each, CHECKSUM (clearsigned sha256sum lines)
 //!   streams/<stream>.json         the newest release not revoked, coreos-stream-metadata shape, with the
 //!                                 stale and end-of-life markers under metadata.x-slipway-stale / -eol
-//!   releases/<stream>.json        every release, newest first; revoked ones with their revocation
+//!   releases/<stream>.json        the newest year's releases, newest first, revoked ones with their
+//!                                 revocation, and the earlier years' parts (`earlier`)
+//!   releases/<stream>/<YYYY>.json an earlier year's releases, in the same shape
 //!   archive/<stream>/releases-<YYYYMMDD>.json
-//!                                 the releases index as it was when the stream reached its end of life
+//!                                 every release as it was when the stream reached its end of life
 //!   keys/<fingerprint>.asc        the public key (and earlier ones), also as keys/release-key.asc
 //!   index.html                    the download page
 //!   feed.xml                      Atom feed: releases, revocations, stale streams, ends of life

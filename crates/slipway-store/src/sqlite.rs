@@ -148,6 +148,26 @@ impl SqliteStore {
                 | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .db(op)?;
+        // The in-memory file system stops a database at 1 GiB unless told otherwise, and a simulation of
+        // ten years of twenty streams holds more than that: only the machine's memory bounds it.
+        let mut limit: i64 = SCRATCH_SIZE_LIMIT;
+        // SAFETY: the handle is the open connection's own; "main" is a NUL-terminated name of its main
+        // database; SQLITE_FCNTL_SIZE_LIMIT reads and writes the one i64 it is given a pointer to.
+        // rusqlite has no safe call for it.
+        #[allow(unsafe_code)]
+        let code = unsafe {
+            rusqlite::ffi::sqlite3_file_control(
+                conn.handle(),
+                c"main".as_ptr(),
+                rusqlite::ffi::SQLITE_FCNTL_SIZE_LIMIT,
+                (&mut limit as *mut i64).cast(),
+            )
+        };
+        if code != rusqlite::ffi::SQLITE_OK || limit < SCRATCH_SIZE_LIMIT {
+            return Err(StoreError::Database(format!(
+                "{op}: could not lift the in-memory database's size limit (SQLite code {code}, limit {limit} bytes)"
+            )));
+        }
         Self::setup(conn, None, "OFF", true, op)
     }
 
@@ -344,6 +364,9 @@ fn append_event(
 }
 
 // ----- composes -----
+
+/// How large a scratch database may grow: far beyond any simulation, so that memory is the only bound.
+const SCRATCH_SIZE_LIMIT: i64 = 1 << 40;
 
 const COMPOSE_COLUMNS: &str = "id, stream, recipe, recipe_hash, input_hash, state, reason, \
                                created_at, finished_at, lock_json, pkgdiff_json";
@@ -2846,5 +2869,30 @@ impl Store for SqliteStore {
 
     async fn sent_notifications(&self, limit: usize) -> StoreResult<Vec<Notification>> {
         self.notifications_sent(limit).await
+    }
+}
+
+#[cfg(test)]
+mod scratch_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_scratch_database_grows_past_the_in_memory_file_systems_default_gibibyte() {
+        let store = SqliteStore::open_scratch().expect("scratch store");
+        let stored: i64 = store
+            .write("a big table", |tx| {
+                tx.execute_batch("CREATE TABLE big (b BLOB)").db("create")?;
+                // Three blobs of 400 MB: more than the 1 GiB SQLite's in-memory file system allows
+                // unless its limit is lifted.
+                for _ in 0..3 {
+                    tx.execute_batch("INSERT INTO big VALUES (zeroblob(400000000))")
+                        .db("insert")?;
+                }
+                tx.query_row("SELECT sum(length(b)) FROM big", [], |row| row.get(0))
+                    .db("sum")
+            })
+            .await
+            .expect("writes past 1 GiB");
+        assert_eq!(stored, 1_200_000_000);
     }
 }
