@@ -431,12 +431,10 @@ impl<'a> Plan<'a> {
             // publish carries their documents over without placing anything: only the others are checked,
             // so that a publish does not cost the length of the history.
             let stream_known = input.known_fingerprints.contains_key(&stream.name);
-            let prefix = part_key(&stream.name, "");
-            let known_years: BTreeSet<&str> = input
-                .known_fingerprints
-                .range(prefix.clone()..)
-                .map_while(|(key, _)| key.strip_prefix(&prefix))
-                .collect();
+            let known_years: BTreeSet<&str> =
+                part_fingerprints_in(&input.known_fingerprints, &stream.name)
+                    .map(|(year, _)| year)
+                    .collect();
             let mut versions = BTreeSet::new();
             for r in &stream.releases {
                 if stream_known || known_years.contains(r.release.version.year()) {
@@ -981,13 +979,9 @@ async fn build(
         let name = &sp.stream.name;
         if carried.contains(name) {
             // Its parts are carried over with it, under the fingerprints they were recorded with.
-            let prefix = format!("{name}/");
             fingerprints.extend(
-                prepared
-                    .previous_inputs
-                    .range(prefix.clone()..)
-                    .take_while(|(key, _)| key.starts_with(&prefix))
-                    .map(|(key, value)| (key.clone(), value.clone())),
+                part_fingerprints_in(&prepared.previous_inputs, name)
+                    .map(|(year, value)| (part_key(name, year), value.clone())),
             );
         } else if input.known_fingerprints.contains_key(name) {
             fingerprints.extend(part_fingerprints(input, base_url, sp.stream, parts)?);
@@ -1093,12 +1087,8 @@ async fn build(
         };
         let mut listed_before = 0;
         // A year whose part the current generation has and this one will not: its releases were dropped.
-        let prefix = part_key(&name, "");
-        let part_gone = prepared
-            .previous_inputs
-            .range(prefix.clone()..)
-            .map_while(|(key, _)| key.strip_prefix(&prefix))
-            .any(|year| !parts.iter().skip(1).any(|part| part.year == year));
+        let part_gone = part_fingerprints_in(&prepared.previous_inputs, &name)
+            .any(|(year, _)| !parts.iter().skip(1).any(|part| part.year == year));
         let mut moved = prepared.current_dir().is_none() || part_gone;
         for r in looked_at() {
             let now = PoolPlace::of(r.release.state);
@@ -1394,6 +1384,17 @@ fn year_parts<'a>(releases: &'a [&'a ReleaseInput]) -> Vec<YearPart<'a>> {
 /// Stream names hold no `/`, so it never names a stream.
 pub(crate) fn part_key(stream: &str, year: &str) -> String {
     format!("{stream}/{year}")
+}
+
+/// The part fingerprints of `stream` in a map of fingerprints by key, as `(year, fingerprint)`.
+fn part_fingerprints_in<'m>(
+    fingerprints: &'m BTreeMap<String, String>,
+    stream: &str,
+) -> impl Iterator<Item = (&'m str, &'m String)> + 'm {
+    let prefix = part_key(stream, "");
+    fingerprints
+        .range(prefix.clone()..)
+        .map_while(move |(key, value)| Some((key.strip_prefix(&prefix)?, value)))
 }
 
 /// The fingerprints of a stream's earlier years' parts, by [`part_key`]: those the caller passed, the others

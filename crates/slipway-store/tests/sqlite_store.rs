@@ -1736,7 +1736,7 @@ async fn a_reopened_store_keeps_everything() {
     };
 
     let s = SqliteStore::open(&path).expect("reopen");
-    assert_eq!(s.schema_version().await.expect("version"), 10);
+    assert_eq!(s.schema_version().await.expect("version"), 11);
     assert_eq!(
         s.compose(&compose.id).await.expect("read"),
         Some(compose.clone())
