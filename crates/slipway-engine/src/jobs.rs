@@ -1037,14 +1037,11 @@ impl Engine {
         let mut names: BTreeMap<String, Option<BTreeSet<Version>>> = BTreeMap::new();
         let mut after = state.through;
         loop {
-            let events = self.store.events_after(after, 500).await?;
+            let events = self.store.events_after_on(after, TREE_TOPICS, 500).await?;
             let Some(last) = events.last() else {
                 break;
             };
-            for event in events
-                .iter()
-                .filter(|e| TREE_TOPICS.contains(&e.topic.as_str()))
-            {
+            for event in &events {
                 let Some(name) = stream_of(&event.body) else {
                     return Ok(TreeChange::All);
                 };

@@ -8,7 +8,9 @@
 //! as serving it.
 
 use serde_json::json;
-use slipway_model::{topics, CadenceState, ComposeId, Release, ReleaseState, StreamConfig};
+use slipway_model::{
+    topics, CadenceState, CandidateCompose, ComposeId, Release, ReleaseState, StreamConfig,
+};
 use slipway_release::{ReleaseAction, ReleaseInputs};
 
 use crate::lifecycle::OutOfCycle;
@@ -169,9 +171,6 @@ impl Engine {
         let now = self.now();
         let policy = stream.release_policy();
         let state = self.cadence_state(&stream.name).await?;
-        if self.end_of_life_of(&stream.name).await?.is_some() {
-            return Ok(TickOutcome::Nothing);
-        }
         // Most ticks find nothing due; answering that from the stored state alone keeps a daemon's polls
         // and a simulation's clock steps cheap.
         let nothing_due = match (policy.cadence.is_scheduled(), state.handled_until) {
@@ -183,13 +182,14 @@ impl Engine {
                         && policy.on_missed == slipway_model::OnMissed::RetryNightly)
             }
         };
-        if nothing_due {
+        // An ended stream releases nothing; asked only now because most ticks stop above.
+        if nothing_due || self.end_of_life_of(&stream.name).await?.is_some() {
             return Ok(TickOutcome::Nothing);
         }
 
         let composes = self
             .store
-            .composes_with_decisions(&stream.name, CANDIDATE_WINDOW)
+            .candidate_composes(&stream.name, CANDIDATE_WINDOW)
             .await?;
         let (releases, source_releases) = self
             .policy_releases(&stream.name, policy.promote_from.as_ref(), &composes)
@@ -283,15 +283,15 @@ impl Engine {
         &self,
         stream: &str,
         promotion: Option<&slipway_model::Promotion>,
-        composes: &[(slipway_model::Compose, Option<slipway_model::Decision>)],
-    ) -> Result<(Vec<Release>, Vec<(Release, slipway_model::Compose)>), EngineError> {
+        composes: &[CandidateCompose],
+    ) -> Result<(Vec<Release>, Vec<(Release, CandidateCompose)>), EngineError> {
         let kept = self
             .store
             .newest_releases(stream, &ReleaseState::NOT_REVOKED, 1)
             .await?
             .into_iter()
             .next();
-        let mut floor = composes.iter().map(|(c, _)| c.created_at).min();
+        let mut floor = composes.iter().map(|c| c.created_at).min();
         let mut source_releases = Vec::new();
         if let Some(promotion) = promotion {
             // The compose the stream released last bounds which source releases can still be candidates;
@@ -309,7 +309,7 @@ impl Engine {
                     continue;
                 }
                 if let Some(compose) = self.store.compose(&release.compose).await? {
-                    source_releases.push((release, compose));
+                    source_releases.push((release, CandidateCompose::of(&compose, None)));
                 }
             }
         }

@@ -243,7 +243,10 @@ impl Engine {
         failed_builds: &mut std::collections::HashSet<String>,
     ) -> Result<i64, EngineError> {
         loop {
-            let events = self.store.events_after(after, 1000).await?;
+            let events = self
+                .store
+                .events_after_on(after, TIMELINE_TOPICS, 1000)
+                .await?;
             let Some(last) = events.last() else {
                 return Ok(after);
             };
@@ -256,6 +259,21 @@ impl Engine {
         }
     }
 }
+
+/// The topics the timeline and summary are read from ([`timeline_entry`] looks at no others): reading
+/// only these leaves out the test results, most of the log.
+const TIMELINE_TOPICS: &[&str] = &[
+    topics::COMPOSE_STARTED,
+    topics::COMPOSE_FAILED,
+    topics::DECISION_CHANGED,
+    topics::RELEASE_CREATED,
+    topics::STREAM_STALE,
+    topics::STREAM_FRESH,
+    topics::INCIDENT_OPENED,
+    topics::INCIDENT_CLOSED,
+    topics::RELEASE_REVOKED,
+    topics::RELEASE_OUT_OF_CYCLE,
+];
 
 fn at_time(date: Date, time: Time) -> Result<Timestamp, EngineError> {
     date.to_datetime(time)

@@ -277,7 +277,7 @@ async fn the_release_policy_answers_from_its_bounded_reads_as_from_the_whole_his
         let policy = stream.release_policy();
         let state = engine.cadence_state(&stream.name).await.expect("state");
         let composes = store
-            .composes_with_decisions(&stream.name, crate::release::CANDIDATE_WINDOW)
+            .candidate_composes(&stream.name, crate::release::CANDIDATE_WINDOW)
             .await
             .expect("composes");
         let whole = store.releases(&stream.name).await.expect("releases");
@@ -285,7 +285,8 @@ async fn the_release_policy_answers_from_its_bounded_reads_as_from_the_whole_his
         if let Some(promotion) = &policy.promote_from {
             for release in store.releases(&promotion.stream).await.expect("source") {
                 let compose = store.compose(&release.compose).await.expect("compose");
-                whole_source.push((release, compose.expect("a released compose")));
+                let compose = compose.expect("a released compose");
+                whole_source.push((release, slipway_model::CandidateCompose::of(&compose, None)));
             }
         }
         let (bounded, bounded_source) = engine

@@ -162,7 +162,11 @@ async fn decision_of(f: &Fixture, compose: &Compose) -> slipway_model::Decision 
 async fn a_complete_compose_gets_exactly_one_test_job() {
     let f = fixture();
     let compose = built_compose(f.store.as_ref()).await;
-    assert!(f.engine.handle_pending_events().await.expect("handle") >= 2);
+    assert_eq!(
+        f.engine.handle_pending_events().await.expect("handle"),
+        1,
+        "compose.complete is handled; compose.started has no reaction"
+    );
     // Handling again finds nothing new.
     assert_eq!(
         f.engine
@@ -338,4 +342,46 @@ async fn a_compose_whose_job_was_given_up_is_failed_instead_of_blocking_the_stre
             .is_some_and(|p| p.starts_with("compose failed")),
         "{outcome:?}"
     );
+}
+
+#[tokio::test]
+async fn the_topics_the_engine_skips_have_no_reaction() {
+    let f = fixture();
+    let compose = built_compose(f.store.as_ref()).await;
+    // A body naming everything a reaction reads: the compose, the stream, a release and a decision.
+    let body = serde_json::json!({
+        "compose": compose.id,
+        "stream": "cloud",
+        "version": "20261121.0",
+        "decision": {"compose": compose.id, "stream": "cloud", "passed": true},
+        "since": SystemClock.now(),
+    });
+    let event = |topic: &str| slipway_model::Event {
+        id: uuid::Uuid::new_v4(),
+        seq: 0,
+        topic: topic.to_string(),
+        time: SystemClock.now(),
+        schema: slipway_model::Event::schema_for(topic),
+        body: body.clone(),
+    };
+    let events_before = f.store.last_event_seq().await.expect("seq");
+    for topic in crate::handlers::NO_REACTION {
+        f.engine.react(&event(topic)).await.expect("react");
+        assert_eq!(
+            f.store.open_jobs().await.expect("jobs"),
+            0,
+            "{topic} queued a job"
+        );
+        assert_eq!(
+            f.store.last_event_seq().await.expect("seq"),
+            events_before,
+            "{topic} appended an event"
+        );
+    }
+    // The same body on a topic the engine reacts to does queue work.
+    f.engine
+        .react(&event(slipway_model::topics::COMPOSE_COMPLETE))
+        .await
+        .expect("react");
+    assert_eq!(f.store.open_jobs().await.expect("jobs"), 1);
 }

@@ -125,6 +125,35 @@ impl Compose {
     }
 }
 
+/// A compose as the release policy weighs it: which it is, when it was started, whether it built, and
+/// whether its latest gate decision in the stream being planned passed (`None` while undecided).
+///
+/// The policy looks at a stream's fifty newest composes on every tick that may release; reading only
+/// this keeps that look free of their locks and artifacts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CandidateCompose {
+    /// The compose's id.
+    pub id: ComposeId,
+    /// When it was started; with the id, the order composes are weighed in.
+    pub created_at: Timestamp,
+    /// Whether it completed (a running or failed compose is never released).
+    pub built: bool,
+    /// Its latest gate decision in the stream: passed, failed, or `None` while undecided.
+    pub passed: Option<bool>,
+}
+
+impl CandidateCompose {
+    /// The candidate view of a compose and its latest decision in the stream.
+    pub fn of(compose: &Compose, decision: Option<&crate::Decision>) -> Self {
+        Self {
+            id: compose.id.clone(),
+            created_at: compose.created_at,
+            built: compose.state == ComposeState::Complete,
+            passed: decision.map(|d| d.passed),
+        }
+    }
+}
+
 /// What an artifact is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

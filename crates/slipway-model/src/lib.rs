@@ -38,7 +38,8 @@ pub use cadence::{
 };
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use compose::{
-    Artifact, ArtifactKind, Compose, ComposeId, ComposeState, InputHash, Lock, LockedPackage,
+    Artifact, ArtifactKind, CandidateCompose, Compose, ComposeId, ComposeState, InputHash, Lock,
+    LockedPackage,
 };
 pub use config::{
     AdvisoryConfig, BootTestConfig, Config, GateConfig, RetentionConfig, SigningConfig,

@@ -10,8 +10,8 @@ use std::fmt;
 
 use jiff::Timestamp;
 use slipway_model::{
-    CadenceState, Compose, ComposeId, ComposeState, Decision, OnMissed, Release, ReleaseState,
-    StreamPolicy, Version,
+    CadenceState, CandidateCompose, ComposeId, OnMissed, Release, ReleaseState, StreamPolicy,
+    Version,
 };
 
 /// What the planner reads about a stream, as the engine loads it from the store.
@@ -20,7 +20,7 @@ pub struct ReleaseInputs<'a> {
     /// The stream's composes with their latest decision in this stream (`None` when undecided), in any
     /// order. The engine may pass only the newest ones: a release whose compose is not among them is
     /// taken to be older than all of them.
-    pub composes: &'a [(Compose, Option<Decision>)],
+    pub composes: &'a [CandidateCompose],
     /// The stream's releases, revoked ones included. The engine may leave out releases older than its
     /// oldest compose in `composes` (and, for a promotion, older than the compose of its newest release
     /// that is not revoked), as long as that newest release is among them: the plan never looks further.
@@ -28,7 +28,7 @@ pub struct ReleaseInputs<'a> {
     /// For a stream with `promote-from`: the source stream's releases, each with its compose, at least
     /// those made since the compose of the stream's newest release that is not revoked (all of them
     /// while it has none). Revoked ones may be left out. Ignored for other streams.
-    pub source_releases: &'a [(Release, Compose)],
+    pub source_releases: &'a [(Release, CandidateCompose)],
 }
 
 /// What to do now, and the state to keep for the next call.
@@ -213,7 +213,7 @@ fn newest_candidate(
     let mut ages: HashMap<&ComposeId, Timestamp> = inputs
         .composes
         .iter()
-        .map(|(c, _)| (&c.id, c.created_at))
+        .map(|c| (&c.id, c.created_at))
         .collect();
     if policy.promote_from.is_some() {
         for (_, c) in inputs.source_releases {
@@ -235,10 +235,8 @@ fn newest_candidate(
         None => inputs
             .composes
             .iter()
-            .filter(|(c, decision)| {
-                c.state == ComposeState::Complete && decision.as_ref().is_some_and(|d| d.passed)
-            })
-            .map(|(c, _)| (c.created_at, &c.id))
+            .filter(|c| c.built && c.passed == Some(true))
+            .map(|c| (c.created_at, &c.id))
             .filter(|age| fresh(*age))
             .max()
             .map(|(_, id)| (id.clone(), None)),
@@ -247,7 +245,7 @@ fn newest_candidate(
                 inputs
                     .composes
                     .iter()
-                    .any(|(c, d)| &c.id == id && d.as_ref().is_some_and(|d| !d.passed))
+                    .any(|c| &c.id == id && c.passed == Some(false))
             };
             let soak = promotion.soak.seconds();
             inputs
@@ -256,7 +254,7 @@ fn newest_candidate(
                 .filter(|(r, c)| {
                     r.state != ReleaseState::Revoked
                         && r.compose == c.id
-                        && c.state == ComposeState::Complete
+                        && c.built
                         && r.published_at.is_some_and(|published| {
                             published
                                 .as_second()
@@ -275,7 +273,7 @@ fn newest_candidate(
 }
 
 /// Whether the source stream revoked any release of this compose.
-fn revoked_in_source(source: &[(Release, Compose)], compose: &ComposeId) -> bool {
+fn revoked_in_source(source: &[(Release, CandidateCompose)], compose: &ComposeId) -> bool {
     source
         .iter()
         .any(|(r, _)| &r.compose == compose && r.state == ReleaseState::Revoked)
@@ -285,7 +283,7 @@ fn revoked_in_source(source: &[(Release, Compose)], compose: &ComposeId) -> bool
 mod tests {
     use super::*;
     use slipway_model::{
-        parse_time, sha256_hex, Cadence, EverySchedule, Period, PeriodUnit, Promotion, TimeOfDay,
+        parse_time, Cadence, EverySchedule, Period, PeriodUnit, Promotion, TimeOfDay,
     };
 
     fn t(text: &str) -> Timestamp {
@@ -317,34 +315,13 @@ mod tests {
         }
     }
 
-    fn compose(id: &str, at: &str, state: ComposeState) -> Compose {
-        Compose {
+    /// A compose started at `at` that built or not, with the gate's answer `passed` (`None`: undecided).
+    fn compose(id: &str, at: &str, built: bool, passed: Option<bool>) -> CandidateCompose {
+        CandidateCompose {
             id: ComposeId(id.into()),
-            stream: "s".into(),
-            recipe: "r".into(),
-            recipe_hash: sha256_hex(b"r"),
-            input_hash: None,
-            state,
             created_at: t(at),
-            finished_at: None,
-            artifacts: vec![],
-            lock: None,
-            pkgdiff: None,
-        }
-    }
-
-    fn decision(id: &str, passed: bool) -> Decision {
-        Decision {
-            compose: ComposeId(id.into()),
-            stream: "s".into(),
+            built,
             passed,
-            summary: String::new(),
-            unsatisfied: vec![],
-            satisfied: vec![],
-            results_used: vec![],
-            waivers_used: vec![],
-            not_applicable: vec![],
-            at: None,
         }
     }
 
@@ -352,9 +329,9 @@ mod tests {
     struct Stream {
         policy: StreamPolicy,
         state: CadenceState,
-        composes: Vec<(Compose, Option<Decision>)>,
+        composes: Vec<CandidateCompose>,
         releases: Vec<Release>,
-        source: Vec<(Release, Compose)>,
+        source: Vec<(Release, CandidateCompose)>,
     }
 
     impl Stream {
@@ -369,17 +346,11 @@ mod tests {
         }
 
         fn passed(&mut self, id: &str, at: &str) {
-            self.composes.push((
-                compose(id, at, ComposeState::Complete),
-                Some(decision(id, true)),
-            ));
+            self.composes.push(compose(id, at, true, Some(true)));
         }
 
         fn gate_failed(&mut self, id: &str, at: &str) {
-            self.composes.push((
-                compose(id, at, ComposeState::Complete),
-                Some(decision(id, false)),
-            ));
+            self.composes.push(compose(id, at, true, Some(false)));
         }
 
         fn inputs(&self) -> ReleaseInputs<'_> {
@@ -482,22 +453,13 @@ mod tests {
         s.passed("a", "2026-01-02T00:00:00Z");
         s.passed("b", "2026-01-03T00:00:00Z");
         s.gate_failed("c", "2026-01-04T00:00:00Z");
-        s.composes.push((
-            compose(
-                "d",
-                "2026-01-05T00:00:00Z",
-                ComposeState::Failed { reason: "x".into() },
-            ),
-            Some(decision("d", true)),
-        ));
-        s.composes.push((
-            compose("e", "2026-01-05T01:00:00Z", ComposeState::Running),
-            None,
-        ));
-        s.composes.push((
-            compose("f", "2026-01-05T02:00:00Z", ComposeState::Complete),
-            None,
-        ));
+        // A failed build that a decision passed, a running compose, and an undecided one.
+        s.composes
+            .push(compose("d", "2026-01-05T00:00:00Z", false, Some(true)));
+        s.composes
+            .push(compose("e", "2026-01-05T01:00:00Z", false, None));
+        s.composes
+            .push(compose("f", "2026-01-05T02:00:00Z", true, None));
         // Passing composes wait for the release day.
         assert_eq!(s.tick("2026-01-05T12:00:00Z"), ReleaseAction::Nothing);
         assert!(released("b")(&s.tick("2026-01-06T12:00:01Z")));
@@ -703,7 +665,7 @@ mod tests {
         composed: &str,
         published: Option<&str>,
         state: ReleaseState,
-    ) -> (Release, Compose) {
+    ) -> (Release, CandidateCompose) {
         let at = published.map(t).unwrap_or_else(|| t(composed));
         (
             Release {
@@ -715,7 +677,7 @@ mod tests {
                 published_at: published.map(t),
                 revocation: None,
             },
-            compose(id, composed, ComposeState::Complete),
+            compose(id, composed, true, None),
         )
     }
 

@@ -52,16 +52,15 @@ mod cadence;
 
 pub use cadence::{plan_release, ReleaseAction, ReleaseInputs, ReleasePlan, ReleaseReason};
 
-use slipway_model::{CadenceState, Compose, ComposeId, Decision, Release, StreamPolicy};
+use slipway_model::{CadenceState, CandidateCompose, ComposeId, Release, StreamPolicy};
 
 /// The compose a stream that releases on pass should release now, if any: [`plan_release`] with the
 /// default policy (`on-pass`, no promotion).
 ///
-/// `candidates` are the stream's composes with their latest decision in this stream (`None` when
-/// undecided), in any order; `releases` are the stream's releases. Composes are ordered by creation time,
+/// `candidates` are the stream's composes as the policy weighs them, in any order; `releases` are the stream's releases. Composes are ordered by creation time,
 /// then by id, which is the order they were started in.
 pub fn next_release<'a>(
-    candidates: &'a [(Compose, Option<Decision>)],
+    candidates: &'a [CandidateCompose],
     releases: &[Release],
 ) -> Option<&'a ComposeId> {
     let inputs = ReleaseInputs {
@@ -76,10 +75,9 @@ pub fn next_release<'a>(
         &inputs,
     );
     match plan.action {
-        ReleaseAction::Release { compose, .. } => candidates
-            .iter()
-            .map(|(c, _)| &c.id)
-            .find(|id| **id == compose),
+        ReleaseAction::Release { compose, .. } => {
+            candidates.iter().map(|c| &c.id).find(|id| **id == compose)
+        }
         _ => None,
     }
 }
@@ -88,37 +86,15 @@ pub fn next_release<'a>(
 mod tests {
     use super::*;
     use jiff::Timestamp;
-    use slipway_model::{sha256_hex, ComposeState, ReleaseState, Version};
+    use slipway_model::{ReleaseState, Version};
 
-    fn compose(id: &str, second: i64, state: ComposeState) -> Compose {
-        Compose {
+    fn compose(id: &str, second: i64, built: bool, passed: Option<bool>) -> CandidateCompose {
+        CandidateCompose {
             id: ComposeId(id.into()),
-            stream: "cloud".into(),
-            recipe: "cloud".into(),
-            recipe_hash: sha256_hex(b"r"),
-            input_hash: None,
-            state,
             created_at: Timestamp::from_second(second).expect("valid"),
-            finished_at: None,
-            artifacts: vec![],
-            lock: None,
-            pkgdiff: None,
-        }
-    }
-
-    fn decision(id: &str, passed: bool) -> Option<Decision> {
-        Some(Decision {
-            compose: ComposeId(id.into()),
-            stream: "cloud".into(),
+            built,
             passed,
-            summary: String::new(),
-            unsatisfied: vec![],
-            satisfied: vec![],
-            results_used: vec![],
-            waivers_used: vec![],
-            not_applicable: vec![],
-            at: None,
-        })
+        }
     }
 
     fn release(id: &str, state: ReleaseState) -> Release {
@@ -136,19 +112,10 @@ mod tests {
     #[test]
     fn releases_the_newest_passing_compose() {
         let candidates = vec![
-            (
-                compose("c.0", 1, ComposeState::Complete),
-                decision("c.0", true),
-            ),
-            (
-                compose("c.1", 2, ComposeState::Complete),
-                decision("c.1", true),
-            ),
-            (
-                compose("c.2", 3, ComposeState::Complete),
-                decision("c.2", false),
-            ),
-            (compose("c.3", 4, ComposeState::Running), None),
+            compose("c.0", 1, true, Some(true)),
+            compose("c.1", 2, true, Some(true)),
+            compose("c.2", 3, true, Some(false)),
+            compose("c.3", 4, false, None),
         ];
         assert_eq!(
             next_release(&candidates, &[]).map(|c| c.as_str()),
@@ -159,14 +126,8 @@ mod tests {
     #[test]
     fn never_releases_a_compose_twice_or_goes_backwards() {
         let candidates = vec![
-            (
-                compose("c.0", 1, ComposeState::Complete),
-                decision("c.0", true),
-            ),
-            (
-                compose("c.1", 2, ComposeState::Complete),
-                decision("c.1", true),
-            ),
+            compose("c.0", 1, true, Some(true)),
+            compose("c.1", 2, true, Some(true)),
         ];
         let released = [release("c.1", ReleaseState::Published)];
         assert_eq!(next_release(&candidates, &released), None);
@@ -180,11 +141,8 @@ mod tests {
     #[test]
     fn nothing_without_a_positive_decision() {
         let candidates = vec![
-            (compose("c.0", 1, ComposeState::Complete), None),
-            (
-                compose("c.1", 2, ComposeState::Failed { reason: "x".into() }),
-                decision("c.1", true),
-            ),
+            compose("c.0", 1, true, None),
+            compose("c.1", 2, false, Some(true)),
         ];
         assert_eq!(next_release(&candidates, &[]), None);
     }

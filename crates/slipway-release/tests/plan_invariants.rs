@@ -13,9 +13,8 @@
 use jiff::Timestamp;
 use proptest::prelude::*;
 use slipway_model::{
-    sha256_hex, Cadence, CadenceState, Compose, ComposeId, ComposeState, Decision, EverySchedule,
-    OnMissed, Period, PeriodUnit, Promotion, Release, ReleaseState, StreamPolicy, TimeOfDay,
-    Version,
+    Cadence, CadenceState, CandidateCompose, ComposeId, EverySchedule, OnMissed, Period,
+    PeriodUnit, Promotion, Release, ReleaseState, StreamPolicy, TimeOfDay, Version,
 };
 use slipway_release::{plan_release, ReleaseAction, ReleaseInputs};
 
@@ -109,24 +108,9 @@ fn ts(second: i64) -> Timestamp {
     Timestamp::from_second(second).expect("in range")
 }
 
-fn decision(id: &ComposeId, passed: bool) -> Option<Decision> {
-    Some(Decision {
-        compose: id.clone(),
-        stream: "s".into(),
-        passed,
-        summary: String::new(),
-        unsatisfied: vec![],
-        satisfied: vec![],
-        results_used: vec![],
-        waivers_used: vec![],
-        not_applicable: vec![],
-        at: None,
-    })
-}
-
 /// A compose of the stream and, for one that finishes late, the step at which it does.
 struct World {
-    composes: Vec<(Compose, Option<Decision>)>,
+    composes: Vec<CandidateCompose>,
     finishes: Vec<Option<(usize, bool)>>,
     releases: Vec<Release>,
     state: CadenceState,
@@ -144,36 +128,18 @@ impl World {
 
     fn add(&mut self, i: usize, at: i64, outcome: &Outcome) {
         let id = ComposeId(format!("c{i:04}"));
-        let (state, decision, finish) = match outcome {
-            Outcome::Passes => (ComposeState::Complete, decision(&id, true), None),
-            Outcome::FailsGate => (ComposeState::Complete, decision(&id, false), None),
-            Outcome::FailsBuild => (
-                ComposeState::Failed {
-                    reason: "build".into(),
-                },
-                decision(&id, false),
-                None,
-            ),
-            Outcome::Late(passes, after) => {
-                (ComposeState::Running, None, Some((i + after, *passes)))
-            }
+        let (built, passed, finish) = match outcome {
+            Outcome::Passes => (true, Some(true), None),
+            Outcome::FailsGate => (true, Some(false), None),
+            Outcome::FailsBuild => (false, Some(false), None),
+            Outcome::Late(passes, after) => (false, None, Some((i + after, *passes))),
         };
-        self.composes.push((
-            Compose {
-                id,
-                stream: "s".into(),
-                recipe: "r".into(),
-                recipe_hash: sha256_hex(b"r"),
-                input_hash: None,
-                state,
-                created_at: ts(at),
-                finished_at: None,
-                artifacts: vec![],
-                lock: None,
-                pkgdiff: None,
-            },
-            decision,
-        ));
+        self.composes.push(CandidateCompose {
+            id,
+            created_at: ts(at),
+            built,
+            passed,
+        });
         self.finishes.push(finish);
     }
 
@@ -181,9 +147,9 @@ impl World {
         for (k, finish) in self.finishes.iter_mut().enumerate() {
             if let Some((at, passes)) = *finish {
                 if at == step {
-                    let (compose, d) = &mut self.composes[k];
-                    compose.state = ComposeState::Complete;
-                    *d = decision(&compose.id, passes);
+                    let compose = &mut self.composes[k];
+                    compose.built = true;
+                    compose.passed = Some(passes);
                     *finish = None;
                 }
             }
@@ -198,10 +164,10 @@ impl World {
         }
     }
 
-    fn compose(&self, id: &ComposeId) -> &(Compose, Option<Decision>) {
+    fn compose(&self, id: &ComposeId) -> &CandidateCompose {
         self.composes
             .iter()
-            .find(|(c, _)| &c.id == id)
+            .find(|c| &c.id == id)
             .expect("a release of a known compose")
     }
 
@@ -209,24 +175,21 @@ impl World {
         self.releases
             .iter()
             .filter(|r| r.state != ReleaseState::Revoked)
-            .map(|r| (self.compose(&r.compose).0.created_at, r.compose.clone()))
+            .map(|r| (self.compose(&r.compose).created_at, r.compose.clone()))
             .max()
     }
 
     /// The composes that could be released now, judged directly from the rules.
-    fn candidates(&self) -> impl Iterator<Item = &Compose> {
+    fn candidates(&self) -> impl Iterator<Item = &CandidateCompose> {
         let newest = self.newest_good_release_age();
-        self.composes
-            .iter()
-            .filter(move |(c, d)| {
-                c.state == ComposeState::Complete
-                    && d.as_ref().is_some_and(|d| d.passed)
-                    && !self.releases.iter().any(|r| r.compose == c.id)
-                    && newest
-                        .as_ref()
-                        .is_none_or(|n| (c.created_at, c.id.clone()) > *n)
-            })
-            .map(|(c, _)| c)
+        self.composes.iter().filter(move |c| {
+            c.built
+                && c.passed == Some(true)
+                && !self.releases.iter().any(|r| r.compose == c.id)
+                && newest
+                    .as_ref()
+                    .is_none_or(|n| (c.created_at, c.id.clone()) > *n)
+        })
     }
 
     fn has_candidate(&self) -> bool {
@@ -301,9 +264,9 @@ proptest! {
             let mut released = false;
             match &plan.action {
                 ReleaseAction::Release { compose, .. } => {
-                    let (c, d) = world.compose(compose);
-                    prop_assert_eq!(&c.state, &ComposeState::Complete);
-                    prop_assert!(d.as_ref().is_some_and(|d| d.passed), "released a failing compose");
+                    let c = world.compose(compose);
+                    prop_assert!(c.built, "released a compose that did not build");
+                    prop_assert_eq!(c.passed, Some(true), "released a failing compose");
                     prop_assert!(
                         !world.releases.iter().any(|r| &r.compose == compose),
                         "released {} twice", compose
@@ -363,7 +326,7 @@ proptest! {
     ) {
         // The source stream: a release every few hours to days, some revoked later (never before they
         // are published), composes in creation order.
-        let mut source: Vec<(Release, Compose)> = vec![];
+        let mut source: Vec<(Release, CandidateCompose)> = vec![];
         let mut at = START;
         for (i, (gap, revoked, late)) in publish_gaps.iter().enumerate() {
             at += gap * 3600;
@@ -379,19 +342,7 @@ proptest! {
                     published_at: Some(published),
                     revocation: None,
                 },
-                Compose {
-                    id,
-                    stream: "testing".into(),
-                    recipe: "r".into(),
-                    recipe_hash: sha256_hex(b"r"),
-                    input_hash: None,
-                    state: ComposeState::Complete,
-                    created_at: ts(at),
-                    finished_at: None,
-                    artifacts: vec![],
-                    lock: None,
-                    pkgdiff: None,
-                },
+                CandidateCompose { id, created_at: ts(at), built: true, passed: None },
             ));
         }
         let soak = Period::new(soak_days, PeriodUnit::Days).expect("period");

@@ -19,10 +19,10 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use slipway_model::{
-    Announcement, Artifact, Compose, ComposeId, Decision, Event, EventId, EventSeq, ExternalIssue,
-    Incident, IncidentAction, InputHash, Lock, MirrorStep, NewIncident, NewIncidentComment,
-    NewWaiver, PkgDiff, Release, ReleaseState, RevocationNote, RunId, Sha256, TestResult, TestRun,
-    Verdict, Version, Waiver,
+    Announcement, Artifact, CandidateCompose, Compose, ComposeId, Decision, Event, EventId,
+    EventSeq, ExternalIssue, Incident, IncidentAction, InputHash, Lock, MirrorStep, NewIncident,
+    NewIncidentComment, NewWaiver, PkgDiff, Release, ReleaseState, RevocationNote, RunId, Sha256,
+    TestResult, TestRun, Verdict, Version, Waiver,
 };
 
 pub use notification::{Notification, NotificationState};
@@ -182,13 +182,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Composes, newest first, of one stream or of all.
     async fn composes(&self, stream: Option<&str>, limit: usize) -> StoreResult<Vec<Compose>>;
 
-    /// A stream's newest composes, newest first as [`Store::composes`] gives them, each with its latest
-    /// decision in that stream: what the release policy weighs, in one read.
-    async fn composes_with_decisions(
+    /// A stream's newest composes as the release policy weighs them, newest first as
+    /// [`Store::composes`] gives them, each with whether its latest decision in that stream passed: one
+    /// read that leaves their locks and artifacts alone.
+    async fn candidate_composes(
         &self,
         stream: &str,
         limit: usize,
-    ) -> StoreResult<Vec<(Compose, Option<Decision>)>>;
+    ) -> StoreResult<Vec<CandidateCompose>>;
 
     /// The newest complete compose of a recipe (in any stream) other than `excluding`: the compose whose
     /// lock is the recipe's current one, and what a new compose's package diff is taken against.
@@ -492,6 +493,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Events with a sequence number greater than `after`, oldest first, at most `limit`.
     async fn events_after(&self, after: EventSeq, limit: usize) -> StoreResult<Vec<Event>>;
+
+    /// Events on one of `topics` with a sequence number greater than `after`, oldest first, at most
+    /// `limit`: for a reader that follows a few topics among many.
+    async fn events_after_on(
+        &self,
+        after: EventSeq,
+        topics: &[&str],
+        limit: usize,
+    ) -> StoreResult<Vec<Event>>;
+
+    /// Events with a sequence number greater than `after` that `handler` has not marked handled, oldest
+    /// first, at most `limit`, leaving out those on one of `skip`: the topics the handler has no reaction
+    /// to, which it then need neither read nor mark.
+    async fn unhandled_events_after(
+        &self,
+        handler: &str,
+        after: EventSeq,
+        skip: &[&str],
+        limit: usize,
+    ) -> StoreResult<Vec<Event>>;
 
     /// The sequence number of the newest event; 0 when there is none.
     async fn last_event_seq(&self) -> StoreResult<EventSeq>;

@@ -54,10 +54,10 @@ use jiff::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 use serde_json::json;
 use slipway_model::{
-    topics, Announcement, Artifact, Compose, ComposeId, ComposeState, Decision, Event, EventId,
-    EventSeq, ExternalIssue, Incident, IncidentAction, InputHash, Lock, MirrorStep, NewIncident,
-    NewIncidentComment, NewWaiver, Outcome, PkgDiff, Release, ReleaseState, Revocation,
-    RevocationNote, RunId, Sha256, TestResult, TestRun, Verdict, Version, Waiver,
+    topics, Announcement, Artifact, CandidateCompose, Compose, ComposeId, ComposeState, Decision,
+    Event, EventId, EventSeq, ExternalIssue, Incident, IncidentAction, InputHash, Lock, MirrorStep,
+    NewIncident, NewIncidentComment, NewWaiver, Outcome, PkgDiff, Release, ReleaseState,
+    Revocation, RevocationNote, RunId, Sha256, TestResult, TestRun, Verdict, Version, Waiver,
 };
 use uuid::Uuid;
 
@@ -873,6 +873,44 @@ fn newest_composes(
         .collect()
 }
 
+/// The events a query over `events` selects, in its order; the query selects `seq, id, topic, time,
+/// schema, body`.
+fn read_events(
+    tx: &Transaction<'_>,
+    op: &str,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> StoreResult<Vec<Event>> {
+    const T: &str = "events";
+    let mut stmt = tx.prepare_cached(sql).db(op)?;
+    let rows = stmt
+        .query_map(params, |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, String>(5)?,
+            ))
+        })
+        .db(op)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .db(op)?;
+    rows.into_iter()
+        .map(|(seq, id, topic, time, schema, body)| {
+            Ok(Event {
+                id: Uuid::parse_str(&id).map_err(|e| corrupt(T, "id", e))?,
+                seq,
+                topic,
+                time: parse_ts(T, "time", &time)?,
+                schema,
+                body: parse_json(T, "body", &body)?,
+            })
+        })
+        .collect()
+}
+
 fn latest_decision_in(
     conn: &Connection,
     op: &str,
@@ -1365,19 +1403,57 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn composes_with_decisions(
+    async fn candidate_composes(
         &self,
         stream: &str,
         limit: usize,
-    ) -> StoreResult<Vec<(Compose, Option<Decision>)>> {
-        const OP: &str = "composes_with_decisions";
+    ) -> StoreResult<Vec<CandidateCompose>> {
+        const OP: &str = "candidate_composes";
         let stream = stream.to_owned();
         self.read(OP, move |tx| {
-            newest_composes(tx, OP, Some(&stream), limit)?
-                .into_iter()
-                .map(|compose| {
-                    let decision = latest_decision_in(tx, OP, compose.id.as_str(), &stream)?;
-                    Ok((compose, decision))
+            // The subquery walks `decisions_by_compose` back to each compose's latest decision in the
+            // stream, so the whole window is one statement whatever its size.
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT c.id, c.state, c.created_at, \
+                            (SELECT d.passed FROM decisions d \
+                              WHERE d.compose_id = c.id AND d.stream = c.stream \
+                              ORDER BY d.id DESC LIMIT 1) \
+                     FROM composes c WHERE c.stream = ?1 \
+                     ORDER BY c.created_at DESC, c.n DESC, c.id DESC LIMIT ?2",
+                )
+                .db(OP)?;
+            let rows = stmt
+                .query_map(params![stream, sql_limit(limit)], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, Option<bool>>(3)?,
+                    ))
+                })
+                .db(OP)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db(OP)?;
+            rows.into_iter()
+                .map(|(id, state, created_at, passed)| {
+                    let built = match state.as_str() {
+                        "complete" => true,
+                        "running" | "failed" => false,
+                        other => {
+                            return Err(corrupt(
+                                "composes",
+                                "state",
+                                format!("unknown state {other:?}"),
+                            ))
+                        }
+                    };
+                    Ok(CandidateCompose {
+                        id: ComposeId(id),
+                        created_at: parse_ts("composes", "created_at", &created_at)?,
+                        built,
+                        passed,
+                    })
                 })
                 .collect()
         })
@@ -2327,39 +2403,59 @@ impl Store for SqliteStore {
     async fn events_after(&self, after: EventSeq, limit: usize) -> StoreResult<Vec<Event>> {
         const OP: &str = "events_after";
         self.read(OP, move |tx| {
-            const T: &str = "events";
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT seq, id, topic, time, schema, body FROM events WHERE seq > ?1 \
-                     ORDER BY seq LIMIT ?2",
-                )
-                .db(OP)?;
-            let rows = stmt
-                .query_map(params![after, sql_limit(limit)], |row| {
-                    Ok((
-                        row.get::<_, i64>(0)?,
-                        row.get::<_, String>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, String>(3)?,
-                        row.get::<_, String>(4)?,
-                        row.get::<_, String>(5)?,
-                    ))
-                })
-                .db(OP)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .db(OP)?;
-            rows.into_iter()
-                .map(|(seq, id, topic, time, schema, body)| {
-                    Ok(Event {
-                        id: Uuid::parse_str(&id).map_err(|e| corrupt(T, "id", e))?,
-                        seq,
-                        topic,
-                        time: parse_ts(T, "time", &time)?,
-                        schema,
-                        body: parse_json(T, "body", &body)?,
-                    })
-                })
-                .collect()
+            read_events(
+                tx,
+                OP,
+                "SELECT seq, id, topic, time, schema, body FROM events WHERE seq > ?1 \
+                 ORDER BY seq LIMIT ?2",
+                params![after, sql_limit(limit)],
+            )
+        })
+        .await
+    }
+
+    async fn events_after_on(
+        &self,
+        after: EventSeq,
+        topics: &[&str],
+        limit: usize,
+    ) -> StoreResult<Vec<Event>> {
+        const OP: &str = "events_after_on";
+        let topics = to_json(OP, &topics)?;
+        self.read(OP, move |tx| {
+            // One statement for any list of topics: the list is a JSON array parameter.
+            read_events(
+                tx,
+                OP,
+                "SELECT seq, id, topic, time, schema, body FROM events WHERE seq > ?1 \
+                 AND topic IN (SELECT value FROM json_each(?2)) ORDER BY seq LIMIT ?3",
+                params![after, topics, sql_limit(limit)],
+            )
+        })
+        .await
+    }
+
+    async fn unhandled_events_after(
+        &self,
+        handler: &str,
+        after: EventSeq,
+        skip: &[&str],
+        limit: usize,
+    ) -> StoreResult<Vec<Event>> {
+        const OP: &str = "unhandled_events_after";
+        let handler = handler.to_owned();
+        let skip = to_json(OP, &skip)?;
+        self.read(OP, move |tx| {
+            read_events(
+                tx,
+                OP,
+                "SELECT seq, id, topic, time, schema, body FROM events e WHERE seq > ?1 \
+                 AND topic NOT IN (SELECT value FROM json_each(?3)) \
+                 AND NOT EXISTS (SELECT 1 FROM handled_events h \
+                                 WHERE h.handler = ?2 AND h.event_id = e.id) \
+                 ORDER BY seq LIMIT ?4",
+                params![after, handler, skip, sql_limit(limit)],
+            )
         })
         .await
     }

@@ -6,10 +6,10 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::json;
 use slipway_model::{
-    sha256_hex, topics, Artifact, ArtifactKind, Attempt, ComposeId, ComposeState, Decision, Event,
-    InputHash, Lock, LockedPackage, NewWaiver, Outcome, OutputFormat, PackageChange, PkgDiff,
-    Release, ReleaseState, RunId, TestResult, TestRun, Unsatisfied, UnsatisfiedKind, Verdict,
-    Version,
+    sha256_hex, topics, Artifact, ArtifactKind, Attempt, CandidateCompose, ComposeId, ComposeState,
+    Decision, Event, InputHash, Lock, LockedPackage, NewWaiver, Outcome, OutputFormat,
+    PackageChange, PkgDiff, Release, ReleaseState, RunId, TestResult, TestRun, Unsatisfied,
+    UnsatisfiedKind, Verdict, Version,
 };
 use slipway_store::{JobOutcome, NewJob, RevocationAction, SqliteStore, Store, StoreError};
 
@@ -826,7 +826,7 @@ async fn decisions_are_recorded_only_when_the_answer_changes() {
 }
 
 #[tokio::test]
-async fn newest_composes_come_with_their_latest_decision_in_the_stream() {
+async fn candidate_composes_come_newest_first_with_their_latest_decision_in_the_stream() {
     let s = store();
     let old = complete(&s, "cloud", t("2026-11-19T10:00:00Z")).await;
     let undecided = complete(&s, "cloud", t("2026-11-20T10:00:00Z")).await;
@@ -847,23 +847,50 @@ async fn newest_composes_come_with_their_latest_decision_in_the_stream() {
     };
     s.record_decision(&elsewhere, at).await.expect("record");
 
-    let window = s.composes_with_decisions("s", 2).await.expect("window");
-    let ids: Vec<&ComposeId> = window.iter().map(|(c, _)| &c.id).collect();
+    let failed = s
+        .create_compose(
+            "s",
+            "cloud",
+            &sha256_hex(b"cloud"),
+            t("2026-11-18T10:00:00Z"),
+        )
+        .await
+        .expect("create");
+    s.fail_compose(&failed.id, "broken", at)
+        .await
+        .expect("fail");
+
+    let window = s.candidate_composes("s", 2).await.expect("window");
+    let ids: Vec<&ComposeId> = window.iter().map(|c| &c.id).collect();
     assert_eq!(
         ids,
         [&newest, &undecided],
         "newest first, at most the limit"
     );
-    assert_eq!(window[0].1, Some(passing));
-    assert_eq!(window[1].1, None);
-    let listed = s.composes(Some("s"), 2).await.expect("composes");
+    assert_eq!(window[0].passed, Some(true), "the latest decision counts");
     assert_eq!(
-        window.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>(),
-        listed,
-        "the same composes as a listing"
+        window[1].passed, None,
+        "another stream's decision is not this stream's"
     );
+    let listed = s.composes(Some("s"), 5).await.expect("composes");
+    let whole = s.candidate_composes("s", 5).await.expect("window");
+    let decisions = [Some(true), None, Some(true), None];
+    assert_eq!(
+        whole,
+        listed
+            .iter()
+            .zip(decisions)
+            .map(|(c, passed)| CandidateCompose {
+                passed,
+                ..CandidateCompose::of(c, None)
+            })
+            .collect::<Vec<_>>(),
+        "the same composes as a listing, in its order, with when they started and whether they built"
+    );
+    assert!(!whole[3].built, "a failed build did not build");
+    assert!(whole[..3].iter().all(|c| c.built));
     assert!(s
-        .composes_with_decisions("nothing", 5)
+        .candidate_composes("nothing", 5)
         .await
         .expect("empty")
         .is_empty());
@@ -1429,6 +1456,78 @@ async fn events_page_in_order_and_handlers_are_remembered() {
     assert!(s.is_handled("engine", event).await.expect("handled"));
     assert!(!s.is_handled("bus", event).await.expect("handled"));
     assert!(!s.is_handled("engine", first[1].id).await.expect("handled"));
+
+    // What a handler still has to do: every event after the cursor but the ones it marked.
+    let seqs = |events: Vec<Event>| events.iter().map(|e| e.seq).collect::<Vec<_>>();
+    s.mark_handled("engine", rest[1].id, at)
+        .await
+        .expect("mark");
+    assert_eq!(
+        seqs(
+            s.unhandled_events_after("engine", 0, &[], 10)
+                .await
+                .expect("unhandled")
+        ),
+        [first[1].seq, rest[0].seq, rest[2].seq]
+    );
+    assert_eq!(
+        seqs(
+            s.unhandled_events_after("engine", first[1].seq, &[], 1)
+                .await
+                .expect("unhandled")
+        ),
+        [rest[0].seq],
+        "after the cursor, at most the limit"
+    );
+    assert_eq!(
+        seqs(
+            s.unhandled_events_after("bus", 0, &[], 10)
+                .await
+                .expect("unhandled")
+        )
+        .len(),
+        5,
+        "another handler's marks are not this one's"
+    );
+
+    // A reader of a few topics gets those and skips the rest.
+    let c = s
+        .create_compose("s", "cloud", &sha256_hex(b"r"), at)
+        .await
+        .expect("create");
+    s.fail_compose(&c.id, "broken", at).await.expect("fail");
+    let skipping_starts = s
+        .unhandled_events_after("bus", 0, &[topics::COMPOSE_STARTED], 10)
+        .await
+        .expect("unhandled");
+    assert_eq!(
+        skipping_starts
+            .iter()
+            .map(|e| e.topic.as_str())
+            .collect::<Vec<_>>(),
+        [topics::COMPOSE_FAILED],
+        "the topics a handler skips are left out"
+    );
+    let failed = s
+        .events_after_on(0, &[topics::COMPOSE_FAILED, "no.such.topic"], 10)
+        .await
+        .expect("events");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].topic, topics::COMPOSE_FAILED);
+    assert_eq!(
+        seqs(
+            s.events_after_on(0, &[topics::COMPOSE_STARTED], 10)
+                .await
+                .expect("events")
+        ),
+        seqs(all_events(&s).await)[..6].to_vec(),
+        "six composes started before the failure"
+    );
+    assert!(s
+        .events_after_on(failed[0].seq, &[topics::COMPOSE_FAILED], 10)
+        .await
+        .expect("events")
+        .is_empty());
 }
 
 // ----- jobs -----
