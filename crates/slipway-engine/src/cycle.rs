@@ -1,5 +1,6 @@
 //! One full cycle for every stream: compose → test → gate → release → publish.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::PathBuf;
 
@@ -159,12 +160,16 @@ impl Engine {
             }
             // Only the newest compose can be unfinished: a cycle starts a compose only after resuming
             // the stream's unfinished one.
-            let unfinished = self
+            let unfinished = match self
                 .store
-                .composes(Some(&stream.name), 1)
+                .candidate_composes(&stream.name, 1)
                 .await?
                 .into_iter()
-                .find(|c| c.state == ComposeState::Running);
+                .find(|c| c.state == ComposeState::Running)
+            {
+                Some(newest) => self.store.compose(&newest.id).await?,
+                None => None,
+            };
             let (compose, reason, expected_from) = match unfinished {
                 Some(compose) => {
                     self.progress.step(
@@ -240,26 +245,39 @@ impl Engine {
         self.drain().await?;
         // Release days and promotions that came due are served now, so a `run --once` on a release day
         // releases without waiting for a daemon.
+        let states = self.stream_states().await?;
         for (stream, _) in &selected {
-            self.release_tick_stream(stream, true).await?;
+            self.release_tick_with(
+                stream,
+                true,
+                states.cadence(&stream.name),
+                states.end_of_life(&stream.name).is_some(),
+            )
+            .await?;
         }
         self.drain().await?;
 
         // A compose whose job was given up (it crashed the worker every time) must not stay "running"
         // forever: that would block the stream's next cycle.
+        let mut finished = HashMap::new();
         for (_, id, _) in &started {
-            if let Some(compose) = self.store.compose(id).await? {
-                if compose.state == ComposeState::Running {
-                    let failures = self.store.failed_jobs(50).await?;
-                    let last = failures
-                        .iter()
-                        .find(|(job, _)| job.key == format!("compose:{id}"))
-                        .map(|(_, e)| e.clone())
-                        .unwrap_or_else(|| "the compose job did not finish".into());
-                    self.store.fail_compose(id, &last, self.now()).await?;
-                    self.drain().await?;
+            let Some(mut compose) = self.store.compose(id).await? else {
+                continue;
+            };
+            if compose.state == ComposeState::Running {
+                let failures = self.store.failed_jobs(50).await?;
+                let last = failures
+                    .iter()
+                    .find(|(job, _)| job.key == format!("compose:{id}"))
+                    .map(|(_, e)| e.clone())
+                    .unwrap_or_else(|| "the compose job did not finish".into());
+                self.store.fail_compose(id, &last, self.now()).await?;
+                self.drain().await?;
+                if let Some(failed) = self.store.compose(id).await? {
+                    compose = failed;
                 }
             }
+            finished.insert(id.clone(), compose);
         }
 
         let mut report = Vec::new();
@@ -278,7 +296,7 @@ impl Engine {
             });
         }
         for (stream, id, reason) in started {
-            let compose = self.store.compose(&id).await?;
+            let compose = finished.remove(&id);
             let decision = self.store.latest_decision(&id, &stream).await?;
             let release = self.current_release(&stream).await?;
             let released_now = release.as_ref().is_some_and(|r| r.compose == id);

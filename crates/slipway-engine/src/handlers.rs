@@ -37,22 +37,23 @@ impl Engine {
         loop {
             // The mark, not the cursor, is what guarantees once-only: the cursor only saves reading
             // again the events this process has already seen handled.
-            let events = self
+            let found = self
                 .store
                 .unhandled_events_after(HANDLER, after, NO_REACTION, 500)
                 .await?;
-            let Some(last) = events.last() else {
-                return Ok(handled);
-            };
-            after = last.seq;
-            for event in events {
-                self.react(&event).await?;
+            for event in &found.events {
+                self.react(event).await?;
                 self.store
                     .mark_handled(HANDLER, event.id, self.now())
                     .await?;
                 handled += 1;
                 self.handled_through.store(event.seq, Ordering::Release);
             }
+            self.handled_through.store(found.through, Ordering::Release);
+            if found.events.is_empty() {
+                return Ok(handled);
+            }
+            after = found.through;
         }
     }
 
@@ -81,7 +82,7 @@ impl Engine {
             | topics::WAIVER_REVOKED => {
                 if let Some(compose) = compose {
                     if let Some(found) = self.store.compose(&compose).await? {
-                        let decision = self.decide(&found.stream, &compose).await?;
+                        let decision = self.decide_on(&found.stream, &found).await?;
                         self.progress.step(
                             &found.stream,
                             &format!(

@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 
 use jiff::Timestamp;
-use slipway_model::{Compose, ComposeId, ComposeState, Release, ReleaseState, Version};
+use slipway_model::{CandidateCompose, ComposeId, ComposeState, Release, ReleaseState, Version};
 
 use crate::{Engine, EngineError};
 
@@ -112,7 +112,7 @@ impl InvariantChecker {
         engine: &Engine,
         stream: &str,
     ) -> Result<Vec<String>, EngineError> {
-        let composes = engine.store.composes(Some(stream), 10).await?;
+        let composes = engine.store.candidate_composes(stream, 10).await?;
         let mut violations = Vec::new();
         for (index, compose) in composes.iter().enumerate() {
             if self.checked_composes.contains(&compose.id) || compose.state == ComposeState::Running
@@ -121,16 +121,13 @@ impl InvariantChecker {
             }
             let bad = match &compose.state {
                 ComposeState::Failed { .. } => true,
-                ComposeState::Complete => {
-                    let decision = engine.store.latest_decision(&compose.id, stream).await?;
-                    match decision {
-                        // Undecided yet: check it at a later step.
-                        None => continue,
-                        // Only the newest compose speaks for the nightly; a newer one decides an older
-                        // compose's failure out of the incident's scope.
-                        Some(d) => !d.passed && index == 0,
-                    }
-                }
+                ComposeState::Complete => match compose.passed {
+                    // Undecided yet: check it at a later step.
+                    None => continue,
+                    // Only the newest compose speaks for the nightly; a newer one decides an older
+                    // compose's failure out of the incident's scope.
+                    Some(passed) => !passed && index == 0,
+                },
                 ComposeState::Running => continue,
             };
             self.checked_composes.insert(compose.id.clone());
@@ -138,7 +135,7 @@ impl InvariantChecker {
                 continue;
             }
             // The newest incidents answer at once; the whole history only confirms a miss.
-            if !on_a_recent_incident(engine, compose).await?
+            if !on_a_recent_incident(engine, stream, compose).await?
                 && !incident_composes(engine, stream)
                     .await?
                     .contains(&compose.id)
@@ -173,13 +170,14 @@ impl InvariantChecker {
 /// Whether one of the incidents opened since `compose` was made, or the newest one opened before it (the one
 /// that was open then, if any), names it: read newest first, a few at a time. At most one incident is open at
 /// a time, so an older incident was closed before the compose was made and cannot name it.
-async fn on_a_recent_incident(engine: &Engine, compose: &Compose) -> Result<bool, EngineError> {
+async fn on_a_recent_incident(
+    engine: &Engine,
+    stream: &str,
+    compose: &CandidateCompose,
+) -> Result<bool, EngineError> {
     let mut limit = 4;
     loop {
-        let incidents = engine
-            .store
-            .newest_incidents(&compose.stream, limit)
-            .await?;
+        let incidents = engine.store.newest_incidents(stream, limit).await?;
         for incident in &incidents {
             let names = incident.compose == compose.id
                 || incident

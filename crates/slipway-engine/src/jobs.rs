@@ -709,6 +709,7 @@ impl Engine {
         let mut to_mark = Vec::new();
         let mut advisories = None;
         let mut known_fingerprints = BTreeMap::new();
+        let states = self.stream_states().await?;
         for stream in &self.config.streams {
             // Streams nothing happened to since this engine's last publish are taken as it published them,
             // and a stream whose events all name their release is patched rather than read whole.
@@ -720,7 +721,7 @@ impl Engine {
                 (Some(input), None) => {
                     // Stale and end-of-life markers are read again: an incident's link may have come
                     // since.
-                    let (stale, eol) = self.stream_condition(&stream.name).await?;
+                    let (stale, eol) = self.stream_condition(&states, &stream.name).await?;
                     let fingerprint = last
                         .as_ref()
                         .and_then(|last| last.fingerprints.get(&stream.name));
@@ -797,7 +798,7 @@ impl Engine {
                     }
                 }
             }
-            let (stale, eol) = self.stream_condition(&stream.name).await?;
+            let (stale, eol) = self.stream_condition(&states, &stream.name).await?;
             streams.push(StreamInput {
                 name: stream.name.clone(),
                 description: stream.description.clone(),

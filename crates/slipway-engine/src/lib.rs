@@ -55,8 +55,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use slipway_exec::{CommandRunner, SystemRunner};
 use slipway_model::{
-    Clock, ComposeId, Config, Decision, GateConfig, NewWaiver, Requirement, SystemClock, Verdict,
-    Waiver,
+    Clock, Compose, ComposeId, Config, Decision, GateConfig, NewWaiver, Requirement, SystemClock,
+    Verdict, Waiver,
 };
 use slipway_store::{SqliteStore, Store, StoreError};
 
@@ -412,6 +412,18 @@ impl Engine {
         Ok(decision)
     }
 
+    /// [`Engine::decide`] on a compose the caller has just read.
+    pub(crate) async fn decide_on(
+        &self,
+        stream: &str,
+        compose: &Compose,
+    ) -> Result<Decision, EngineError> {
+        let now = self.now();
+        let decision = self.evaluate_read(stream, compose, now).await;
+        self.store.record_decision(&decision, now).await?;
+        Ok(decision)
+    }
+
     /// The decision on a compose in a stream as of `at`: results submitted, waivers created or revoked and
     /// verdicts given after `at` are ignored, and the requirements are those whose validity window holds
     /// `at`. Nothing is recorded.
@@ -432,21 +444,25 @@ impl Engine {
         compose: &ComposeId,
         at: Timestamp,
     ) -> Result<Decision, EngineError> {
-        let failed = |subject: &str, detail: String| {
-            tracing::warn!(%compose, stream, "gate could not decide: {detail}");
-            Ok(Decision {
-                at: Some(at),
-                ..Decision::failed(compose.clone(), stream, subject, detail)
-            })
-        };
-        let found = match self.store.compose(compose).await {
-            Ok(Some(found)) => found,
-            Ok(None) => return Err(EngineError::NotFound(format!("no compose {compose}"))),
-            Err(err) => return failed("store", format!("reading the compose failed: {err}")),
-        };
+        match self.store.compose(compose).await {
+            Ok(Some(found)) => Ok(self.evaluate_read(stream, &found, at).await),
+            Ok(None) => Err(EngineError::NotFound(format!("no compose {compose}"))),
+            Err(err) => Ok(undecided(
+                stream,
+                compose,
+                at,
+                "store",
+                format!("reading the compose failed: {err}"),
+            )),
+        }
+    }
+
+    /// The decision as of `at` on a compose already read, failing closed on anything that goes wrong.
+    async fn evaluate_read(&self, stream: &str, found: &Compose, at: Timestamp) -> Decision {
+        let compose = &found.id;
         let requirements = match self.requirements(stream).await {
             Ok(requirements) => requirements,
-            Err(message) => return failed("policy", message),
+            Err(message) => return undecided(stream, compose, at, "policy", message),
         };
         let facts = async {
             Ok::<_, StoreError>((
@@ -456,18 +472,21 @@ impl Engine {
             ))
         };
         match facts.await {
-            Ok((results, verdicts, waivers)) => Ok(slipway_gate::decide(
+            Ok((results, verdicts, waivers)) => slipway_gate::decide(
                 stream,
                 &requirements,
                 &slipway_gate::Facts {
-                    compose: &found,
+                    compose: found,
                     results: &results,
                     verdicts: &verdicts,
                     waivers: &waivers,
                 },
                 at,
-            )),
-            Err(err) => failed(
+            ),
+            Err(err) => undecided(
+                stream,
+                compose,
+                at,
                 "store",
                 format!("reading results and waivers failed: {err}"),
             ),
@@ -495,5 +514,21 @@ impl Engine {
             requirements.extend(policy.requirements());
         }
         Ok(requirements)
+    }
+}
+
+/// The failed decision the gate gives when it cannot decide (an unreadable policy, a failed store read):
+/// it fails closed, and says why.
+fn undecided(
+    stream: &str,
+    compose: &ComposeId,
+    at: Timestamp,
+    subject: &str,
+    detail: String,
+) -> Decision {
+    tracing::warn!(%compose, stream, "gate could not decide: {detail}");
+    Decision {
+        at: Some(at),
+        ..Decision::failed(compose.clone(), stream, subject, detail)
     }
 }

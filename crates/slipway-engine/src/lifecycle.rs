@@ -17,10 +17,11 @@ use slipway_store::{NewJob, StoreError};
 
 use crate::jobs::{JobKind, PublishJob};
 use crate::notify::public_url;
+use crate::release::StreamStates;
 use crate::{Engine, EngineError};
 
 /// The prefix of the state record that marks a stream's end of life.
-const EOL_KEY: &str = "eol:";
+pub(crate) const EOL_KEY: &str = "eol:";
 /// The prefix of the state records that say why a compose is released out of cycle.
 const OUT_OF_CYCLE_KEY: &str = "out-of-cycle:";
 
@@ -471,13 +472,14 @@ impl Engine {
     /// open incident's link, when the tracker gives one), and ended.
     pub(crate) async fn stream_condition(
         &self,
+        states: &StreamStates,
         stream: &str,
     ) -> Result<(Option<StaleInfo>, Option<EolInfo>), EngineError> {
-        let eol = self.end_of_life_of(stream).await?.map(|e| EolInfo {
+        let eol = states.end_of_life(stream).map(|e| EolInfo {
             at: e.at,
-            successor: e.successor,
+            successor: e.successor.clone(),
         });
-        let stale = match self.cadence_state(stream).await?.stale_since {
+        let stale = match states.cadence(stream).stale_since {
             Some(since) if eol.is_none() => Some(StaleInfo {
                 since,
                 incident_url: self.incident_url(stream).await?,

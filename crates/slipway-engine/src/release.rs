@@ -13,14 +13,19 @@ use slipway_model::{
 };
 use slipway_release::{ReleaseAction, ReleaseInputs};
 
-use crate::lifecycle::OutOfCycle;
+use std::collections::HashMap;
+
+use crate::lifecycle::{EndOfLife, OutOfCycle, EOL_KEY};
 use crate::{Engine, EngineError};
 
 /// How many of a stream's newest composes are considered as candidates.
 pub(crate) const CANDIDATE_WINDOW: usize = 50;
 
+/// The prefix of the keys of the streams' cadence states.
+const CADENCE_PREFIX: &str = "cadence:";
+
 fn cadence_key(stream: &str) -> String {
-    format!("cadence:{stream}")
+    format!("{CADENCE_PREFIX}{stream}")
 }
 
 /// What a release tick did for a stream.
@@ -37,6 +42,41 @@ pub enum TickOutcome {
     Nothing,
 }
 
+/// The records under `prefix` by the rest of their key, each decoded; one that does not decode is left
+/// out, as a single read of it gives nothing.
+fn decoded<T: serde::de::DeserializeOwned>(
+    records: Vec<(String, serde_json::Value)>,
+    prefix: &str,
+) -> HashMap<String, T> {
+    records
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let stream = key.strip_prefix(prefix)?.to_string();
+            Some((stream, serde_json::from_value(value).ok()?))
+        })
+        .collect()
+}
+
+/// What the store keeps about every stream that a tick or a publish asks of each: its cadence state and
+/// whether it ended. Read in two statements for all streams instead of two per stream.
+#[derive(Debug, Default)]
+pub(crate) struct StreamStates {
+    cadence: HashMap<String, CadenceState>,
+    ended: HashMap<String, EndOfLife>,
+}
+
+impl StreamStates {
+    /// The stream's cadence state (the default when none is kept).
+    pub(crate) fn cadence(&self, stream: &str) -> CadenceState {
+        self.cadence.get(stream).cloned().unwrap_or_default()
+    }
+
+    /// The stream's end of life, if it reached it.
+    pub(crate) fn end_of_life(&self, stream: &str) -> Option<&EndOfLife> {
+        self.ended.get(stream)
+    }
+}
+
 impl Engine {
     /// The stream's stored cadence state.
     pub async fn cadence_state(&self, stream: &str) -> Result<CadenceState, EngineError> {
@@ -46,6 +86,14 @@ impl Engine {
             .await?
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default())
+    }
+
+    /// Every stream's cadence state and end of life, as the store keeps them now.
+    pub(crate) async fn stream_states(&self) -> Result<StreamStates, EngineError> {
+        Ok(StreamStates {
+            cadence: decoded(self.store.states(CADENCE_PREFIX).await?, CADENCE_PREFIX),
+            ended: decoded(self.store.states(EOL_KEY).await?, EOL_KEY),
+        })
     }
 
     /// Serves every stream's release days and promotions that came due, and publishes what they released.
@@ -60,8 +108,16 @@ impl Engine {
     /// Runs the release policy of every stream at the current time.
     pub async fn release_tick(&self) -> Result<Vec<(String, TickOutcome)>, EngineError> {
         let mut outcomes = Vec::new();
+        let states = self.stream_states().await?;
         for stream in &self.config.streams {
-            let outcome = self.release_tick_stream(stream, true).await?;
+            let outcome = self
+                .release_tick_with(
+                    stream,
+                    true,
+                    states.cadence(&stream.name),
+                    states.end_of_life(&stream.name).is_some(),
+                )
+                .await?;
             if outcome != TickOutcome::Nothing {
                 outcomes.push((stream.name.clone(), outcome));
             }
@@ -82,7 +138,7 @@ impl Engine {
         let Some(config) = self.config.stream(stream) else {
             return Ok(());
         };
-        let newest = self.store.composes(Some(stream), 1).await?;
+        let newest = self.store.candidate_composes(stream, 1).await?;
         if newest.first().is_some_and(|c| &c.id == compose) {
             if passed {
                 self.record_good_compose(stream, compose).await?;
@@ -168,9 +224,21 @@ impl Engine {
         stream: &StreamConfig,
         timed: bool,
     ) -> Result<TickOutcome, EngineError> {
+        let state = self.cadence_state(&stream.name).await?;
+        let ended = self.end_of_life_of(&stream.name).await?.is_some();
+        self.release_tick_with(stream, timed, state, ended).await
+    }
+
+    /// [`Engine::release_tick_stream`] with the stream's cadence state, and whether it ended, read.
+    pub(crate) async fn release_tick_with(
+        &self,
+        stream: &StreamConfig,
+        timed: bool,
+        state: CadenceState,
+        ended: bool,
+    ) -> Result<TickOutcome, EngineError> {
         let now = self.now();
         let policy = stream.release_policy();
-        let state = self.cadence_state(&stream.name).await?;
         // Most ticks find nothing due; answering that from the stored state alone keeps a daemon's polls
         // and a simulation's clock steps cheap.
         let nothing_due = match (policy.cadence.is_scheduled(), state.handled_until) {
@@ -182,8 +250,7 @@ impl Engine {
                         && policy.on_missed == slipway_model::OnMissed::RetryNightly)
             }
         };
-        // An ended stream releases nothing; asked only now because most ticks stop above.
-        if nothing_due || self.end_of_life_of(&stream.name).await?.is_some() {
+        if nothing_due || ended {
             return Ok(TickOutcome::Nothing);
         }
 

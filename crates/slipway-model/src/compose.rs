@@ -125,8 +125,8 @@ impl Compose {
     }
 }
 
-/// A compose as the release policy weighs it: which it is, when it was started, whether it built, and
-/// whether its latest gate decision in the stream being planned passed (`None` while undecided).
+/// A compose as the release policy weighs it: which it is, when it was started, where it is in its life,
+/// and whether its latest gate decision in the stream being planned passed (`None` while undecided).
 ///
 /// The policy looks at a stream's fifty newest composes on every tick that may release; reading only
 /// this keeps that look free of their locks and artifacts.
@@ -136,8 +136,8 @@ pub struct CandidateCompose {
     pub id: ComposeId,
     /// When it was started; with the id, the order composes are weighed in.
     pub created_at: Timestamp,
-    /// Whether it completed (a running or failed compose is never released).
-    pub built: bool,
+    /// Where it is in its life; only a complete compose is ever released.
+    pub state: ComposeState,
     /// Its latest gate decision in the stream: passed, failed, or `None` while undecided.
     pub passed: Option<bool>,
 }
@@ -148,7 +148,7 @@ impl CandidateCompose {
         Self {
             id: compose.id.clone(),
             created_at: compose.created_at,
-            built: compose.state == ComposeState::Complete,
+            state: compose.state.clone(),
             passed: decision.map(|d| d.passed),
         }
     }

@@ -10,8 +10,8 @@ use std::fmt;
 
 use jiff::Timestamp;
 use slipway_model::{
-    CadenceState, CandidateCompose, ComposeId, OnMissed, Release, ReleaseState, StreamPolicy,
-    Version,
+    CadenceState, CandidateCompose, ComposeId, ComposeState, OnMissed, Release, ReleaseState,
+    StreamPolicy, Version,
 };
 
 /// What the planner reads about a stream, as the engine loads it from the store.
@@ -235,7 +235,7 @@ fn newest_candidate(
         None => inputs
             .composes
             .iter()
-            .filter(|c| c.built && c.passed == Some(true))
+            .filter(|c| c.state == ComposeState::Complete && c.passed == Some(true))
             .map(|c| (c.created_at, &c.id))
             .filter(|age| fresh(*age))
             .max()
@@ -254,7 +254,7 @@ fn newest_candidate(
                 .filter(|(r, c)| {
                     r.state != ReleaseState::Revoked
                         && r.compose == c.id
-                        && c.built
+                        && c.state == ComposeState::Complete
                         && r.published_at.is_some_and(|published| {
                             published
                                 .as_second()
@@ -315,12 +315,12 @@ mod tests {
         }
     }
 
-    /// A compose started at `at` that built or not, with the gate's answer `passed` (`None`: undecided).
-    fn compose(id: &str, at: &str, built: bool, passed: Option<bool>) -> CandidateCompose {
+    /// A compose started at `at` in `state`, with the gate's answer `passed` (`None`: undecided).
+    fn compose(id: &str, at: &str, state: ComposeState, passed: Option<bool>) -> CandidateCompose {
         CandidateCompose {
             id: ComposeId(id.into()),
             created_at: t(at),
-            built,
+            state,
             passed,
         }
     }
@@ -346,11 +346,13 @@ mod tests {
         }
 
         fn passed(&mut self, id: &str, at: &str) {
-            self.composes.push(compose(id, at, true, Some(true)));
+            self.composes
+                .push(compose(id, at, ComposeState::Complete, Some(true)));
         }
 
         fn gate_failed(&mut self, id: &str, at: &str) {
-            self.composes.push(compose(id, at, true, Some(false)));
+            self.composes
+                .push(compose(id, at, ComposeState::Complete, Some(false)));
         }
 
         fn inputs(&self) -> ReleaseInputs<'_> {
@@ -454,12 +456,21 @@ mod tests {
         s.passed("b", "2026-01-03T00:00:00Z");
         s.gate_failed("c", "2026-01-04T00:00:00Z");
         // A failed build that a decision passed, a running compose, and an undecided one.
+        let failed = ComposeState::Failed { reason: "x".into() };
         s.composes
-            .push(compose("d", "2026-01-05T00:00:00Z", false, Some(true)));
-        s.composes
-            .push(compose("e", "2026-01-05T01:00:00Z", false, None));
-        s.composes
-            .push(compose("f", "2026-01-05T02:00:00Z", true, None));
+            .push(compose("d", "2026-01-05T00:00:00Z", failed, Some(true)));
+        s.composes.push(compose(
+            "e",
+            "2026-01-05T01:00:00Z",
+            ComposeState::Running,
+            None,
+        ));
+        s.composes.push(compose(
+            "f",
+            "2026-01-05T02:00:00Z",
+            ComposeState::Complete,
+            None,
+        ));
         // Passing composes wait for the release day.
         assert_eq!(s.tick("2026-01-05T12:00:00Z"), ReleaseAction::Nothing);
         assert!(released("b")(&s.tick("2026-01-06T12:00:01Z")));
@@ -677,7 +688,7 @@ mod tests {
                 published_at: published.map(t),
                 revocation: None,
             },
-            compose(id, composed, true, None),
+            compose(id, composed, ComposeState::Complete, None),
         )
     }
 

@@ -86,13 +86,18 @@ pub fn next_release<'a>(
 mod tests {
     use super::*;
     use jiff::Timestamp;
-    use slipway_model::{ReleaseState, Version};
+    use slipway_model::{ComposeState, ReleaseState, Version};
 
-    fn compose(id: &str, second: i64, built: bool, passed: Option<bool>) -> CandidateCompose {
+    fn compose(
+        id: &str,
+        second: i64,
+        state: ComposeState,
+        passed: Option<bool>,
+    ) -> CandidateCompose {
         CandidateCompose {
             id: ComposeId(id.into()),
             created_at: Timestamp::from_second(second).expect("valid"),
-            built,
+            state,
             passed,
         }
     }
@@ -112,10 +117,10 @@ mod tests {
     #[test]
     fn releases_the_newest_passing_compose() {
         let candidates = vec![
-            compose("c.0", 1, true, Some(true)),
-            compose("c.1", 2, true, Some(true)),
-            compose("c.2", 3, true, Some(false)),
-            compose("c.3", 4, false, None),
+            compose("c.0", 1, ComposeState::Complete, Some(true)),
+            compose("c.1", 2, ComposeState::Complete, Some(true)),
+            compose("c.2", 3, ComposeState::Complete, Some(false)),
+            compose("c.3", 4, ComposeState::Running, None),
         ];
         assert_eq!(
             next_release(&candidates, &[]).map(|c| c.as_str()),
@@ -126,8 +131,8 @@ mod tests {
     #[test]
     fn never_releases_a_compose_twice_or_goes_backwards() {
         let candidates = vec![
-            compose("c.0", 1, true, Some(true)),
-            compose("c.1", 2, true, Some(true)),
+            compose("c.0", 1, ComposeState::Complete, Some(true)),
+            compose("c.1", 2, ComposeState::Complete, Some(true)),
         ];
         let released = [release("c.1", ReleaseState::Published)];
         assert_eq!(next_release(&candidates, &released), None);
@@ -141,8 +146,13 @@ mod tests {
     #[test]
     fn nothing_without_a_positive_decision() {
         let candidates = vec![
-            compose("c.0", 1, true, None),
-            compose("c.1", 2, false, Some(true)),
+            compose("c.0", 1, ComposeState::Complete, None),
+            compose(
+                "c.1",
+                2,
+                ComposeState::Failed { reason: "x".into() },
+                Some(true),
+            ),
         ];
         assert_eq!(next_release(&candidates, &[]), None);
     }

@@ -13,8 +13,8 @@
 use jiff::Timestamp;
 use proptest::prelude::*;
 use slipway_model::{
-    Cadence, CadenceState, CandidateCompose, ComposeId, EverySchedule, OnMissed, Period,
-    PeriodUnit, Promotion, Release, ReleaseState, StreamPolicy, TimeOfDay, Version,
+    Cadence, CadenceState, CandidateCompose, ComposeId, ComposeState, EverySchedule, OnMissed,
+    Period, PeriodUnit, Promotion, Release, ReleaseState, StreamPolicy, TimeOfDay, Version,
 };
 use slipway_release::{plan_release, ReleaseAction, ReleaseInputs};
 
@@ -128,16 +128,24 @@ impl World {
 
     fn add(&mut self, i: usize, at: i64, outcome: &Outcome) {
         let id = ComposeId(format!("c{i:04}"));
-        let (built, passed, finish) = match outcome {
-            Outcome::Passes => (true, Some(true), None),
-            Outcome::FailsGate => (true, Some(false), None),
-            Outcome::FailsBuild => (false, Some(false), None),
-            Outcome::Late(passes, after) => (false, None, Some((i + after, *passes))),
+        let (state, passed, finish) = match outcome {
+            Outcome::Passes => (ComposeState::Complete, Some(true), None),
+            Outcome::FailsGate => (ComposeState::Complete, Some(false), None),
+            Outcome::FailsBuild => (
+                ComposeState::Failed {
+                    reason: "build".into(),
+                },
+                Some(false),
+                None,
+            ),
+            Outcome::Late(passes, after) => {
+                (ComposeState::Running, None, Some((i + after, *passes)))
+            }
         };
         self.composes.push(CandidateCompose {
             id,
             created_at: ts(at),
-            built,
+            state,
             passed,
         });
         self.finishes.push(finish);
@@ -148,7 +156,7 @@ impl World {
             if let Some((at, passes)) = *finish {
                 if at == step {
                     let compose = &mut self.composes[k];
-                    compose.built = true;
+                    compose.state = ComposeState::Complete;
                     compose.passed = Some(passes);
                     *finish = None;
                 }
@@ -183,7 +191,7 @@ impl World {
     fn candidates(&self) -> impl Iterator<Item = &CandidateCompose> {
         let newest = self.newest_good_release_age();
         self.composes.iter().filter(move |c| {
-            c.built
+            c.state == ComposeState::Complete
                 && c.passed == Some(true)
                 && !self.releases.iter().any(|r| r.compose == c.id)
                 && newest
@@ -265,7 +273,7 @@ proptest! {
             match &plan.action {
                 ReleaseAction::Release { compose, .. } => {
                     let c = world.compose(compose);
-                    prop_assert!(c.built, "released a compose that did not build");
+                    prop_assert_eq!(&c.state, &ComposeState::Complete);
                     prop_assert_eq!(c.passed, Some(true), "released a failing compose");
                     prop_assert!(
                         !world.releases.iter().any(|r| &r.compose == compose),
@@ -342,7 +350,7 @@ proptest! {
                     published_at: Some(published),
                     revocation: None,
                 },
-                CandidateCompose { id, created_at: ts(at), built: true, passed: None },
+                CandidateCompose { id, created_at: ts(at), state: ComposeState::Complete, passed: None },
             ));
         }
         let soak = Period::new(soak_days, PeriodUnit::Days).expect("period");

@@ -83,6 +83,16 @@ pub enum StoreError {
 /// Result of store operations.
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What [`Store::unhandled_events_after`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnhandledEvents {
+    /// The events to handle, oldest first.
+    pub events: Vec<Event>,
+    /// Every event up to this sequence number was looked at: a handler that handles `events` may read
+    /// on from here, past the events it skips or has already handled.
+    pub through: EventSeq,
+}
+
 /// Work for a worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
@@ -512,7 +522,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         after: EventSeq,
         skip: &[&str],
         limit: usize,
-    ) -> StoreResult<Vec<Event>>;
+    ) -> StoreResult<UnhandledEvents>;
 
     /// The sequence number of the newest event; 0 when there is none.
     async fn last_event_seq(&self) -> StoreResult<EventSeq>;

@@ -68,7 +68,7 @@ use self::codec::{
 use crate::{
     DataKey, GroupEntry, GroupQuery, Job, JobOutcome, NewJob, Notification, PageRequest, Paged,
     ResultEntry, ResultQuery, RevocationAction, RevocationRecord, Store, StoreError, StoreResult,
-    TestcaseQuery,
+    TestcaseQuery, UnhandledEvents,
 };
 
 /// How long a call waits for another process's write lock before giving up. Write transactions are short,
@@ -371,6 +371,24 @@ const SCRATCH_SIZE_LIMIT: i64 = 1 << 40;
 const COMPOSE_COLUMNS: &str = "id, stream, recipe, recipe_hash, input_hash, state, reason, \
                                created_at, finished_at, lock_json, pkgdiff_json";
 
+/// A compose's state from its `state` and `reason` columns.
+fn compose_state_of(state: &str, reason: Option<String>) -> StoreResult<ComposeState> {
+    Ok(match state {
+        "running" => ComposeState::Running,
+        "complete" => ComposeState::Complete,
+        "failed" => ComposeState::Failed {
+            reason: reason.unwrap_or_default(),
+        },
+        other => {
+            return Err(corrupt(
+                "composes",
+                "state",
+                format!("unknown state {other:?}"),
+            ))
+        }
+    })
+}
+
 /// A `composes` row as stored.
 struct ComposeRow {
     id: String,
@@ -405,14 +423,7 @@ impl ComposeRow {
 
     fn decode(self, artifacts: Vec<Artifact>) -> StoreResult<Compose> {
         const T: &str = "composes";
-        let state = match self.state.as_str() {
-            "running" => ComposeState::Running,
-            "complete" => ComposeState::Complete,
-            "failed" => ComposeState::Failed {
-                reason: self.reason.unwrap_or_default(),
-            },
-            other => return Err(corrupt(T, "state", format!("unknown state {other:?}"))),
-        };
+        let state = compose_state_of(&self.state, self.reason)?;
         Ok(Compose {
             id: ComposeId(self.id),
             stream: self.stream,
@@ -1415,7 +1426,7 @@ impl Store for SqliteStore {
             // stream, so the whole window is one statement whatever its size.
             let mut stmt = tx
                 .prepare_cached(
-                    "SELECT c.id, c.state, c.created_at, \
+                    "SELECT c.id, c.state, c.reason, c.created_at, \
                             (SELECT d.passed FROM decisions d \
                               WHERE d.compose_id = c.id AND d.stream = c.stream \
                               ORDER BY d.id DESC LIMIT 1) \
@@ -1428,30 +1439,20 @@ impl Store for SqliteStore {
                     Ok((
                         row.get::<_, String>(0)?,
                         row.get::<_, String>(1)?,
-                        row.get::<_, String>(2)?,
-                        row.get::<_, Option<bool>>(3)?,
+                        row.get::<_, Option<String>>(2)?,
+                        row.get::<_, String>(3)?,
+                        row.get::<_, Option<bool>>(4)?,
                     ))
                 })
                 .db(OP)?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .db(OP)?;
             rows.into_iter()
-                .map(|(id, state, created_at, passed)| {
-                    let built = match state.as_str() {
-                        "complete" => true,
-                        "running" | "failed" => false,
-                        other => {
-                            return Err(corrupt(
-                                "composes",
-                                "state",
-                                format!("unknown state {other:?}"),
-                            ))
-                        }
-                    };
+                .map(|(id, state, reason, created_at, passed)| {
                     Ok(CandidateCompose {
                         id: ComposeId(id),
                         created_at: parse_ts("composes", "created_at", &created_at)?,
-                        built,
+                        state: compose_state_of(&state, reason)?,
                         passed,
                     })
                 })
@@ -2441,12 +2442,12 @@ impl Store for SqliteStore {
         after: EventSeq,
         skip: &[&str],
         limit: usize,
-    ) -> StoreResult<Vec<Event>> {
+    ) -> StoreResult<UnhandledEvents> {
         const OP: &str = "unhandled_events_after";
         let handler = handler.to_owned();
         let skip = to_json(OP, &skip)?;
         self.read(OP, move |tx| {
-            read_events(
+            let events = read_events(
                 tx,
                 OP,
                 "SELECT seq, id, topic, time, schema, body FROM events e WHERE seq > ?1 \
@@ -2455,7 +2456,20 @@ impl Store for SqliteStore {
                                  WHERE h.handler = ?2 AND h.event_id = e.id) \
                  ORDER BY seq LIMIT ?4",
                 params![after, handler, skip, sql_limit(limit)],
-            )
+            )?;
+            // Short of the limit, the read looked at every event there is: in this snapshot, and since
+            // writers commit one at a time in sequence order, no earlier event can still appear.
+            let through = match events.last() {
+                Some(last) if events.len() >= limit => last.seq,
+                _ => query_one(
+                    tx,
+                    "SELECT COALESCE(MAX(seq), ?1) FROM events",
+                    params![after],
+                    |row| row.get(0),
+                )
+                .db(OP)?,
+            };
+            Ok(UnhandledEvents { events, through })
         })
         .await
     }

@@ -885,10 +885,14 @@ async fn candidate_composes_come_newest_first_with_their_latest_decision_in_the_
                 ..CandidateCompose::of(c, None)
             })
             .collect::<Vec<_>>(),
-        "the same composes as a listing, in its order, with when they started and whether they built"
+        "the same composes as a listing, in its order, with when they started and their state"
     );
-    assert!(!whole[3].built, "a failed build did not build");
-    assert!(whole[..3].iter().all(|c| c.built));
+    assert_eq!(
+        whole[3].state,
+        ComposeState::Failed {
+            reason: "broken".into()
+        }
+    );
     assert!(s
         .candidate_composes("nothing", 5)
         .await
@@ -1458,34 +1462,53 @@ async fn events_page_in_order_and_handlers_are_remembered() {
     assert!(!s.is_handled("engine", first[1].id).await.expect("handled"));
 
     // What a handler still has to do: every event after the cursor but the ones it marked.
-    let seqs = |events: Vec<Event>| events.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let seqs = |events: &[Event]| events.iter().map(|e| e.seq).collect::<Vec<_>>();
     s.mark_handled("engine", rest[1].id, at)
         .await
         .expect("mark");
+    let all = s
+        .unhandled_events_after("engine", 0, &[], 10)
+        .await
+        .expect("unhandled");
+    assert_eq!(seqs(&all.events), [first[1].seq, rest[0].seq, rest[2].seq]);
     assert_eq!(
-        seqs(
-            s.unhandled_events_after("engine", 0, &[], 10)
-                .await
-                .expect("unhandled")
-        ),
-        [first[1].seq, rest[0].seq, rest[2].seq]
+        all.through, rest[2].seq,
+        "short of the limit, it looked at every event"
     );
+    let one = s
+        .unhandled_events_after("engine", first[1].seq, &[], 1)
+        .await
+        .expect("unhandled");
     assert_eq!(
-        seqs(
-            s.unhandled_events_after("engine", first[1].seq, &[], 1)
-                .await
-                .expect("unhandled")
-        ),
+        seqs(&one.events),
         [rest[0].seq],
         "after the cursor, at most the limit"
     );
+    assert_eq!(one.through, rest[0].seq, "at the limit, it looked that far");
+    let marked_last = s
+        .unhandled_events_after("engine", rest[1].seq - 1, &[], 10)
+        .await
+        .expect("unhandled");
     assert_eq!(
-        seqs(
-            s.unhandled_events_after("bus", 0, &[], 10)
-                .await
-                .expect("unhandled")
-        )
-        .len(),
+        seqs(&marked_last.events),
+        [rest[2].seq],
+        "the marked one is passed over"
+    );
+    let none_left = s
+        .unhandled_events_after("engine", rest[2].seq, &[], 10)
+        .await
+        .expect("unhandled");
+    assert!(none_left.events.is_empty());
+    assert_eq!(
+        none_left.through, rest[2].seq,
+        "an empty read stays at the newest event"
+    );
+    assert_eq!(
+        s.unhandled_events_after("bus", 0, &[], 10)
+            .await
+            .expect("unhandled")
+            .events
+            .len(),
         5,
         "another handler's marks are not this one's"
     );
@@ -1502,6 +1525,7 @@ async fn events_page_in_order_and_handlers_are_remembered() {
         .expect("unhandled");
     assert_eq!(
         skipping_starts
+            .events
             .iter()
             .map(|e| e.topic.as_str())
             .collect::<Vec<_>>(),
@@ -1514,13 +1538,15 @@ async fn events_page_in_order_and_handlers_are_remembered() {
         .expect("events");
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].topic, topics::COMPOSE_FAILED);
+    // Skipped events are looked at all the same: the read got to the newest event.
+    assert_eq!(skipping_starts.through, failed[0].seq);
     assert_eq!(
         seqs(
-            s.events_after_on(0, &[topics::COMPOSE_STARTED], 10)
+            &s.events_after_on(0, &[topics::COMPOSE_STARTED], 10)
                 .await
                 .expect("events")
         ),
-        seqs(all_events(&s).await)[..6].to_vec(),
+        seqs(&all_events(&s).await)[..6].to_vec(),
         "six composes started before the failure"
     );
     assert!(s
