@@ -664,8 +664,25 @@ impl Engine {
 
     /// Loads the signing key named in the config. Signatures are made in process; a key the in-process
     /// signer does not take is used through gpg, which is said once per engine rather than on every publish.
-    pub(crate) async fn signer(&self) -> Result<Box<dyn Signer>, EngineError> {
+    ///
+    /// A key loaded in the last minute from a file that still holds the same bytes is taken as it was:
+    /// loading checks the key with a test signature, which a simulation's hundreds of publishes a year
+    /// would otherwise pay each time. An edited file is loaded at once; the minute bounds how long a key
+    /// that expired since is still used.
+    pub(crate) async fn signer(&self) -> Result<Arc<dyn Signer>, EngineError> {
         let key = &self.config.signing.key;
+        let bytes = tokio::fs::read(key).await.ok();
+        {
+            let cached = self
+                .signer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let (Some(cached), Some(bytes)) = (cached.as_ref(), &bytes) {
+                if &cached.bytes == bytes && cached.loaded.elapsed() < KEY_RELOAD {
+                    return Ok(Arc::clone(&cached.signer));
+                }
+            }
+        }
         let loaded = slipway_publish::load_signer(Arc::clone(&self.runner), key).await?;
         if let Some(reason) = &loaded.gpg_fallback {
             if !self
@@ -679,7 +696,18 @@ impl Engine {
                 );
             }
         }
-        Ok(loaded.signer)
+        let signer: Arc<dyn Signer> = Arc::from(loaded.signer);
+        if let Some(bytes) = bytes {
+            *self
+                .signer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(LoadedKey {
+                bytes,
+                loaded: std::time::Instant::now(),
+                signer: Arc::clone(&signer),
+            });
+        }
+        Ok(signer)
     }
 
     /// Writes the whole public tree from the store's releases, then marks pending releases published.
@@ -1073,6 +1101,16 @@ impl Engine {
             }
         })
     }
+}
+
+/// How long a loaded signing key is used without loading it again (see [`Engine::signer`]).
+const KEY_RELOAD: Duration = Duration::from_secs(60);
+
+/// A signer as loaded, with the key file's bytes it was loaded from and when.
+pub(crate) struct LoadedKey {
+    bytes: Vec<u8>,
+    loaded: std::time::Instant,
+    signer: Arc<dyn Signer>,
 }
 
 /// The tree topics whose events name the one release they changed (`version` in the body). A revocation

@@ -173,8 +173,10 @@ pub struct Engine {
     /// The external tracker incidents are mirrored to, if any.
     incidents: incidents::Mirror,
     /// Whether the engine has said that it signs through gpg because the in-process signer cannot use the
-    /// key; every publish loads the key again, and once is enough to hear it.
+    /// key; the key is loaded again and again, and once is enough to hear it.
     gpg_fallback_warned: std::sync::atomic::AtomicBool,
+    /// The signer last loaded, kept for the next publishes while the key file holds the same bytes.
+    signer: std::sync::Mutex<Option<jobs::LoadedKey>>,
     /// What this engine last published; held for the whole of a publish, which also keeps two publishes
     /// of one engine from running at once.
     published_inputs: tokio::sync::Mutex<Option<jobs::PublishedInputs>>,
@@ -271,6 +273,7 @@ impl Engine {
             world: None,
             incidents,
             gpg_fallback_warned: std::sync::atomic::AtomicBool::new(false),
+            signer: std::sync::Mutex::new(None),
             published_inputs: tokio::sync::Mutex::new(None),
             recipes: std::sync::Mutex::new(std::collections::HashMap::new()),
             builtin_tests: std::sync::OnceLock::new(),

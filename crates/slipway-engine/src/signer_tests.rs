@@ -106,6 +106,47 @@ async fn the_key_keys_init_makes_is_signed_with_in_process() {
 }
 
 #[tokio::test]
+async fn a_loaded_key_is_kept_until_its_file_changes_and_a_new_key_is_loaded_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine(dir.path());
+    let key = engine.config().signing.key.clone();
+    let generate = || {
+        slipway_publish::GpgSigner::generate(
+            Arc::new(SystemRunner),
+            &key,
+            "test key <test@example.org>",
+        )
+    };
+    let first = generate().await.expect("key");
+    let loaded = engine.signer().await.expect("signer");
+    let again = engine.signer().await.expect("signer");
+    assert!(
+        Arc::ptr_eq(&loaded, &again),
+        "the same file gives the signer already loaded"
+    );
+    assert_eq!(
+        loaded.fingerprint(),
+        slipway_publish::Signer::fingerprint(&first)
+    );
+
+    std::fs::remove_file(&key).expect("remove the old key");
+    let second = generate().await.expect("another key");
+    let reloaded = engine.signer().await.expect("signer");
+    assert_eq!(
+        reloaded.fingerprint(),
+        slipway_publish::Signer::fingerprint(&second),
+        "a rotated key signs from the next publish on"
+    );
+    assert_ne!(reloaded.fingerprint(), loaded.fingerprint());
+
+    std::fs::remove_file(&key).expect("remove the key");
+    assert!(
+        engine.signer().await.is_err(),
+        "a key file gone is an error, not the key kept in memory"
+    );
+}
+
+#[tokio::test]
 async fn a_key_the_in_process_signer_does_not_take_is_signed_with_through_gpg_said_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let engine = engine(dir.path());

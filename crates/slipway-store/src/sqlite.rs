@@ -346,7 +346,7 @@ fn append_event(
     op: &str,
     topic: &str,
     at: Timestamp,
-    body: serde_json::Value,
+    body: impl serde::Serialize,
 ) -> StoreResult<()> {
     exec(
         tx,
@@ -619,7 +619,7 @@ fn insert_results(
             id: Some(id),
             ..result.clone()
         };
-        append_event(tx, op, topics::TEST_RESULT, at, to_json_value(op, &stored)?)?;
+        append_event(tx, op, topics::TEST_RESULT, at, &stored)?;
     }
     Ok(ids)
 }
