@@ -884,6 +884,23 @@ fn newest_composes(
         .collect()
 }
 
+/// The least string greater than every string that starts with `prefix`: `prefix` with its last
+/// character replaced by the next one. Text compares byte by byte in UTF-8, which orders by code point, so
+/// the keys that start with `prefix` are exactly those from `prefix` up to it. `None` when there is no
+/// such string (an empty prefix, or one of only the highest character): every key from `prefix` on.
+fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        // The code points after `last`, skipping the surrogates, which are no characters.
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 /// The events a query over `events` selects, in its order; the query selects `seq, id, topic, time,
 /// schema, body`.
 fn read_events(
@@ -2815,17 +2832,28 @@ impl Store for SqliteStore {
     async fn states(&self, prefix: &str) -> StoreResult<Vec<(String, serde_json::Value)>> {
         const OP: &str = "states";
         let prefix = prefix.to_owned();
+        // A range over the key's index: the state table also holds a record per release out of cycle and
+        // per compose's advisories, so a scan would grow with the history.
+        let upper = prefix_upper_bound(&prefix);
         self.read(OP, move |tx| {
-            let mut stmt = tx
-                .prepare_cached("SELECT key, value FROM state WHERE substr(key, 1, length(?1)) = ?1 ORDER BY key")
-                .db(OP)?;
-            let rows = stmt
-                .query_map(params![prefix], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-                })
-                .db(OP)?
-                .collect::<rusqlite::Result<Vec<_>>>()
-                .db(OP)?;
+            let row = |row: &Row<'_>| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?));
+            let rows = match &upper {
+                Some(upper) => tx
+                    .prepare_cached(
+                        "SELECT key, value FROM state WHERE key >= ?1 AND key < ?2 ORDER BY key",
+                    )
+                    .db(OP)?
+                    .query_map(params![prefix, upper], row)
+                    .db(OP)?
+                    .collect::<rusqlite::Result<Vec<_>>>(),
+                None => tx
+                    .prepare_cached("SELECT key, value FROM state WHERE key >= ?1 ORDER BY key")
+                    .db(OP)?
+                    .query_map(params![prefix], row)
+                    .db(OP)?
+                    .collect::<rusqlite::Result<Vec<_>>>(),
+            }
+            .db(OP)?;
             rows.into_iter()
                 .map(|(key, value)| Ok((key, parse_json("state", "value", &value)?)))
                 .collect()

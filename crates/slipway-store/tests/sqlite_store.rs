@@ -228,6 +228,61 @@ async fn state_records_are_replaced_and_listed_by_prefix_with_their_event() {
         listed.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
         ["source:a", "source:b"]
     );
+    // Keys next to a prefix in key order, on both sides, and prefixes ending in the highest characters.
+    for key in [
+        "source",
+        "source9",
+        "source;",
+        "source:",
+        "source:\u{10FFFF}",
+        "source:\u{10FFFF}x",
+        "source:\u{D7FF}",
+        "source:\u{E000}",
+        "sourcf",
+        "\u{10FFFF}",
+        "\u{10FFFF}\u{10FFFF}z",
+    ] {
+        s.set_state(key, &serde_json::json!(0), None, at)
+            .await
+            .expect("set");
+    }
+    let keys = |prefix: &'static str| {
+        let s = &s;
+        async move {
+            s.states(prefix)
+                .await
+                .expect("list")
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        keys("source:").await,
+        [
+            "source:",
+            "source:a",
+            "source:b",
+            "source:\u{D7FF}",
+            "source:\u{E000}",
+            "source:\u{10FFFF}",
+            "source:\u{10FFFF}x"
+        ]
+    );
+    assert_eq!(
+        keys("source:\u{10FFFF}").await,
+        ["source:\u{10FFFF}", "source:\u{10FFFF}x"]
+    );
+    assert_eq!(keys("source:\u{D7FF}").await, ["source:\u{D7FF}"]);
+    assert_eq!(
+        keys("\u{10FFFF}").await,
+        ["\u{10FFFF}", "\u{10FFFF}\u{10FFFF}z"]
+    );
+    assert_eq!(
+        keys("").await.len(),
+        14,
+        "an empty prefix lists every record"
+    );
     s.append_event("compose.skipped", &serde_json::json!({"recipe": "x"}), at)
         .await
         .expect("append");
