@@ -202,32 +202,11 @@ fn simulation_dir() -> Option<PathBuf> {
         .then(|| shm.join(format!("slipway-bench-simulate-{}", std::process::id())))
 }
 
-/// Where a simulation's time went, measured on 2026-11-22 with `perf` on runs of the twenty streams over one
-/// and three years. Kept in the section so that what the next optimization must address stays next to the
-/// figures.
+/// Where a simulation's time went, measured on 2026-11-22 with `perf` on runs of the twenty streams over
+/// 120 days and over their second year. Kept in the section so that what the next optimization must
+/// address stays next to the figures.
 const WHERE_THE_TIME_GOES: &str = "
-The goal is not met: ten years of the twenty streams run at about a twentieth of it. A day now costs \
-about the same in a simulation's tenth year as in its first. Publishing a changed stream no longer grows \
-with its history: its releases index is split by the year of the release version, so a publish rewrites, \
-fingerprints, checks and tidies only the newest year and the parts whose releases changed. The release \
-tick's and the publish's reads of a stream's current releases, and the reads of its open incident, walk \
-their own partial indexes (schema 11). The simulation's store in memory may now grow past the 1 GiB that \
-SQLite's in-memory file system allows by default: a ten-year run needs about 1.2 GB. Jobs renew their \
-lease from their own task, and small files are signed, and a throwaway tree built, on the calling \
-thread: a thread hand-off cost more than the work. What is left is per event and spread thin (profiled \
-with `perf` in a run's third year): publishing about a quarter (the newest year's index, the page, the \
-feed, a new release's signatures and CHECKSUM), the release policy about a fifth (half of it decoding \
-fifty composes with their whole locks per tick), recording test results about a tenth, and SQLite \
-statements and their transactions throughout (handled marks one at a time, events, job bookkeeping). \
-Done so far: the scratch store in memory on the calling thread, newest-first compose reads over an \
-index (schema 10), cached statements, bounded reads of the current, pending and newest releases, a \
-release policy fed only the releases that can change its answer and its compose window in one read, an \
-invariant pass that reads only what changed, publishes that carry unchanged streams over (with their \
-fingerprints) and patch a changed stream from the releases its events name, a releases index by year, a \
-feed that writes out only its hundred entries, recipes and built-in tests parsed once, and no syncs for \
-the throwaway tree and blobs. What is left to reach the goal: compose listings without their locks for \
-the release policy, fewer transactions per event (handled marks and job bookkeeping batched per step), \
-and a smaller publish per release.
+The goal is not met: ten years of the twenty streams run at about a tenth of it. This round cut store calls and their decoding rather than one hot spot; on one machine on one day, a year of the twenty streams went from 14.3 s to 9.3 s. The release policy and the nightly invariant read a stream's newest composes as candidates (`CandidateCompose`: id, start, state, whether the latest decision in the stream passed) in one statement without locks or artifacts, where it took two statements per compose and decoded every lock. The engine's event handler leaves out in SQL the events it has marked and those on topics it has no reaction to, so a test run's eleven results are neither read nor marked; the tree's and the timeline's readers read only their topics. A tick and a publish read every stream's cadence state and end of life in two statements; state records by prefix are a range over the key's index (a scan grew with every release out of cycle and every compose's advisories); a decision reuses the compose its handler read; the signing key, which loading checks with a test signature, is kept while its file is unchanged; mimalloc is the binary's allocator. A year still costs more the later it comes (a tenth of the ten-year run is 12.4 s against 9.3 s for the first year): what grows is the work of a publish on the newest year's releases. What is left is per event and spread thin (profiled with `perf` over a run's second year): publishing about a third, half of it on the newest year's releases (the index written, fingerprinted, checked against the pool and read back) and the rest the page, the feed and a new release's signatures; recording test results about an eighth (eleven rows with four indexes and an event each); gate decisions, the release policy and incidents about a fifth; and about ninety store transactions per stream-day throughout. Done before: the scratch store in memory on the calling thread, newest-first compose reads over an index, partial indexes for current releases and open incidents, bounded reads of the releases the policy and the invariants need, publishes that carry unchanged streams over and patch a changed one from the releases its events name, a releases index by year, a feed of a hundred entries, recipes and built-in tests parsed once, no syncs for the throwaway tree and blobs, and no thread hand-off for small work. Ten times faster needs another shape: a step's events, reactions and jobs handled in a few transactions rather than one per store call, and a releases index split finer than by year, so that a publish costs what changed.
 ";
 
 /// Where the project's blob store keeps a blob of `content`.
