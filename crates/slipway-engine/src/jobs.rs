@@ -671,7 +671,8 @@ impl Engine {
     /// that expired since is still used.
     pub(crate) async fn signer(&self) -> Result<Arc<dyn Signer>, EngineError> {
         let key = &self.config.signing.key;
-        let bytes = tokio::fs::read(key).await.ok();
+        // A key file is a few kilobytes: read here, as a hand-off to the blocking pool costs more.
+        let bytes = std::fs::read(key).ok();
         {
             let cached = self
                 .signer

@@ -7,13 +7,13 @@
 //! crash between them is harmless because the policy counts a release made after an unhandled release day
 //! as serving it.
 
+use std::collections::HashMap;
+
 use serde_json::json;
 use slipway_model::{
     topics, CadenceState, CandidateCompose, ComposeId, Release, ReleaseState, StreamConfig,
 };
 use slipway_release::{ReleaseAction, ReleaseInputs};
-
-use std::collections::HashMap;
 
 use crate::lifecycle::{EndOfLife, OutOfCycle, EOL_KEY};
 use crate::{Engine, EngineError};
@@ -43,7 +43,7 @@ pub enum TickOutcome {
 }
 
 /// The records under `prefix` by the rest of their key, each decoded; one that does not decode is left
-/// out, as a single read of it gives nothing.
+/// out, as [`Engine::cadence_state`] and [`Engine::end_of_life_of`] read it as absent.
 fn decoded<T: serde::de::DeserializeOwned>(
     records: Vec<(String, serde_json::Value)>,
     prefix: &str,
