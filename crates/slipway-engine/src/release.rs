@@ -392,23 +392,12 @@ impl Engine {
         Ok((releases, source_releases))
     }
 
-    /// The stream's releases made at or after `since`, newest first, read in growing windows from the
-    /// newest rather than as the whole history.
+    /// The stream's releases made at or after `since`, newest first, read without the history before.
     pub(crate) async fn releases_since(
         &self,
         stream: &str,
         since: jiff::Timestamp,
     ) -> Result<Vec<Release>, EngineError> {
-        let mut limit = 8;
-        loop {
-            let newest = self.store.newest_releases(stream, &[], limit).await?;
-            if newest.len() < limit || newest.last().is_some_and(|r| r.created_at < since) {
-                return Ok(newest
-                    .into_iter()
-                    .filter(|r| r.created_at >= since)
-                    .collect());
-            }
-            limit *= 4;
-        }
+        Ok(self.store.releases_made_since(stream, since).await?)
     }
 }

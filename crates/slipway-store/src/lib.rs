@@ -346,6 +346,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Every release of a stream, newest first.
     async fn releases(&self, stream: &str) -> StoreResult<Vec<Release>>;
 
+    /// A stream's releases made at or after `since`, newest first: what a look back over a span of time
+    /// reads, whatever the stream's history before it.
+    async fn releases_made_since(
+        &self,
+        stream: &str,
+        since: Timestamp,
+    ) -> StoreResult<Vec<Release>>;
+
     /// A stream's newest releases, newest first: at most `limit`, and only those in one of `states`
     /// unless it is empty. What a question about the current or the latest releases reads, instead of
     /// the whole history.

@@ -2168,6 +2168,40 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn releases_made_since(
+        &self,
+        stream: &str,
+        since: Timestamp,
+    ) -> StoreResult<Vec<Release>> {
+        const OP: &str = "releases_made_since";
+        let stream = stream.to_owned();
+        self.read(OP, move |tx| {
+            // A release's day is the UTC date it was made (its version's date), so the day bounds the
+            // read to a range of the (stream, day, n) index; the time within the first day is checked
+            // here.
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {RELEASE_COLUMNS} FROM releases WHERE stream = ?1 AND day >= ?2 \
+                     ORDER BY day DESC, n DESC"
+                ))
+                .db(OP)?;
+            let rows = stmt
+                .query_map(params![stream, day(since)], ReleaseRow::from_row)
+                .db(OP)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .db(OP)?;
+            let mut releases = Vec::with_capacity(rows.len());
+            for row in rows {
+                let release = row.decode()?;
+                if release.created_at >= since {
+                    releases.push(release);
+                }
+            }
+            Ok(releases)
+        })
+        .await
+    }
+
     async fn release(&self, stream: &str, version: &Version) -> StoreResult<Option<Release>> {
         const OP: &str = "release";
         let (stream, version) = (stream.to_owned(), version.clone());

@@ -2208,4 +2208,41 @@ async fn newest_releases_are_bounded_filtered_by_state_and_newest_first() {
     assert_eq!(one.map(|r| r.state), Some(ReleaseState::Superseded));
     let missing: Version = "20991231.0".parse().expect("version");
     assert_eq!(s.release("s", &missing).await.expect("read"), None);
+
+    // Releases made since a time: on its own day only those at or after it, every state, newest first.
+    let later_that_day = t("2026-11-06T18:00:00Z");
+    let c = complete(&s, "cloud", later_that_day).await;
+    let second = s
+        .create_release("s", &c, later_that_day)
+        .await
+        .expect("second that day");
+    let since = |at: &str| {
+        let s = &s;
+        let at = t(at);
+        async move { names(s.releases_made_since("s", at).await.expect("since")) }
+    };
+    assert_eq!(
+        since("2026-11-06T12:00:00Z").await,
+        [second.version.to_string()]
+    );
+    assert_eq!(
+        since("2026-11-06T10:00:00Z").await,
+        [second.version.to_string(), pending.version.to_string()]
+    );
+    assert_eq!(
+        since("2026-11-04T00:00:00Z").await,
+        [
+            second.version.to_string(),
+            pending.version.to_string(),
+            versions[3].to_string()
+        ],
+        "a revoked release counts as made"
+    );
+    assert_eq!(since("2026-11-01T10:00:00Z").await.len(), 6);
+    assert!(since("2026-11-06T18:00:01Z").await.is_empty());
+    assert!(s
+        .releases_made_since("other", t("2026-01-01T00:00:00Z"))
+        .await
+        .expect("none")
+        .is_empty());
 }
