@@ -206,7 +206,34 @@ fn simulation_dir() -> Option<PathBuf> {
 /// 120 days and over their second year. Kept in the section so that what the next optimization must
 /// address stays next to the figures.
 const WHERE_THE_TIME_GOES: &str = "
-The goal is not met: ten years of the twenty streams run at about a tenth of it. This round cut store calls and their decoding rather than one hot spot; on one machine on one day, a year of the twenty streams went from 14.3 s to 9.3 s. The release policy and the nightly invariant read a stream's newest composes as candidates (`CandidateCompose`: id, start, state, whether the latest decision in the stream passed) in one statement without locks or artifacts, where it took two statements per compose and decoded every lock. The engine's event handler leaves out in SQL the events it has marked and those on topics it has no reaction to, so a test run's eleven results are neither read nor marked; the tree's and the timeline's readers read only their topics. A tick and a publish read every stream's cadence state and end of life in two statements; state records by prefix are a range over the key's index (a scan grew with every release out of cycle and every compose's advisories); a decision reuses the compose its handler read; the signing key, which loading checks with a test signature, is kept while its file is unchanged; mimalloc is the binary's allocator. A year still costs more the later it comes (a tenth of the ten-year run is 12.4 s against 9.3 s for the first year): what grows is the work of a publish on the newest year's releases. What is left is per event and spread thin (profiled with `perf` over a run's second year): publishing about a third, half of it on the newest year's releases (the index written, fingerprinted, checked against the pool and read back) and the rest the page, the feed and a new release's signatures; recording test results about an eighth (eleven rows with four indexes and an event each); gate decisions, the release policy and incidents about a fifth; and about ninety store transactions per stream-day throughout. Done before: the scratch store in memory on the calling thread, newest-first compose reads over an index, partial indexes for current releases and open incidents, bounded reads of the releases the policy and the invariants need, publishes that carry unchanged streams over and patch a changed one from the releases its events name, a releases index by year, a feed of a hundred entries, recipes and built-in tests parsed once, no syncs for the throwaway tree and blobs, and no thread hand-off for small work. Ten times faster needs another shape: a step's events, reactions and jobs handled in a few transactions rather than one per store call, and a releases index split finer than by year, so that a publish costs what changed.
+The goal is not met: ten years of the twenty streams run at about a tenth of it. This round cut \
+store calls and their decoding rather than one hot spot; on one machine on one day, a year of the \
+twenty streams went from 14.3 s to between 9.3 s and 10.0 s (the machine's speed varies by about a \
+tenth from run to run). The release policy and the nightly invariant read a stream's newest \
+composes as candidates (`CandidateCompose`: id, start, state, whether the latest decision in the \
+stream passed) in one statement without locks or artifacts, where it took two statements per \
+compose and decoded every lock. The engine's event handler leaves out in SQL the events it has \
+marked and those on topics it has no reaction to, so a test run's eleven results are neither read \
+nor marked; the tree's and the timeline's readers read only their topics. A tick and a publish \
+read every stream's cadence state and end of life in two statements; state records by prefix are a \
+range over the key's index (a scan grew with every release out of cycle and every compose's \
+advisories); a decision reuses the compose its handler read; the signing key, which loading checks \
+with a test signature, is kept while its file is unchanged; mimalloc is the binary's allocator. A \
+year still costs more the later it comes (a tenth of the ten-year run is 13.4 s against about 10 s \
+for the first year): what grows is the work of a publish on the newest year's releases. What is \
+left is per event and spread thin (profiled with `perf` over a run's second year): publishing \
+about a third, half of it on the newest year's releases (the index written, fingerprinted, checked \
+against the pool and read back) and the rest the page, the feed and a new release's signatures; \
+recording test results about an eighth (eleven rows with four indexes and an event each); gate \
+decisions, the release policy and incidents about a fifth; and about ninety store transactions per \
+stream-day throughout. Done before: the scratch store in memory on the calling thread, \
+newest-first compose reads over an index, partial indexes for current releases and open incidents, \
+bounded reads of the releases the policy and the invariants need, publishes that carry unchanged \
+streams over and patch a changed one from the releases its events name, a releases index by year, \
+a feed of a hundred entries, recipes and built-in tests parsed once, no syncs for the throwaway \
+tree and blobs, and no thread hand-off for small work. Ten times faster needs another shape: a \
+step's events, reactions and jobs handled in a few transactions rather than one per store call, \
+and a releases index split finer than by year, so that a publish costs what changed.
 ";
 
 /// Where the project's blob store keeps a blob of `content`.
