@@ -201,3 +201,24 @@ async fn several_missed_release_days_make_one_stale_transition() {
     assert!(f.tick("2026-12-14T12:00:00Z").await.is_empty());
     assert_eq!(f.topics().await, [topics::STREAM_STALE]);
 }
+
+#[tokio::test]
+async fn a_release_day_of_an_ended_stream_releases_nothing_and_leaves_it_fresh() {
+    let f = fixture("skip");
+    f.tick("2026-11-20T00:00:00Z").await; // starts the schedule
+    f.compose("2026-11-21T03:00:00Z", Outcome::Passed).await;
+    f.clock.set(t("2026-11-22T00:00:00Z"));
+    f.engine
+        .end_of_life("weekly", None, "alice")
+        .await
+        .expect("end of life");
+    f.engine.handle_pending_events().await.expect("react");
+
+    // A tick of every stream reads the ends of life with the cadence states, in one go.
+    assert!(f.tick("2026-11-23T12:00:00Z").await.is_empty());
+    assert!(
+        f.released().await.is_empty(),
+        "an ended stream releases no more"
+    );
+    assert!(f.topics().await.is_empty(), "and is not stale either");
+}
