@@ -264,11 +264,12 @@ pub struct TestRepository {
 }
 
 /// Loads every `*.toml` under `dirs` (recursively, in path order) as a test. A broken file does not stop
-/// the others; it is listed in [`TestRepository::broken`]. A name used twice (or a built-in name) is an
-/// error on the later file.
-pub fn load_test_dirs(dirs: &[PathBuf]) -> TestRepository {
+/// the others; it is listed in [`TestRepository::broken`]. A name used twice, or one of the `builtin`
+/// tests' names ([`builtin_tests`], which a caller that loads often parses once), is an error on the later
+/// file.
+pub fn load_test_dirs(dirs: &[PathBuf], builtin: &[TestDef]) -> TestRepository {
     let mut repository = TestRepository::default();
-    let mut names: BTreeSet<String> = builtin_tests().into_iter().map(|t| t.name).collect();
+    let mut names: BTreeSet<String> = builtin.iter().map(|t| t.name.clone()).collect();
     for dir in dirs {
         let mut files = Vec::new();
         if let Err(err) = collect_toml(dir, &mut files) {
@@ -504,7 +505,7 @@ mod tests {
         write(dir.path(), "sub/worse.toml", "timeout = -3\n");
         script(dir.path(), "dup.sh");
         write(dir.path(), "dup.toml", "name = \"boot.multi-user\"\n");
-        let repository = load_test_dirs(&[dir.path().to_path_buf()]);
+        let repository = load_test_dirs(&[dir.path().to_path_buf()], &builtin_tests());
         assert_eq!(repository.tests.len(), 1);
         assert_eq!(repository.tests[0].name, "good");
         assert_eq!(repository.broken.len(), 2, "{:?}", repository.broken);
@@ -525,7 +526,7 @@ mod tests {
             .expect("dup");
         assert!(dup.error.contains("already defined"), "{}", dup.error);
 
-        let missing = load_test_dirs(&[dir.path().join("nope")]);
+        let missing = load_test_dirs(&[dir.path().join("nope")], &builtin_tests());
         assert_eq!(missing.broken.len(), 1);
     }
 

@@ -372,11 +372,11 @@ impl Engine {
         let scenario = format!("{}.{arch}.uefi", format.extension());
 
         // A broken file in a user repository becomes ERROR results of this run, not a failed job.
-        let repository = slipway_boottest::load_test_dirs(&self.config.boottest.test_dirs);
-        let mut available = self
+        let builtin = self
             .builtin_tests
-            .get_or_init(slipway_boottest::builtin_tests)
-            .clone();
+            .get_or_init(slipway_boottest::builtin_tests);
+        let repository = slipway_boottest::load_test_dirs(&self.config.boottest.test_dirs, builtin);
+        let mut available = builtin.clone();
         available.extend(repository.tests);
         let tests = slipway_boottest::select_tests(
             &plan_name,

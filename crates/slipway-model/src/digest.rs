@@ -76,6 +76,29 @@ pub fn read_buffer_for(file: &std::fs::File) -> Vec<u8> {
     vec![0u8; CHUNK.min(size.saturating_add(1))]
 }
 
+/// A SHA-256 that bytes are written into, so that a value serialized for hashing need not be held whole
+/// in memory first.
+#[derive(Debug, Clone, Default)]
+pub struct Sha256Writer(sha2::Sha256);
+
+impl Sha256Writer {
+    /// The SHA-256 of everything written.
+    pub fn finish(self) -> Sha256 {
+        Sha256::from_bytes(self.0.finalize().into())
+    }
+}
+
+impl std::io::Write for Sha256Writer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The SHA-256 of a byte string, for hashing small values such as normalized recipes.
 pub fn sha256_hex(bytes: &[u8]) -> Sha256 {
     Sha256::from_bytes(sha2::Sha256::digest(bytes).into())

@@ -45,7 +45,7 @@ pub use config::{
     AdvisoryConfig, BootTestConfig, Config, GateConfig, RetentionConfig, SigningConfig,
     StreamConfig, TimeOfDay, TrackerConfig, TrackerKind, WatchConfig,
 };
-pub use digest::{read_buffer_for, sha256_file, sha256_hex, Sha256};
+pub use digest::{read_buffer_for, sha256_file, sha256_hex, Sha256, Sha256Writer};
 pub use event::{topics, Event, EventId, EventSeq};
 pub use gate::{
     parse_time, Decision, NewWaiver, Requirement, ResultUsed, Revocation, Satisfied, Unsatisfied,

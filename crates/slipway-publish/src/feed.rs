@@ -36,14 +36,16 @@ pub(crate) fn feed_xml(
     for view in streams {
         happenings_of(&mut happenings, view, generated_at);
     }
-    happenings.sort_by_key(|h| std::cmp::Reverse(h.updated()));
-    // Entries as new as the last one kept may tie with it and win on their id, so all of them are written.
-    let cutoff = happenings
-        .get(ENTRIES.saturating_sub(1))
-        .map(Happening::updated);
+    // The hundredth newest time is found without sorting the whole history. Entries as new as it may tie
+    // with the last one kept and win on their id, so all of them are written.
+    let cutoff = (happenings.len() > ENTRIES).then(|| {
+        let (_, nth, _) =
+            happenings.select_nth_unstable_by_key(ENTRIES - 1, |h| std::cmp::Reverse(h.updated()));
+        nth.updated()
+    });
     let mut entries: Vec<Entry> = happenings
         .iter()
-        .take_while(|h| cutoff.is_none_or(|cutoff| h.updated() >= cutoff))
+        .filter(|h| cutoff.is_none_or(|cutoff| h.updated() >= cutoff))
         .map(|h| h.entry(base_url))
         .collect();
     // Newest first; ties keep a stable order by id.

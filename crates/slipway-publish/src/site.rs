@@ -1454,11 +1454,18 @@ fn stream_fingerprint(
 }
 
 fn fingerprint_of(what: &str, value: &impl Serialize) -> Result<String, PublishError> {
-    let bytes = serde_json::to_vec(value).map_err(|e| PublishError::Metadata {
+    // Hashed as it is serialized: a stream's newest year is tens of kilobytes of JSON.
+    let mut hasher = slipway_model::Sha256Writer::default();
+    let mut buffered = io::BufWriter::with_capacity(8192, &mut hasher);
+    let metadata_error = |e| PublishError::Metadata {
         what: what.to_string(),
         source: e,
-    })?;
-    Ok(slipway_model::sha256_hex(&bytes).to_string())
+    };
+    serde_json::to_writer(&mut buffered, value).map_err(metadata_error)?;
+    // Hashing cannot fail; flushing only hands the last bytes to the hasher.
+    io::Write::flush(&mut buffered).map_err(|e| metadata_error(serde_json::Error::io(e)))?;
+    drop(buffered);
+    Ok(hasher.finish().to_string())
 }
 
 /// The streams whose input is the one the current generation was built from and whose documents it

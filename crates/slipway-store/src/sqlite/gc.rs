@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use jiff::Timestamp;
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 use slipway_model::{topics, Compose, ComposeId, Release, ReleaseState, Sha256, Version};
 
@@ -110,7 +110,7 @@ impl SqliteStore {
 }
 
 fn delete_compose(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     op: &str,
     id: &ComposeId,
     at: Timestamp,

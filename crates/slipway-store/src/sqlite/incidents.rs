@@ -6,7 +6,7 @@
 //! external tracker, and leave the queue only when done.
 
 use jiff::Timestamp;
-use rusqlite::{params, OptionalExtension, Row, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::json;
 use slipway_model::{
     topics, ComposeId, ExternalIssue, Incident, IncidentAction, IncidentComment, IncidentState,
@@ -77,7 +77,7 @@ impl IncidentRow {
     }
 }
 
-fn comments_of(tx: &Transaction<'_>, op: &str, incident: i64) -> StoreResult<Vec<IncidentComment>> {
+fn comments_of(tx: &Connection, op: &str, incident: i64) -> StoreResult<Vec<IncidentComment>> {
     const T: &str = "incident_comments";
     let mut stmt = tx
         .prepare_cached(
@@ -111,11 +111,7 @@ fn comments_of(tx: &Transaction<'_>, op: &str, incident: i64) -> StoreResult<Vec
         .collect()
 }
 
-fn decode_all(
-    tx: &Transaction<'_>,
-    op: &str,
-    rows: Vec<IncidentRow>,
-) -> StoreResult<Vec<Incident>> {
+fn decode_all(tx: &Connection, op: &str, rows: Vec<IncidentRow>) -> StoreResult<Vec<Incident>> {
     rows.into_iter()
         .map(|row| {
             let comments = comments_of(tx, op, row.id)?;
@@ -124,7 +120,7 @@ fn decode_all(
         .collect()
 }
 
-fn incident_in(tx: &Transaction<'_>, op: &str, id: i64) -> StoreResult<Option<Incident>> {
+fn incident_in(tx: &Connection, op: &str, id: i64) -> StoreResult<Option<Incident>> {
     let row = tx
         .query_row(
             &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"),
@@ -136,11 +132,11 @@ fn incident_in(tx: &Transaction<'_>, op: &str, id: i64) -> StoreResult<Option<In
     Ok(decode_all(tx, op, row.into_iter().collect())?.pop())
 }
 
-fn existing(tx: &Transaction<'_>, op: &str, id: i64) -> StoreResult<Incident> {
+fn existing(tx: &Connection, op: &str, id: i64) -> StoreResult<Incident> {
     incident_in(tx, op, id)?.ok_or_else(|| StoreError::NotFound(format!("incident {id}")))
 }
 
-fn open_incident_in(tx: &Transaction<'_>, op: &str, stream: &str) -> StoreResult<Option<Incident>> {
+fn open_incident_in(tx: &Connection, op: &str, stream: &str) -> StoreResult<Option<Incident>> {
     let row = tx
         .query_row(
             &format!(
@@ -160,7 +156,7 @@ fn key(what: &str, id: u64) -> StoreResult<i64> {
 }
 
 fn insert_comment(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     op: &str,
     incident: i64,
     comment: &NewIncidentComment,
@@ -190,12 +186,7 @@ fn insert_comment(
     })
 }
 
-fn has_open_step(
-    tx: &Transaction<'_>,
-    op: &str,
-    incident: i64,
-    tracker: &str,
-) -> StoreResult<bool> {
+fn has_open_step(tx: &Connection, op: &str, incident: i64, tracker: &str) -> StoreResult<bool> {
     query_one(
         tx,
         "SELECT EXISTS (SELECT 1 FROM incident_mirror_steps \
@@ -207,7 +198,7 @@ fn has_open_step(
 }
 
 fn queue_step(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     op: &str,
     incident: i64,
     comment: u64,
@@ -229,7 +220,7 @@ fn queue_step(
 /// Queues a comment for `tracker`, preceded by the incident's open step if the tracker never got one
 /// (an incident opened before the tracker was configured is adopted with its opening report).
 fn queue_comment(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     op: &str,
     incident: &Incident,
     comment: u64,

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use rusqlite::{params, OptionalExtension, Row, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::json;
 use slipway_model::{topics, Announcement};
 
@@ -71,7 +71,7 @@ impl NotificationRow {
     }
 }
 
-fn load(tx: &Transaction<'_>, op: &str, id: i64) -> StoreResult<Notification> {
+fn load(tx: &Connection, op: &str, id: i64) -> StoreResult<Notification> {
     query_one(
         tx,
         &format!("SELECT {COLUMNS} FROM notifications WHERE id = ?1"),
@@ -85,7 +85,7 @@ fn load(tx: &Transaction<'_>, op: &str, id: i64) -> StoreResult<Notification> {
 }
 
 fn list(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     op: &str,
     sql: &str,
     params: impl rusqlite::Params,
