@@ -202,38 +202,46 @@ fn simulation_dir() -> Option<PathBuf> {
         .then(|| shm.join(format!("slipway-bench-simulate-{}", std::process::id())))
 }
 
-/// Where a simulation's time went, measured on 2026-11-22 with `perf` on runs of the twenty streams over
-/// 120 days and over their second year. Kept in the section so that what the next optimization must
+/// Where a simulation's time went, measured on 2026-12-05 with `perf` on runs of the twenty streams over
+/// their first year and over their fourth. Kept in the section so that what the next optimization must
 /// address stays next to the figures.
 const WHERE_THE_TIME_GOES: &str = "
-The goal is not met: ten years of the twenty streams run at about a tenth of it. This round cut \
-store calls and their decoding rather than one hot spot; on one machine on one day, a year of the \
-twenty streams went from 14.3 s to between 9.3 s and 10.0 s (the machine's speed varies by about a \
-tenth from run to run). The release policy and the nightly invariant read a stream's newest \
-composes as candidates (`CandidateCompose`: id, start, state, whether the latest decision in the \
-stream passed) in one statement without locks or artifacts, where it took two statements per \
-compose and decoded every lock. The engine's event handler leaves out in SQL the events it has \
-marked and those on topics it has no reaction to, so a test run's eleven results are neither read \
-nor marked; the tree's and the timeline's readers read only their topics. A tick and a publish \
-read every stream's cadence state and end of life in two statements; state records by prefix are a \
-range over the key's index (a scan grew with every release out of cycle and every compose's \
-advisories); a decision reuses the compose its handler read; the signing key, which loading checks \
-with a test signature, is kept while its file is unchanged; mimalloc is the binary's allocator. A \
-year still costs more the later it comes (a tenth of the ten-year run is 13.4 s against about 10 s \
-for the first year): what grows is the work of a publish on the newest year's releases. What is \
-left is per event and spread thin (profiled with `perf` over a run's second year): publishing \
-about a third, half of it on the newest year's releases (the index written, fingerprinted, checked \
-against the pool and read back) and the rest the page, the feed and a new release's signatures; \
-recording test results about an eighth (eleven rows with four indexes and an event each); gate \
-decisions, the release policy and incidents about a fifth; and about ninety store transactions per \
-stream-day throughout. Done before: the scratch store in memory on the calling thread, \
-newest-first compose reads over an index, partial indexes for current releases and open incidents, \
-bounded reads of the releases the policy and the invariants need, publishes that carry unchanged \
-streams over and patch a changed one from the releases its events name, a releases index by year, \
-a feed of a hundred entries, recipes and built-in tests parsed once, no syncs for the throwaway \
-tree and blobs, and no thread hand-off for small work. Ten times faster needs another shape: a \
-step's events, reactions and jobs handled in a few transactions rather than one per store call, \
-and a releases index split finer than by year, so that a publish costs what changed.
+The goal is not met: ten years of the twenty streams run at about a tenth of it. The machine's speed \
+moves by a tenth or more from hour to hour (this table's one-stream baseline took 1.1 s where an \
+earlier run took 0.9 s), so this round was measured against the previous build in the same hour: \
+ten years of the twenty streams took 150.0 s of CPU time (user and system) with the previous build \
+and 122.1 s with this one, 0.81 of it. This round: every store transaction begins and commits \
+through cached statements (parsing `BEGIN` and `COMMIT` on every call cost as much as the one or \
+two statements most calls run); marking a release published found the stream's published release \
+by reading every release of the stream, as SQLite does not take `state = 'published'` as a sign \
+that the partial index of current releases serves, and now names that index's condition (it had \
+grown from 1.5% of a first year to 4.7% of a fourth); event ids are time-ordered UUIDs made without \
+a system call, so the event table's unique index grows at its end; the feed picks its hundred \
+newest entries without sorting the whole history; the scratch store holds its lock and keeps its \
+rollback journal in memory; `--dir` copies the store page by page rather than by `VACUUM INTO`; \
+the built-in tests are no longer parsed again for every test job's check of the test \
+directories; and a stream's fingerprint is hashed as it is serialized. Where the time goes now \
+(`perf` with frame pointers, over the first year and over the fourth): publishing 40% of the \
+first year and 47% of the fourth, of which the newest year's releases take about 18 points (the \
+index written, fingerprinted, checked against the pool with a stat per release, and the previous \
+one read back) and linking the carried-over documents into each new generation and unlinking the \
+old one about 4 points, growing with the years; recording test results about 9% (eleven rows with \
+four indexes and an event each); the engine's reactions (decisions, the release policy, \
+incidents, announcements) about 14%; release ticks about 7%; and the rest store calls spread \
+thin, about sixty-five per compose at about 11 microseconds each. Tried and not kept: grouping a \
+scratch store's writes into shared transactions (savepoints, a commit every 512 writes) and a \
+256 MiB page cache, which measured no faster. Done before: the scratch store in memory on the \
+calling thread, newest-first compose reads over an index, partial indexes for current releases \
+and open incidents, bounded reads of the releases the policy and the invariants need, candidate \
+composes read in one statement, unhandled events filtered in SQL by topic, stream states read in \
+two statements, publishes that carry unchanged streams over and patch a changed one from the \
+releases its events name, a releases index by year, a feed of a hundred entries, recipes and \
+built-in tests parsed once, the signing key kept while its file is unchanged, mimalloc, no syncs \
+for the throwaway tree and blobs, and no thread hand-off for small work. Ten times faster needs \
+another shape: a publish whose cost is what changed (the earlier years' parts shared between \
+generations through one link per stream, and the pool checked by what changed in it rather than \
+a stat per release), and a step's events, reactions and jobs handled in a few store calls rather \
+than sixty-five per compose.
 ";
 
 /// Where the project's blob store keeps a blob of `content`.
