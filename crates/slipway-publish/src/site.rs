@@ -1456,15 +1456,10 @@ fn stream_fingerprint(
 fn fingerprint_of(what: &str, value: &impl Serialize) -> Result<String, PublishError> {
     // Hashed as it is serialized: a stream's newest year is tens of kilobytes of JSON.
     let mut hasher = slipway_model::Sha256Writer::default();
-    let mut buffered = io::BufWriter::with_capacity(8192, &mut hasher);
-    let metadata_error = |e| PublishError::Metadata {
+    serde_json::to_writer(&mut hasher, value).map_err(|e| PublishError::Metadata {
         what: what.to_string(),
         source: e,
-    };
-    serde_json::to_writer(&mut buffered, value).map_err(metadata_error)?;
-    // Hashing cannot fail; flushing only hands the last bytes to the hasher.
-    io::Write::flush(&mut buffered).map_err(|e| metadata_error(serde_json::Error::io(e)))?;
-    drop(buffered);
+    })?;
     Ok(hasher.finish().to_string())
 }
 

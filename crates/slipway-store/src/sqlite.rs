@@ -1135,6 +1135,18 @@ fn load_release(
     .decode()
 }
 
+/// The versions of a stream's published releases. The `IN` term names the condition of the partial index
+/// of current releases, which SQLite does not infer from `state = 'published'` alone: without it, every
+/// release of the stream is read.
+const PUBLISHED_VERSIONS: &str = "SELECT version FROM releases WHERE stream = ?1 \
+     AND state IN ('pending', 'published') AND state = 'published'";
+
+/// Supersedes a stream's published releases other than version `?2`, over the same index as
+/// [`PUBLISHED_VERSIONS`].
+const SUPERSEDE_PUBLISHED: &str = "UPDATE releases SET state = 'superseded' \
+     WHERE stream = ?1 AND state IN ('pending', 'published') AND state = 'published' \
+     AND version <> ?2";
+
 /// Makes the newest release of a stream that is published or superseded the published one and every other
 /// such release superseded, so the stream's current release is its newest good one. Pending and revoked
 /// releases are left as they are. Returns the current release's version, if there is one.
@@ -1151,16 +1163,7 @@ fn settle_current(tx: &Connection, op: &str, stream: &str) -> StoreResult<Option
     let Some(current) = current else {
         return Ok(None);
     };
-    exec(
-        tx,
-        // The `IN` term lets SQLite use the partial index of current releases (see
-        // `mark_release_published`).
-        "UPDATE releases SET state = 'superseded' \
-         WHERE stream = ?1 AND state IN ('pending', 'published') AND state = 'published' \
-         AND version <> ?2",
-        params![stream, current],
-    )
-    .db(op)?;
+    exec(tx, SUPERSEDE_PUBLISHED, params![stream, current]).db(op)?;
     exec(
         tx,
         "UPDATE releases SET state = 'published' WHERE stream = ?1 AND version = ?2",
@@ -2066,15 +2069,7 @@ impl Store for SqliteStore {
                 }
             }
             let published: Vec<String> = {
-                let mut stmt = tx
-                    .prepare_cached(
-                        // The `IN` term names the partial index of current releases, which SQLite does
-                        // not find from `state = 'published'` alone: without it, every release of the
-                        // stream is read.
-                        "SELECT version FROM releases WHERE stream = ?1 \
-                         AND state IN ('pending', 'published') AND state = 'published'",
-                    )
-                    .db(OP)?;
+                let mut stmt = tx.prepare_cached(PUBLISHED_VERSIONS).db(OP)?;
                 let rows = stmt
                     .query_map(params![stream], |row| row.get(0))
                     .db(OP)?
@@ -3152,5 +3147,39 @@ mod transaction_tests {
         let err = store.save_to(&path).await.expect_err("refused");
         assert!(err.to_string().contains("already exists"), "{err}");
         assert_eq!(std::fs::read(&path).expect("read"), b"someone's file");
+    }
+}
+
+#[cfg(test)]
+mod query_plan_tests {
+    use super::*;
+
+    /// Reading or superseding a stream's published release must go through the partial index of current
+    /// releases: a scan of the stream's releases grows with its whole history.
+    #[test]
+    fn the_published_release_is_found_over_the_index_of_current_releases() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        migrations::migrate(&mut conn).expect("schema");
+        for sql in [PUBLISHED_VERSIONS, SUPERSEDE_PUBLISHED] {
+            let mut stmt = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .expect("plan");
+            let plan: Vec<String> = stmt
+                .query_map(
+                    rusqlite::params_from_iter(
+                        ["cloud", "20261121.0"]
+                            .into_iter()
+                            .take(stmt.parameter_count()),
+                    ),
+                    |row| row.get(3),
+                )
+                .expect("rows")
+                .collect::<rusqlite::Result<_>>()
+                .expect("plan rows");
+            assert!(
+                plan.iter().any(|step| step.contains("releases_current")),
+                "{sql}: {plan:?}"
+            );
+        }
     }
 }
