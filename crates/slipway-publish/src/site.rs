@@ -1,6 +1,6 @@
 //! Building a generation of the public tree and switching it in atomically.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -883,14 +883,9 @@ impl Layout {
 
 /// The names of the directories in `dir` (none if it cannot be read).
 fn dir_names(dir: &Path) -> Vec<String> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .filter_map(|e| e.file_name().to_str().map(str::to_string))
-        .collect()
+    subdirectories(dir)
+        .map(|names| names.into_iter().collect())
+        .unwrap_or_default()
 }
 
 /// What building a generation produced: the count of files written anew and the release directories to move
@@ -1121,12 +1116,18 @@ async fn build(
                 name.clone(),
             );
             blocking(durability, move || {
+                // One listing of each directory instead of a stat per release: a stream's served releases
+                // are hundreds by the end of a year.
+                let in_pool = subdirectories(&pool_stream)?;
+                let in_withdrawn = subdirectories(&withdrawn)?;
                 wanted
                     .iter()
                     .map(|(version, expected)| {
                         locate_release(
-                            &pool_stream.join(version),
-                            &withdrawn.join(version),
+                            in_pool.contains(version).then(|| pool_stream.join(version)),
+                            in_withdrawn
+                                .contains(version)
+                                .then(|| withdrawn.join(version)),
                             index.served.get(version),
                             expected,
                             &format!("{name} {version}"),
@@ -1510,36 +1511,54 @@ fn carry_over_dir(from: &Path, to: &Path) -> Result<(), PublishError> {
     Ok(())
 }
 
-/// Finds a release to serve in the pool or among the withdrawn ones and checks that it holds the files the
-/// release lists: against the current releases index when it lists the release (cheap), else against the
-/// directory's own CHECKSUM, sizes and signatures.
+/// The names of the directories in `dir` (none when it does not exist), such as the releases a stream's
+/// pool holds.
+fn subdirectories(dir: &Path) -> Result<HashSet<String>, PublishError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashSet::new()),
+        Err(e) => return Err(io_err("list", dir)(e)),
+    };
+    let mut names = HashSet::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err("list", dir))?;
+        // The entry's own type, as `symlink_metadata` would give it: a link to a directory is no release.
+        if entry
+            .file_type()
+            .map_err(io_err("inspect", &entry.path()))?
+            .is_dir()
+        {
+            if let Ok(name) = entry.file_name().into_string() {
+                names.insert(name);
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Finds a release to serve in the pool (`pooled`, its directory there if it has one) or among the
+/// withdrawn ones (`withdrawn`, likewise) and checks that it holds the files the release lists: against the
+/// current releases index when it lists the release (cheap), else against the directory's own CHECKSUM,
+/// sizes and signatures.
 fn locate_release(
-    pooled: &Path,
-    withdrawn: &Path,
+    pooled: Option<PathBuf>,
+    withdrawn: Option<PathBuf>,
     indexed: Option<&Vec<(String, String, u64)>>,
     expected: &[ExpectedFile],
     label: &str,
 ) -> Result<Source, PublishError> {
-    if is_dir(pooled)? {
+    if let Some(pooled) = pooled {
         match indexed {
-            Some(listed) => check_against_index(pooled, listed, expected, label)?,
-            None => check_release_dir(pooled, expected, label)?,
+            Some(listed) => check_against_index(&pooled, listed, expected, label)?,
+            None => check_release_dir(&pooled, expected, label)?,
         }
         return Ok(Source::Pooled);
     }
-    if is_dir(withdrawn)? {
-        check_release_dir(withdrawn, expected, label)?;
-        return Ok(Source::Withdrawn(withdrawn.to_path_buf()));
+    if let Some(withdrawn) = withdrawn {
+        check_release_dir(&withdrawn, expected, label)?;
+        return Ok(Source::Withdrawn(withdrawn));
     }
     Ok(Source::New)
-}
-
-fn is_dir(path: &Path) -> Result<bool, PublishError> {
-    match fs::symlink_metadata(path) {
-        Ok(meta) => Ok(meta.is_dir()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(io_err("inspect", path)(e)),
-    }
 }
 
 /// What differs between the files a release lists and the files a directory holds, by name and SHA-256.

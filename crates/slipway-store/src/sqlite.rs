@@ -555,22 +555,22 @@ fn normalize_run(
 /// Inserts a new test run; returns its compose's stream. `Conflict` if the run is already recorded.
 fn insert_test_run(tx: &Connection, op: &str, run: &TestRun) -> StoreResult<String> {
     let (_, stream) = compose_state(tx, op, run.compose.as_str())?;
-    let inserted = tx
-        .execute(
-            "INSERT INTO test_runs \
+    let inserted = exec(
+        tx,
+        "INSERT INTO test_runs \
              (id, compose_id, plan, artifact, description, started_at, finished_at, completed) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, FALSE) ON CONFLICT (id) DO NOTHING",
-            params![
-                run.id.as_str(),
-                run.compose.as_str(),
-                run.plan,
-                run.artifact,
-                run.description,
-                ts(run.started_at),
-                ts(run.finished_at),
-            ],
-        )
-        .db(op)?;
+        params![
+            run.id.as_str(),
+            run.compose.as_str(),
+            run.plan,
+            run.artifact,
+            run.description,
+            ts(run.started_at),
+            ts(run.finished_at),
+        ],
+    )
+    .db(op)?;
     if inserted == 0 {
         return Err(StoreError::Conflict(format!(
             "test run {} is already recorded",
@@ -2586,13 +2586,13 @@ impl Store for SqliteStore {
         const OP: &str = "enqueue_job";
         let job = job.clone();
         self.write(OP, move |tx| {
-            let added = tx
-                .execute(
-                    "INSERT INTO jobs (kind, key, payload, state, attempts, created_at, updated_at) \
+            let added = exec(
+                tx,
+                "INSERT INTO jobs (kind, key, payload, state, attempts, created_at, updated_at) \
                      VALUES (?1, ?2, ?3, 'queued', 0, ?4, ?4) ON CONFLICT (key) DO NOTHING",
-                    params![job.kind, job.key, to_json(OP, &job.payload)?, ts(at)],
-                )
-                .db(OP)?;
+                params![job.kind, job.key, to_json(OP, &job.payload)?, ts(at)],
+            )
+            .db(OP)?;
             Ok(added == 1)
         })
         .await
@@ -2669,13 +2669,13 @@ impl Store for SqliteStore {
         let until = ts(lease_end(at, lease)?);
         let now = ts(at);
         self.write(OP, move |tx| {
-            let changed = tx
-                .execute(
-                    "UPDATE jobs SET lease_until = ?3, updated_at = ?4 \
+            let changed = exec(
+                tx,
+                "UPDATE jobs SET lease_until = ?3, updated_at = ?4 \
                      WHERE id = ?1 AND state = 'leased' AND worker = ?2",
-                    params![job, worker, until, now],
-                )
-                .db(OP)?;
+                params![job, worker, until, now],
+            )
+            .db(OP)?;
             Ok(changed == 1)
         })
         .await

@@ -121,14 +121,14 @@ fn decode_all(tx: &Connection, op: &str, rows: Vec<IncidentRow>) -> StoreResult<
 }
 
 fn incident_in(tx: &Connection, op: &str, id: i64) -> StoreResult<Option<Incident>> {
-    let row = tx
-        .query_row(
-            &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"),
-            params![id],
-            IncidentRow::read,
-        )
-        .optional()
-        .db(op)?;
+    let row = query_one(
+        tx,
+        &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"),
+        params![id],
+        IncidentRow::read,
+    )
+    .optional()
+    .db(op)?;
     Ok(decode_all(tx, op, row.into_iter().collect())?.pop())
 }
 
@@ -137,16 +137,14 @@ fn existing(tx: &Connection, op: &str, id: i64) -> StoreResult<Incident> {
 }
 
 fn open_incident_in(tx: &Connection, op: &str, stream: &str) -> StoreResult<Option<Incident>> {
-    let row = tx
-        .query_row(
-            &format!(
-                "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE stream = ?1 AND state = 'open'"
-            ),
-            params![stream],
-            IncidentRow::read,
-        )
-        .optional()
-        .db(op)?;
+    let row = query_one(
+        tx,
+        &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE stream = ?1 AND state = 'open'"),
+        params![stream],
+        IncidentRow::read,
+    )
+    .optional()
+    .db(op)?;
     Ok(decode_all(tx, op, row.into_iter().collect())?.pop())
 }
 
