@@ -82,6 +82,11 @@ pub fn read_buffer_for(file: &std::fs::File) -> Vec<u8> {
 pub struct Sha256Writer(sha2::Sha256);
 
 impl Sha256Writer {
+    /// Adds `bytes` to what is hashed.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
     /// The SHA-256 of everything written.
     pub fn finish(self) -> Sha256 {
         Sha256::from_bytes(self.0.finalize().into())

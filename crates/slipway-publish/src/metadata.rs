@@ -463,6 +463,21 @@ impl PublishedIndex {
     }
 }
 
+/// A releases index document (from [`releases_json`]) split around the time it was written, its
+/// `"generated-at"` member: the two parts show everything else. A document without that member is all
+/// in the first part.
+pub(crate) fn split_at_generated_at(doc: &[u8], generated_at: Timestamp) -> (&[u8], &[u8]) {
+    let member = format!("\"generated-at\": \"{}\"", rfc3339(generated_at));
+    // The member comes third, in the document's first lines.
+    match doc
+        .windows(member.len())
+        .position(|window| window == member.as_bytes())
+    {
+        Some(start) => (&doc[..start], &doc[start + member.len()..]),
+        None => (doc, &[]),
+    }
+}
+
 fn pretty<T: Serialize>(doc: &T) -> serde_json::Result<Vec<u8>> {
     let mut out = serde_json::to_vec_pretty(doc)?;
     out.push(b'\n');
@@ -485,5 +500,29 @@ mod tests {
         );
         let at: Timestamp = "2026-11-21T10:11:12.5Z".parse().expect("timestamp");
         assert_eq!(rfc3339(at), "2026-11-21T10:11:12Z");
+    }
+
+    #[test]
+    fn an_index_splits_around_its_own_time_and_nothing_else() {
+        let at: Timestamp = "2026-11-21T10:11:12Z".parse().expect("timestamp");
+        let doc = |time: &str| {
+            format!(
+                "{{\n  \"stream\": \"s\",\n  \"generated-at\": \"{time}\",\n  \"releases\": [\n    {{\n      \"published-at\": \"2026-11-21T10:11:12Z\"\n    }}\n  ]\n}}\n"
+            )
+        };
+        let written = doc("2026-11-21T10:11:12Z");
+        let (before, after) = split_at_generated_at(written.as_bytes(), at);
+        assert_eq!(before, b"{\n  \"stream\": \"s\",\n  ");
+        // A release published at the same second keeps its time: only the document's own is left out.
+        assert!(after.starts_with(b",\n  \"releases\""));
+        assert!(
+            String::from_utf8_lossy(after).contains("\"published-at\": \"2026-11-21T10:11:12Z\"")
+        );
+        // Written at another time, the document is whole in the first part.
+        let other = doc("2026-11-22T00:00:00Z");
+        assert_eq!(
+            split_at_generated_at(other.as_bytes(), at),
+            (other.as_bytes(), &b""[..])
+        );
     }
 }

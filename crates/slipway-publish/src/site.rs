@@ -939,6 +939,8 @@ async fn build(
         .map(|sp| year_parts(&sp.releases))
         .collect();
     let mut fingerprints = BTreeMap::new();
+    // The current index of each stream whose fingerprint was made from it, to be written as it is.
+    let mut current_docs: BTreeMap<&str, Vec<u8>> = BTreeMap::new();
     for (sp, parts) in plan.streams.iter().zip(&parts) {
         let name = &sp.stream.name;
         if let Some(known) = input.known_fingerprints.get(name) {
@@ -946,7 +948,15 @@ async fn build(
             continue;
         }
         let earlier = part_fingerprints(input, base_url, sp.stream, parts)?;
-        let fingerprint = stream_fingerprint(base_url, sp.stream, parts, &earlier)?;
+        let current_doc = current_index(sp.stream, parts, base_url, input.generated_at)?;
+        let fingerprint = stream_fingerprint(
+            base_url,
+            sp.stream,
+            &current_doc,
+            input.generated_at,
+            &earlier,
+        )?;
+        current_docs.insert(name, current_doc);
         fingerprints.extend(earlier);
         fingerprints.insert(name.clone(), fingerprint);
     }
@@ -1235,21 +1245,9 @@ async fn build(
             metadata::releases_json(sp.stream, releases, part, base_url, input.generated_at)
                 .map_err(|source| PublishError::Metadata { what, source })
         };
-        let earlier: Vec<(&str, usize)> = parts
-            .iter()
-            .skip(1)
-            .map(|part| (part.year, part.releases.len()))
-            .collect();
-        let current_doc = match parts.first() {
-            Some(part) => index_doc(
-                part.releases,
-                IndexPart::Current {
-                    year: part.year,
-                    earlier: &earlier,
-                },
-                format!("releases/{name}.json"),
-            )?,
-            None => index_doc(&[], IndexPart::Whole, format!("releases/{name}.json"))?,
+        let current_doc = match current_docs.remove(name.as_str()) {
+            Some(doc) => doc,
+            None => current_index(sp.stream, parts, base_url, input.generated_at)?,
         };
         documents.push((
             root.join("releases").join(format!("{name}.json")),
@@ -1429,18 +1427,54 @@ fn part_fingerprints(
         .collect()
 }
 
+/// A stream's current releases index: its newest year's releases and the list of its earlier years' parts
+/// (every release, when it has none).
+fn current_index(
+    stream: &StreamInput,
+    parts: &[YearPart<'_>],
+    base_url: Option<&str>,
+    generated_at: Timestamp,
+) -> Result<Vec<u8>, PublishError> {
+    let earlier: Vec<(&str, usize)> = parts
+        .iter()
+        .skip(1)
+        .map(|part| (part.year, part.releases.len()))
+        .collect();
+    let (releases, part) = match parts.first() {
+        Some(first) => (
+            first.releases,
+            IndexPart::Current {
+                year: first.year,
+                earlier: &earlier,
+            },
+        ),
+        None => (&[][..], IndexPart::Whole),
+    };
+    metadata::releases_json(stream, releases, part, base_url, generated_at).map_err(|source| {
+        PublishError::Metadata {
+            what: format!("releases/{}.json", stream.name),
+            source,
+        }
+    })
+}
+
 /// The fingerprint of what a stream's documents and release directories are made from: equal
-/// fingerprints give equal documents, apart from the time they were written. The earlier years' parts
-/// count by their fingerprints, so that it costs what the current year holds.
+/// fingerprints give equal documents, apart from the time they were written.
+///
+/// The newest year counts by its index document (`current_doc`), which is made anyway and shows every
+/// release of the year as it is served, the time it was written left out; the earlier years' parts count by
+/// their fingerprints. So a fingerprint costs one pass over the bytes of the current year, not a second
+/// serialization of its releases.
 fn stream_fingerprint(
     base_url: Option<&str>,
     stream: &StreamInput,
-    parts: &[YearPart<'_>],
+    current_doc: &[u8],
+    generated_at: Timestamp,
     earlier: &BTreeMap<String, String>,
 ) -> Result<String, PublishError> {
-    let current = parts.first().map_or(&[][..], |part| part.releases);
-    fingerprint_of(
-        &format!("the fingerprint of stream {}", stream.name),
+    let mut hasher = slipway_model::Sha256Writer::default();
+    serde_json::to_writer(
+        &mut hasher,
         &(
             base_url,
             &stream.name,
@@ -1448,10 +1482,20 @@ fn stream_fingerprint(
             &stream.architecture,
             &stream.stale,
             &stream.eol,
-            current,
             earlier,
         ),
     )
+    .map_err(|e| PublishError::Metadata {
+        what: format!("the fingerprint of stream {}", stream.name),
+        source: e,
+    })?;
+    let (before, after) = metadata::split_at_generated_at(current_doc, generated_at);
+    // Each part with its length, so that bytes moving from one to the other cannot give the same hash.
+    for part in [before, after] {
+        hasher.update(&(part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    Ok(hasher.finish().to_string())
 }
 
 fn fingerprint_of(what: &str, value: &impl Serialize) -> Result<String, PublishError> {
