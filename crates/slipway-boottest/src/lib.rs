@@ -65,9 +65,12 @@
 //!
 //! QEMU runs through the [`CommandRunner`] with the boot's deadline as its timeout, so the runner kills
 //! its whole process group at the deadline. The results file is read incrementally every 0.5 s; the
-//! serial log is watched for a kernel panic, which ends the boot at once. A test without a result when the
-//! boot ends is ERROR, with a note saying why (the deadline passed, the guest panicked or stopped) and the
-//! last serial console lines. [`BootTester::run`] returns `Err` only when the test could not be set up (a
+//! serial log is watched for a kernel panic, which ends the boot at once. Until the guest settles, a boot
+//! that writes nothing to its console or results for [`VmTuning::silent_boot_limit`] (5 minutes) is stuck:
+//! its console log is kept as `serial-stalled-<n>.log` and the VM is booted once more from fresh files,
+//! rather than waited for until a deadline that leaves room for every test. A test without a result when
+//! the boot ends is ERROR, with a note saying why (the deadline passed, the guest panicked, stopped, or
+//! stalled twice) and the last serial console lines. [`BootTester::run`] returns `Err` only when the test could not be set up (a
 //! missing tool or firmware, an unreadable image).
 //!
 //! # KVM probe
@@ -117,6 +120,10 @@ const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// How long a guest that reported `done` gets to power off before the VM is stopped. The overlay is
 /// thrown away, so a clean shutdown buys nothing but time.
 const POWEROFF_GRACE: Duration = Duration::from_secs(3);
+
+/// How many times a VM is booted when its guest stalls before settling (see
+/// [`VmTuning::silent_boot_limit`]).
+const BOOT_ATTEMPTS: u32 = 2;
 
 /// How many serial console lines an ERROR note quotes.
 const SERIAL_LINES_IN_NOTE: usize = 8;
@@ -296,6 +303,8 @@ enum VmEnd {
     Panicked,
     /// The runner let the VM run well past its deadline (a runner that ignores timeouts); stopped.
     Overran,
+    /// The guest printed nothing for [`VmTuning::silent_boot_limit`] before it settled; stopped.
+    Stalled,
 }
 
 /// What every boot of a run shares.
@@ -495,6 +504,76 @@ impl BootTester {
                 source,
             })?;
         let files = vm::VmFiles::in_dir(&dir);
+        let silent_limit = request.tuning.silent_boot_limit;
+        let mut attempt = 1;
+        let (run, mut reader) = loop {
+            let (run, reader) = self.boot_attempt(context, boot, &files, &dir).await?;
+            if !matches!(run.end, VmEnd::Stalled) || attempt == BOOT_ATTEMPTS {
+                break (run, reader);
+            }
+            // Kept beside the next boot's log: why a boot had to be repeated is worth a look.
+            let kept = dir.join(format!("serial-stalled-{attempt}.log"));
+            let tail = vm::serial_tail(&files.serial_log, SERIAL_LINES_IN_NOTE).await;
+            if let Err(err) = tokio::fs::rename(&files.serial_log, &kept).await {
+                tracing::warn!(%err, "keeping the serial log of a stalled boot");
+            }
+            tracing::warn!(compose = %request.compose, boot = %boot.name, attempt,
+                silent_secs = silent_limit.as_secs(), serial_log = %kept.display(), last_lines = %tail,
+                "the guest printed nothing before settling; booting it again");
+            attempt += 1;
+        };
+        reader.poll().await;
+        let report = reader.report();
+        let missing_note = missing_note(
+            run.end,
+            report,
+            boot.deadline,
+            (silent_limit, attempt),
+            &files.serial_log,
+        )
+        .await?;
+
+        let mut cases = Vec::new();
+        let outputs = dir.join("output");
+        for test in &boot.guest_tests {
+            let attempts = report.attempts.get(&test.name).cloned().unwrap_or_default();
+            cases.push(case_from(test, &attempts, &missing_note, &outputs, index).await?);
+        }
+        for test in &boot.host_tests {
+            let attempts = run
+                .host
+                .as_ref()
+                .and_then(|host| host.get(&test.name))
+                .cloned()
+                .unwrap_or_default();
+            let note = if run.host.is_none() && report.settled {
+                format!("the VM stopped before the host tests finished; {missing_note}")
+            } else {
+                missing_note.clone()
+            };
+            cases.push(case_from(test, &attempts, &note, &outputs, index).await?);
+        }
+        Ok(BootOutcome {
+            index,
+            report: BootReport {
+                name: boot.name.clone(),
+                serial_log: files.serial_log.clone(),
+                seconds: run.seconds,
+                settled_after: run.settled_after,
+            },
+            cases,
+        })
+    }
+
+    /// Boots `boot`'s VM once from fresh files: a new overlay, firmware variables and seed.
+    async fn boot_attempt(
+        &self,
+        context: &RunContext,
+        boot: &BootPlan,
+        files: &vm::VmFiles,
+        dir: &Path,
+    ) -> Result<(BootRun, results::ResultsReader), BootTestError> {
+        let request = &context.request;
         for stale in [
             &files.overlay,
             &files.vars,
@@ -547,11 +626,11 @@ impl BootTester {
             hold: !boot.host_tests.is_empty(),
             ssh_public_key: context.ssh_public_key.clone(),
         };
-        seed::build_seed(self.runner.as_ref(), &dir, &identity, &payload).await?;
+        seed::build_seed(self.runner.as_ref(), dir, &identity, &payload).await?;
         let network = vm::Network {
             open: boot.network,
             ssh_port: vm::free_port().map_err(|source| BootTestError::WorkDir {
-                path: dir.clone(),
+                path: dir.to_path_buf(),
                 source,
             })?,
         };
@@ -561,7 +640,7 @@ impl BootTester {
             guest_tests = boot.guest_tests.len(), host_tests = boot.host_tests.len(), "booting");
         let mut reader = results::ResultsReader::new(&files.results);
         let run = self
-            .boot(context, boot, &files, network, &dir, &mut reader)
+            .boot(context, boot, files, network, dir, &mut reader)
             .await;
 
         // The overlay can hold hundreds of MiB after first boot; it has served its purpose.
@@ -570,40 +649,7 @@ impl BootTester {
                 tracing::warn!(%err, "cleaning up the boot test");
             }
         }
-        reader.poll().await;
-        let report = reader.report();
-        let missing_note = missing_note(run.end, report, boot.deadline, &files.serial_log).await?;
-
-        let mut cases = Vec::new();
-        let outputs = dir.join("output");
-        for test in &boot.guest_tests {
-            let attempts = report.attempts.get(&test.name).cloned().unwrap_or_default();
-            cases.push(case_from(test, &attempts, &missing_note, &outputs, index).await?);
-        }
-        for test in &boot.host_tests {
-            let attempts = run
-                .host
-                .as_ref()
-                .and_then(|host| host.get(&test.name))
-                .cloned()
-                .unwrap_or_default();
-            let note = if run.host.is_none() && report.settled {
-                format!("the VM stopped before the host tests finished; {missing_note}")
-            } else {
-                missing_note.clone()
-            };
-            cases.push(case_from(test, &attempts, &note, &outputs, index).await?);
-        }
-        Ok(BootOutcome {
-            index,
-            report: BootReport {
-                name: boot.name.clone(),
-                serial_log: files.serial_log.clone(),
-                seconds: run.seconds,
-                settled_after: run.settled_after,
-            },
-            cases,
-        })
+        Ok((run, reader))
     }
 
     /// Runs the VM until it exits, panics, reaches its deadline, or its tests are done.
@@ -635,6 +681,8 @@ impl BootTester {
         let mut host_results: Option<host::HostResults> = None;
         // Past the deadline plus this, the VM is stopped here even if the runner has not done it.
         let hard_limit = boot.deadline + Duration::from_secs(30);
+        // Until the guest settles: how many bytes it has written, and when that last grew.
+        let mut output_seen = (0u64, Instant::now());
         let end = loop {
             tokio::select! {
                 result = &mut vm => break VmEnd::Exited(result),
@@ -677,6 +725,14 @@ impl BootTester {
                     }
                     if start.elapsed() >= hard_limit {
                         break VmEnd::Overran;
+                    }
+                    if settled_after.is_none() {
+                        let written = file_len(&files.serial_log).await + file_len(&files.results).await;
+                        if written != output_seen.0 {
+                            output_seen = (written, Instant::now());
+                        } else if output_seen.1.elapsed() >= request.tuning.silent_boot_limit {
+                            break VmEnd::Stalled;
+                        }
                     }
                 }
             }
@@ -815,10 +871,18 @@ async fn case_from(
 }
 
 /// The note for tests that never got a result.
+/// The size of a file the VM writes, 0 while it does not exist.
+async fn file_len(path: &Path) -> u64 {
+    tokio::fs::metadata(path).await.map_or(0, |m| m.len())
+}
+
+/// Why a test has no result, from how the VM ended; `(silent_limit, boots)` is the silence that counts
+/// as a stalled boot and how many times the VM was booted.
 async fn missing_note(
     end: VmEnd,
     report: &results::GuestReport,
     deadline: Duration,
+    (silent_limit, boots): (Duration, u32),
     serial_log: &Path,
 ) -> Result<String, BootTestError> {
     if report.done {
@@ -829,6 +893,11 @@ async fn missing_note(
         VmEnd::Exited(Err(ExecError::TimedOut { .. })) | VmEnd::Overran => format!(
             "deadline of {}s passed; last serial lines: {}",
             deadline.as_secs(),
+            serial().await
+        ),
+        VmEnd::Stalled => format!(
+            "the guest printed nothing for {}s before settling, {boots} boot(s) in a row; last serial lines: {}",
+            silent_limit.as_secs(),
             serial().await
         ),
         VmEnd::Panicked => format!(

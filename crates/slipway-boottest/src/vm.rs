@@ -2,6 +2,7 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use slipway_exec::Command;
 
@@ -30,6 +31,10 @@ pub struct VmTuning {
     pub tb_size_mib: Option<u32>,
     /// A virtio RNG device, so the guest's entropy comes from the host from the first moment.
     pub rng: bool,
+    /// How long a guest may print nothing, on its serial console or to its results, before it settles:
+    /// past this the boot is taken as stuck, and it is booted once more from a fresh overlay instead of
+    /// being waited for until its deadline.
+    pub silent_boot_limit: Duration,
 }
 
 impl Default for VmTuning {
@@ -40,6 +45,9 @@ impl Default for VmTuning {
             tcg_cpu: "qemu64".into(),
             tb_size_mib: None,
             rng: true,
+            // A TCG boot of the example image prints something every few seconds and settles in about a
+            // minute; a guest kernel has been seen to stop for good after switching clock sources.
+            silent_boot_limit: Duration::from_secs(300),
         }
     }
 }

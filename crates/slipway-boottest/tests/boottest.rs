@@ -3,7 +3,7 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -218,6 +218,8 @@ async fn a_vm_that_never_powers_off_is_killed_at_its_deadline() {
 struct ScriptedQemu {
     behaviour: Behaviour,
     dropped: Arc<AtomicBool>,
+    /// How many times QEMU was started.
+    launches: AtomicU32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -227,6 +229,9 @@ enum Behaviour {
     PassAndHang,
     /// Exits cleanly without reporting anything (a guest that powered off early).
     ExitSilently,
+    /// Prints a line on the console and then nothing more, for the first `stalls` starts (a guest kernel
+    /// that stopped early in its boot); after that, as `PassAndHang`.
+    StallFirst(u32),
 }
 
 /// Sets its flag when dropped: tells the test that the run future was abandoned.
@@ -251,8 +256,19 @@ impl CommandRunner for ScriptedQemu {
         }
         let shown = command.display();
         let results = PathBuf::from(option_value(&shown, "file,id=results,path="));
+        let launch = self.launches.fetch_add(1, Ordering::SeqCst) + 1;
         match self.behaviour {
-            Behaviour::PassAndHang => {
+            Behaviour::StallFirst(stalls) if launch <= stalls => {
+                let console = PathBuf::from(option_value(&shown, "file,id=console,path="));
+                std::fs::write(
+                    &console,
+                    format!("clocksource: Switched to clocksource hpet (start {launch})\r\n"),
+                )
+                .expect("console");
+                std::future::pending::<()>().await;
+                unreachable!("pending never completes")
+            }
+            Behaviour::PassAndHang | Behaviour::StallFirst(_) => {
                 let mut text = String::from("boot noise\r\n{\"event\":\"settled\"}\r\n");
                 for testcase in GUEST_TESTS {
                     text.push_str(&format!(
@@ -287,6 +303,7 @@ async fn a_done_guest_that_does_not_power_off_is_stopped() {
     let tester = BootTester::new(Arc::new(ScriptedQemu {
         behaviour: Behaviour::PassAndHang,
         dropped: dropped.clone(),
+        launches: AtomicU32::new(0),
     }));
     let started = Instant::now();
     let report = tester
@@ -327,6 +344,7 @@ async fn host_tests_run_once_the_guest_settles_and_hold_the_vm() {
     let tester = BootTester::new(Arc::new(ScriptedQemu {
         behaviour: Behaviour::PassAndHang,
         dropped: dropped.clone(),
+        launches: AtomicU32::new(0),
     }));
     let mut tests = guest_tests();
     // Reaches for the guest with what it was given; the key must be the run's private key.
@@ -418,6 +436,7 @@ async fn a_guest_that_stops_early_gives_errors_naming_why() {
     let tester = BootTester::new(Arc::new(ScriptedQemu {
         behaviour: Behaviour::ExitSilently,
         dropped: Arc::new(AtomicBool::new(false)),
+        launches: AtomicU32::new(0),
     }));
     let report = tester
         .run(&request(image, work, Accel::Tcg, Duration::from_secs(600)))
@@ -429,6 +448,76 @@ async fn a_guest_that_stops_early_gives_errors_naming_why() {
         assert!(
             case.note
                 .starts_with("the VM stopped before its tests finished"),
+            "{}",
+            case.note
+        );
+    }
+}
+
+/// A request whose boots count as stalled after two silent seconds.
+fn impatient_request(image: PathBuf, work: PathBuf) -> BootTestRequest {
+    let mut request = request(image, work, Accel::Tcg, Duration::from_secs(600));
+    request.tuning.silent_boot_limit = Duration::from_secs(2);
+    request
+}
+
+#[tokio::test]
+async fn a_guest_that_stalls_before_settling_is_booted_again() {
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("image.qcow2");
+    empty_qcow2(&image, "64M").await;
+    let qemu = Arc::new(ScriptedQemu {
+        behaviour: Behaviour::StallFirst(1),
+        dropped: Arc::new(AtomicBool::new(false)),
+        launches: AtomicU32::new(0),
+    });
+    let tester = BootTester::new(qemu.clone());
+    let report = tester
+        .run(&impatient_request(image, dir.path().join("work")))
+        .await
+        .expect("report");
+    assert_eq!(qemu.launches.load(Ordering::SeqCst), 2);
+    assert_eq!(report.cases.len(), GUEST_TESTS.len());
+    for case in &report.cases {
+        assert_eq!(case.outcome, Outcome::Passed, "{case:?}");
+    }
+    // The stalled boot's console is kept beside the second boot's.
+    let kept = report.boots[0]
+        .serial_log
+        .with_file_name("serial-stalled-1.log");
+    let text = std::fs::read_to_string(&kept).expect("the stalled boot's console");
+    assert!(text.contains("(start 1)"), "{text}");
+}
+
+#[tokio::test]
+async fn a_guest_that_stalls_every_time_gives_errors_naming_the_silence() {
+    if !have_qemu() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("image.qcow2");
+    empty_qcow2(&image, "64M").await;
+    let qemu = Arc::new(ScriptedQemu {
+        behaviour: Behaviour::StallFirst(u32::MAX),
+        dropped: Arc::new(AtomicBool::new(false)),
+        launches: AtomicU32::new(0),
+    });
+    let tester = BootTester::new(qemu.clone());
+    let report = tester
+        .run(&impatient_request(image, dir.path().join("work")))
+        .await
+        .expect("report");
+    // Booted twice, not until the ten-minute deadline.
+    assert_eq!(qemu.launches.load(Ordering::SeqCst), 2);
+    for case in &report.cases {
+        assert_eq!(case.outcome, Outcome::Error, "{case:?}");
+        assert!(
+            case.note.starts_with(
+                "the guest printed nothing for 2s before settling, 2 boot(s) in a row; last serial lines:"
+            ) && case.note.contains("(start 2)"),
             "{}",
             case.note
         );
