@@ -926,10 +926,16 @@ impl Engine {
         versions: &BTreeSet<Version>,
         advisories: &mut Option<slipway_release::LoadedAdvisories>,
     ) -> Result<(Vec<ReleaseInput>, BTreeSet<Version>), EngineError> {
-        let mut releases: BTreeMap<Version, ReleaseInput> = last
-            .into_iter()
-            .map(|r| (r.release.version.clone(), r))
-            .collect();
+        // Patched in place, newest first: a stream's history is thousands of releases, and a publish
+        // changes a few of them.
+        let mut releases = last;
+        if !releases.is_sorted_by(|a, b| a.release.version > b.release.version) {
+            releases.sort_by(|a, b| b.release.version.cmp(&a.release.version));
+            releases.dedup_by(|a, b| a.release.version == b.release.version);
+        }
+        let position = |releases: &[ReleaseInput], version: &Version| {
+            releases.binary_search_by(|r| version.cmp(&r.release.version))
+        };
         let mut fresh = BTreeMap::new();
         for release in self
             .store
@@ -942,7 +948,7 @@ impl Engine {
         {
             fresh.insert(release.version.clone(), release);
         }
-        let was_current = releases.values().filter(|r| {
+        let was_current = releases.iter().filter(|r| {
             matches!(
                 r.release.state,
                 ReleaseState::Published | ReleaseState::Pending
@@ -961,15 +967,16 @@ impl Engine {
                     fresh.insert(version, release);
                 }
                 None => {
-                    releases.remove(&version);
+                    if let Ok(at) = position(&releases, &version) {
+                        releases.remove(at);
+                    }
                     touched.insert(version);
                 }
             }
         }
         for (version, release) in fresh {
-            let unchanged = releases
-                .get(&version)
-                .is_some_and(|known| known.release == release);
+            let unchanged =
+                position(&releases, &version).is_ok_and(|at| releases[at].release == release);
             if unchanged {
                 continue;
             }
@@ -979,19 +986,19 @@ impl Engine {
                 .compose(&release.compose)
                 .await?
                 .map(|c| c.artifacts);
-            match self
+            let input = self
                 .release_input(release, recorded.as_deref(), advisories)
-                .await?
-            {
-                Some(input) => {
-                    releases.insert(version, input);
+                .await?;
+            match (input, position(&releases, &version)) {
+                (Some(input), Ok(at)) => releases[at] = input,
+                (Some(input), Err(at)) => releases.insert(at, input),
+                (None, Ok(at)) => {
+                    releases.remove(at);
                 }
-                None => {
-                    releases.remove(&version);
-                }
+                (None, Err(_)) => {}
             }
         }
-        Ok((releases.into_values().rev().collect(), touched))
+        Ok((releases, touched))
     }
 
     /// A release with the files the tree shows for it, given the artifacts recorded for its compose:

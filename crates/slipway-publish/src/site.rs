@@ -1,6 +1,6 @@
 //! Building a generation of the public tree and switching it in atomically.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -436,10 +436,13 @@ impl<'a> Plan<'a> {
                     .map(|(year, _)| year)
                     .collect();
             let mut versions = BTreeSet::new();
-            for r in &stream.releases {
-                if stream_known || known_years.contains(r.release.version.year()) {
-                    continue;
-                }
+            // By year, so that a known year is passed over in one step.
+            let to_check: &[ReleaseInput] = if stream_known { &[] } else { &stream.releases };
+            let unknown = to_check
+                .chunk_by(|a, b| a.release.version.year() == b.release.version.year())
+                .filter(|year| !known_years.contains(year[0].release.version.year()))
+                .flatten();
+            for r in unknown {
                 // Made only for an error: a long-lived stream has thousands of releases to check.
                 let label = || format!("{} {}", stream.name, r.release.version);
                 if r.release.stream != stream.name {
@@ -883,9 +886,14 @@ impl Layout {
 
 /// The names of the directories in `dir` (none if it cannot be read).
 fn dir_names(dir: &Path) -> Vec<String> {
-    subdirectories(dir)
-        .map(|names| names.into_iter().collect())
-        .unwrap_or_default()
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .collect()
 }
 
 /// What building a generation produced: the count of files written anew and the release directories to move
@@ -1125,20 +1133,19 @@ async fn build(
                 layout.withdrawn.join(&name),
                 name.clone(),
             );
+            // The current generation serves the releases its index lists from the pool, where only a
+            // publish puts or takes them: those are found without a stat each, unless that generation's
+            // publish was interrupted or it kept its releases in itself (an older layout).
+            let trust_index = !prepared.interrupted && legacy_dir.is_none();
             blocking(durability, move || {
-                // One listing of each directory instead of a stat per release: a stream's served releases
-                // are hundreds by the end of a year.
-                let in_pool = subdirectories(&pool_stream)?;
-                let in_withdrawn = subdirectories(&withdrawn)?;
                 wanted
                     .iter()
                     .map(|(version, expected)| {
                         locate_release(
-                            in_pool.contains(version).then(|| pool_stream.join(version)),
-                            in_withdrawn
-                                .contains(version)
-                                .then(|| withdrawn.join(version)),
+                            &pool_stream.join(version),
+                            &withdrawn.join(version),
                             index.served.get(version),
+                            trust_index,
                             expected,
                             &format!("{name} {version}"),
                         )
@@ -1241,13 +1248,13 @@ async fn build(
             root.join("streams").join(format!("{name}.json")),
             stream_doc,
         ));
-        let index_doc = |releases: &[&ReleaseInput], part: IndexPart<'_>, what: String| {
-            metadata::releases_json(sp.stream, releases, part, base_url, input.generated_at)
-                .map_err(|source| PublishError::Metadata { what, source })
-        };
         let current_doc = match current_docs.remove(name.as_str()) {
             Some(doc) => doc,
             None => current_index(sp.stream, parts, base_url, input.generated_at)?,
+        };
+        let index_doc = |releases: &[&ReleaseInput], part: IndexPart<'_>, what: String| {
+            metadata::releases_json(sp.stream, releases, part, base_url, input.generated_at)
+                .map_err(|source| PublishError::Metadata { what, source })
         };
         documents.push((
             root.join("releases").join(format!("{name}.json")),
@@ -1555,54 +1562,38 @@ fn carry_over_dir(from: &Path, to: &Path) -> Result<(), PublishError> {
     Ok(())
 }
 
-/// The names of the directories in `dir` (none when it does not exist), such as the releases a stream's
-/// pool holds.
-fn subdirectories(dir: &Path) -> Result<HashSet<String>, PublishError> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashSet::new()),
-        Err(e) => return Err(io_err("list", dir)(e)),
-    };
-    let mut names = HashSet::new();
-    for entry in entries {
-        let entry = entry.map_err(io_err("list", dir))?;
-        // The entry's own type, as `symlink_metadata` would give it: a link to a directory is no release.
-        if entry
-            .file_type()
-            .map_err(io_err("inspect", &entry.path()))?
-            .is_dir()
-        {
-            if let Ok(name) = entry.file_name().into_string() {
-                names.insert(name);
-            }
-        }
-    }
-    Ok(names)
-}
-
-/// Finds a release to serve in the pool (`pooled`, its directory there if it has one) or among the
-/// withdrawn ones (`withdrawn`, likewise) and checks that it holds the files the release lists: against the
-/// current releases index when it lists the release (cheap), else against the directory's own CHECKSUM,
-/// sizes and signatures.
+/// Finds a release to serve in the pool or among the withdrawn ones and checks that it holds the files the
+/// release lists: against the current releases index when it lists the release (cheap), else against the
+/// directory's own CHECKSUM, sizes and signatures. With `trust_index`, a release the index lists is in the
+/// pool without looking.
 fn locate_release(
-    pooled: Option<PathBuf>,
-    withdrawn: Option<PathBuf>,
+    pooled: &Path,
+    withdrawn: &Path,
     indexed: Option<&Vec<(String, String, u64)>>,
+    trust_index: bool,
     expected: &[ExpectedFile],
     label: &str,
 ) -> Result<Source, PublishError> {
-    if let Some(pooled) = pooled {
+    if (trust_index && indexed.is_some()) || is_dir(pooled)? {
         match indexed {
-            Some(listed) => check_against_index(&pooled, listed, expected, label)?,
-            None => check_release_dir(&pooled, expected, label)?,
+            Some(listed) => check_against_index(pooled, listed, expected, label)?,
+            None => check_release_dir(pooled, expected, label)?,
         }
         return Ok(Source::Pooled);
     }
-    if let Some(withdrawn) = withdrawn {
-        check_release_dir(&withdrawn, expected, label)?;
-        return Ok(Source::Withdrawn(withdrawn));
+    if is_dir(withdrawn)? {
+        check_release_dir(withdrawn, expected, label)?;
+        return Ok(Source::Withdrawn(withdrawn.to_path_buf()));
     }
     Ok(Source::New)
+}
+
+fn is_dir(path: &Path) -> Result<bool, PublishError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) => Ok(meta.is_dir()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err("inspect", path)(e)),
+    }
 }
 
 /// What differs between the files a release lists and the files a directory holds, by name and SHA-256.
