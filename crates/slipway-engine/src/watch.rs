@@ -246,10 +246,7 @@ impl Engine {
         {
             return Ok((Some(compose.clone()), newest.clone()));
         }
-        let composes = self.store.composes(Some(stream), 50).await?;
-        let complete = composes
-            .into_iter()
-            .find(|c| c.state == ComposeState::Complete && c.lock.is_some());
+        let complete = self.store.newest_locked_compose(stream).await?;
         Ok((complete, newest))
     }
 

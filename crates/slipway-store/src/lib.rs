@@ -201,6 +201,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: usize,
     ) -> StoreResult<Vec<CandidateCompose>>;
 
+    /// The newest complete compose of a stream that has a lock: what a new compose's inputs are compared
+    /// with to decide whether anything changed.
+    async fn newest_locked_compose(&self, stream: &str) -> StoreResult<Option<Compose>>;
+
     /// The newest complete compose of a recipe (in any stream) other than `excluding`: the compose whose
     /// lock is the recipe's current one, and what a new compose's package diff is taken against.
     async fn latest_complete_compose(

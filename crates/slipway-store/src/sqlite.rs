@@ -1418,6 +1418,32 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn newest_locked_compose(&self, stream: &str) -> StoreResult<Option<Compose>> {
+        const OP: &str = "newest_locked_compose";
+        let stream = stream.to_owned();
+        self.read(OP, move |tx| {
+            // Walks `composes_by_stream` from the newest: a failed compose or two at most before a match.
+            let row = query_one(
+                tx,
+                &format!(
+                    "SELECT {COMPOSE_COLUMNS} FROM composes \
+                         WHERE stream = ?1 AND state = 'complete' AND lock_json IS NOT NULL \
+                         ORDER BY created_at DESC, n DESC, id DESC LIMIT 1"
+                ),
+                params![stream],
+                ComposeRow::from_row,
+            )
+            .optional()
+            .db(OP)?;
+            row.map(|row| {
+                let artifacts = load_artifacts(tx, OP, &row.id)?;
+                row.decode(artifacts)
+            })
+            .transpose()
+        })
+        .await
+    }
+
     async fn latest_complete_compose(
         &self,
         recipe: &str,

@@ -2069,6 +2069,25 @@ async fn the_latest_complete_compose_of_a_recipe_spans_streams_and_skips_the_exc
             .expect("read"),
         None
     );
+    // By stream: the newest complete one, past the running compose and the failed one after it.
+    let failed = s
+        .create_compose("stable", "cloud", &r, t("2026-11-24T10:00:00Z"))
+        .await
+        .expect("create");
+    s.fail_compose(&failed.id, "broken", t("2026-11-24T11:00:00Z"))
+        .await
+        .expect("fail");
+    let newest = s
+        .newest_locked_compose("stable")
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(newest.id, newer.id);
+    assert_eq!(newest.lock, Some(lock()));
+    assert_eq!(
+        s.newest_locked_compose("unstable").await.expect("read"),
+        None
+    );
 }
 
 #[tokio::test]
