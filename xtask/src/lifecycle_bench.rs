@@ -206,42 +206,39 @@ fn simulation_dir() -> Option<PathBuf> {
 /// their first year and over their fourth. Kept in the section so that what the next optimization must
 /// address stays next to the figures.
 const WHERE_THE_TIME_GOES: &str = "
-The goal is not met: ten years of the twenty streams run at about a tenth of it. The machine's speed \
-moves by a tenth or more from hour to hour (this table's one-stream baseline took 1.1 s where an \
-earlier run took 0.9 s), so this round was measured against the previous build in the same hour: \
-ten years of the twenty streams took 150.0 s of CPU time (user and system) with the previous build \
-and 122.1 s with this one, 0.81 of it. This round: every store transaction begins and commits \
-through cached statements (parsing `BEGIN` and `COMMIT` on every call cost as much as the one or \
-two statements most calls run); marking a release published found the stream's published release \
-by reading every release of the stream, as SQLite does not take `state = 'published'` as a sign \
-that the partial index of current releases serves, and now names that index's condition (it had \
-grown from 1.5% of a first year to 4.7% of a fourth); event ids are time-ordered UUIDs made without \
-a system call, so the event table's unique index grows at its end; the feed picks its hundred \
-newest entries without sorting the whole history; the scratch store holds its lock and keeps its \
-rollback journal in memory; `--dir` copies the store page by page rather than by `VACUUM INTO`; \
-the built-in tests are no longer parsed again for every test job's check of the test \
-directories; and a stream's fingerprint is hashed as it is serialized. Where the time goes now \
-(`perf` with frame pointers, over the first year and over the fourth): publishing 40% of the \
-first year and 47% of the fourth, of which the newest year's releases take about 18 points (the \
-index written, fingerprinted, checked against the pool with a stat per release, and the previous \
-one read back) and linking the carried-over documents into each new generation and unlinking the \
-old one about 4 points, growing with the years; recording test results about 9% (eleven rows with \
-four indexes and an event each); the engine's reactions (decisions, the release policy, \
-incidents, announcements) about 14%; release ticks about 7%; and the rest store calls spread \
-thin, about sixty-five per compose at about 11 microseconds each. Tried and not kept: grouping a \
-scratch store's writes into shared transactions (savepoints, a commit every 512 writes) and a \
-256 MiB page cache, which measured no faster. Done before: the scratch store in memory on the \
-calling thread, newest-first compose reads over an index, partial indexes for current releases \
-and open incidents, bounded reads of the releases the policy and the invariants need, candidate \
-composes read in one statement, unhandled events filtered in SQL by topic, stream states read in \
-two statements, publishes that carry unchanged streams over and patch a changed one from the \
-releases its events name, a releases index by year, a feed of a hundred entries, recipes and \
-built-in tests parsed once, the signing key kept while its file is unchanged, mimalloc, no syncs \
-for the throwaway tree and blobs, and no thread hand-off for small work. Ten times faster needs \
-another shape: a publish whose cost is what changed (the earlier years' parts shared between \
-generations through one link per stream, and the pool checked by what changed in it rather than \
-a stat per release), and a step's events, reactions and jobs handled in a few store calls rather \
-than sixty-five per compose.
+The goal is not met: ten years of the twenty streams run at about an eighth of it. The machine's speed \
+moves by a tenth or more from hour to hour, so this round was measured against the previous round's \
+build in the same hour, twice in alternating order: ten years of the twenty streams took 109.5 s and \
+108.5 s of CPU time (user and system) with the previous build and 88.5 s and 83.8 s with this one, \
+0.79 of it, with the same history (52511 composes, 23178 releases, every invariant held). This \
+round: release builds are one code unit with whole-program optimization (0.92 of a first year); \
+the last statements made outside the statement cache (opening an incident, queueing a job, \
+recording a test run) go through it; a stream's fingerprint is the hash of its current releases \
+index, which the publish writes anyway, with its own time left out, rather than a second \
+serialization of its newest year; a release the current index lists as served is taken to be in \
+the pool without a `stat`, since only a publish changes the pool; a changed stream's releases are \
+patched in place in their newest-first list with a binary search per release read, rather than \
+through a map of the whole history built and torn down on every publish; the input checks pass \
+over a year whose fingerprint the caller passed in one step; and change detection reads a stream's \
+newest locked compose in one query rather than its newest fifty composes whole after a failure. \
+Where the time goes now (`perf` with frame pointers, over the last fifth of four years): publishing \
+about 41%, of which the newest year's index written 9 to 10 points, the previous index read back 3, \
+fingerprints 2.5, the feed 2, the download page 1.4, the input checks 2, tidying the pool and old \
+generations 2, and the file system calls of a new generation 3 to 4; the engine's reactions \
+(decisions, the release policy, incidents, announcements) about 13%; recording test results about \
+9% (eleven rows with four indexes and an event each); release ticks about 7%; the rest store calls \
+spread thin. Tried and not kept: releases index entries kept between publishes and reused for \
+unchanged releases (writing the index fell from 10% to 4% of the profile, but the whole run did \
+not measurably move, the lookups, comparisons and bookkeeping costing most of what serializing \
+did); the previous index read back with borrowed strings (no change: parsing is scanning, not \
+allocating); one listing of a stream's pool instead of a `stat` per served release (faster over a \
+first year, but a listing grows with the whole history); memory-mapped pages for the in-memory \
+scratch database (2% faster, but SQLite's in-memory file cannot grow while pages are mapped); and \
+page caches of 1, 16 and 256 MiB (none faster than the default 2 MiB; 256 MiB 13% slower). Ten times \
+faster needs another shape: a publish whose cost is what changed (index parts small enough that the \
+newest is a few dozen releases, shared between generations through one link per stream so that \
+their number does not multiply the links of every generation), and a step's events, reactions and \
+jobs handled in a few store calls rather than sixty-five per compose.
 ";
 
 /// Where the project's blob store keeps a blob of `content`.

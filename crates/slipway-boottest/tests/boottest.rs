@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use slipway_boottest::{
-    probe_kvm, Accel, BootTestError, BootTestRequest, BootTester, RunsOn, TestDef, PROBE_TIMEOUT,
+    probe_kvm, Accel, BootTestError, BootTestReport, BootTestRequest, BootTester, RunsOn, TestDef,
+    PROBE_TIMEOUT,
 };
 use slipway_exec::{Command, CommandRunner, ExecError, Output, SystemRunner};
 use slipway_model::{ComposeId, Lock, LockedPackage, Outcome};
@@ -454,11 +455,30 @@ async fn a_guest_that_stops_early_gives_errors_naming_why() {
     }
 }
 
-/// A request whose boots count as stalled after two silent seconds.
-fn impatient_request(image: PathBuf, work: PathBuf) -> BootTestRequest {
-    let mut request = request(image, work, Accel::Tcg, Duration::from_secs(600));
+/// Runs the guest tests on a scripted QEMU whose first `stalls` boots stall, with boots that count as
+/// stalled after two silent seconds; returns the report, how many times QEMU was started, and the work
+/// directory (kept until the test ends).
+async fn run_stalling(stalls: u32) -> (BootTestReport, u32, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("image.qcow2");
+    empty_qcow2(&image, "64M").await;
+    let qemu = Arc::new(ScriptedQemu {
+        behaviour: Behaviour::StallFirst(stalls),
+        dropped: Arc::new(AtomicBool::new(false)),
+        launches: AtomicU32::new(0),
+    });
+    let mut request = request(
+        image,
+        dir.path().join("work"),
+        Accel::Tcg,
+        Duration::from_secs(600),
+    );
     request.tuning.silent_boot_limit = Duration::from_secs(2);
-    request
+    let report = BootTester::new(qemu.clone())
+        .run(&request)
+        .await
+        .expect("report");
+    (report, qemu.launches.load(Ordering::SeqCst), dir)
 }
 
 #[tokio::test]
@@ -466,20 +486,8 @@ async fn a_guest_that_stalls_before_settling_is_booted_again() {
     if !have_qemu() {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let image = dir.path().join("image.qcow2");
-    empty_qcow2(&image, "64M").await;
-    let qemu = Arc::new(ScriptedQemu {
-        behaviour: Behaviour::StallFirst(1),
-        dropped: Arc::new(AtomicBool::new(false)),
-        launches: AtomicU32::new(0),
-    });
-    let tester = BootTester::new(qemu.clone());
-    let report = tester
-        .run(&impatient_request(image, dir.path().join("work")))
-        .await
-        .expect("report");
-    assert_eq!(qemu.launches.load(Ordering::SeqCst), 2);
+    let (report, launches, _dir) = run_stalling(1).await;
+    assert_eq!(launches, 2);
     assert_eq!(report.cases.len(), GUEST_TESTS.len());
     for case in &report.cases {
         assert_eq!(case.outcome, Outcome::Passed, "{case:?}");
@@ -497,21 +505,9 @@ async fn a_guest_that_stalls_every_time_gives_errors_naming_the_silence() {
     if !have_qemu() {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let image = dir.path().join("image.qcow2");
-    empty_qcow2(&image, "64M").await;
-    let qemu = Arc::new(ScriptedQemu {
-        behaviour: Behaviour::StallFirst(u32::MAX),
-        dropped: Arc::new(AtomicBool::new(false)),
-        launches: AtomicU32::new(0),
-    });
-    let tester = BootTester::new(qemu.clone());
-    let report = tester
-        .run(&impatient_request(image, dir.path().join("work")))
-        .await
-        .expect("report");
+    let (report, launches, _dir) = run_stalling(u32::MAX).await;
     // Booted twice, not until the ten-minute deadline.
-    assert_eq!(qemu.launches.load(Ordering::SeqCst), 2);
+    assert_eq!(launches, 2);
     for case in &report.cases {
         assert_eq!(case.outcome, Outcome::Error, "{case:?}");
         assert!(

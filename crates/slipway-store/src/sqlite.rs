@@ -512,10 +512,20 @@ fn decode_artifact(
 }
 
 fn load_compose(conn: &Connection, op: &str, id: &str) -> StoreResult<Option<Compose>> {
+    first_compose(conn, op, "WHERE id = ?1", params![id])
+}
+
+/// The first compose `rest` (its `WHERE` and `ORDER BY` clauses) selects, with its artifacts.
+fn first_compose(
+    conn: &Connection,
+    op: &str,
+    rest: &str,
+    params: impl rusqlite::Params,
+) -> StoreResult<Option<Compose>> {
     let row = query_one(
         conn,
-        &format!("SELECT {COMPOSE_COLUMNS} FROM composes WHERE id = ?1"),
-        params![id],
+        &format!("SELECT {COMPOSE_COLUMNS} FROM composes {rest}"),
+        params,
         ComposeRow::from_row,
     )
     .optional()
@@ -1423,23 +1433,13 @@ impl Store for SqliteStore {
         let stream = stream.to_owned();
         self.read(OP, move |tx| {
             // Walks `composes_by_stream` from the newest: a failed compose or two at most before a match.
-            let row = query_one(
+            first_compose(
                 tx,
-                &format!(
-                    "SELECT {COMPOSE_COLUMNS} FROM composes \
-                         WHERE stream = ?1 AND state = 'complete' AND lock_json IS NOT NULL \
-                         ORDER BY created_at DESC, n DESC, id DESC LIMIT 1"
-                ),
+                OP,
+                "WHERE stream = ?1 AND state = 'complete' AND lock_json IS NOT NULL \
+                 ORDER BY created_at DESC, n DESC, id DESC LIMIT 1",
                 params![stream],
-                ComposeRow::from_row,
             )
-            .optional()
-            .db(OP)?;
-            row.map(|row| {
-                let artifacts = load_artifacts(tx, OP, &row.id)?;
-                row.decode(artifacts)
-            })
-            .transpose()
         })
         .await
     }
@@ -1455,23 +1455,13 @@ impl Store for SqliteStore {
             .map(|id| id.as_str().to_owned())
             .unwrap_or_default();
         self.read(OP, move |tx| {
-            let row = query_one(
+            first_compose(
                 tx,
-                &format!(
-                    "SELECT {COMPOSE_COLUMNS} FROM composes \
-                         WHERE recipe = ?1 AND state = 'complete' AND id != ?2 \
-                         ORDER BY created_at DESC, n DESC, id DESC LIMIT 1"
-                ),
+                OP,
+                "WHERE recipe = ?1 AND state = 'complete' AND id != ?2 \
+                 ORDER BY created_at DESC, n DESC, id DESC LIMIT 1",
                 params![recipe, excluding],
-                ComposeRow::from_row,
             )
-            .optional()
-            .db(OP)?;
-            row.map(|row| {
-                let artifacts = load_artifacts(tx, OP, &row.id)?;
-                row.decode(artifacts)
-            })
-            .transpose()
         })
         .await
     }
