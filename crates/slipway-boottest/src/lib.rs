@@ -70,8 +70,8 @@
 //! its console log is kept as `serial-stalled-<n>.log` and the VM is booted once more from fresh files,
 //! rather than waited for until a deadline that leaves room for every test. A test without a result when
 //! the boot ends is ERROR, with a note saying why (the deadline passed, the guest panicked, stopped, or
-//! stalled twice) and the last serial console lines. [`BootTester::run`] returns `Err` only when the test could not be set up (a
-//! missing tool or firmware, an unreadable image).
+//! stalled twice) and the last serial console lines. [`BootTester::run`] returns `Err` only when the test
+//! could not be set up (a missing tool or firmware, an unreadable image).
 //!
 //! # KVM probe
 //!
