@@ -1479,9 +1479,8 @@ fn stream_fingerprint(
     generated_at: Timestamp,
     earlier: &BTreeMap<String, String>,
 ) -> Result<String, PublishError> {
-    let mut hasher = slipway_model::Sha256Writer::default();
-    serde_json::to_writer(
-        &mut hasher,
+    let mut hasher = hashed(
+        &format!("the fingerprint of stream {}", stream.name),
         &(
             base_url,
             &stream.name,
@@ -1491,11 +1490,7 @@ fn stream_fingerprint(
             &stream.eol,
             earlier,
         ),
-    )
-    .map_err(|e| PublishError::Metadata {
-        what: format!("the fingerprint of stream {}", stream.name),
-        source: e,
-    })?;
+    )?;
     let (before, after) = metadata::split_at_generated_at(current_doc, generated_at);
     // Each part with its length, so that bytes moving from one to the other cannot give the same hash.
     for part in [before, after] {
@@ -1506,13 +1501,18 @@ fn stream_fingerprint(
 }
 
 fn fingerprint_of(what: &str, value: &impl Serialize) -> Result<String, PublishError> {
-    // Hashed as it is serialized: a stream's newest year is tens of kilobytes of JSON.
+    Ok(hashed(what, value)?.finish().to_string())
+}
+
+/// A hasher that `value`'s JSON was written into, hashed as it is serialized (a year's releases are tens
+/// of kilobytes of JSON); `what` names it in an error.
+fn hashed(what: &str, value: &impl Serialize) -> Result<slipway_model::Sha256Writer, PublishError> {
     let mut hasher = slipway_model::Sha256Writer::default();
     serde_json::to_writer(&mut hasher, value).map_err(|e| PublishError::Metadata {
         what: what.to_string(),
         source: e,
     })?;
-    Ok(hasher.finish().to_string())
+    Ok(hasher)
 }
 
 /// The streams whose input is the one the current generation was built from and whose documents it

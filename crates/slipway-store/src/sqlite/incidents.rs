@@ -581,12 +581,12 @@ impl SqliteStore {
         let key = key("mirror step", step)?;
         let at = normalize(at);
         self.write(OP, move |tx| {
-            let changed = tx
-                .execute(
-                    "UPDATE incident_mirror_steps SET done_at = COALESCE(done_at, ?1) WHERE id = ?2",
-                    params![ts(at), key],
-                )
-                .db(OP)?;
+            let changed = exec(
+                tx,
+                "UPDATE incident_mirror_steps SET done_at = COALESCE(done_at, ?1) WHERE id = ?2",
+                params![ts(at), key],
+            )
+            .db(OP)?;
             if changed == 0 {
                 return Err(StoreError::NotFound(format!("mirror step {step}")));
             }
@@ -605,21 +605,21 @@ impl SqliteStore {
         let key = key("mirror step", step)?;
         let (error, at) = (error.to_owned(), normalize(at));
         self.write(OP, move |tx| {
-            let changed = tx
-                .execute(
-                    "UPDATE incident_mirror_steps SET attempts = attempts + 1, last_error = ?1, \
+            let changed = exec(
+                tx,
+                "UPDATE incident_mirror_steps SET attempts = attempts + 1, last_error = ?1, \
                      last_attempt_at = ?2 WHERE id = ?3 AND done_at IS NULL",
-                    params![error, ts(at), key],
+                params![error, ts(at), key],
+            )
+            .db(OP)?;
+            if changed == 0 {
+                let known: bool = query_one(
+                    tx,
+                    "SELECT EXISTS (SELECT 1 FROM incident_mirror_steps WHERE id = ?1)",
+                    params![key],
+                    |row| row.get(0),
                 )
                 .db(OP)?;
-            if changed == 0 {
-                let known: bool = tx
-                    .query_row(
-                        "SELECT EXISTS (SELECT 1 FROM incident_mirror_steps WHERE id = ?1)",
-                        params![key],
-                        |row| row.get(0),
-                    )
-                    .db(OP)?;
                 if !known {
                     return Err(StoreError::NotFound(format!("mirror step {step}")));
                 }
