@@ -77,7 +77,7 @@ async fn record(store: &dyn Store, compose: &Compose, outcomes: &[(&str, Outcome
         })
         .collect();
     let run = TestRun {
-        id: RunId::random(),
+        id: RunId::fresh(),
         compose: compose.id.clone(),
         plan: "default".into(),
         artifact: format!("{}.qcow2", compose.id),

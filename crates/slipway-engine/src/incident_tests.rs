@@ -119,7 +119,7 @@ async fn tested(engine: &Engine, store: &dyn Store, sshd: Outcome, serial: &str)
         })
         .collect();
     let run = TestRun {
-        id: RunId::random(),
+        id: RunId::fresh(),
         compose: compose.id.clone(),
         plan: "default".into(),
         artifact: format!("{}.qcow2", compose.id),

@@ -385,7 +385,7 @@ impl Engine {
             format.extension(),
             &stream.name,
         );
-        let run_id = RunId::random();
+        let run_id = RunId::fresh();
         let base = |testcase: &str, outcome: Outcome, note: String, at| TestResult {
             run: Some(run_id.clone()),
             scenario: scenario.clone(),
@@ -819,10 +819,10 @@ impl Engine {
                 let years: BTreeSet<&str> = touched.iter().map(Version::year).collect();
                 let prefix = format!("{}/", stream.name);
                 for (key, fingerprint) in last.fingerprints.range(prefix.clone()..) {
-                    let Some(year) = key.strip_prefix(&prefix) else {
+                    let Some(part) = key.strip_prefix(&prefix) else {
                         break;
                     };
-                    if !years.contains(year) {
+                    if !years.contains(slipway_publish::part_key_year(part)) {
                         known_fingerprints.insert(key.clone(), fingerprint.clone());
                     }
                 }

@@ -139,7 +139,7 @@ pub(crate) async fn record_boot(
 /// A test run of `compose` that started and ended at `at`.
 fn test_run(compose: &slipway_model::ComposeId, at: jiff::Timestamp) -> slipway_model::TestRun {
     slipway_model::TestRun {
-        id: slipway_model::RunId::random(),
+        id: slipway_model::RunId::fresh(),
         compose: compose.clone(),
         plan: "default".into(),
         artifact: format!("{compose}.qcow2"),

@@ -40,6 +40,11 @@ impl Version {
         &self.date[..4]
     }
 
+    /// The `YYYYMM` part: the current releases index holds the newest month's releases.
+    pub fn month(&self) -> &str {
+        &self.date[..6]
+    }
+
     /// The number within the day.
     pub fn n(&self) -> u32 {
         self.n

@@ -9,9 +9,10 @@
 //!   <stream>/<version>/           the release's files, <file>.sig each, CHECKSUM (clearsigned sha256sum lines)
 //!   streams/<stream>.json         the newest release not revoked, coreos-stream-metadata shape, with the
 //!                                 stale and end-of-life markers under metadata.x-slipway-stale / -eol
-//!   releases/<stream>.json        the newest year's releases, newest first, revoked ones with their
+//!   releases/<stream>.json        the newest month's releases, newest first, revoked ones with their
 //!                                 revocation, and the earlier years' parts (`earlier`)
-//!   releases/<stream>/<YYYY>.json an earlier year's releases, in the same shape
+//!   releases/<stream>/<YYYY>.json a year's earlier releases (for the newest year, those before the
+//!                                 current index's month), in the same shape
 //!   archive/<stream>/releases-<YYYYMMDD>.json
 //!                                 every release as it was when the stream reached its end of life
 //!   keys/<fingerprint>.asc        the public key (and earlier ones), also as keys/release-key.asc
@@ -45,6 +46,6 @@ pub use in_process::{load_signer, InProcessSigner, LoadedSigner};
 pub use notes::{release_notes, RELEASE_NOTES};
 pub use sign::{GpgSigner, SignError, Signer};
 pub use site::{
-    publish, EolInfo, PublishError, PublishFile, PublishSummary, ReleaseInput, SiteInput,
-    StaleInfo, StreamInput,
+    part_key_year, publish, EolInfo, PublishError, PublishFile, PublishSummary, ReleaseInput,
+    SiteInput, StaleInfo, StreamInput,
 };

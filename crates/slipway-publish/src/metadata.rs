@@ -202,9 +202,12 @@ struct ReleasesDoc<'a> {
     stream: &'a str,
     architecture: &'a str,
     generated_at: String,
-    /// The year whose releases the document lists; absent when it lists every release (an archive).
+    /// The year whose releases an earlier part lists; absent from the current index and an archive.
     #[serde(skip_serializing_if = "Option::is_none")]
     year: Option<&'a str>,
+    /// The month (`YYYYMM`) whose releases the current index lists; absent from the other documents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    month: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stale: Option<StaleDoc>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -226,13 +229,13 @@ struct EarlierDoc {
 /// Which part of a stream's releases index a document is.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum IndexPart<'a> {
-    /// `releases/<stream>.json`: the releases of the newest year, and a list of the earlier years' parts
+    /// `releases/<stream>.json`: the releases of the newest month, and a list of the earlier years' parts
     /// (year and number of releases).
     Current {
-        year: &'a str,
+        month: &'a str,
         earlier: &'a [(&'a str, usize)],
     },
-    /// `releases/<stream>/<year>.json`: the releases of an earlier year.
+    /// `releases/<stream>/<year>.json`: the releases of a year that the current index does not hold.
     Year(&'a str),
     /// Every release in one document: the archive written at the end of life.
     Whole,
@@ -290,8 +293,8 @@ struct FileDoc<'a> {
 
 /// A part of the releases index (see [`IndexPart`]): the releases given, newest first, with their state and
 /// files; revoked ones stay, with their revocation, and without locations since their files are withdrawn.
-/// The index is split by year so that a publish rewrites only the newest year's part, however long the
-/// stream's history.
+/// The index is split so that a publish rewrites only its newest month, and the year part that month
+/// leaves when the next one begins, however long the stream's history.
 pub(crate) fn releases_json(
     stream: &StreamInput,
     releases: &[&ReleaseInput],
@@ -299,10 +302,10 @@ pub(crate) fn releases_json(
     base_url: Option<&str>,
     generated_at: Timestamp,
 ) -> serde_json::Result<Vec<u8>> {
-    let (year, earlier) = match part {
-        IndexPart::Current { year, earlier } => (Some(year), earlier),
-        IndexPart::Year(year) => (Some(year), &[][..]),
-        IndexPart::Whole => (None, &[][..]),
+    let (year, month, earlier) = match part {
+        IndexPart::Current { month, earlier } => (None, Some(month), earlier),
+        IndexPart::Year(year) => (Some(year), None, &[][..]),
+        IndexPart::Whole => (None, None, &[][..]),
     };
     let earlier = earlier
         .iter()
@@ -359,6 +362,7 @@ pub(crate) fn releases_json(
         architecture: &stream.architecture,
         generated_at: rfc3339(generated_at),
         year,
+        month,
         stale: stream.stale.as_ref().map(StaleDoc::new),
         eol: stream
             .eol

@@ -427,68 +427,70 @@ impl<'a> Plan<'a> {
                     stream.name
                 )));
             }
-            // Releases under a fingerprint the caller passed back were checked when it was computed, and a
-            // publish carries their documents over without placing anything: only the others are checked,
-            // so that a publish does not cost the length of the history.
-            let stream_known = input.known_fingerprints.contains_key(&stream.name);
-            let known_years: BTreeSet<&str> =
-                part_fingerprints_in(&input.known_fingerprints, &stream.name)
-                    .map(|(year, _)| year)
-                    .collect();
-            let mut versions = BTreeSet::new();
-            // By year, so that a known year is passed over in one step.
-            let to_check: &[ReleaseInput] = if stream_known { &[] } else { &stream.releases };
-            let unknown = to_check
-                .chunk_by(|a, b| a.release.version.year() == b.release.version.year())
-                .filter(|year| !known_years.contains(year[0].release.version.year()))
-                .flatten();
-            for r in unknown {
-                // Made only for an error: a long-lived stream has thousands of releases to check.
-                let label = || format!("{} {}", stream.name, r.release.version);
-                if r.release.stream != stream.name {
-                    return Err(PublishError::Invalid(format!(
-                        "release {} says it belongs to stream {:?}",
-                        label(),
-                        r.release.stream
-                    )));
-                }
-                if !versions.insert(&r.release.version) {
-                    return Err(PublishError::Invalid(format!(
-                        "release {} is listed twice",
-                        label()
-                    )));
-                }
-                let mut files = BTreeSet::new();
-                let mut kinds = BTreeSet::new();
-                for f in &r.files {
-                    check_name("file name", &f.file_name, "._+~-")?;
-                    if f.file_name == "CHECKSUM" || f.file_name.ends_with(".sig") {
-                        return Err(PublishError::Invalid(format!(
-                            "file name {:?} of release {} would collide with a signature file",
-                            f.file_name,
-                            label()
-                        )));
-                    }
-                    if !files.insert(f.file_name.as_str()) {
-                        return Err(PublishError::Invalid(format!(
-                            "file {:?} is listed twice in release {}",
-                            f.file_name,
-                            label()
-                        )));
-                    }
-                    // Stream metadata has one slot per image format.
-                    if matches!(f.kind, ArtifactKind::Image(_)) && !kinds.insert(f.kind) {
-                        return Err(PublishError::Invalid(format!(
-                            "release {} has two {} images",
-                            label(),
-                            f.kind.name()
-                        )));
-                    }
-                }
-            }
             let mut releases: Vec<&ReleaseInput> = stream.releases.iter().collect();
             // The caller gives them newest first; sorting anyway makes "newest" mean the version order.
             releases.sort_by(|a, b| b.release.version.cmp(&a.release.version));
+            // Releases under a fingerprint the caller passed back were checked when it was computed, and a
+            // publish carries their documents over without placing anything: only the others are checked,
+            // so that a publish does not cost the length of the history. The current index is always
+            // checked; an earlier part whose key is known is passed over in one step.
+            if !input.known_fingerprints.contains_key(&stream.name) {
+                let known_parts: BTreeSet<&str> =
+                    part_fingerprints_in(&input.known_fingerprints, &stream.name)
+                        .map(|(key, _)| key)
+                        .collect();
+                let mut versions = BTreeSet::new();
+                let parts = year_parts(&releases);
+                let unknown = parts
+                    .iter()
+                    .enumerate()
+                    .filter(|(index, part)| *index == 0 || !known_parts.contains(part.key.as_str()))
+                    .flat_map(|(_, part)| part.releases.iter().copied());
+                for r in unknown {
+                    // Made only for an error: a long-lived stream has thousands of releases to check.
+                    let label = || format!("{} {}", stream.name, r.release.version);
+                    if r.release.stream != stream.name {
+                        return Err(PublishError::Invalid(format!(
+                            "release {} says it belongs to stream {:?}",
+                            label(),
+                            r.release.stream
+                        )));
+                    }
+                    if !versions.insert(&r.release.version) {
+                        return Err(PublishError::Invalid(format!(
+                            "release {} is listed twice",
+                            label()
+                        )));
+                    }
+                    let mut files = BTreeSet::new();
+                    let mut kinds = BTreeSet::new();
+                    for f in &r.files {
+                        check_name("file name", &f.file_name, "._+~-")?;
+                        if f.file_name == "CHECKSUM" || f.file_name.ends_with(".sig") {
+                            return Err(PublishError::Invalid(format!(
+                                "file name {:?} of release {} would collide with a signature file",
+                                f.file_name,
+                                label()
+                            )));
+                        }
+                        if !files.insert(f.file_name.as_str()) {
+                            return Err(PublishError::Invalid(format!(
+                                "file {:?} is listed twice in release {}",
+                                f.file_name,
+                                label()
+                            )));
+                        }
+                        // Stream metadata has one slot per image format.
+                        if matches!(f.kind, ArtifactKind::Image(_)) && !kinds.insert(f.kind) {
+                            return Err(PublishError::Invalid(format!(
+                                "release {} has two {} images",
+                                label(),
+                                f.kind.name()
+                            )));
+                        }
+                    }
+                }
+            }
             // The stream points at its newest release that is not revoked: after a revocation that is the
             // release before it, whatever state the caller still gives it (the store agrees: it makes that
             // release the published one).
@@ -940,7 +942,7 @@ async fn build(
     let mut written = 0;
     let mut moves = Vec::new();
 
-    // Each stream's index in year parts; the fingerprints of the stream and of its earlier years' parts.
+    // Each stream's index in parts; the fingerprints of the stream and of its earlier years' parts.
     let parts: Vec<Vec<YearPart>> = plan
         .streams
         .iter()
@@ -1015,10 +1017,10 @@ async fn build(
                     .iter()
                     .skip(1)
                     .filter(|part| {
-                        let key = part_key(name, part.year);
+                        let key = part_key(name, &part.key);
                         prepared.previous_inputs.get(&key) == fingerprints.get(&key)
                     })
-                    .map(|part| part.year.to_string())
+                    .map(|part| part.span.to_string())
                     .collect();
                 (name.clone(), same)
             })
@@ -1062,7 +1064,7 @@ async fn build(
             let years: Vec<String> = parts
                 .iter()
                 .skip(1)
-                .map(|part| part.year.to_string())
+                .map(|part| part.span.to_string())
                 .filter(|year| !kept_years.contains(year))
                 .collect();
             blocking(durability, move || {
@@ -1095,13 +1097,15 @@ async fn build(
         let looked_at = || {
             parts
                 .iter()
-                .filter(|part| !kept_years.contains(part.year))
+                .filter(|part| !kept_years.contains(part.span))
                 .flat_map(|part| part.releases.iter().copied())
         };
         let mut listed_before = 0;
         // A year whose part the current generation has and this one will not: its releases were dropped.
-        let part_gone = part_fingerprints_in(&prepared.previous_inputs, &name)
-            .any(|(year, _)| !parts.iter().skip(1).any(|part| part.year == year));
+        let part_gone = part_fingerprints_in(&prepared.previous_inputs, &name).any(|(key, _)| {
+            let year = part_key_year(key);
+            !parts.iter().skip(1).any(|part| part.span == year)
+        });
         let mut moved = prepared.current_dir().is_none() || part_gone;
         for r in looked_at() {
             let now = PoolPlace::of(r.release.state);
@@ -1119,7 +1123,7 @@ async fn build(
         // Where each served release of the parts looked at is, found in one pass: a stat per release.
         let served: Vec<&ReleaseInput> = parts
             .iter()
-            .filter(|part| !kept_years.contains(part.year))
+            .filter(|part| !kept_years.contains(part.span))
             .flat_map(|part| part.releases.iter().copied())
             .filter(|r| is_served(r.release.state))
             .collect();
@@ -1226,7 +1230,7 @@ async fn build(
             let years = parts
                 .iter()
                 .skip(1)
-                .map(|part| PathBuf::from(year_index_path(name, part.year)));
+                .map(|part| PathBuf::from(year_index_path(name, part.span)));
             for rel in [
                 Path::new("streams").join(format!("{name}.json")),
                 Path::new("releases").join(format!("{name}.json")),
@@ -1262,13 +1266,13 @@ async fn build(
         ));
         let kept_years = carried_parts.get(name);
         for part in parts.iter().skip(1) {
-            let rel = year_index_path(name, part.year);
+            let rel = year_index_path(name, part.span);
             match current {
-                Some(current) if kept_years.is_some_and(|kept| kept.contains(part.year)) => {
+                Some(current) if kept_years.is_some_and(|kept| kept.contains(part.span)) => {
                     links.push((current.join(&rel), root.join(&rel)));
                 }
                 _ => {
-                    let doc = index_doc(part.releases, IndexPart::Year(part.year), rel.clone())?;
+                    let doc = index_doc(part.releases, IndexPart::Year(part.span), rel.clone())?;
                     documents.push((root.join(rel), doc));
                 }
             }
@@ -1368,31 +1372,73 @@ async fn build(
     })
 }
 
-/// One year's releases of a stream, newest first: a part of its releases index.
+/// A part of a stream's releases index: some of its releases, newest first.
 struct YearPart<'a> {
-    year: &'a str,
+    /// The first part, the current index, holds the newest month's releases and is named by that month
+    /// (`YYYYMM`); each other part holds a year's releases and is named by the year (`YYYY`).
+    span: &'a str,
+    /// Names an earlier part's content in the fingerprints ([`part_key`]): its year, and for the newest
+    /// year's part, which lacks the months from the current index's on, `<` and that month. A new month
+    /// moves releases into that part, and so gives it another key: a fingerprint recorded before can
+    /// never be taken for it.
+    key: String,
     releases: &'a [&'a ReleaseInput],
 }
 
-/// A stream's releases (newest first) split by the year of their version, newest year first: the first part
-/// is the current index, the others its earlier years' parts.
+/// A stream's releases (newest first) split into the parts of its index: the current index, with the
+/// newest month's releases, then the earlier releases year by year, newest year first.
+///
+/// The current index is a month so that a publish, which writes it anew whenever the stream changed,
+/// costs what a month holds rather than what a year does; the earlier years' parts are rewritten only
+/// when a release in them changes, or once a month for the newest year's.
 fn year_parts<'a>(releases: &'a [&'a ReleaseInput]) -> Vec<YearPart<'a>> {
-    releases
-        .chunk_by(|a, b| a.release.version.year() == b.release.version.year())
-        .map(|releases| YearPart {
-            year: releases[0].release.version.year(),
-            releases,
-        })
-        .collect()
+    let Some(newest) = releases.first() else {
+        return Vec::new();
+    };
+    let month = newest.release.version.month();
+    let in_month = releases
+        .iter()
+        .take_while(|r| r.release.version.month() == month)
+        .count();
+    let (current, earlier) = releases.split_at(in_month);
+    let mut parts = vec![YearPart {
+        span: month,
+        key: month.to_string(),
+        releases: current,
+    }];
+    parts.extend(
+        earlier
+            .chunk_by(|a, b| a.release.version.year() == b.release.version.year())
+            .map(|releases| {
+                let year = releases[0].release.version.year();
+                let key = if month.starts_with(year) {
+                    format!("{year}<{month}")
+                } else {
+                    year.to_string()
+                };
+                YearPart {
+                    span: year,
+                    key,
+                    releases,
+                }
+            }),
+    );
+    parts
 }
 
-/// The key under which the fingerprint of an earlier year's part of a stream's index is recorded and passed.
-/// Stream names hold no `/`, so it never names a stream.
-pub(crate) fn part_key(stream: &str, year: &str) -> String {
-    format!("{stream}/{year}")
+/// The key under which the fingerprint of an earlier part of a stream's index is recorded and passed:
+/// `<stream>/<part key>` ([`YearPart::key`]). Stream names hold no `/`, so it never names a stream.
+pub(crate) fn part_key(stream: &str, part: &str) -> String {
+    format!("{stream}/{part}")
 }
 
-/// The part fingerprints of `stream` in a map of fingerprints by key, as `(year, fingerprint)`.
+/// The year of the releases a part's key (the text after `<stream>/`) stands for: a change to any
+/// release of that year may change the part.
+pub fn part_key_year(part: &str) -> &str {
+    part.split_once('<').map_or(part, |(year, _)| year)
+}
+
+/// The part fingerprints of `stream` in a map of fingerprints by key, as `(part key, fingerprint)`.
 fn part_fingerprints_in<'m>(
     fingerprints: &'m BTreeMap<String, String>,
     stream: &str,
@@ -1415,7 +1461,7 @@ fn part_fingerprints(
         .iter()
         .skip(1)
         .map(|part| {
-            let key = part_key(&stream.name, part.year);
+            let key = part_key(&stream.name, &part.key);
             let fingerprint = match input.known_fingerprints.get(&key) {
                 Some(known) => known.clone(),
                 None => fingerprint_of(
@@ -1424,7 +1470,7 @@ fn part_fingerprints(
                         base_url,
                         &stream.name,
                         &stream.architecture,
-                        part.year,
+                        &part.key,
                         part.releases,
                     ),
                 )?,
@@ -1434,7 +1480,7 @@ fn part_fingerprints(
         .collect()
 }
 
-/// A stream's current releases index: its newest year's releases and the list of its earlier years' parts
+/// A stream's current releases index: its newest month's releases and the list of its earlier years' parts
 /// (every release, when it has none).
 fn current_index(
     stream: &StreamInput,
@@ -1445,13 +1491,13 @@ fn current_index(
     let earlier: Vec<(&str, usize)> = parts
         .iter()
         .skip(1)
-        .map(|part| (part.year, part.releases.len()))
+        .map(|part| (part.span, part.releases.len()))
         .collect();
     let (releases, part) = match parts.first() {
         Some(first) => (
             first.releases,
             IndexPart::Current {
-                year: first.year,
+                month: first.span,
                 earlier: &earlier,
             },
         ),
@@ -1468,9 +1514,9 @@ fn current_index(
 /// The fingerprint of what a stream's documents and release directories are made from: equal
 /// fingerprints give equal documents, apart from the time they were written.
 ///
-/// The newest year counts by its index document (`current_doc`), which is made anyway and shows every
-/// release of the year as it is served, the time it was written left out; the earlier years' parts count by
-/// their fingerprints. So a fingerprint costs one pass over the bytes of the current year, not a second
+/// The newest month counts by the current index document (`current_doc`), which is made anyway and shows
+/// every release of the month as it is served, the time it was written left out; the earlier parts count by
+/// their fingerprints. So a fingerprint costs one pass over the bytes of the current month, not a second
 /// serialization of its releases.
 fn stream_fingerprint(
     base_url: Option<&str>,

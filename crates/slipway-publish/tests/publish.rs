@@ -674,7 +674,8 @@ async fn a_fingerprint_passed_back_for_an_unchanged_stream_is_taken_and_carries_
 }
 
 #[tokio::test]
-async fn the_releases_index_is_split_by_year_and_a_publish_rewrites_only_the_parts_that_changed() {
+async fn the_releases_index_holds_the_newest_month_and_earlier_years_in_parts_and_a_publish_rewrites_only_the_parts_that_changed(
+) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let signer = new_in_process_signer(tmp.path()).await;
     let blobs = tmp.path().join("blobs");
@@ -705,9 +706,10 @@ async fn the_releases_index_is_split_by_year_and_a_publish_rewrites_only_the_par
     let current_rel = format!("releases/{STREAM}.json");
     let part_rel = |year: &str| format!("releases/{STREAM}/{year}.json");
 
-    // The current index holds the newest year and lists the earlier years' parts, newest first.
+    // The current index holds the newest month and lists the earlier years' parts, newest first.
     let current = read(&current_rel);
-    assert_eq!(current["year"], "2027");
+    assert_eq!(current["month"], "202701");
+    assert!(current.get("year").is_none());
     assert_eq!(versions(&current), ["20270105.0"]);
     let earlier = current["earlier"].as_array().expect("earlier parts");
     assert_eq!(earlier.len(), 2, "{current}");
@@ -807,4 +809,48 @@ async fn the_releases_index_is_split_by_year_and_a_publish_rewrites_only_the_par
         .join("20251201.0")
         .exists());
     assert!(public.join(STREAM).join("20261107.0/CHECKSUM").is_file());
+
+    // A release in a new month moves the month before it into the newest year's part, under a key that
+    // names the month it stops before.
+    let publish_new =
+        |input: &mut slipway_publish::SiteInput, version: &str, fill: usize, when: &str| {
+            input.streams[0].releases[0].release.state = ReleaseState::Superseded;
+            input.streams[0]
+                .releases
+                .insert(0, release(&blobs, version, ReleaseState::Published, fill));
+            input.generated_at = at(when);
+        };
+    let fifth_fingerprints = passed_parts(&publish(&input, &signer).await.expect("again"), &[]);
+    publish_new(&mut input, "20270203.0", 5, "2027-02-03T13:00:00Z");
+    input.known_fingerprints = fifth_fingerprints;
+    let sixth = publish(&input, &signer).await.expect("sixth publish");
+    let current = read(&current_rel);
+    assert_eq!(current["month"], "202702");
+    assert_eq!(versions(&current), ["20270203.0"]);
+    assert_eq!(current["earlier"][0]["year"], "2027");
+    assert_eq!(current["earlier"][0]["releases"], 2);
+    assert_eq!(
+        versions(&read(&part_rel("2027"))),
+        ["20270112.0", "20270105.0"]
+    );
+    assert!(sixth
+        .fingerprints
+        .contains_key(&format!("{STREAM}/2027<202702")));
+
+    // A new year completes the old year's part. Its fingerprint from before, passed back as an engine
+    // does for a year none of whose releases changed, names the part without its last month, so it is
+    // not taken for the whole year.
+    publish_new(&mut input, "20280104.0", 6, "2028-01-04T13:00:00Z");
+    input.known_fingerprints = passed_parts(&sixth, &[]);
+    let seventh = publish(&input, &signer).await.expect("seventh publish");
+    assert_eq!(read(&current_rel)["month"], "202801");
+    assert_eq!(
+        versions(&read(&part_rel("2027"))),
+        ["20270203.0", "20270112.0", "20270105.0"]
+    );
+    assert!(seventh.fingerprints.contains_key(&format!("{STREAM}/2027")));
+    assert!(!seventh
+        .fingerprints
+        .contains_key(&format!("{STREAM}/2027<202702")));
+    assert!(public.join(STREAM).join("20280104.0/CHECKSUM").is_file());
 }

@@ -172,7 +172,7 @@ async fn start() -> Server {
     let mut runs = Vec::new();
     for (compose, plan, at, results) in plans {
         let run = TestRun {
-            id: RunId::random(),
+            id: RunId::fresh(),
             compose: compose.clone(),
             plan: plan.into(),
             artifact: "cloud.qcow2".into(),

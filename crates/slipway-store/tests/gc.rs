@@ -39,7 +39,7 @@ async fn complete(s: &SqliteStore, at: Timestamp, artifacts: &[Artifact]) -> Com
 /// A compose with a test run, a verdict, a waiver and a decision.
 async fn with_history(s: &SqliteStore, id: &ComposeId, at: Timestamp) {
     let run = TestRun {
-        id: RunId::random(),
+        id: RunId::fresh(),
         compose: id.clone(),
         plan: "default".into(),
         artifact: "x.qcow2".into(),

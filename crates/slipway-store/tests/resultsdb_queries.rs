@@ -148,7 +148,7 @@ async fn fixture() -> Fixture {
     let mut runs = Vec::new();
     for (compose, plan, at, results) in plans {
         let run = TestRun {
-            id: RunId::random(),
+            id: RunId::fresh(),
             compose: compose.clone(),
             plan: plan.into(),
             artifact: "x.qcow2".into(),

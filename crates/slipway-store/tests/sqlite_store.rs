@@ -79,7 +79,7 @@ async fn complete(store: &SqliteStore, recipe: &str, at: Timestamp) -> ComposeId
 /// A test run of `compose` at `at`, with a fresh id.
 fn run(compose: &ComposeId, at: Timestamp) -> TestRun {
     TestRun {
-        id: RunId::random(),
+        id: RunId::fresh(),
         compose: compose.clone(),
         plan: "default".into(),
         artifact: "x.qcow2".into(),
@@ -647,7 +647,7 @@ async fn a_run_in_flight_shows_queued_then_running_then_its_final_results() {
         ]
     );
     assert!(matches!(
-        s.add_test_results(&RunId::random(), &[], later).await,
+        s.add_test_results(&RunId::fresh(), &[], later).await,
         Err(StoreError::NotFound(_))
     ));
 
@@ -758,7 +758,7 @@ async fn a_test_run_keeps_its_results_attempts_and_item_data() {
         s.test_runs(&c).await.expect("runs"),
         std::slice::from_ref(&test_run)
     );
-    assert!(s.test_run(&RunId::random()).await.expect("read").is_none());
+    assert!(s.test_run(&RunId::fresh()).await.expect("read").is_none());
 
     // Recording the same run twice is refused and adds nothing.
     let seq = last_seq(&s).await;
@@ -1916,7 +1916,7 @@ async fn a_reopened_store_keeps_everything() {
     };
 
     let s = SqliteStore::open(&path).expect("reopen");
-    assert_eq!(s.schema_version().await.expect("version"), 11);
+    assert_eq!(s.schema_version().await.expect("version"), 12);
     assert_eq!(
         s.compose(&compose.id).await.expect("read"),
         Some(compose.clone())

@@ -85,7 +85,7 @@ async fn results(store: &SqliteStore, id: &ComposeId, at: Timestamp, other: &[(&
         })
         .collect();
     let run = TestRun {
-        id: RunId::random(),
+        id: RunId::fresh(),
         compose: id.clone(),
         plan: "default".into(),
         artifact: format!("{id}.qcow2"),

@@ -109,11 +109,27 @@ async fn gc_reports_a_dry_run_then_deletes_and_says_what_it_freed() {
     ] {
         assert_eq!(blob_path(&project, content).exists(), exists, "{content}");
     }
-    let index: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(project.join(format!("public/releases/{STREAM}.json"))).expect("index"),
-    )
-    .expect("json");
-    assert_eq!(index["releases"][1]["state"], "expired");
+    // Every release the index lists, newest first: the current index's (the newest month), then each
+    // earlier year's part.
+    let read = |rel: String| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(project.join("public").join(&rel)).expect(&rel))
+            .expect("json")
+    };
+    let index = read(format!("releases/{STREAM}.json"));
+    let mut listed = index["releases"].as_array().expect("releases").clone();
+    for part in index["earlier"].as_array().into_iter().flatten() {
+        let year = part["year"].as_str().expect("year");
+        let part = read(format!("releases/{STREAM}/{year}.json"));
+        listed.extend(
+            part["releases"]
+                .as_array()
+                .expect("releases")
+                .iter()
+                .cloned(),
+        );
+    }
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[1]["state"], "expired");
 
     let again = json(&slipway(&project, &["gc", "--json"]));
     assert_eq!(again["deleted_composes"], serde_json::json!([]));

@@ -47,7 +47,7 @@ fn fill(project: &Path) -> (ComposeId, RunId) {
             .await
             .expect("complete");
         let run = TestRun {
-            id: RunId::random(),
+            id: RunId::fresh(),
             compose: compose.id.clone(),
             plan: "default".into(),
             artifact: "bookworm-cloud.qcow2".into(),

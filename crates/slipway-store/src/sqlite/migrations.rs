@@ -336,7 +336,17 @@ CREATE INDEX releases_current ON releases (stream, day, n) WHERE state IN ('pend
 CREATE INDEX incidents_open ON incidents (stream, id) WHERE state = 'open';
 "#;
 
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11];
+/// Version 12: a stream's candidate composes, each with its latest decision's verdict, are read from the
+/// indexes alone. A release tick reads the newest fifty of them; reading each compose's row (which holds
+/// its lock) and each decision's row (which holds its body) cost a page apiece.
+const V12: &str = r#"
+DROP INDEX composes_by_stream;
+CREATE INDEX composes_by_stream ON composes (stream, created_at, n, id, state, reason);
+DROP INDEX decisions_by_compose;
+CREATE INDEX decisions_by_compose ON decisions (compose_id, stream, id, passed);
+"#;
+
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11, V12];
 
 /// The versions whose script rebuilds a table that other tables reference (`release_revocations` names
 /// `releases`). SQLite's way is to switch foreign key enforcement off around the transaction (it cannot
