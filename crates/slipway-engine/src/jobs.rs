@@ -816,13 +816,14 @@ impl Engine {
                 }
             }
             if let (Some(touched), Some(last)) = (touched, last.as_ref()) {
-                let years: BTreeSet<&str> = touched.iter().map(Version::year).collect();
                 let prefix = format!("{}/", stream.name);
                 for (key, fingerprint) in last.fingerprints.range(prefix.clone()..) {
                     let Some(part) = key.strip_prefix(&prefix) else {
                         break;
                     };
-                    if !years.contains(slipway_publish::part_key_year(part)) {
+                    // A new release is in the current month, so the newest year's part, which stops
+                    // before it, is passed on too.
+                    if !touched.iter().any(|v| slipway_publish::part_holds(part, v)) {
                         known_fingerprints.insert(key.clone(), fingerprint.clone());
                     }
                 }

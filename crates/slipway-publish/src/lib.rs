@@ -46,6 +46,6 @@ pub use in_process::{load_signer, InProcessSigner, LoadedSigner};
 pub use notes::{release_notes, RELEASE_NOTES};
 pub use sign::{GpgSigner, SignError, Signer};
 pub use site::{
-    part_key_year, publish, EolInfo, PublishError, PublishFile, PublishSummary, ReleaseInput,
+    part_holds, publish, EolInfo, PublishError, PublishFile, PublishSummary, ReleaseInput,
     SiteInput, StaleInfo, StreamInput,
 };

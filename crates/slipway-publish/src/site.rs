@@ -1432,10 +1432,18 @@ pub(crate) fn part_key(stream: &str, part: &str) -> String {
     format!("{stream}/{part}")
 }
 
-/// The year of the releases a part's key (the text after `<stream>/`) stands for: a change to any
-/// release of that year may change the part.
-pub fn part_key_year(part: &str) -> &str {
+/// The year of the releases a part's key (the text after `<stream>/`) stands for.
+fn part_key_year(part: &str) -> &str {
     part.split_once('<').map_or(part, |(year, _)| year)
+}
+
+/// Whether the part of an index named by `part` (a key's text after `<stream>/`) holds `version` if the
+/// stream has it: a caller that touched none of the versions a part holds may pass its fingerprint back.
+pub fn part_holds(part: &str, version: &slipway_model::Version) -> bool {
+    match part.split_once('<') {
+        Some((year, before)) => version.year() == year && version.month() < before,
+        None => version.year() == part,
+    }
 }
 
 /// The part fingerprints of `stream` in a map of fingerprints by key, as `(part key, fingerprint)`.
@@ -1946,6 +1954,18 @@ fn write_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_part_key_holds_its_year_and_the_newest_years_part_only_the_months_before_its_stop() {
+        let v = |text: &str| text.parse::<slipway_model::Version>().expect("version");
+        assert!(part_holds("2026", &v("20261231.0")));
+        assert!(!part_holds("2026", &v("20270101.0")));
+        assert!(part_holds("2027<202703", &v("20270228.4")));
+        assert!(!part_holds("2027<202703", &v("20270301.0")));
+        assert!(!part_holds("2027<202703", &v("20260228.0")));
+        assert_eq!(part_key_year("2027<202703"), "2027");
+        assert_eq!(part_key_year("2026"), "2026");
+    }
 
     #[test]
     fn checksum_round_trips_through_a_clearsigned_text() {
