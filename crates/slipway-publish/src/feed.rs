@@ -34,7 +34,7 @@ pub(crate) fn feed_xml(
     // long-lived site has thousands of releases and the feed carries a hundred.
     let mut happenings = Vec::new();
     for view in streams {
-        happenings_of(&mut happenings, view, generated_at);
+        happenings_of(&mut happenings, view, generated_at, ENTRIES);
     }
     // The hundredth newest time is found without sorting the whole history. Entries as new as it may tie
     // with the last one kept and win on their id, so all of them are written.
@@ -125,11 +125,20 @@ enum Happening<'v, 'a> {
     },
 }
 
+/// Lists a stream's happenings into `happenings`: every revocation, the stale and end-of-life markers, and
+/// the releases that can be among the `keep` newest entries of the feed.
+///
+/// Releases come newest first, and are published in about that order: once `keep` of them are listed, a
+/// release published before the oldest of those has `keep` newer entries in this stream alone and is
+/// passed over, so that a long history costs a comparison per release rather than an entry to sort.
 fn happenings_of<'v, 'a>(
     happenings: &mut Vec<Happening<'v, 'a>>,
     view: &'v StreamView<'a>,
     generated_at: Timestamp,
+    keep: usize,
 ) {
+    let mut listed = 0;
+    let mut floor = Timestamp::MAX;
     for r in view.releases {
         let release = &r.release;
         // A pending release is published by the very switch that makes this feed readable.
@@ -138,11 +147,17 @@ fn happenings_of<'v, 'a>(
             _ => release.published_at,
         };
         if let Some(at) = published {
-            happenings.push(Happening::Released {
-                view,
-                release: r,
-                at,
-            });
+            if listed < keep {
+                floor = floor.min(at);
+                listed += 1;
+            }
+            if listed < keep || at >= floor {
+                happenings.push(Happening::Released {
+                    view,
+                    release: r,
+                    at,
+                });
+            }
         }
         if release.state == ReleaseState::Revoked {
             if let Some(note) = &release.revocation {
@@ -282,10 +297,16 @@ mod tests {
     use crate::site::StreamInput;
     use slipway_model::{ComposeId, Release, Version};
 
-    /// A release whose publication time repeats every three versions, so that entries tie on the cut.
+    /// A release whose publication time repeats every three versions, so that entries tie on the cut; the
+    /// eighth is published long after the others, out of version order.
     fn release(stream: &str, n: u32, state: ReleaseState) -> ReleaseInput {
         let at: Timestamp = "2027-01-01T00:00:00Z".parse().expect("time");
         let at = at + jiff::SignedDuration::from_hours(i64::from(n / 3));
+        let published = if n == 7 {
+            at + jiff::SignedDuration::from_hours(1000)
+        } else {
+            at
+        };
         ReleaseInput {
             release: Release {
                 stream: stream.into(),
@@ -293,7 +314,7 @@ mod tests {
                 compose: ComposeId(format!("c-{n}")),
                 state,
                 created_at: at,
-                published_at: Some(at),
+                published_at: Some(published),
                 revocation: (state == ReleaseState::Revoked).then(|| RevocationNote {
                     reason: "bad".into(),
                     author: "alice".into(),
@@ -354,7 +375,7 @@ mod tests {
         // Every entry written out, sorted, cut: what the feed must equal.
         let mut all = Vec::new();
         for view in &views {
-            happenings_of(&mut all, view, at);
+            happenings_of(&mut all, view, at, usize::MAX);
         }
         let mut expected: Vec<Entry> = all.iter().map(|h| h.entry(None)).collect();
         expected.sort_by(|a, b| b.updated.cmp(&a.updated).then_with(|| a.id.cmp(&b.id)));
@@ -368,6 +389,11 @@ mod tests {
         assert!(
             feed.iter().any(|id| id.contains(":revoked:")),
             "a late revocation of an old release is among the newest: {feed:?}"
+        );
+        let late = release("a", 7, ReleaseState::Superseded).release.version;
+        assert!(
+            feed.contains(&format!("a:{late}:released")),
+            "an old release published late is among the newest: {feed:?}"
         );
     }
 }

@@ -273,7 +273,12 @@ gets no more releases or fixes."
     );
 }
 
-/// Every revoked release, with the warning and the reason.
+/// How many of a stream's revoked releases the page lists, newest first; the releases index lists them all.
+/// A stream revokes a release now and then for as long as it lives, and the page is written on every
+/// publish: the newest are the ones a reader may still hold.
+pub(crate) const REVOKED_ON_PAGE: usize = 20;
+
+/// The newest revoked releases, with the warning and the reason, and where to find the others.
 fn render_revoked(page: &mut String, view: &StreamView<'_>) {
     let mut revoked = view.revoked().peekable();
     if revoked.peek().is_none() {
@@ -284,7 +289,7 @@ fn render_revoked(page: &mut String, view: &StreamView<'_>) {
 used.</strong> Their files are withdrawn; if you downloaded one, replace it with the current release.</p>\n\
 <table>\n<thead><tr><th>Release</th><th>Revoked</th><th>By</th><th>Reason</th></tr></thead>\n<tbody>\n",
     );
-    for r in revoked {
+    for r in revoked.by_ref().take(REVOKED_ON_PAGE) {
         let (when, by, reason) = match &r.release.revocation {
             Some(note) => (
                 note.at.strftime("%Y-%m-%d").to_string(),
@@ -302,12 +307,73 @@ used.</strong> Their files are withdrawn; if you downloaded one, replace it with
             escape(reason)
         );
     }
-    page.push_str("</tbody>\n</table>\n</div>\n");
+    page.push_str("</tbody>\n</table>\n");
+    let older = revoked.count();
+    if older > 0 {
+        let index = format!("releases/{}.json", view.stream.name);
+        let _ = writeln!(
+            page,
+            "<p>{older} older revoked release(s) are not shown here; the <a href=\"{}\">releases index</a> \
+lists every one, with its reason.</p>",
+            escape(&index)
+        );
+    }
+    page.push_str("</div>\n");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use slipway_model::{ComposeId, Release, RevocationNote, Version};
+
+    #[test]
+    fn the_page_lists_the_newest_revoked_releases_and_points_to_the_index_for_the_others() {
+        let at: Timestamp = "2027-01-01T00:00:00Z".parse().expect("time");
+        let releases: Vec<ReleaseInput> = (0..25u32)
+            .rev()
+            .map(|n| ReleaseInput {
+                release: Release {
+                    stream: "s".into(),
+                    version: Version::new(
+                        at + jiff::SignedDuration::from_hours(24 * i64::from(n)),
+                        0,
+                    ),
+                    compose: ComposeId(format!("c-{n}")),
+                    state: ReleaseState::Revoked,
+                    created_at: at,
+                    published_at: Some(at),
+                    revocation: Some(RevocationNote {
+                        reason: format!("reason {n}"),
+                        author: "alice".into(),
+                        at,
+                    }),
+                },
+                files: Vec::new(),
+            })
+            .collect();
+        let stream = StreamInput {
+            name: "s".into(),
+            description: String::new(),
+            architecture: "amd64".into(),
+            releases,
+            stale: None,
+            eol: None,
+        };
+        let refs: Vec<&ReleaseInput> = stream.releases.iter().collect();
+        let view = StreamView {
+            stream: &stream,
+            latest: None,
+            releases: &refs,
+        };
+        let mut page = String::new();
+        render_revoked(&mut page, &view);
+        // The newest twenty (versions 24 down to 5) are listed with their reasons; 4 down to 0 are not.
+        assert!(page.contains("<td>reason 24</td>") && page.contains("<td>reason 5</td>"));
+        assert!(!page.contains("<td>reason 4</td>"), "{page}");
+        assert_eq!(page.matches("<tr><td>").count(), REVOKED_ON_PAGE);
+        assert!(page.contains("5 older revoked release(s) are not shown here"));
+        assert!(page.contains("href=\"releases/s.json\""));
+    }
 
     #[test]
     fn escapes_and_sizes() {

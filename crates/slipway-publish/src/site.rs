@@ -1385,7 +1385,7 @@ struct YearPart<'a> {
     releases: &'a [&'a ReleaseInput],
 }
 
-/// A stream's releases (newest first) split into the parts of its index: the current index, with the
+/// A stream's releases (newest first, in version order) split into the parts of its index: the current index, with the
 /// newest month's releases, then the earlier releases year by year, newest year first.
 ///
 /// The current index is a month so that a publish, which writes it anew whenever the stream changed,
@@ -1400,29 +1400,30 @@ fn year_parts<'a>(releases: &'a [&'a ReleaseInput]) -> Vec<YearPart<'a>> {
         .iter()
         .take_while(|r| r.release.version.month() == month)
         .count();
-    let (current, earlier) = releases.split_at(in_month);
+    let (current, mut earlier) = releases.split_at(in_month);
     let mut parts = vec![YearPart {
         span: month,
         key: month.to_string(),
         releases: current,
     }];
-    parts.extend(
-        earlier
-            .chunk_by(|a, b| a.release.version.year() == b.release.version.year())
-            .map(|releases| {
-                let year = releases[0].release.version.year();
-                let key = if month.starts_with(year) {
-                    format!("{year}<{month}")
-                } else {
-                    year.to_string()
-                };
-                YearPart {
-                    span: year,
-                    key,
-                    releases,
-                }
-            }),
-    );
+    // The releases are in version order, so each year's end is found by a binary search: a stream's
+    // history is thousands of releases, and it is split on every publish.
+    while let Some(first) = earlier.first() {
+        let year = first.release.version.year();
+        let (releases, rest) =
+            earlier.split_at(earlier.partition_point(|r| r.release.version.year() == year));
+        let key = if month.starts_with(year) {
+            format!("{year}<{month}")
+        } else {
+            year.to_string()
+        };
+        parts.push(YearPart {
+            span: year,
+            key,
+            releases,
+        });
+        earlier = rest;
+    }
     parts
 }
 
