@@ -12,7 +12,8 @@
 //!   releases/<stream>.json        the newest month's releases, newest first, revoked ones with their
 //!                                 revocation, and the earlier years' parts (`earlier`)
 //!   releases/<stream>/<YYYY>.json a year's earlier releases (for the newest year, those before the
-//!                                 current index's month), in the same shape
+//!                                 current index's month), in the same shape; releases/<stream> is a
+//!                                 link to the stream's set of these parts in the pool
 //!   archive/<stream>/releases-<YYYYMMDD>.json
 //!                                 every release as it was when the stream reached its end of life
 //!   keys/<fingerprint>.asc        the public key (and earlier ones), also as keys/release-key.asc
@@ -22,6 +23,7 @@
 //!   <stream>/<version>/           release directories, shared by the generations, never changed
 //!   .withdrawn/<stream>/<version>/  revoked releases, out of the site, restored on unrevocation
 //!   .staging/<n>/                 new releases being signed, out of the site until the switch
+//!   .index/<stream>/<set>/        a stream's earlier index parts, named by their fingerprints, shared
 //! ```
 //!
 //! Mirrors that copy the tree with rsync must resolve the stream links (`--copy-unsafe-links`, or `-L`).

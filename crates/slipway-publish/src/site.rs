@@ -300,6 +300,7 @@ pub async fn publish(
         )
     };
     let fingerprints = built.fingerprints.clone();
+    let sets = built.sets.clone();
     {
         let (layout, prepared) = (layout.clone(), prepared.clone());
         blocking(layout.durability, move || {
@@ -314,7 +315,7 @@ pub async fn publish(
     {
         let (layout, prepared) = (layout.clone(), prepared.clone());
         blocking(layout.durability, move || {
-            layout.tidy(&prepared, &keep);
+            layout.tidy(&prepared, &keep, &sets);
             Ok(())
         })
         .await?;
@@ -562,6 +563,8 @@ impl Prepared {
 /// Names inside the pool that are not streams (stream names never start with a dot).
 const STAGING: &str = ".staging";
 const WITHDRAWN: &str = ".withdrawn";
+/// The sets of streams' earlier index parts: `.index/<stream>/<set>/<YYYY>.json`.
+const INDEX: &str = ".index";
 
 impl Layout {
     fn new(publish_dir: &Path, durability: Durability) -> Result<Self, PublishError> {
@@ -593,6 +596,11 @@ impl Layout {
             public,
             durability,
         })
+    }
+
+    /// Where a stream's set of earlier index parts named `id` is ([`index_set_id`]).
+    fn index_set(&self, stream: &str, id: &str) -> PathBuf {
+        self.pool.join(INDEX).join(stream).join(id)
     }
 
     /// Where the fingerprints of generation `n`'s stream inputs are kept: beside the generation, not in
@@ -798,7 +806,7 @@ impl Layout {
     /// to `.withdrawn/`, the rest deleted), deletes withdrawn releases that are no longer listed at all, the
     /// staging area and generations older than the one just replaced. Failing here leaves disk used or an
     /// unnamed directory reachable, never a broken site, so it only warns; the next publish tidies again.
-    fn tidy(&self, prepared: &Prepared, keep: &Keep) {
+    fn tidy(&self, prepared: &Prepared, keep: &Keep, sets: &BTreeMap<String, String>) {
         let warn = |what: &str, path: &Path, e: io::Error| {
             tracing::warn!(path = %path.display(), error = %e, "could not {what}");
         };
@@ -850,15 +858,44 @@ impl Layout {
         }
         remove(&self.pool.join(STAGING));
 
+        // The index sets the two generations kept show; the others go with the generations that showed
+        // them, or all at once after an interrupted publish, which may have made sets no generation shows.
+        let shown = |stream: &str| {
+            let current = prepared
+                .current_dir()
+                .and_then(|dir| shown_index_set(dir, stream));
+            [sets.get(stream).cloned(), current]
+        };
+        let index = self.pool.join(INDEX);
+        for stream in dir_names(&index) {
+            let dir = index.join(&stream);
+            if !keep.streams.contains_key(&stream) {
+                remove(&dir);
+            } else if prepared.interrupted {
+                let shown = shown(&stream);
+                for set in dir_names(&dir) {
+                    if !shown.contains(&Some(set.clone())) {
+                        remove(&dir.join(set));
+                    }
+                }
+            }
+        }
+
         let keep_generations: BTreeSet<u64> = match &prepared.current {
             Current::Generation { n, .. } => [*n, prepared.next].into(),
             _ => [prepared.next].into(),
         };
-        self.prune(&keep_generations);
+        self.prune(&keep_generations, |generation| {
+            for (stream, set) in shown_index_sets(generation) {
+                if !shown(&stream).contains(&Some(set.clone())) {
+                    remove(&index.join(&stream).join(set));
+                }
+            }
+        });
     }
 
-    /// Deletes generations not in `keep`.
-    fn prune(&self, keep: &BTreeSet<u64>) {
+    /// Deletes generations not in `keep`, calling `before_delete` with each one's directory first.
+    fn prune(&self, keep: &BTreeSet<u64>, mut before_delete: impl FnMut(&Path)) {
         let Ok(entries) = fs::read_dir(&self.generations) else {
             return;
         };
@@ -878,12 +915,35 @@ impl Layout {
                 continue;
             };
             if !keep.contains(&n) {
+                before_delete(&entry.path());
                 if let Err(e) = fs::remove_dir_all(entry.path()) {
                     tracing::warn!(path = %entry.path().display(), error = %e, "could not delete an old generation");
                 }
             }
         }
     }
+}
+
+/// The index set a generation shows for a stream: the name its `releases/<stream>` link points at.
+fn shown_index_set(generation: &Path, stream: &str) -> Option<String> {
+    let target = fs::read_link(generation.join("releases").join(stream)).ok()?;
+    Some(target.file_name()?.to_str()?.to_string())
+}
+
+/// Every index set a generation shows, as `(stream, set)`.
+fn shown_index_sets(generation: &Path) -> Vec<(String, String)> {
+    let Ok(entries) = fs::read_dir(generation.join("releases")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_symlink()))
+        .filter_map(|e| {
+            let stream = e.file_name().to_str()?.to_string();
+            let set = shown_index_set(generation, &stream)?;
+            Some((stream, set))
+        })
+        .collect()
 }
 
 /// The names of the directories in `dir` (none if it cannot be read).
@@ -909,6 +969,8 @@ struct Built {
     pools_unchanged: BTreeSet<String>,
     /// Each stream's input fingerprint.
     fingerprints: BTreeMap<String, String>,
+    /// The index set (see [`index_set_id`]) each stream with earlier parts shows.
+    sets: BTreeMap<String, String>,
 }
 
 /// `(file name, sha256, size)` of one file a release lists.
@@ -1213,8 +1275,37 @@ async fn build(
     // Documents (and stream links) of unchanged streams, hard-linked from the current generation.
     let mut links: Vec<(PathBuf, PathBuf)> = Vec::new();
     let mut views = Vec::new();
-    // Directories of the earlier years' parts.
-    let mut part_dirs: Vec<PathBuf> = Vec::new();
+    // Each stream's earlier parts, by the set of their fingerprints: a directory of the pool that every
+    // generation showing those parts reaches through one link, so that a new generation costs a link per
+    // stream however many years its history holds. A set is made once, the first time a generation
+    // needs it.
+    let sets: Vec<(String, String)> = plan
+        .streams
+        .iter()
+        .zip(&parts)
+        .filter(|(_, parts)| parts.len() > 1)
+        .map(|(sp, parts)| {
+            let name = &sp.stream.name;
+            (name.clone(), index_set_id(name, parts, &fingerprints))
+        })
+        .collect();
+    let missing_sets: BTreeSet<String> = {
+        let wanted: Vec<(String, PathBuf)> = sets
+            .iter()
+            .map(|(name, id)| (name.clone(), layout.index_set(name, id)))
+            .collect();
+        blocking(durability, move || {
+            Ok(wanted
+                .into_iter()
+                .filter(|(_, dir)| !dir.is_dir())
+                .map(|(name, _)| name)
+                .collect())
+        })
+        .await?
+    };
+    // For each set to make: where it goes, and each part's file from the current generation (linked) or
+    // made now.
+    let mut new_sets: Vec<(PathBuf, Vec<(String, PartFile)>)> = Vec::new();
     for (sp, parts) in plan.streams.iter().zip(&parts) {
         let name = &sp.stream.name;
         views.push(StreamView {
@@ -1222,23 +1313,42 @@ async fn build(
             latest: sp.latest,
             releases: &sp.releases,
         });
-        if parts.len() > 1 {
-            part_dirs.push(root.join("releases").join(name));
-        }
         let current = prepared.current_dir();
-        if let (true, Some(current)) = (carried.contains(name), current) {
-            let years = parts
+        if missing_sets.contains(name) {
+            let id = &sets
                 .iter()
-                .skip(1)
-                .map(|part| PathBuf::from(year_index_path(name, part.span)));
+                .find(|(stream, _)| stream == name)
+                .expect("every stream with a missing set has one")
+                .1;
+            let kept_years = carried_parts.get(name);
+            let mut files = Vec::new();
+            for part in parts.iter().skip(1) {
+                let rel = year_index_path(name, part.span);
+                let kept = carried.contains(name)
+                    || kept_years.is_some_and(|kept| kept.contains(part.span));
+                let file = match current {
+                    Some(current) if kept => PartFile::Link(current.join(&rel)),
+                    _ => PartFile::Made(
+                        metadata::releases_json(
+                            sp.stream,
+                            part.releases,
+                            IndexPart::Year(part.span),
+                            base_url,
+                            input.generated_at,
+                        )
+                        .map_err(|source| PublishError::Metadata { what: rel, source })?,
+                    ),
+                };
+                files.push((format!("{}.json", part.span), file));
+            }
+            new_sets.push((layout.index_set(name, id), files));
+        }
+        if let (true, Some(current)) = (carried.contains(name), current) {
             for rel in [
                 Path::new("streams").join(format!("{name}.json")),
                 Path::new("releases").join(format!("{name}.json")),
                 PathBuf::from(name),
-            ]
-            .into_iter()
-            .chain(years)
-            {
+            ] {
                 links.push((current.join(&rel), root.join(rel)));
             }
             continue;
@@ -1264,19 +1374,6 @@ async fn build(
             root.join("releases").join(format!("{name}.json")),
             current_doc,
         ));
-        let kept_years = carried_parts.get(name);
-        for part in parts.iter().skip(1) {
-            let rel = year_index_path(name, part.span);
-            match current {
-                Some(current) if kept_years.is_some_and(|kept| kept.contains(part.span)) => {
-                    links.push((current.join(&rel), root.join(&rel)));
-                }
-                _ => {
-                    let doc = index_doc(part.releases, IndexPart::Year(part.span), rel.clone())?;
-                    documents.push((root.join(rel), doc));
-                }
-            }
-        }
         if let Some(eol) = &sp.stream.eol {
             // Written once, at the first publish after the end of life, and carried over after that.
             let path = archive_path(name, eol);
@@ -1308,14 +1405,34 @@ async fn build(
         source: e,
     })?;
     let carried_streams = carried.clone();
+    let set_links: Vec<(PathBuf, PathBuf)> = sets
+        .iter()
+        .map(|(name, id)| {
+            (
+                root.join("releases").join(name),
+                Path::new("..")
+                    .join("..")
+                    .join("..")
+                    .join(&layout.pool_name)
+                    .join(INDEX)
+                    .join(name)
+                    .join(id),
+            )
+        })
+        .collect();
     written += blocking(durability, move || {
         let mut written = 0;
         for dir in ["streams", "releases"]
             .into_iter()
             .map(|dir| root.join(dir))
-            .chain(part_dirs)
         {
             fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        }
+        for (dir, files) in &new_sets {
+            written += make_index_set(dir, files, durability)?;
+        }
+        for (link, target) in &set_links {
+            std::os::unix::fs::symlink(target, link).map_err(io_err("create the link", link))?;
         }
         for (path, bytes) in &documents {
             durability
@@ -1369,7 +1486,74 @@ async fn build(
         carried: carried_streams,
         pools_unchanged,
         fingerprints,
+        sets: sets.into_iter().collect(),
     })
+}
+
+/// A file of an index set to make: linked from the current generation, or made by this publish.
+enum PartFile {
+    Link(PathBuf),
+    Made(Vec<u8>),
+}
+
+/// The name of the set of a stream's earlier parts: a digest of their keys and fingerprints, so that equal
+/// names hold equal documents.
+fn index_set_id(
+    stream: &str,
+    parts: &[YearPart<'_>],
+    fingerprints: &BTreeMap<String, String>,
+) -> String {
+    let mut hasher = slipway_model::Sha256Writer::default();
+    for part in parts.iter().skip(1) {
+        let key = part_key(stream, &part.key);
+        let fingerprint = fingerprints.get(&key).map_or("", String::as_str);
+        hasher.update(format!("{key}={fingerprint}\n").as_bytes());
+    }
+    hasher.finish().as_str()[..32].to_string()
+}
+
+/// Makes an index set directory: its files are put in a directory beside it that is then renamed into
+/// place, so that a set that exists is complete. Returns how many files were written anew.
+fn make_index_set(
+    dir: &Path,
+    files: &[(String, PartFile)],
+    durability: Durability,
+) -> Result<usize, PublishError> {
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| PublishError::Invalid(format!("bad index set {}", dir.display())))?;
+    let parent = dir
+        .parent()
+        .ok_or_else(|| PublishError::Invalid(format!("bad index set {}", dir.display())))?;
+    let building = parent.join(format!(".building-{name}"));
+    match fs::remove_dir_all(&building) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("remove", &building)(e)),
+    }
+    fs::create_dir_all(&building).map_err(io_err("create", &building))?;
+    let mut written = 0;
+    for (file, content) in files {
+        let path = building.join(file);
+        match content {
+            PartFile::Link(from) => {
+                fsutil::link_or_copy(from, &path).map_err(io_err("link", &path))?;
+            }
+            PartFile::Made(bytes) => {
+                durability
+                    .write_new(&path, bytes)
+                    .map_err(io_err("write", &path))?;
+                written += 1;
+            }
+        }
+    }
+    durability
+        .sync(&building)
+        .map_err(io_err("sync", &building))?;
+    fs::rename(&building, dir).map_err(io_err("rename", &building))?;
+    durability.sync(parent).map_err(io_err("sync", parent))?;
+    Ok(written)
 }
 
 /// A part of a stream's releases index: some of its releases, newest first.

@@ -731,6 +731,28 @@ async fn the_releases_index_holds_the_newest_month_and_earlier_years_in_parts_an
     assert!(first.fingerprints.contains_key(&format!("{STREAM}/2026")));
     assert!(!first.fingerprints.contains_key(&format!("{STREAM}/2027")));
 
+    // The earlier parts are a set in the pool, which the generation reaches through one link.
+    let index_sets = tmp.path().join(".public.pool/.index").join(STREAM);
+    let shown_set = || {
+        let link = std::fs::read_link(public.join("releases").join(STREAM)).expect("a link");
+        assert!(
+            link.starts_with("../../../.public.pool/.index"),
+            "{}",
+            link.display()
+        );
+        link.file_name().expect("set").to_string_lossy().to_string()
+    };
+    let sets_on_disk = || {
+        let mut sets: Vec<String> = std::fs::read_dir(&index_sets)
+            .expect("sets")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
+            .collect();
+        sets.sort();
+        sets
+    };
+    let first_set = shown_set();
+    assert_eq!(sets_on_disk(), std::slice::from_ref(&first_set));
+
     let inode = |rel: &str| std::fs::metadata(public.join(rel)).expect(rel).ino();
     let (inode_2026, inode_2025) = (inode(&part_rel("2026")), inode(&part_rel("2025")));
     // The earlier years' fingerprints passed back, as an engine does for parts none of whose releases it
@@ -750,6 +772,7 @@ async fn the_releases_index_holds_the_newest_month_and_earlier_years_in_parts_an
     input.known_fingerprints = passed_parts(&first, &[]);
     input.generated_at = at("2027-01-12T13:00:00Z");
     let second = publish(&input, &signer).await.expect("second publish");
+    assert_eq!(shown_set(), first_set, "unchanged parts, the same set");
     assert_eq!(versions(&read(&current_rel)), ["20270112.0", "20270105.0"]);
     assert_eq!(inode(&part_rel("2026")), inode_2026);
     assert_eq!(inode(&part_rel("2025")), inode_2025);
@@ -767,6 +790,10 @@ async fn the_releases_index_holds_the_newest_month_and_earlier_years_in_parts_an
     input.known_fingerprints = passed_parts(&second, &[&format!("{STREAM}/2026")]);
     input.generated_at = at("2027-01-13T09:00:00Z");
     let third = publish(&input, &signer).await.expect("third publish");
+    let third_set = shown_set();
+    assert_ne!(third_set, first_set, "a changed part, a new set");
+    // The generation before still shows the first set, so both are kept.
+    assert_eq!(sets_on_disk().len(), 2);
     assert_ne!(inode(&part_rel("2026")), inode_2026);
     assert_eq!(inode(&part_rel("2025")), inode_2025);
     let part_2026 = read(&part_rel("2026"));
@@ -787,6 +814,8 @@ async fn the_releases_index_holds_the_newest_month_and_earlier_years_in_parts_an
     let inode_2026 = inode(&part_rel("2026"));
     let fourth = publish(&input, &signer).await.expect("fourth publish");
     assert_eq!(fourth.fingerprints, third.fingerprints);
+    // The generation that showed the first set is gone, and so is the set.
+    assert_eq!(sets_on_disk(), std::slice::from_ref(&third_set));
     assert_eq!(inode(&current_rel), inode_current);
     assert_eq!(inode(&part_rel("2026")), inode_2026);
     assert_eq!(inode(&part_rel("2025")), inode_2025);
@@ -853,4 +882,20 @@ async fn the_releases_index_holds_the_newest_month_and_earlier_years_in_parts_an
         .fingerprints
         .contains_key(&format!("{STREAM}/2027<202702")));
     assert!(public.join(STREAM).join("20280104.0/CHECKSUM").is_file());
+    // Only the sets the current generation and the one before it show are left.
+    let mut kept = vec![shown_set()];
+    let previous = std::fs::read_link(&public).expect("public link");
+    let previous_n: u64 = previous
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.parse().ok())
+        .expect("generation number");
+    let before = tmp
+        .path()
+        .join(".public.generations")
+        .join((previous_n - 1).to_string());
+    let link = std::fs::read_link(before.join("releases").join(STREAM)).expect("link");
+    kept.push(link.file_name().expect("set").to_string_lossy().to_string());
+    kept.sort();
+    assert_eq!(sets_on_disk(), kept);
 }

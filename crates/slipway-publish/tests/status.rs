@@ -649,9 +649,15 @@ async fn leftovers_of_an_interrupted_publish_are_cleared() {
     // A staging directory and a release directory that entered the pool but whose generation never did.
     std::fs::create_dir_all(pool.join(".staging/9/x/y")).expect("staging");
     std::fs::create_dir_all(pool.join(STREAM).join("20261130.0")).expect("stray");
+    // An index set that was being made, and one made whose generation never came.
+    let sets = pool.join(".index").join(STREAM);
+    std::fs::create_dir_all(sets.join(".building-0123")).expect("set being made");
+    std::fs::create_dir_all(sets.join("0123")).expect("stray set");
     publish(&site(&public, vec![r1]), &signer)
         .await
         .expect("publish");
     assert!(!pool.join(".staging").exists());
     assert!(!public.join(STREAM).join("20261130.0").exists());
+    assert!(!sets.join(".building-0123").exists());
+    assert!(!sets.join("0123").exists());
 }
