@@ -203,42 +203,42 @@ fn simulation_dir() -> Option<PathBuf> {
 }
 
 /// Where a simulation's time went, measured on 2026-12-05 with `perf` on runs of the twenty streams over
-/// their first year and over their fourth. Kept in the section so that what the next optimization must
+/// their first two years and over their ninth. Kept in the section so that what the next optimization must
 /// address stays next to the figures.
 const WHERE_THE_TIME_GOES: &str = "
-The goal is not met: ten years of the twenty streams run at about an eighth of it. The machine's speed \
+The goal is not met: ten years of the twenty streams run at about a fifth of it. The machine's speed \
 moves by a tenth or more from hour to hour, so this round was measured against the previous round's \
-build in the same hour, twice in alternating order: ten years of the twenty streams took 109.5 s and \
-108.5 s of CPU time (user and system) with the previous build and 88.5 s and 83.8 s with this one, \
-0.79 of it, with the same history (52511 composes, 23178 releases, every invariant held). This \
-round: release builds are one code unit with whole-program optimization (0.92 of a first year); \
-the last statements made outside the statement cache (opening an incident, queueing a job, \
-recording a test run) go through it; a stream's fingerprint is the hash of its current releases \
-index, which the publish writes anyway, with its own time left out, rather than a second \
-serialization of its newest year; a release the current index lists as served is taken to be in \
-the pool without a `stat`, since only a publish changes the pool; a changed stream's releases are \
-patched in place in their newest-first list with a binary search per release read, rather than \
-through a map of the whole history built and torn down on every publish; the input checks pass \
-over a year whose fingerprint the caller passed in one step; and change detection reads a stream's \
-newest locked compose in one query rather than its newest fifty composes whole after a failure. \
-Where the time goes now (`perf` with frame pointers, over the last fifth of four years): publishing \
-about 41%, of which the newest year's index written 9 to 10 points, the previous index read back 3, \
-fingerprints 2.5, the feed 2, the download page 1.4, the input checks 2, tidying the pool and old \
-generations 2, and the file system calls of a new generation 3 to 4; the engine's reactions \
-(decisions, the release policy, incidents, announcements) about 13%; recording test results about \
-9% (eleven rows with four indexes and an event each); release ticks about 7%; the rest store calls \
-spread thin. Tried and not kept: releases index entries kept between publishes and reused for \
-unchanged releases (writing the index fell from 10% to 4% of the profile, but the whole run did \
-not measurably move, the lookups, comparisons and bookkeeping costing most of what serializing \
-did); the previous index read back with borrowed strings (no change: parsing is scanning, not \
-allocating); one listing of a stream's pool instead of a `stat` per served release (faster over a \
-first year, but a listing grows with the whole history); memory-mapped pages for the in-memory \
-scratch database (2% faster, but SQLite's in-memory file cannot grow while pages are mapped); and \
-page caches of 1, 16 and 256 MiB (none faster than the default 2 MiB; 256 MiB 13% slower). Ten times \
-faster needs another shape: a publish whose cost is what changed (index parts small enough that the \
-newest is a few dozen releases, shared between generations through one link per stream so that \
-their number does not multiply the links of every generation), and a step's events, reactions and \
-jobs handled in a few store calls rather than sixty-five per compose.
+build in the same hour, twice in alternating order: ten years of the twenty streams took 89.2 s and \
+95.2 s of CPU time (user and system) with the previous build and 74.6 s and 76.1 s with this one, \
+0.82 of it, with the same history (52511 composes, 23178 releases, every invariant held). This \
+round: the current releases index holds the newest month rather than the newest year, and the \
+newest year's part holds the months before it under a key that names the month it stops before, so \
+that a new month gives it a new fingerprint and the engine can pass back the fingerprint of every \
+part that holds none of the releases it touched (a publish after a release now serializes, hashes, \
+reads back and checks a month of a stream, not a year); a stream's earlier parts are a set in the \
+pool named by their fingerprints, reached from each generation through one link, so a generation's \
+links and the deletion of an old one no longer grow with the years of history; the download page \
+lists a stream's twenty newest revoked releases (and points to the releases index for the others), \
+and the feed passes over a release with a hundred newer ones in its own stream instead of sorting \
+the whole history; the index parts are split by binary search, and a stream's releases sorted only \
+when out of order; a release tick's window of candidate composes is read from covering indexes \
+(schema version 12), without a page of the compose table and one of the decisions table per \
+candidate; and test runs have time-ordered ids, so the indexes by run take each new run at their \
+end. Where the time goes now (`perf` with frame pointers, over the ninth year): publishing about \
+37%, of which the download page and the feed 4 to 5 points, signing new releases 3, tidying the \
+pool and deleting the old generation 3, the input checks 2.5 and the rest spread over the documents \
+and file system calls of a generation; the engine's reactions (decisions, the release policy, \
+incidents, announcements) about 14%; recording test results about 11% (eleven rows with four \
+indexes and an event each); release ticks about 9%; the rest store calls spread thin. Tried and not \
+kept: SQLite pages of 1, 2 and 8 KiB for the scratch database (none faster than 4 KiB); releases \
+index entries kept between publishes and reused for unchanged releases; the previous index read \
+back with borrowed strings; one listing of a stream's pool instead of a `stat` per served release \
+(a listing grows with the whole history); memory-mapped pages for the in-memory scratch database \
+(SQLite's in-memory file cannot grow while pages are mapped); and page caches of 1, 16 and 256 MiB. \
+Five times faster needs another shape: a compose's events, reactions and jobs handled in a few \
+store calls rather than about sixty-five (each a transaction, most of a microsecond's work wrapped \
+in ten of bookkeeping), and the download page and feed made from what changed rather than from \
+every stream's history on every publish.
 ";
 
 /// Where the project's blob store keeps a blob of `content`.

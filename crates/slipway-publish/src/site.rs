@@ -404,6 +404,59 @@ fn check_name(what: &str, name: &str, extra: &str) -> Result<(), PublishError> {
     }
 }
 
+/// Checks one release of a stream's input: it names the stream, its version is not listed twice (`versions`
+/// holds those seen), and its files have names that fit in a release directory, once each, with at most
+/// one image per format.
+fn check_release<'r>(
+    stream: &str,
+    r: &'r ReleaseInput,
+    versions: &mut BTreeSet<&'r slipway_model::Version>,
+) -> Result<(), PublishError> {
+    // Made only for an error: a long-lived stream has thousands of releases to check.
+    let label = || format!("{stream} {}", r.release.version);
+    if r.release.stream != stream {
+        return Err(PublishError::Invalid(format!(
+            "release {} says it belongs to stream {:?}",
+            label(),
+            r.release.stream
+        )));
+    }
+    if !versions.insert(&r.release.version) {
+        return Err(PublishError::Invalid(format!(
+            "release {} is listed twice",
+            label()
+        )));
+    }
+    let mut files = BTreeSet::new();
+    let mut kinds = BTreeSet::new();
+    for f in &r.files {
+        check_name("file name", &f.file_name, "._+~-")?;
+        if f.file_name == "CHECKSUM" || f.file_name.ends_with(".sig") {
+            return Err(PublishError::Invalid(format!(
+                "file name {:?} of release {} would collide with a signature file",
+                f.file_name,
+                label()
+            )));
+        }
+        if !files.insert(f.file_name.as_str()) {
+            return Err(PublishError::Invalid(format!(
+                "file {:?} is listed twice in release {}",
+                f.file_name,
+                label()
+            )));
+        }
+        // Stream metadata has one slot per image format.
+        if matches!(f.kind, ArtifactKind::Image(_)) && !kinds.insert(f.kind) {
+            return Err(PublishError::Invalid(format!(
+                "release {} has two {} images",
+                label(),
+                f.kind.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl<'a> Plan<'a> {
     fn new(input: &'a SiteInput) -> Result<Self, PublishError> {
         let mut names = BTreeSet::new();
@@ -452,48 +505,7 @@ impl<'a> Plan<'a> {
                     .filter(|(index, part)| *index == 0 || !known_parts.contains(part.key.as_str()))
                     .flat_map(|(_, part)| part.releases.iter().copied());
                 for r in unknown {
-                    // Made only for an error: a long-lived stream has thousands of releases to check.
-                    let label = || format!("{} {}", stream.name, r.release.version);
-                    if r.release.stream != stream.name {
-                        return Err(PublishError::Invalid(format!(
-                            "release {} says it belongs to stream {:?}",
-                            label(),
-                            r.release.stream
-                        )));
-                    }
-                    if !versions.insert(&r.release.version) {
-                        return Err(PublishError::Invalid(format!(
-                            "release {} is listed twice",
-                            label()
-                        )));
-                    }
-                    let mut files = BTreeSet::new();
-                    let mut kinds = BTreeSet::new();
-                    for f in &r.files {
-                        check_name("file name", &f.file_name, "._+~-")?;
-                        if f.file_name == "CHECKSUM" || f.file_name.ends_with(".sig") {
-                            return Err(PublishError::Invalid(format!(
-                                "file name {:?} of release {} would collide with a signature file",
-                                f.file_name,
-                                label()
-                            )));
-                        }
-                        if !files.insert(f.file_name.as_str()) {
-                            return Err(PublishError::Invalid(format!(
-                                "file {:?} is listed twice in release {}",
-                                f.file_name,
-                                label()
-                            )));
-                        }
-                        // Stream metadata has one slot per image format.
-                        if matches!(f.kind, ArtifactKind::Image(_)) && !kinds.insert(f.kind) {
-                            return Err(PublishError::Invalid(format!(
-                                "release {} has two {} images",
-                                label(),
-                                f.kind.name()
-                            )));
-                        }
-                    }
+                    check_release(&stream.name, r, &mut versions)?;
                 }
             }
             // The stream points at its newest release that is not revoked: after a revocation that is the
