@@ -1305,7 +1305,8 @@ async fn build(
             (name.clone(), index_set_id(name, parts, &fingerprints))
         })
         .collect();
-    let missing_sets: BTreeSet<String> = {
+    // The sets no generation made yet, by stream: where each goes.
+    let missing_sets: BTreeMap<String, PathBuf> = {
         let wanted: Vec<(String, PathBuf)> = sets
             .iter()
             .map(|(name, id)| (name.clone(), layout.index_set(name, id)))
@@ -1314,7 +1315,6 @@ async fn build(
             Ok(wanted
                 .into_iter()
                 .filter(|(_, dir)| !dir.is_dir())
-                .map(|(name, _)| name)
                 .collect())
         })
         .await?
@@ -1330,12 +1330,7 @@ async fn build(
             releases: &sp.releases,
         });
         let current = prepared.current_dir();
-        if missing_sets.contains(name) {
-            let id = &sets
-                .iter()
-                .find(|(stream, _)| stream == name)
-                .expect("every stream with a missing set has one")
-                .1;
+        if let Some(set_dir) = missing_sets.get(name) {
             let kept_years = carried_parts.get(name);
             let mut files = Vec::new();
             for part in parts.iter().skip(1) {
@@ -1357,7 +1352,7 @@ async fn build(
                 };
                 files.push((format!("{}.json", part.span), file));
             }
-            new_sets.push((layout.index_set(name, id), files));
+            new_sets.push((set_dir.clone(), files));
         }
         if let (true, Some(current)) = (carried.contains(name), current) {
             for rel in [
@@ -1568,7 +1563,11 @@ fn make_index_set(
         .sync(&building)
         .map_err(io_err("sync", &building))?;
     fs::rename(&building, dir).map_err(io_err("rename", &building))?;
-    durability.sync(parent).map_err(io_err("sync", parent))?;
+    // The set's name, and those of `.index/<stream>` and `.index` should this publish have made them,
+    // must be durable before a generation links to the set.
+    for dir in parent.ancestors().take(3) {
+        durability.sync(dir).map_err(io_err("sync", dir))?;
+    }
     Ok(written)
 }
 
