@@ -820,8 +820,9 @@ impl Layout {
 
     /// After the switch: withdraws from the pool the releases the new metadata no longer names (revoked ones
     /// to `.withdrawn/`, the rest deleted), deletes withdrawn releases that are no longer listed at all, the
-    /// staging area and generations older than the one just replaced. Failing here leaves disk used or an
-    /// unnamed directory reachable, never a broken site, so it only warns; the next publish tidies again.
+    /// staging area, generations older than the one just replaced and the index sets only those showed.
+    /// Failing here leaves disk used or an unnamed directory reachable, never a broken site, so it only
+    /// warns; the next publish tidies again.
     fn tidy(&self, prepared: &Prepared, keep: &Keep, sets: &BTreeMap<String, String>) {
         let warn = |what: &str, path: &Path, e: io::Error| {
             tracing::warn!(path = %path.display(), error = %e, "could not {what}");
@@ -1419,12 +1420,11 @@ async fn build(
     let set_links: Vec<(PathBuf, PathBuf)> = sets
         .iter()
         .map(|(name, id)| {
+            // One level deeper than a stream's link: `releases/` is inside the generation.
             (
                 root.join("releases").join(name),
                 Path::new("..")
-                    .join("..")
-                    .join("..")
-                    .join(&layout.pool_name)
+                    .join(&link_base)
                     .join(INDEX)
                     .join(name)
                     .join(id),
