@@ -202,43 +202,35 @@ fn simulation_dir() -> Option<PathBuf> {
         .then(|| shm.join(format!("slipway-bench-simulate-{}", std::process::id())))
 }
 
-/// Where a simulation's time went, measured on 2026-12-05 with `perf` on runs of the twenty streams over
-/// their first two years and over their ninth. Kept in the section so that what the next optimization must
-/// address stays next to the figures.
+/// Where a simulation's time went, measured on 2026-12-05 with `perf` over the ninth year of the twenty
+/// streams and with callgrind's instruction counts over their first sixty days. Kept in the section so that
+/// what the next optimization must address stays next to the figures.
 const WHERE_THE_TIME_GOES: &str = "
-The goal is not met: ten years of the twenty streams run at about a fifth of it. The machine's speed \
-moves by a tenth or more from hour to hour, so this round was measured against the previous round's \
-build in the same hour, twice in alternating order: ten years of the twenty streams took 89.2 s and \
-95.2 s of CPU time (user and system) with the previous build and 74.6 s and 76.1 s with this one, \
-0.82 of it, with the same history (52511 composes, 23178 releases, every invariant held). This \
-round: the current releases index holds the newest month rather than the newest year, and the \
-newest year's part holds the months before it under a key that names the month it stops before, so \
-that a new month gives it a new fingerprint and the engine can pass back the fingerprint of every \
-part that holds none of the releases it touched (a publish after a release now serializes, hashes, \
-reads back and checks a month of a stream, not a year); a stream's earlier parts are a set in the \
-pool named by their fingerprints, reached from each generation through one link, so a generation's \
-links and the deletion of an old one no longer grow with the years of history; the download page \
-lists a stream's twenty newest revoked releases (and points to the releases index for the others), \
-and the feed passes over a release with a hundred newer ones in its own stream instead of sorting \
-the whole history; the index parts are split by binary search, and a stream's releases sorted only \
-when out of order; a release tick's window of candidate composes is read from covering indexes \
-(schema version 12), without a page of the compose table and one of the decisions table per \
-candidate; and test runs have time-ordered ids, so the indexes by run take each new run at their \
-end. Where the time goes now (`perf` with frame pointers, over the ninth year): publishing about \
-37%, of which the download page and the feed 4 to 5 points, signing new releases 3, tidying the \
-pool and deleting the old generation 3, the input checks 2.5 and the rest spread over the documents \
-and file system calls of a generation; the engine's reactions (decisions, the release policy, \
-incidents, announcements) about 14%; recording test results about 11% (eleven rows with four \
-indexes and an event each); release ticks about 9%; the rest store calls spread thin. Tried and not \
-kept: SQLite pages of 1, 2 and 8 KiB for the scratch database (none faster than 4 KiB); releases \
-index entries kept between publishes and reused for unchanged releases; the previous index read \
-back with borrowed strings; one listing of a stream's pool instead of a `stat` per served release \
-(a listing grows with the whole history); memory-mapped pages for the in-memory scratch database \
-(SQLite's in-memory file cannot grow while pages are mapped); and page caches of 1, 16 and 256 MiB. \
-Five times faster needs another shape: a compose's events, reactions and jobs handled in a few \
-store calls rather than about sixty-five (each a transaction, most of a microsecond's work wrapped \
-in ten of bookkeeping), and the download page and feed made from what changed rather than from \
-every stream's history on every publish.
+The goal is not met, and the instruction counts say it cannot be met while the simulation does all the \
+work the real engine does. Under callgrind, the first sixty days of the twenty streams (865 composes) \
+take 5.6 billion instructions: about 6.5 million a compose, 1.7 ms of CPU here, while the history is \
+still short. The goal leaves 0.23 ms a compose for everything (52511 composes in 12 s). Recording one \
+compose's test run alone takes about 0.95 million instructions: eleven result rows, each with the four \
+indexes the results API reads and an event on the bus. The other store calls, about 75 a compose, cost \
+0.01 to 0.3 million instructions each; the bookkeeping of their transactions is about an eighth of the \
+total, so doing them in fewer transactions would save at most that. This round's change: timestamps are \
+written and read in their fixed stored shape digit by digit, and normalized by arithmetic, instead of \
+through the general formatter and parser, which took 3% of the instructions. The total fell by 2.3%, \
+which is below the machine's noise in wall time: ten years took 93.6 s and 102.1 s of CPU time (user \
+and system) with the previous build and 92.2 s and 105.0 s with this one, run alternately, with the same \
+history. This machine is slower than the previous round's (the one-stream baseline took 14% and 19% longer \
+a stream-day in two runs of this round), so the table is not comparable with the previous round's 64.4 s. Where the time goes \
+(`perf` with frame pointers, over the ninth year): publishing about 35%, of which the download page and \
+the feed 4 to 5 points, signing new releases 3, tidying the pool and deleting the old generation 3, and \
+the input checks 2.5; the engine's reactions (decisions, the release policy, incidents, announcements) \
+about 14%; recording test results about 11%; release ticks about 9%; the rest store calls spread thin. \
+Tried and not kept: a 256 MiB page cache for the scratch database (slower: 57.5 s against 50.2 s of CPU \
+time for 2000 days), and caches of 0.5 and 8 MiB and memory-mapped pages (no difference); rendering the \
+page and the feed on a second thread while the stream documents are made (no difference above the noise); \
+claiming a job with two index probes instead of one ordered merge (3 µs a claim, well under 1%); and, in \
+earlier rounds, SQLite pages of 1, 2 and 8 KiB, releases index entries kept between publishes, the \
+previous index read with borrowed strings, and one listing of a stream's pool instead of a `stat` per \
+served release.
 ";
 
 /// Where the project's blob store keeps a blob of `content`.
