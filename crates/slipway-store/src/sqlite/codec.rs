@@ -24,12 +24,12 @@ const TIMESTAMP_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
 /// are left to it.
 pub(super) fn ts(at: Timestamp) -> String {
     let civil = TimeZone::UTC.to_datetime(at);
-    let Ok(year) = u32::try_from(civil.year()) else {
+    let four_digits = u32::try_from(civil.year())
+        .ok()
+        .filter(|year| *year <= 9999);
+    let Some(year) = four_digits else {
         return at.strftime(TIMESTAMP_FORMAT).to_string();
     };
-    if year > 9999 {
-        return at.strftime(TIMESTAMP_FORMAT).to_string();
-    }
     let mut text = String::with_capacity(TIMESTAMP_LEN);
     push_digits(&mut text, year, 4);
     text.push('-');
@@ -285,6 +285,7 @@ mod tests {
 
     #[test]
     fn years_beyond_four_digits_and_other_shapes_go_to_the_general_formatter_and_parser() {
+        // The earliest instant is in the year -9999; the latest, in 9999, is the fixed shape's last.
         for far in [Timestamp::MIN, Timestamp::MAX] {
             assert_eq!(ts(far), far.strftime(TIMESTAMP_FORMAT).to_string());
         }
