@@ -539,7 +539,6 @@ fn first_compose(
     }
 }
 
-/// The state and stream of a compose; `NotFound` if there is no such compose.
 /// A test run and its results with their times normalized and every result tied to the run.
 fn normalize_run(
     run: &TestRun,
@@ -691,6 +690,7 @@ fn complete_test_run(
     )
 }
 
+/// The state and stream of a compose; `NotFound` if there is no such compose.
 fn compose_state(conn: &Connection, op: &str, id: &str) -> StoreResult<(String, String)> {
     query_one(
         conn,
