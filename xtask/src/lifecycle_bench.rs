@@ -208,29 +208,31 @@ fn simulation_dir() -> Option<PathBuf> {
 const WHERE_THE_TIME_GOES: &str = "
 The goal is not met, and the instruction counts say it cannot be met while the simulation does all the \
 work the real engine does. Under callgrind, the first sixty days of the twenty streams (865 composes) \
-take 5.6 billion instructions: about 6.5 million a compose, 1.7 ms of CPU here, while the history is \
-still short. The goal leaves 0.23 ms a compose for everything (52511 composes in 12 s). Recording one \
+take 5.4 billion instructions: about 6.2 million a compose, 0.9 ms of CPU here, while the history is \
+still short. The goal leaves 0.23 ms a compose for everything (52511 composes in 12 s), four to five \
+times less. This round's machine is faster than the previous round's, which took 93.7 s for the ten \
+years with 4.6% more instructions: compare ratios, not seconds, across rounds. Recording one \
 compose's test run alone takes about 0.95 million instructions: eleven result rows, each with the four \
 indexes the results API reads and an event on the bus. The other store calls, about 75 a compose, cost \
 0.01 to 0.3 million instructions each; the bookkeeping of their transactions is about an eighth of the \
-total, so doing them in fewer transactions would save at most that. This round's change: timestamps are \
-written and read in their fixed stored shape digit by digit, and normalized by arithmetic, instead of \
-through the general formatter and parser, which took 3% of the instructions. The total fell by 2.3%, \
-which is below the machine's noise in wall time: ten years took 93.6 s and 102.1 s of CPU time (user \
-and system) with the previous build and 92.2 s and 105.0 s with this one, run alternately, with the same \
-history. This machine is slower than the previous round's (the one-stream baseline took 14% and 19% longer \
-a stream-day in two runs of this round), so the table is not comparable with the previous round's 64.4 s. Where the time goes \
-(`perf` with frame pointers, over the ninth year): publishing about 35%, of which the download page and \
-the feed 4 to 5 points, signing new releases 3, tidying the pool and deleting the old generation 3, and \
-the input checks 2.5; the engine's reactions (decisions, the release policy, incidents, announcements) \
-about 14%; recording test results about 11%; release ticks about 9%; the rest store calls spread thin. \
-Tried and not kept: a 256 MiB page cache for the scratch database (slower: 57.5 s against 50.2 s of CPU \
-time for 2000 days), and caches of 0.5 and 8 MiB and memory-mapped pages (no difference); rendering the \
-page and the feed on a second thread while the stream documents are made (no difference above the noise); \
-claiming a job with two index probes instead of one ordered merge (3 µs a claim, well under 1%); and, in \
-earlier rounds, SQLite pages of 1, 2 and 8 KiB, releases index entries kept between publishes, the \
-previous index read with borrowed strings, and one listing of a stream's pool instead of a `stat` per \
-served release.
+total, so doing them in fewer transactions would save at most that. The profile is flat: over the first \
+two years (`perf` with frame pointers), publishing takes 25%, the engine's reactions (decisions, the \
+release policy, incidents, announcements) 17.5%, recording test results 11.5%, release ticks 7.5%, and \
+no single store call more than 6%. Over the ninth year, publishing grows to about 35%, of which the \
+download page and the feed 4 to 5 points, signing new releases 3, tidying the pool and deleting the old \
+generation 3, and the input checks 2.5. This round's change: SQLite is built without the page cache \
+shared by all connections and without memory statistics, each of which took a process-wide lock for \
+every page or allocation. That is 4.6% fewer instructions for the sixty days (5.63 against 5.37 billion, \
+the same report), which the wall time does not show above this machine's noise: a thousand days took \
+15.3 s on average with each build, five runs each, run alternately. The previous round wrote and read \
+timestamps in their fixed stored shape instead of through the general formatter and parser (2.3% fewer \
+instructions, also below the noise). Tried and not kept: a 256 MiB page cache for the scratch database \
+(slower: 57.5 s against 50.2 s of CPU time for 2000 days), and caches of 0.5 and 8 MiB and memory-mapped \
+pages (no difference); rendering the page and the feed on a second thread while the stream documents are \
+made (no difference above the noise); claiming a job with two index probes instead of one ordered merge \
+(3 µs a claim, well under 1%); and, in earlier rounds, SQLite pages of 1, 2 and 8 KiB, releases index \
+entries kept between publishes, the previous index read with borrowed strings, and one listing of a \
+stream's pool instead of a `stat` per served release.
 ";
 
 /// Where the project's blob store keeps a blob of `content`.

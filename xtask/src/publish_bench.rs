@@ -37,8 +37,9 @@ releases only: the stream JSON, releases index, page and feed (unchanged keys ar
 release and one link per stream. A stream whose input did not change has its documents and link linked \
 from the current generation, so a republish with nothing new writes the page and feed alone. What was \
 then left growing with the history, a changed stream's releases index (about 600 bytes per release, read \
-back to check the carried-over releases and written anew), is now split by the year of the release \
-version: a publish reads, writes and checks the newest year's part and the parts whose releases changed.
+back to check the carried-over releases and written anew), is now split by the release version: a publish \
+reads, writes and checks the current index, which holds the newest month, and the year parts whose releases \
+changed; the year parts are a set in the pool shared by the generations that show them, one link per stream.
 ";
 /// How many times each fast figure is measured; the median is reported.
 const ROUNDS: usize = 5;
