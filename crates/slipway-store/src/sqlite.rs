@@ -229,10 +229,13 @@ impl SqliteStore {
     }
 
     /// Writes a consistent copy of the database to `path`, a new file that a normal [`SqliteStore::open`]
-    /// reads: how a scratch database is kept for inspection. Refuses a path that already exists.
+    /// reads: how a scratch database is kept for inspection. Refuses a path that already exists, and
+    /// removes a copy it could not finish.
     ///
-    /// The copy is made page by page with SQLite's backup interface rather than by `VACUUM INTO`, which
-    /// inserts every row again: a simulation's gigabyte is copied in a fraction of the time.
+    /// The copy is the database's image as SQLite serializes it, written in one go. For a scratch
+    /// database that image is the in-memory file itself, so nothing is copied twice: SQLite's page-by-page
+    /// backup took four times as long for a ten-year simulation's 1.2 GB (2.0 s against 0.5 s), and
+    /// `VACUUM INTO`, which inserts every row again, longer still.
     pub async fn save_to(&self, path: &Path) -> StoreResult<()> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
@@ -242,21 +245,28 @@ impl SqliteStore {
         let target = path.to_path_buf();
         self.with_conn("saving a copy of the database", move |conn| {
             let op = format!("saving a copy of the database to {}", target.display());
-            if target.exists() {
-                return Err(StoreError::Database(format!(
-                    "{op}: the file already exists"
-                )));
+            // Nothing else uses the connection meanwhile, so no transaction is open and the image is
+            // the last commit.
+            let image = conn.serialize(rusqlite::DatabaseName::Main).db(&op)?;
+            let io = |e: std::io::Error| StoreError::Database(format!("{op}: {e}"));
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&target)
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => {
+                        StoreError::Database(format!("{op}: the file already exists"))
+                    }
+                    _ => io(e),
+                })?;
+            let written =
+                std::io::Write::write_all(&mut file, &image).and_then(|()| file.sync_all());
+            if let Err(err) = written {
+                drop(file);
+                let _ = std::fs::remove_file(&target);
+                return Err(io(err));
             }
-            // A copy is written through the default file system layer, whatever its source's is.
-            let mut copy = Connection::open(&target).db(&op)?;
-            let backup = rusqlite::backup::Backup::new(conn, &mut copy).db(&op)?;
-            // All pages in one step: nothing else writes to this connection meanwhile.
-            match backup.step(-1).db(&op)? {
-                rusqlite::backup::StepResult::Done => Ok(()),
-                other => Err(StoreError::Database(format!(
-                    "{op}: the copy stopped before its end ({other:?})"
-                ))),
-            }
+            Ok(())
         })
         .await
     }

@@ -2112,6 +2112,23 @@ async fn a_scratch_store_holds_what_it_is_given_and_its_copy_opens_as_a_normal_s
 }
 
 #[tokio::test]
+async fn a_file_stores_copy_holds_its_last_commit_and_opens_as_a_normal_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = dir.path().join("copy/slipway.db");
+    let at = t("2026-11-21T10:00:00Z");
+    let s = SqliteStore::open(&dir.path().join("slipway.db")).expect("open");
+    let c = complete(&s, "cloud", at).await;
+    s.create_release("s", &c, at).await.expect("release");
+    s.save_to(&copy).await.expect("save");
+    let saved = SqliteStore::open(&copy).expect("reopen");
+    assert_eq!(saved.releases("s").await.expect("releases").len(), 1);
+    assert_eq!(
+        saved.last_event_seq().await.expect("seq"),
+        s.last_event_seq().await.expect("seq")
+    );
+}
+
+#[tokio::test]
 async fn released_artifacts_are_those_of_the_streams_released_composes_in_order() {
     let s = SqliteStore::open_in_memory().expect("store");
     let at = t("2026-11-21T10:00:00Z");
