@@ -233,9 +233,9 @@ impl SqliteStore {
     /// removes a copy it could not finish.
     ///
     /// The copy is the database's image as SQLite serializes it, written in one go. For a scratch
-    /// database that image is the in-memory file itself, so nothing is copied twice: SQLite's page-by-page
-    /// backup made the end of a ten-year simulation (1.2 GB) take four times as long (2.0 s against 0.5 s), and
-    /// `VACUUM INTO`, which inserts every row again, longer still.
+    /// database that image is the in-memory file itself, so nothing is copied twice. SQLite's page-by-page
+    /// backup made the end of a ten-year simulation (1.2 GB) take four times as long (2.0 s against
+    /// 0.5 s), and `VACUUM INTO`, which inserts every row again, longer still.
     pub async fn save_to(&self, path: &Path) -> StoreResult<()> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
